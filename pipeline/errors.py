@@ -1,0 +1,22 @@
+"""Errors a user can cause. The CLI turns each into one line on stderr and a non-zero exit.
+
+Anything that is *not* a ``SonolensError`` is a bug in sonolens and keeps its traceback.
+"""
+
+
+class SonolensError(Exception):
+    """A user-facing error: bad input, missing file, unusable model. ``str(err)`` is the one line shown."""
+
+    exit_code = 2
+
+
+class SourceError(SonolensError):
+    """A source cannot be opened, decoded, or disappeared mid-stream."""
+
+
+class ModelError(SonolensError):
+    """A model file is missing, corrupt, or does not match the runtime's contract."""
+
+
+class ConfigError(SonolensError):
+    """An option or configuration value is invalid."""

@@ -1,0 +1,74 @@
+"""The ``sonolens`` command: a table of subcommands, each imported only when used.
+
+Each subcommand lives in the module that owns it and exposes ``cli_main(argv: list[str]) -> int`` with its
+own argparse parser, so ``sonolens run`` never imports torch or Qt and starts fast. Errors a user can cause
+(``SonolensError``) become one line on stderr and a non-zero exit; anything else is a bug and keeps its
+traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from . import RESEARCH_NOTICE, __version__
+
+# name -> (module:function, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("sonolens.pipeline.run_cli:cli_main", "headless pipeline: source -> queue -> inference -> report/recording"),
+    "view": ("sonolens.app.main:cli_main", "the live PyQt6 overlay viewer (needs the 'app' extra)"),
+    "bench": ("sonolens.training.bench:cli_main", "benchmark suite, writes BENCHMARKS.md and JSON"),
+    "simulate": ("sonolens.pipeline.phantom:cli_main", "render a B-mode phantom clip to mp4"),
+    "export": ("sonolens.models.export:cli_main", "export a checkpoint (or a random student) to ONNX + INT8"),
+    "audit-data": ("sonolens.training.audit:cli_main", "find near-duplicates, label conflicts, unreadable files"),
+    "make-split": ("sonolens.training.splits:cli_main", "write the leak-free (or paper-style) split CSV"),
+    "train": ("sonolens.training.train:cli_main", "train teacher | distill | baseline from a config file"),
+    "eval": ("sonolens.training.evaluate:cli_main", "evaluate an ONNX model or checkpoint on a dataset"),
+    "cam-compare": ("sonolens.training.cam_compare:cli_main", "Grad-CAM of two models side by side, with numbers"),
+    "study": ("sonolens.app.study_export:cli_main", "study-log tools: 'study export LOG'"),
+}
+
+
+def _usage() -> str:
+    lines = [f"sonolens {__version__} — real-time ultrasound AI overlay. {RESEARCH_NOTICE}", "",
+             "usage: sonolens COMMAND [options]   (sonolens COMMAND --help for details)", "", "commands:"]
+    lines += [f"  {name:<12} {help_}" for name, (_, help_) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0
+    if argv[0] == "--version":
+        print(__version__)
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"sonolens: error: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    target = COMMANDS[name][0]
+    module_name, func_name = target.split(":")
+    from sonolens.pipeline.errors import SonolensError
+
+    try:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            missing = getattr(exc, "name", None) or str(exc)
+            extra = "app" if name in ("view", "study") else "train"
+            print(f"sonolens: error: '{name}' needs a package that is not installed ({missing}); "
+                  f"install it with: pip install 'sonolens[{extra}]'", file=sys.stderr)
+            return 2
+        return int(getattr(module, func_name)(rest) or 0)
+    except SonolensError as exc:
+        print(f"sonolens: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("sonolens: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
