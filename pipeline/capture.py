@@ -1,0 +1,147 @@
+"""The capture thread: reads a source, numbers and timestamps frames, paces them, feeds the queue.
+
+Pacing lives here, not in the sources, so every source behaves alike: ``realtime`` plays a file at its own
+timestamps (a recorded scan behaves like a live probe), ``realtime=False`` reads as fast as the queue accepts.
+Live sources (cameras, phantoms) are never paced: they deliver in real time by themselves.
+
+The thread also implements pause / step / speed for the viewer; a paused capture thread holds no frame, so a
+frozen picture keeps the result it was shown with.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from .errors import SonolensError, SourceError
+from .frame_queue import FrameQueue
+from .messages import Frame
+from .sources.base import Source
+
+log = logging.getLogger(__name__)
+
+
+class CaptureThread(threading.Thread):
+    def __init__(
+        self,
+        source: Source,
+        queue: FrameQueue,
+        *,
+        realtime: bool = True,
+        loop: bool = False,
+        start_s: float = 0.0,
+        max_frames: int | None = None,
+        speed: float = 1.0,
+    ) -> None:
+        super().__init__(name="sonolens-capture", daemon=True)
+        self.source = source
+        self.queue = queue
+        self.realtime = realtime
+        self.loop = loop
+        self.start_s = start_s
+        self.max_frames = max_frames
+        self._speed = speed
+        self.frames_in = 0
+        self.error: SonolensError | None = None
+        self.t_first_ns: int | None = None
+        self.t_last_ns: int | None = None
+        self._stop_evt = threading.Event()
+        self._run_evt = threading.Event()
+        self._run_evt.set()
+        self._step_pending = threading.Semaphore(0)
+        self._lock = threading.Lock()
+        self._rebase = True
+        self.finished = threading.Event()
+
+    # -- controls (thread-safe) -------------------------------------------------------------------------------
+    def stop(self) -> None:
+        self._stop_evt.set()
+        self._run_evt.set()
+
+    def pause(self) -> None:
+        self._run_evt.clear()
+
+    def resume(self) -> None:
+        with self._lock:
+            self._rebase = True
+        self._run_evt.set()
+
+    def step(self) -> None:
+        """While paused, let exactly one more frame through."""
+        self._step_pending.release()
+
+    @property
+    def paused(self) -> bool:
+        return not self._run_evt.is_set()
+
+    @property
+    def speed(self) -> float:
+        return self._speed
+
+    @speed.setter
+    def speed(self, value: float) -> None:
+        with self._lock:
+            self._speed = max(0.05, float(value))
+            self._rebase = True
+
+    # -- thread body ------------------------------------------------------------------------------------------
+    def _wait_turn(self) -> bool:
+        """Block while paused (unless a step was requested). Returns False when stopping."""
+        while not self._run_evt.is_set():
+            if self._stop_evt.is_set():
+                return False
+            if self._step_pending.acquire(timeout=0.05):
+                with self._lock:
+                    self._rebase = True
+                return True
+        return not self._stop_evt.is_set()
+
+    def run(self) -> None:
+        info = self.source.info
+        paced = self.realtime and not info.live
+        fallback_dt = 1.0 / info.fps if info.fps else 1.0 / 30.0
+        try:
+            while not self._stop_evt.is_set():
+                produced = 0
+                t0_ns = pts0 = None
+                last_pts = None
+                for raw in self.source.frames(self.start_s):
+                    if not self._wait_turn():
+                        break
+                    pts = raw.pts_s
+                    if pts is None:
+                        pts = (last_pts + fallback_dt) if last_pts is not None else 0.0
+                    last_pts = pts
+                    if paced:
+                        with self._lock:
+                            if self._rebase or t0_ns is None:
+                                t0_ns, pts0, self._rebase = time.perf_counter_ns(), pts, False
+                            speed = self._speed
+                        due_ns = t0_ns + int((pts - pts0) / speed * 1e9)
+                        delay = (due_ns - time.perf_counter_ns()) / 1e9
+                        if delay > 0 and self._stop_evt.wait(delay):
+                            break
+                    t = time.perf_counter_ns()
+                    frame = Frame(index=self.frames_in, pixels=raw.pixels, pts_s=raw.pts_s, t_captured_ns=t)
+                    if self.t_first_ns is None:
+                        self.t_first_ns = t
+                    self.t_last_ns = t
+                    self.frames_in += 1
+                    produced += 1
+                    if not self.queue.put(frame):
+                        return
+                    if self.max_frames is not None and self.frames_in >= self.max_frames:
+                        return
+                if not self.loop or self._stop_evt.is_set():
+                    return
+                if produced == 0:
+                    raise SourceError(f"{info.name}: no frames to loop over")
+        except SonolensError as exc:
+            self.error = exc
+        except Exception as exc:  # a decoder or driver failure we did not anticipate: report, don't hang
+            log.exception("capture failed")
+            self.error = SourceError(f"{info.name}: capture failed: {exc}")
+        finally:
+            self.queue.close()
+            self.finished.set()

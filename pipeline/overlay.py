@@ -1,0 +1,80 @@
+"""Drawing the overlay onto frames (numpy + OpenCV): heatmap blend, probability bars, label, HUD, notice.
+
+Used by the recorder (burned-in video) and by the viewer's worker-side sink, so colormapping and blending of
+full frames never happen on the GUI thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from sonolens import RESEARCH_NOTICE
+
+from .messages import Result
+
+COLORMAPS = {"jet": cv2.COLORMAP_JET, "inferno": cv2.COLORMAP_INFERNO, "turbo": cv2.COLORMAP_TURBO,
+             "viridis": cv2.COLORMAP_VIRIDIS, "hot": cv2.COLORMAP_HOT}
+
+
+@dataclass
+class OverlayStyle:
+    heatmap: bool = True
+    alpha: float = 0.4
+    colormap: str = "jet"
+    show_roi: bool = True
+    show_bars: bool = True
+    show_hud: bool = True
+
+
+def blend_heatmap(frame: np.ndarray, cam01: np.ndarray, roi: tuple[int, int, int, int], alpha: float = 0.4,
+                  colormap: str = "jet") -> np.ndarray:
+    """Return an RGB copy of ``frame`` with the CAM (values in [0, 1]) blended into the ROI."""
+    out = frame.copy() if frame.ndim == 3 else cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
+    x, y, w, h = roi
+    heat = cv2.resize(cam01.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    heat = cv2.applyColorMap(np.clip(heat * 255.0, 0, 255).astype(np.uint8), COLORMAPS.get(colormap, cv2.COLORMAP_JET))
+    heat = cv2.cvtColor(heat, cv2.COLOR_BGR2RGB)
+    region = out[y : y + h, x : x + w]
+    cv2.addWeighted(heat, float(alpha), region, 1.0 - float(alpha), 0.0, dst=region)
+    return out
+
+
+def _text(img: np.ndarray, text: str, org: tuple[int, int], scale: float, color=(255, 255, 255)) -> None:
+    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, color, 1, cv2.LINE_AA)
+
+
+def draw_overlay(result: Result, style: OverlayStyle | None = None, hud: dict | None = None) -> np.ndarray:
+    """Everything burned into one RGB frame: heatmap, ROI box, probability bars, top label, HUD, notice."""
+    style = style or OverlayStyle()
+    frame = result.frame
+    if style.heatmap and result.cam is not None:
+        img = blend_heatmap(frame, result.cam, result.roi, style.alpha, style.colormap)
+    else:
+        img = frame.copy() if frame.ndim == 3 else cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
+    h, w = img.shape[:2]
+    s = max(0.4, min(w, h) / 900.0)
+    if style.show_roi:
+        x, y, rw, rh = result.roi
+        cv2.rectangle(img, (x, y), (x + rw - 1, y + rh - 1), (0, 200, 255), 1)
+    line = int(26 * s * 1.6)
+    if style.show_bars and result.probs.size:
+        bar_w = int(160 * s * 1.6)
+        for i, (name, p) in enumerate(zip(result.class_names, result.probs)):
+            y0 = 10 + i * line
+            top = i == result.top_class
+            cv2.rectangle(img, (10, y0), (10 + bar_w, y0 + line - 6), (40, 40, 40), -1)
+            cv2.rectangle(img, (10, y0), (10 + int(bar_w * float(p)), y0 + line - 6),
+                          (255, 80, 80) if top else (120, 160, 255), -1)
+            _text(img, f"{name} {100 * float(p):5.1f}%", (14 + bar_w, y0 + line - 10), 0.5 * s * 1.6)
+        y_label = 10 + len(result.class_names) * line + line
+        _text(img, f"{result.label} ({100 * float(result.probs[result.top_class]):.0f}%)", (10, y_label), 0.7 * s * 1.6,
+              (255, 230, 120))
+    if style.show_hud and hud:
+        parts = [f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}" for k, v in hud.items()]
+        _text(img, "  ".join(parts), (10, h - 12 - line), 0.45 * s * 1.6, (180, 255, 180))
+    _text(img, RESEARCH_NOTICE, (10, h - 10), 0.45 * s * 1.6, (255, 200, 200))
+    return img

@@ -1,0 +1,113 @@
+"""``sonolens run``: the headless pipeline, with a JSON report, a per-frame CSV and an optional recording."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import ConfigError
+from .stream import PipelineConfig, build, load_config, run_to_end
+
+DEFAULT_SAMPLE = "assets/sample_videos/sweep.mp4"
+
+
+def default_sample() -> str | None:
+    """The bundled sample clip: next to the installed package (editable install) or in the working directory."""
+    here = Path(__file__).resolve().parents[1] / DEFAULT_SAMPLE
+    for p in (here, Path.cwd() / DEFAULT_SAMPLE):
+        if p.is_file():
+            return str(p)
+    return None
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="sonolens run",
+        description="Run source -> bounded queue -> ONNX inference with Grad-CAM -> report, headless. "
+                    "Research use only - not for diagnosis.")
+    p.add_argument("source", nargs="?", help="video file, camera:N, /dev/videoN, stream URL, image, folder of "
+                                             "images, or phantom:KIND (default: the bundled sample)")
+    p.add_argument("--model", default=None, help="ONNX model file or bundled name (busi, chest-xray); 'off' for none")
+    pace = p.add_mutually_exclusive_group()
+    pace.add_argument("--realtime", dest="realtime", action="store_true", default=None,
+                      help="pace files by their timestamps (default)")
+    pace.add_argument("--max-rate", dest="realtime", action="store_false", help="read as fast as possible")
+    p.add_argument("--frames", type=int, default=None, help="stop after N captured frames")
+    p.add_argument("--queue", choices=["latest", "block"], default=None,
+                   help="latest: drop (and count) the oldest waiting frame; block: process every frame. "
+                        "Default: latest with --realtime, block with --max-rate or --record")
+    p.add_argument("--loop", action="store_true", default=None, help="restart the file at its end")
+    p.add_argument("--start", type=float, default=None, dest="start_s", help="start offset in seconds")
+    p.add_argument("--speed", type=float, default=None, help="playback speed factor for --realtime")
+    p.add_argument("--roi", default=None, help="x,y,w,h of the ultrasound image (default: detected automatically)")
+    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (0 = default)")
+    p.add_argument("--no-cam", dest="cam", action="store_false", default=None, help="skip the Grad-CAM output")
+    p.add_argument("--ema", type=float, default=None, help="probability smoothing factor in [0, 1)")
+    p.add_argument("--record", default=None, metavar="OUT.mp4", help="write the video with the overlay burned in")
+    p.add_argument("--json", default=None, metavar="REPORT.json", help="write the end-of-run report")
+    p.add_argument("--csv", default=None, metavar="FRAMES.csv", help="write one row per frame with every timestamp")
+    p.add_argument("--config", default=None, help="YAML file of pipeline settings (flags override it)")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    return p
+
+
+def _fmt(report: dict) -> str:
+    lat = report["latency_ms"]
+    lines = [
+        f"{report['source']['name']}: {report['frames_in']} in, {report['frames_processed']} processed, "
+        f"{report['frames_dropped']} dropped ({report['mode']}, queue={report['queue']['policy']}, "
+        f"cam={'on' if report['cam'] else 'off'})",
+        f"fps in {report['fps_in']:.1f}, processed {report['fps_processed']:.1f}; roi {report['roi']}",
+        "latency ms      p50     p95     p99     max",
+    ]
+    for stage, s in lat.items():
+        lines.append(f"  {stage:<18}{s['p50']:7.2f} {s['p95']:7.2f} {s['p99']:7.2f} {s['max']:7.2f}")
+    return "\n".join(lines)
+
+
+def cli_main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    source = args.source or default_sample()
+    if source is None:
+        raise ConfigError("no SOURCE given and the bundled sample (assets/sample_videos/sweep.mp4) was not found")
+    flags = {k: getattr(args, k) for k in ("realtime", "frames", "queue", "loop", "start_s", "speed", "roi",
+                                          "threads", "cam", "ema", "csv")}
+    if args.model is not None:
+        flags["model"] = None if args.model.lower() in ("off", "none") else args.model
+    if args.record and flags["queue"] is None:
+        flags["queue"] = "block"  # a recording keeps every frame
+    if args.config:
+        cfg = load_config(args.config, source=source, **flags)
+    else:
+        cfg = PipelineConfig(source=source, **{k: v for k, v in flags.items() if v is not None})
+    if args.model is not None and flags.get("model") is None:
+        cfg.model = None
+    for out in (args.json, args.csv, args.record):
+        if out and not Path(out).resolve().parent.is_dir():
+            raise ConfigError(f"output folder does not exist: {Path(out).parent}")
+
+    sinks = []
+    recorder = None
+    pipe = build(cfg, sinks)
+    if args.record:
+        from .record import Recorder
+
+        recorder = Recorder(args.record, fps=pipe.info.fps or 30.0,
+                            hud_source=lambda: {"fps": round(pipe.telemetry.live()["fps_processed"], 1)})
+        pipe.worker.sinks.append(recorder)
+        pipe.add_closer(recorder.close)
+    report = run_to_end(pipe)
+    if recorder is not None:
+        report["recording"] = {"path": str(args.record), "frames_written": recorder.frames_written}
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    if not args.quiet:
+        print(_fmt(report))
+    if pipe.error is not None:
+        raise pipe.error
+    if report["frames_processed"] == 0:
+        print("sonolens: warning: no frame was processed", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,219 @@
+"""``build(config)``: wire source → queue → worker → sinks in one place (a HoloHub-style ``compose()``).
+
+The headless CLI, the viewer and the benchmarks all call this, so they measure the same pipeline. Parameters
+live in one ``PipelineConfig`` that can come from a YAML file (``load_config``) with command-line overrides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .capture import CaptureThread
+from .errors import ConfigError, SonolensError
+from .frame_queue import FrameQueue
+from .messages import Result
+from .preprocess import Preprocessor
+from .roi import Roi, parse_roi
+from .sources import open_source
+from .sources.base import Source, SourceInfo
+from .telemetry import Telemetry
+from .worker import InferenceWorker, Sink
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PipelineConfig:
+    source: str
+    model: str | None = "busi"  # path, bundled name (busi, chest-xray), or None for "no model"
+    realtime: bool = True  # pace files at their timestamps; False = as fast as possible
+    loop: bool = False
+    start_s: float = 0.0
+    frames: int | None = None  # stop after this many captured frames
+    queue: str | None = None  # latest | block; None = latest when realtime, block otherwise
+    queue_capacity: int | None = None
+    roi: str | Roi | None = None  # "x,y,w,h" or None for automatic
+    roi_frames: int = 8
+    threads: int = 0  # ONNX Runtime intra-op threads (0 = ORT default)
+    cam: bool = True
+    cam_class: int | None = None
+    ema: float = 0.0  # probability smoothing factor in [0, 1): 0 = off
+    speed: float = 1.0
+    slideshow_fps: float = 1.0  # stills/folders: seconds per image = 1/slideshow_fps
+    csv: str | None = None
+    telemetry_window: int = 120
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def queue_policy(self) -> str:
+        return self.queue or ("latest" if self.realtime else "block")
+
+
+def load_config(path: str | Path, **overrides: Any) -> PipelineConfig:
+    """Read a YAML file of ``PipelineConfig`` fields; ``overrides`` (non-None) win."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    known = {f.name for f in dataclasses.fields(PipelineConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{p}: unknown setting(s) {', '.join(unknown)}")
+    return PipelineConfig(**data)
+
+
+class Pipeline:
+    """A running (or ready) pipeline. Start it, then ``wait()``; ``stop()`` shuts every thread down cleanly."""
+
+    def __init__(self, cfg: PipelineConfig, source: Source, info: SourceInfo, engine, sinks: list[Sink]) -> None:
+        self.cfg = cfg
+        self.source = source
+        self.info = info
+        self.engine = engine
+        self.telemetry = Telemetry(window=cfg.telemetry_window, csv_path=cfg.csv)
+        self.queue = FrameQueue(cfg.queue_policy, cfg.queue_capacity, on_drop=self._on_drop)
+        roi = parse_roi(cfg.roi) if isinstance(cfg.roi, str) else cfg.roi
+        self.preprocessor = Preprocessor(engine.meta if engine else None, roi=roi, roi_frames=cfg.roi_frames)
+        self.capture = CaptureThread(source, self.queue, realtime=cfg.realtime, loop=cfg.loop, start_s=cfg.start_s,
+                                     max_frames=cfg.frames, speed=cfg.speed)
+        self.worker = InferenceWorker(self.queue, engine, self.preprocessor, self.telemetry, sinks, cam=cfg.cam,
+                                      cam_class=cfg.cam_class, ema=cfg.ema)
+        self._closers: list = []
+        self._stopped = False
+        self.t_start: float | None = None
+        self.t_end: float | None = None
+
+    def _on_drop(self, frame) -> None:
+        self.telemetry.record_drop(frame.index, frame.pts_s, frame.t_captured_ns, frame.t_enqueued_ns)
+
+    def add_closer(self, fn) -> None:
+        """Something to close after the threads stop (recorder, log files)."""
+        self._closers.append(fn)
+
+    def start(self) -> "Pipeline":
+        self.t_start = time.perf_counter()
+        self.worker.start()
+        self.capture.start()
+        return self
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the source ends and every frame is processed (or an error). True when finished."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.worker.finished.is_set():
+            if self.capture.error is not None or self.worker.error is not None:
+                break
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return False
+            self.worker.finished.wait(0.05 if remaining is None else min(0.05, remaining))
+        return True
+
+    @property
+    def running(self) -> bool:
+        return self.worker.is_alive() and not self.worker.finished.is_set()
+
+    @property
+    def error(self) -> SonolensError | None:
+        return self.capture.error or self.worker.error
+
+    def stop(self) -> None:
+        """Stop capture and inference, join threads, release the source, close sinks. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self.capture.stop()
+        self.worker.stop()
+        self.queue.close()
+        for t in (self.capture, self.worker):
+            if t.is_alive():
+                t.join(timeout=5.0)
+                if t.is_alive():
+                    log.warning("%s did not stop within 5 s", t.name)
+        self.t_end = time.perf_counter()
+        try:
+            self.source.close()
+        finally:
+            for fn in self._closers:
+                try:
+                    fn()
+                except Exception:  # one failing closer must not keep the others (study logs) from closing
+                    log.exception("closing a sink failed")
+            self.telemetry.close()
+
+    def report(self) -> dict:
+        """The end-of-run report (the JSON of ``sonolens run --json``)."""
+        s = self.telemetry.summary()
+        t0, t1 = self.capture.t_first_ns, self.capture.t_last_ns
+        fps_in = (self.capture.frames_in - 1) / ((t1 - t0) / 1e9) if t0 and t1 and t1 > t0 else 0.0
+        meta = self.engine.meta if self.engine else None
+        return {
+            "source": {"spec": self.cfg.source, "name": self.info.name, "kind": self.info.kind,
+                       "width": self.info.width, "height": self.info.height, "fps": self.info.fps,
+                       "frame_count": self.info.frame_count},
+            "model": None if meta is None else {"arch": meta.arch, "classes": list(meta.class_names),
+                                                "input_size": list(meta.input_size), "trained": meta.trained,
+                                                "version": meta.version},
+            "mode": "realtime" if self.cfg.realtime else "max-rate",
+            "queue": {"policy": self.queue.policy, "capacity": self.queue.capacity, "max_depth": self.queue.max_depth},
+            "cam": self.worker.cam_enabled,
+            "roi": list(self.preprocessor.roi) if self.preprocessor.roi else None,
+            "frames_in": self.capture.frames_in,
+            "frames_processed": s["frames_processed"],
+            "frames_dropped": self.queue.dropped,
+            "frames_unprocessed_at_stop": max(0, self.capture.frames_in - s["frames_processed"] - self.queue.dropped),
+            "fps_in": fps_in,
+            "fps_processed": s["fps_processed"],
+            "wall_s": (self.t_end or time.perf_counter()) - (self.t_start or time.perf_counter()),
+            "latency_ms": s["latency_ms"],
+            "error": str(self.error) if self.error else None,
+        }
+
+
+def open_engine(model: str | None, threads: int = 0):
+    if model is None or str(model).lower() in ("off", "none"):
+        return None
+    from .engines import load_engine
+
+    return load_engine(model, threads=threads)
+
+
+def build(cfg: PipelineConfig, sinks: list[Sink] | tuple[Sink, ...] = (), engine=None) -> Pipeline:
+    """Open the model and the source (errors surface here, before any thread starts) and wire the pipeline."""
+    if engine is None:
+        engine = open_engine(cfg.model, cfg.threads)
+    if cfg.queue_policy not in ("latest", "block"):
+        raise ConfigError(f"--queue must be latest or block, got {cfg.queue_policy!r}")
+    source = open_source(cfg.source, fps=cfg.slideshow_fps)
+    info = source.open()
+    try:
+        return Pipeline(cfg, source, info, engine, list(sinks))
+    except BaseException:
+        source.close()
+        raise
+
+
+def run_to_end(pipe: Pipeline, on_result_timeout: float | None = None) -> dict:
+    """Start, wait for the end (Ctrl-C stops cleanly), stop, and return the report. Raises the pipeline's error
+    *after* everything is closed and the report is complete, so no recorded data is lost."""
+    pipe.start()
+    try:
+        pipe.wait(on_result_timeout)
+    except KeyboardInterrupt:
+        log.info("interrupted: stopping")
+    finally:
+        pipe.stop()
+    return pipe.report()
+
+
+__all__ = ["PipelineConfig", "Pipeline", "build", "load_config", "run_to_end"]

@@ -1,0 +1,61 @@
+"""Test doubles for the pipeline: a scripted source and an engine with a known answer."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from sonolens.pipeline.errors import SourceError
+from sonolens.pipeline.messages import RawFrame
+from sonolens.pipeline.modelfile import ModelMeta
+from sonolens.pipeline.sources.base import Source, SourceInfo
+
+
+class ScriptedSource(Source):
+    """``n`` frames of noise at ``fps``; optionally fails with SourceError after ``fail_after`` frames."""
+
+    def __init__(self, n: int = 20, fps: float = 100.0, size=(64, 48), fail_after: int | None = None,
+                 live: bool = False):
+        self.n, self.fps, self.size, self.fail_after, self.live = n, fps, size, fail_after, live
+        self.closed = False
+        self.opened = 0
+
+    def open(self) -> SourceInfo:
+        self.opened += 1
+        w, h = self.size
+        self.info = SourceInfo("scripted", "video", w, h, self.fps, self.n, self.live)
+        return self.info
+
+    def frames(self, start_s: float = 0.0):
+        rng = np.random.default_rng(0)
+        w, h = self.size
+        for i in range(self.n):
+            if self.fail_after is not None and i >= self.fail_after:
+                raise SourceError("scripted source vanished")
+            if self.live:
+                time.sleep(1.0 / self.fps)
+            yield RawFrame(rng.integers(0, 255, (h, w, 3), dtype=np.uint8), i / self.fps)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeEngine:
+    """Returns logits that depend on the input's mean, so EMA and probabilities are checkable; optional delay."""
+
+    def __init__(self, delay_s: float = 0.0, classes=("normal", "benign", "malignant")):
+        self.meta = ModelMeta(arch="fake", class_names=tuple(classes), input_size=(32, 32),
+                              mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), cam_layer="x", has_cam=True)
+        self.delay_s = delay_s
+        self.calls = 0
+
+    def run(self, x: np.ndarray, want_cam: bool = True):
+        assert x.shape == (1, 3, 32, 32) and x.dtype == np.float32
+        self.calls += 1
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        m = float(x.mean())
+        logits = np.array([m, 0.0, -m], dtype=np.float32)
+        cam = np.stack([np.outer(np.arange(4), np.ones(4)) * (c + 1) for c in range(3)]).astype(np.float32)
+        return logits, (cam if want_cam else None)
