@@ -19,7 +19,7 @@ from .errors import ConfigError
 Roi = tuple[int, int, int, int]
 
 _SCALE = 4  # detect on a 1/4-size image: fast, and text strokes vanish
-_TEXTURE_STD = 6.0  # grey levels of local std-dev that count as "textured"
+_TEXTURE_STD = 3.0  # grey levels of local std-dev that count as "textured" (dark, deep tissue is ~3-6)
 _CHANGE_STD = 2.0  # grey levels of temporal std-dev that count as "changing"
 _MIN_AREA_FRAC = 0.05  # smaller than this is not an ultrasound image: fall back to the full frame
 
@@ -75,4 +75,12 @@ def detect_roi(frames: Sequence[np.ndarray]) -> Roi:
     x, y, w, h, area = (int(v) for v in stats[best])
     if area < _MIN_AREA_FRAC * mask.size:
         return 0, 0, width, height
-    return clamp_roi((x * _SCALE, y * _SCALE, w * _SCALE, h * _SCALE), width, height)
+    # An anechoic band (a vessel, the vitreous of an eye, a cyst) can split one image into several blobs stacked
+    # in depth. Join blobs that share the largest one's columns and are not specks.
+    x0, y0, x1, y1 = x, y, x + w, y + h
+    for i in range(1, n):
+        bx, by, bw, bh, barea = (int(v) for v in stats[i])
+        overlap = min(x + w, bx + bw) - max(x, bx)
+        if i != best and barea >= 0.1 * area and overlap >= 0.5 * min(w, bw):
+            x0, y0, x1, y1 = min(x0, bx), min(y0, by), max(x1, bx + bw), max(y1, by + bh)
+    return clamp_roi((x0 * _SCALE, y0 * _SCALE, (x1 - x0) * _SCALE, (y1 - y0) * _SCALE), width, height)

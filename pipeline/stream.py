@@ -190,13 +190,13 @@ def open_engine(model: str | None, threads: int = 0):
 
 def build(cfg: PipelineConfig, sinks: list[Sink] | tuple[Sink, ...] = (), engine=None) -> Pipeline:
     """Open the model and the source (errors surface here, before any thread starts) and wire the pipeline."""
-    if engine is None:
-        engine = open_engine(cfg.model, cfg.threads)
     if cfg.queue_policy not in ("latest", "block"):
         raise ConfigError(f"--queue must be latest or block, got {cfg.queue_policy!r}")
     source = open_source(cfg.source, fps=cfg.slideshow_fps)
     info = source.open()
     try:
+        if engine is None:
+            engine = open_engine(cfg.model, cfg.threads)
         return Pipeline(cfg, source, info, engine, list(sinks))
     except BaseException:
         source.close()

@@ -36,6 +36,36 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
+def _tune_process() -> None:
+    """Process-wide settings that only a command-line entry point may make.
+
+    * glibc's malloc returns large freed blocks to the OS at once, so every multi-MB decoded frame is page-faulted in
+      anew (~330 faults a frame measured on a 960x720 clip); keeping them mapped roughly doubles decode throughput.
+    * FFmpeg (PyAV's and OpenCV's) prints its own diagnostics to stderr; sonolens reports decoding problems itself,
+      in one line.
+    """
+    import os
+
+    # OpenCV (the fallback decoder and camera backend) bundles its own FFmpeg and logs warnings to stderr.
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL("libc.so.6")
+            libc.mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD
+            libc.mallopt(-3, 16 << 20)  # M_MMAP_THRESHOLD
+        except (OSError, AttributeError):
+            pass
+    try:
+        import av.logging
+
+        av.logging.set_level(av.logging.PANIC)
+    except ImportError:
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -48,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"sonolens: error: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
+    _tune_process()
     target = COMMANDS[name][0]
     module_name, func_name = target.split(":")
     from sonolens.pipeline.errors import SonolensError

@@ -200,3 +200,17 @@ def test_pause_and_step():
     time.sleep(0.1)
     assert len(results) == 1
     pipe.stop()
+
+
+def test_runtime_preprocessing_matches_training_eval_transform():
+    """Train/eval and runtime must feed the model the same tensor for the same image (no silent skew)."""
+    augment = pytest.importorskip("sonolens.training.augment")
+    from sonolens.pipeline.preprocess import normalisation_lut, preprocess_gray
+
+    rng = np.random.default_rng(3)
+    gray = rng.integers(0, 256, (237, 311), dtype=np.uint8)
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    runtime = preprocess_gray(gray, (224, 224), normalisation_lut(mean, std))[0]
+    train = augment.preprocess_like_runtime(gray, (224, 224), mean, std)
+    assert runtime.shape == train.shape == (3, 224, 224)
+    assert np.abs(runtime - train).max() < 1e-5

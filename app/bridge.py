@@ -1,0 +1,183 @@
+"""From the inference worker thread to the GUI thread: render off the GUI thread, deliver only the newest frame.
+
+``FrameBridge`` is a pipeline sink, so it runs on the worker thread. It does the per-frame work that costs
+something — blending the heat map (``overlay.blend_heatmap``), scaling the frame to the size it will be shown
+at, converting it into a ``QImage`` that owns its pixels (the numpy buffer is copied: the worker reuses nothing,
+but a QImage over a numpy array would dangle once the array is freed) — and then hands the frame to the GUI.
+
+Back-pressure: the bridge holds at most *one* undelivered frame. A new frame replaces a pending one (counted in
+``skipped``) and at most one queued signal is in flight, so a GUI that falls behind never builds a backlog in the
+Qt event queue and never shows stale frames; the GUI thread only paints (one blit plus some text).
+
+``build_viewer_pipeline`` is ``pipeline.stream.build`` with two viewer needs: the self-check source wrapper and an
+engine warm-up before the clock starts.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+from PyQt6.QtCore import QObject, pyqtSignal
+from PyQt6.QtGui import QImage
+
+from sonolens.pipeline.errors import ConfigError
+from sonolens.pipeline.messages import Result
+from sonolens.pipeline.overlay import COLORMAPS, blend_heatmap
+from sonolens.pipeline.sources import open_source
+from sonolens.pipeline.stamp import ImageAreaPreprocessor, StampingSource
+from sonolens.pipeline.stream import Pipeline, PipelineConfig, open_engine
+
+
+@dataclass
+class RenderSettings:
+    """What the worker-side renderer needs; written by the GUI thread, read by the worker (plain attributes)."""
+
+    heatmap: bool = True
+    alpha: float = 0.4
+    colormap: str = "jet"
+    show_predictions: bool = True  # False in blinded / off study conditions: never blend
+    area: tuple[int, int] = (0, 0)  # size of the view's image area (w, h); (0, 0) = native size
+
+
+def fit_rect(fw: int, fh: int, aw: int, ah: int) -> tuple[int, int, int, int]:
+    """(x, y, w, h) of an fw×fh frame scaled to fit aw×ah, centred, aspect kept, integer pixels."""
+    if aw <= 0 or ah <= 0 or fw <= 0 or fh <= 0:
+        return 0, 0, fw, fh
+    s = min(aw / fw, ah / fh)
+    w, h = max(1, int(round(fw * s))), max(1, int(round(fh * s)))
+    return (aw - w) // 2, (ah - h) // 2, w, h
+
+
+def _scale_roi(roi: tuple[int, int, int, int], sx: float, sy: float) -> tuple[int, int, int, int]:
+    x, y, w, h = roi
+    x0, y0 = int(round(x * sx)), int(round(y * sy))
+    return x0, y0, max(1, int(round((x + w) * sx)) - x0), max(1, int(round((y + h) * sy)) - y0)
+
+
+def render_rgb(result: Result, st: RenderSettings) -> tuple[np.ndarray, tuple[int, int, int, int], bool]:
+    """The frame as it will be shown (RGB uint8), where it goes in the image area, and whether a heatmap is in it.
+
+    The heat map is blended at the smaller of the two resolutions (source or display), so the cost of a frame
+    follows the number of pixels actually needed. Downscaling uses INTER_AREA only below half size (it is several
+    times slower than bilinear and only matters against aliasing at strong reduction).
+    """
+    frame = result.frame
+    blended = bool(st.heatmap and st.show_predictions and result.cam is not None)
+    img = cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB) if frame.ndim == 2 else frame
+    fh, fw = img.shape[:2]
+    rect = fit_rect(fw, fh, *st.area)
+    w, h = rect[2], rect[3]
+    resize = (w, h) != (fw, fh)
+    interp = cv2.INTER_AREA if (w < fw / 2 or h < fh / 2) else cv2.INTER_LINEAR
+    cmap = st.colormap if st.colormap in COLORMAPS else "jet"
+    if blended and resize and w * h < fw * fh:  # shrinking: scale first, blend fewer pixels
+        img = cv2.resize(img, (w, h), interpolation=interp)
+        img = blend_heatmap(img, result.cam, _scale_roi(result.roi, w / fw, h / fh), st.alpha, cmap)
+    else:
+        if blended:
+            img = blend_heatmap(img, result.cam, result.roi, st.alpha, cmap)
+        if resize:
+            img = cv2.resize(img, (w, h), interpolation=interp)
+    return np.ascontiguousarray(img), rect, blended
+
+
+def to_qimage(rgb: np.ndarray) -> QImage:
+    """A QImage that owns a copy of ``rgb`` (H×W×3 uint8), in the raster engine's native RGB32 format."""
+    h, w = rgb.shape[:2]
+    view = QImage(rgb.data, w, h, int(rgb.strides[0]), QImage.Format.Format_RGB888)
+    return view.convertToFormat(QImage.Format.Format_RGB32)  # a new image with its own buffer
+
+
+@dataclass
+class DisplayFrame:
+    result: Result
+    image: QImage
+    rect: tuple[int, int, int, int]  # where in the image area (at render time)
+    area: tuple[int, int]  # the image area size it was rendered for
+    heatmap: bool
+    t_ready_ns: int
+    generation: int
+    extra: dict = field(default_factory=dict)
+
+
+class FrameBridge(QObject):
+    """Pipeline sink (worker thread) → ``frame_ready`` (connect with a queued connection) → ``take()`` (GUI)."""
+
+    frame_ready = pyqtSignal()
+
+    def __init__(self, settings: RenderSettings, generation: int = 0) -> None:
+        super().__init__()
+        self.settings = settings
+        self.generation = generation
+        self._lock = threading.Lock()
+        self._pending: DisplayFrame | None = None
+        self._signalled = False
+        self.skipped = 0  # frames replaced before the GUI took them
+        self.rendered = 0
+        self.render_ms: float = 0.0  # last render cost, for the curious
+        self.enabled = True
+
+    def __call__(self, result: Result) -> None:
+        if not self.enabled:
+            return
+        t0 = time.perf_counter_ns()
+        rgb, rect, blended = render_rgb(result, self.settings)
+        image = to_qimage(rgb)
+        t1 = time.perf_counter_ns()
+        self.render_ms = (t1 - t0) / 1e6
+        df = DisplayFrame(result, image, rect, tuple(self.settings.area), blended, t1, self.generation)
+        with self._lock:
+            if self._pending is not None:
+                self.skipped += 1
+            self._pending = df
+            self.rendered += 1
+            emit = not self._signalled
+            self._signalled = True
+        if emit:
+            self.frame_ready.emit()
+
+    def take(self) -> DisplayFrame | None:
+        with self._lock:
+            df, self._pending, self._signalled = self._pending, None, False
+            return df
+
+
+def warm_up(engine, want_cam: bool) -> None:
+    """One inference before the clock starts, so the first frame does not pay for ORT's lazy initialisation."""
+    h, w = engine.meta.input_size
+    engine.run(np.zeros((1, 3, h, w), np.float32), want_cam=want_cam)
+
+
+def build_viewer_pipeline(cfg: PipelineConfig, sinks=(), *, selfcheck: bool = False, engine=None) -> Pipeline:
+    """Like ``pipeline.stream.build``, plus the self-check stamp (``pipeline.stamp``) and an engine warm-up.
+
+    With ``selfcheck`` the source is wrapped in ``StampingSource`` (a band with the capture time below each
+    frame; it paces files itself so the stamp is written at release time) and the model/ROI detector see only
+    the image above the band (``ImageAreaPreprocessor``).
+    """
+    if engine is None:
+        engine = open_engine(cfg.model, cfg.threads)
+    if cfg.queue_policy not in ("latest", "block"):
+        raise ConfigError(f"queue must be latest or block, got {cfg.queue_policy!r}")
+    source = open_source(cfg.source, fps=cfg.slideshow_fps)
+    if selfcheck:
+        source = StampingSource(source, pace=cfg.realtime, speed=cfg.speed)
+    info = source.open()
+    try:
+        pipe = Pipeline(cfg, source, info, engine, list(sinks))
+        if selfcheck:
+            pipe.worker.pre = ImageAreaPreprocessor(pipe.preprocessor)
+        if engine is not None:
+            warm_up(engine, pipe.worker.cam_enabled)
+        return pipe
+    except BaseException:
+        source.close()
+        raise
+
+
+__all__ = ["RenderSettings", "DisplayFrame", "FrameBridge", "fit_rect", "render_rgb", "to_qimage",
+           "build_viewer_pipeline", "warm_up"]

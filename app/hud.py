@@ -1,0 +1,123 @@
+"""The viewer's own measurements (display side) and the HUD text. No Qt here: plain numbers, testable anywhere.
+
+The pipeline's telemetry measures up to the moment a result is handed to the sinks. What the user sees depends
+on more: whether the GUI painted that frame at all, when, and when its pixels reached the window. ``DisplayStats``
+records exactly that, from timestamps taken in the paint event and after the self-check grab.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sonolens.pipeline.telemetry import percentiles, rate
+
+
+class RateMeter:
+    """Events per second over the last ``window`` events (and never older than ``max_age_s``)."""
+
+    def __init__(self, window: int = 60, max_age_s: float = 2.0) -> None:
+        self._t: deque[int] = deque(maxlen=window)
+        self.max_age_ns = int(max_age_s * 1e9)
+
+    def tick(self, t_ns: int | None = None) -> None:
+        self._t.append(time.perf_counter_ns() if t_ns is None else t_ns)
+
+    def rate(self, now_ns: int | None = None) -> float:
+        now = time.perf_counter_ns() if now_ns is None else now_ns
+        while self._t and now - self._t[0] > self.max_age_ns:
+            self._t.popleft()
+        return rate(list(self._t))
+
+
+class CounterRate:
+    """Rate of a monotonically increasing counter sampled now and then (e.g. ``capture.frames_in``)."""
+
+    def __init__(self, window_s: float = 2.0) -> None:
+        self._samples: deque[tuple[int, int]] = deque()
+        self.window_ns = int(window_s * 1e9)
+
+    def sample(self, count: int, t_ns: int | None = None) -> float:
+        t = time.perf_counter_ns() if t_ns is None else t_ns
+        self._samples.append((t, count))
+        while len(self._samples) > 2 and t - self._samples[0][0] > self.window_ns:
+            self._samples.popleft()
+        (t0, c0), (t1, c1) = self._samples[0], self._samples[-1]
+        return (c1 - c0) / ((t1 - t0) / 1e9) if t1 > t0 else 0.0
+
+
+@dataclass
+class DisplayStats:
+    """Everything the viewer measures about display, for the HUD (sliding) and the report (whole run)."""
+
+    window: int = 120
+    paint_times_ns: list[int] = field(default_factory=list)  # one per *new* frame painted
+    frames_displayed: int = 0
+    frames_skipped: int = 0  # the GUI was behind and a newer frame replaced a pending one, or paused discards
+    stages: dict[str, list[float]] = field(default_factory=dict)  # whole run, ms
+    selfcheck_ok: int = 0
+    selfcheck_failed: int = 0
+
+    def __post_init__(self) -> None:
+        self.meter = RateMeter(60)
+        self._recent: dict[str, deque[float]] = {}
+
+    def painted(self, t_ns: int) -> None:
+        self.frames_displayed += 1
+        self.paint_times_ns.append(t_ns)
+        self.meter.tick(t_ns)
+
+    def add(self, stage: str, ms: float) -> None:
+        if ms is None or not math.isfinite(ms):
+            return
+        self.stages.setdefault(stage, []).append(float(ms))
+        self._recent.setdefault(stage, deque(maxlen=self.window)).append(float(ms))
+
+    def live(self, stage: str) -> dict[str, float]:
+        return percentiles(list(self._recent.get(stage, ())))
+
+    @property
+    def display_fps(self) -> float:
+        """New frames painted per second over the whole run (first to last paint)."""
+        return rate(self.paint_times_ns)
+
+    def summary(self) -> dict:
+        out = {k: dict(percentiles(v), n=len(v)) for k, v in self.stages.items()}
+        return out
+
+
+def fmt_ms(stats: dict[str, float]) -> str:
+    p50, p95 = stats.get("p50", float("nan")), stats.get("p95", float("nan"))
+    if not np.isfinite(p50):
+        return "    –      –"
+    return f"{p50:6.1f} {p95:6.1f}"
+
+
+HUD_STAGES = (("queue wait", "queue_wait"), ("preprocess", "preprocess"), ("inference", "inference"),
+              ("capture→result", "capture_to_result"))
+
+
+def hud_lines(*, fps_in: float, fps_processed: float, fps_display: float, dropped_pipeline: int,
+              skipped_display: int, pipeline_latency: dict[str, dict], display_latency: dict[str, dict],
+              speed: float = 1.0) -> list[str]:
+    """Monospace HUD rows: rates, drops, then per-stage p50/p95 (ms) over the sliding window."""
+    lines = [
+        f"fps  in {fps_in:5.1f}  proc {fps_processed:5.1f}  disp {fps_display:5.1f}",
+        f"dropped {dropped_pipeline:d} (queue) + {skipped_display:d} (display)" + (f"   speed ×{speed:g}"
+                                                                                  if speed != 1.0 else ""),
+        "latency ms          p50    p95",
+    ]
+    for label, key in HUD_STAGES:
+        if key in pipeline_latency:
+            lines.append(f"  {label:<16}{fmt_ms(pipeline_latency[key])}")
+    for label, key in (("result→paint", "result_to_paint"), ("capture→pixels", "capture_to_pixels")):
+        if key in display_latency:
+            lines.append(f"  {label:<16}{fmt_ms(display_latency[key])}")
+    return lines
+
+
+__all__ = ["RateMeter", "CounterRate", "DisplayStats", "hud_lines", "fmt_ms"]

@@ -1,0 +1,237 @@
+"""``sonolens view [SOURCE] [--model PATH] [options]``: the live overlay viewer.
+
+Mistakes on the command line (a study without a participant, an output folder that does not exist, no display)
+are one line on stderr and exit code 2, before any window opens. A source or model that cannot be opened is shown
+in an error dialog; with the automation flags (``--exit-after-frames``, ``--screenshot``, ``--report``) it is
+also printed as one line and the exit code is non-zero, so scripts and CI see it.
+
+Automation: ``--exit-after-frames N --screenshot OUT.png --report OUT.json`` runs the real window (on the
+offscreen platform when there is no display), grabs the whole window after the N-th frame is painted and
+writes the report. ``--report`` turns on ``--selfcheck`` (``--no-selfcheck`` to keep the frame unpadded), so the
+report always has a ``capture_to_pixels`` figure measured from the window's pixels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import os
+import sys
+from pathlib import Path
+
+from sonolens import RESEARCH_NOTICE
+from sonolens.pipeline.errors import ConfigError
+
+from .study import CONDITIONS
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="sonolens view",
+        description=f"Live ultrasound AI overlay viewer (PyQt6). {RESEARCH_NOTICE} Press F1 in the window for "
+                    "keyboard shortcuts.")
+    p.add_argument("source", nargs="?", help="video file, camera:N, /dev/videoN, stream URL, image, folder, or "
+                                             "phantom:KIND (default: the bundled sample clip)")
+    p.add_argument("--model", default=None,
+                   help="ONNX model file or bundled name (busi, chest-xray); 'off' for none (default: busi)")
+    p.add_argument("--roi", default=None, help="x,y,w,h of the ultrasound image (default: detected automatically)")
+    p.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0 = its default)")
+    p.add_argument("--loop", action="store_true", help="restart the file at its end (L toggles)")
+    p.add_argument("--speed", type=float, default=1.0, help="playback speed factor ([ and ] change it)")
+    p.add_argument("--max-rate", dest="realtime", action="store_false",
+                   help="read files as fast as possible instead of at their frame rate")
+    p.add_argument("--ema", type=float, default=0.0, help="probability smoothing factor in [0, 1)")
+    p.add_argument("--no-cam", dest="cam", action="store_false", help="no Grad-CAM output (no heat map)")
+    p.add_argument("--no-heatmap", dest="heatmap", action="store_false", help="start with the heat map hidden")
+    p.add_argument("--opacity", type=float, default=0.4, help="heat map opacity in [0, 1] (default 0.4)")
+    p.add_argument("--colormap", default="jet", help="heat map colormap: jet, inferno, turbo, viridis, hot")
+    g = p.add_argument_group("window")
+    g.add_argument("--screen", type=int, default=None, metavar="N", help="open on screen N (0 = primary)")
+    g.add_argument("--fullscreen", action="store_true", help="start in full screen (F11 toggles)")
+    g.add_argument("--size", default="1280x800", help="window size WxH (default 1280x800)")
+    g.add_argument("--snapshot-dir", default=".", help="folder for snapshots (S)")
+    g.add_argument("--record-dir", default=".", help="folder for recordings (R)")
+    s = p.add_argument_group("study mode")
+    s.add_argument("--study", action="store_true", help="reader-study session: log every displayed frame and call")
+    s.add_argument("--participant", default=None, help="participant ID (required with --study)")
+    s.add_argument("--condition", default=None, choices=CONDITIONS,
+                   help="ai: overlay shown; blinded: model runs and is logged, nothing shown; off: no model")
+    s.add_argument("--log", default=None, metavar="PATH",
+                   help="study log (JSON Lines, appended; default study_<participant>_<condition>_<time>.jsonl)")
+    a = p.add_argument_group("self-check and automation")
+    a.add_argument("--selfcheck", action="store_true", default=None,
+                   help="stamp the capture time into each frame and read it back from the window's pixels "
+                        "(capture-to-pixels latency); on by default with --report")
+    a.add_argument("--no-selfcheck", dest="selfcheck", action="store_false", help="never stamp frames")
+    a.add_argument("--exit-after-frames", type=int, default=None, metavar="N",
+                   help="quit after N frames were displayed (or at the end of the source)")
+    a.add_argument("--exit-after-seconds", type=float, default=None, metavar="S", help="quit after S seconds")
+    a.add_argument("--screenshot", default=None, metavar="OUT.png", help="grab the whole window when quitting")
+    a.add_argument("--report", default=None, metavar="OUT.json",
+                   help="write display FPS, frames displayed/dropped, latency incl. capture_to_pixels, and the "
+                        "pipeline's report when quitting")
+    return p
+
+
+def _check_out(path: str | None, what: str) -> None:
+    if path and not Path(path).expanduser().resolve().parent.is_dir():
+        raise ConfigError(f"{what}: folder does not exist: {Path(path).parent}")
+
+
+def options_from_args(args: argparse.Namespace):
+    """Validate the command line (user mistakes raise ConfigError) and build ``ViewerOptions``."""
+    from sonolens.pipeline.run_cli import default_sample
+
+    from .window import StudyOptions, ViewerOptions
+
+    automation = bool(args.exit_after_frames or args.exit_after_seconds or args.screenshot or args.report)
+    if args.exit_after_frames is not None and args.exit_after_frames < 1:
+        raise ConfigError("--exit-after-frames must be at least 1")
+    if not 0.0 <= args.opacity <= 1.0:
+        raise ConfigError(f"--opacity must be in [0, 1], got {args.opacity}")
+    if args.speed <= 0:
+        raise ConfigError(f"--speed must be positive, got {args.speed}")
+    from sonolens.pipeline.overlay import COLORMAPS
+
+    if args.colormap not in COLORMAPS:
+        raise ConfigError(f"--colormap must be one of {', '.join(COLORMAPS)}, got {args.colormap!r}")
+    _check_out(args.screenshot, "--screenshot")
+    _check_out(args.report, "--report")
+    for d, name in ((args.snapshot_dir, "--snapshot-dir"), (args.record_dir, "--record-dir")):
+        if not Path(d).expanduser().is_dir():
+            raise ConfigError(f"{name}: not a folder: {d}")
+    model: str | None = args.model if args.model is not None else "busi"
+    if model.lower() in ("off", "none"):
+        model = None
+    study = None
+    if args.study or args.participant or args.condition or args.log:
+        if not args.study:
+            raise ConfigError("--participant/--condition/--log need --study")
+        if not args.participant:
+            raise ConfigError("--study needs --participant ID")
+        if not args.condition:
+            raise ConfigError(f"--study needs --condition ({' | '.join(CONDITIONS)})")
+        log = args.log or f"study_{args.participant}_{args.condition}_{_dt.datetime.now():%Y%m%d_%H%M%S}.jsonl"
+        _check_out(log, "--log")
+        study = StudyOptions(args.participant, args.condition, log)
+        if args.condition == "off":
+            model = None  # 'off' runs no model at all
+    source = args.source or default_sample()
+    if source is None and automation:
+        raise ConfigError("no SOURCE given and the bundled sample (assets/sample_videos/sweep.mp4) was not found")
+    selfcheck = args.selfcheck if args.selfcheck is not None else bool(args.report)
+    return ViewerOptions(source=source, model=model, roi=args.roi, threads=args.threads, loop=args.loop,
+                         speed=args.speed, realtime=args.realtime, ema=args.ema, cam=args.cam, heatmap=args.heatmap,
+                         alpha=args.opacity, colormap=args.colormap, selfcheck=selfcheck, study=study,
+                         exit_after_frames=args.exit_after_frames, exit_after_seconds=args.exit_after_seconds,
+                         screenshot=args.screenshot, report=args.report, snapshot_dir=args.snapshot_dir,
+                         record_dir=args.record_dir, automation=automation)
+
+
+def _ensure_display(automation: bool) -> None:
+    """Qt aborts the process when it cannot reach a display: say so in one line instead."""
+    if os.environ.get("QT_QPA_PLATFORM") or sys.platform in ("win32", "darwin"):
+        return
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return
+    if automation:
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"  # scripted runs work headless
+        return
+    raise ConfigError("no display found (DISPLAY/WAYLAND_DISPLAY unset); run under a desktop session, xvfb-run, "
+                      "or set QT_QPA_PLATFORM=offscreen")
+
+
+DARK_QSS = """
+QMainWindow, QWidget#side { background: #161b22; }
+QWidget { color: #d8dee9; }
+QLabel#heading { color: #8b949e; font-weight: bold; letter-spacing: 1px; font-size: 9pt; }
+QLabel#muted { color: #8b949e; font-size: 9pt; }
+QLabel#hud { color: #b5e8b5; }
+QFrame#sep { color: #30363d; background: #30363d; max-height: 1px; border: none; }
+QStatusBar { background: #0d1014; color: #8b949e; }
+QMenuBar { background: #0d1014; color: #d8dee9; }
+QMenuBar::item:selected { background: #30363d; }
+QMenu { background: #161b22; color: #d8dee9; border: 1px solid #30363d; }
+QMenu::item:selected { background: #30363d; }
+QComboBox, QCheckBox { color: #d8dee9; }
+QComboBox { background: #21262d; border: 1px solid #30363d; padding: 2px 6px; border-radius: 4px; }
+QSlider::groove:horizontal { height: 4px; background: #30363d; border-radius: 2px; }
+QSlider::handle:horizontal { background: #58a6ff; width: 12px; margin: -5px 0; border-radius: 6px; }
+QSlider::sub-page:horizontal { background: #1f6feb; border-radius: 2px; }
+"""
+
+
+_QT_NOISE = ("propagateSizeHints",)  # the offscreen platform warns about this on every window
+
+
+def _qt_messages(mode, context, message: str) -> None:
+    if not any(n in message for n in _QT_NOISE):
+        print(message, file=sys.stderr)
+
+
+def make_app(argv0: str = "sonolens"):
+    from PyQt6.QtCore import qInstallMessageHandler
+    from PyQt6.QtWidgets import QApplication
+
+    qInstallMessageHandler(_qt_messages)
+
+    app = QApplication.instance() or QApplication([argv0])
+    app.setApplicationName("sonolens")
+    app.setStyle("Fusion")
+    app.setStyleSheet(DARK_QSS)
+    return app
+
+
+def create_window(opts, size: str = "1280x800", screen: int | None = None, fullscreen: bool = False):
+    """The window, sized and placed (``--screen``), shown, not yet started (``window.start()``)."""
+    from PyQt6.QtWidgets import QApplication
+
+    from .window import ViewerWindow
+
+    win = ViewerWindow(opts)
+    try:
+        w, h = (int(v) for v in size.lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"--size must be WxH, e.g. 1280x800, got {size!r}") from None
+    screens = QApplication.screens()
+    if screen is not None:
+        if not 0 <= screen < len(screens):
+            raise ConfigError(f"--screen {screen}: there {'is' if len(screens) == 1 else 'are'} only "
+                              f"{len(screens)} screen(s) (0..{len(screens) - 1})")
+        target = screens[screen]
+    else:
+        target = QApplication.primaryScreen()
+    if target is not None:
+        avail = target.availableGeometry()
+        w, h = min(w, avail.width()), min(h, avail.height())
+        win.resize(w, h)
+        win.move(avail.x() + (avail.width() - w) // 2, avail.y() + (avail.height() - h) // 2)
+    else:
+        win.resize(w, h)
+    if fullscreen:
+        win.showFullScreen()
+    else:
+        win.show()
+    if target is not None and win.windowHandle() is not None:
+        win.windowHandle().setScreen(target)
+    return win
+
+
+def cli_main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    opts = options_from_args(args)
+    _ensure_display(opts.automation)
+    from PyQt6.QtCore import QTimer
+
+    app = make_app()
+    win = create_window(opts, args.size, args.screen, args.fullscreen)
+
+    def go() -> None:
+        win.start()
+
+    QTimer.singleShot(0, go)  # start the pipeline once the window is on screen
+    rc = app.exec()
+    return int(rc or win.exit_code)
+
+
+__all__ = ["cli_main", "parser", "options_from_args", "create_window", "make_app"]

@@ -1,0 +1,97 @@
+"""Capture→pixels latency measured from the window's own pixels (see ``pipeline/stamp.py`` for the stamp).
+
+After a new frame is painted, ``PixelProbe.measure`` reads back the part of the window where the stamp band was
+drawn, decodes the capture time from the pixels and subtracts it from "now". Two ways to read pixels back:
+
+* ``screen``: ``QScreen.grabWindow`` — what the window system holds for the window (the X server's framebuffer
+  under X11/Xvfb; the flushed backing store on the offscreen platform). Preferred: it is what was put on screen.
+* ``widget``: ``QWidget.grab`` — renders the widget again into a pixmap. Used when the screen grab is not
+  possible (some Wayland compositors refuse) or returns no readable stamp.
+
+The probe settles on the first method that decodes and reports which one it used. Nothing here trusts the
+pipeline's timestamps: the only input is pixels and ``perf_counter_ns`` now.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from PyQt6.QtCore import QPoint, QRect
+from PyQt6.QtGui import QImage
+from PyQt6.QtWidgets import QWidget
+
+from sonolens.pipeline.stamp import StampLayout, band_height, decode_stamp
+
+
+def qimage_to_array(img: QImage) -> np.ndarray:
+    """H×W×4 uint8 copy of a QImage (converted to RGB32; channel order B,G,R,X on little-endian)."""
+    img = img.convertToFormat(QImage.Format.Format_RGB32)
+    w, h, bpl = img.width(), img.height(), img.bytesPerLine()
+    ptr = img.constBits()
+    ptr.setsize(h * bpl)
+    return np.frombuffer(ptr, np.uint8).reshape(h, bpl // 4, 4)[:, :w].copy()
+
+
+def layout_for_frame(frame_shape: tuple[int, ...]) -> StampLayout:
+    """The stamp layout of a padded frame of this shape (the band height depends on the width only)."""
+    fh, fw = frame_shape[:2]
+    return StampLayout.for_width(fw, fh - band_height(fw))
+
+
+class PixelProbe:
+    METHODS = ("screen", "widget")
+
+    def __init__(self, view: QWidget, method: str | None = None) -> None:
+        self.view = view
+        self.method = method  # None: try screen, then widget, and keep the first that works
+        self.failures = 0
+
+    def _grab(self, method: str, rect: QRect) -> np.ndarray | None:
+        if method == "screen":
+            win = self.view.window()
+            handle = win.windowHandle()
+            if handle is None or handle.screen() is None:
+                return None
+            top_left = self.view.mapTo(win, rect.topLeft())
+            pm = handle.screen().grabWindow(win.winId(), top_left.x(), top_left.y(), rect.width(), rect.height())
+        else:
+            pm = self.view.grab(rect)
+        if pm.isNull() or pm.width() == 0:
+            return None
+        arr = qimage_to_array(pm.toImage())
+        if arr.shape[1] != rect.width() or arr.shape[0] != rect.height():  # HiDPI: back to logical pixels
+            import cv2
+
+            arr = cv2.resize(arr, (rect.width(), rect.height()), interpolation=cv2.INTER_AREA)
+        return arr
+
+    def measure(self, frame_shape: tuple[int, ...], image_rect: tuple[int, int, int, int]) -> tuple[int | None, float | None]:
+        """Read the stamp of the frame drawn at ``image_rect`` (view coordinates of the whole padded frame).
+
+        Returns (stamped capture time in ns, latency in ms), or (None, None) when no stamp could be read.
+        """
+        layout = layout_for_frame(frame_shape)
+        x, y, w, h = image_rect
+        fh = layout.frame_shape[0]
+        sy = h / fh
+        band_top = int(np.floor(y + layout.image_height * sy))
+        grab = QRect(QPoint(int(x), band_top), QPoint(int(x + w - 1), int(np.ceil(y + h - 1))))
+        grab = grab.intersected(self.view.rect())
+        if grab.isEmpty():
+            return None, None
+        order = (self.method,) + tuple(m for m in self.METHODS if m != self.method) if self.method else self.METHODS
+        for method in order:
+            arr = self._grab(method, grab)
+            if arr is None:
+                continue
+            t_stamp = decode_stamp(arr, layout, (x - grab.x(), y - grab.y(), w, h))
+            now = time.perf_counter_ns()
+            if t_stamp is not None:
+                self.method = method
+                return t_stamp, (now - t_stamp) / 1e6
+        self.failures += 1
+        return None, None
+
+
+__all__ = ["PixelProbe", "qimage_to_array", "layout_for_frame"]

@@ -1,0 +1,246 @@
+"""The viewer's painted widgets: the video view (frame, ROI box, status strip) and the probability bars.
+
+Both only paint what they are given: the frame arrives already blended and scaled (``bridge.FrameBridge``), so a
+paint is one image blit plus a few rectangles and lines of text, cheap enough for the GUI thread at any frame rate.
+Nothing is drawn over the image except the ROI outline, so with the heat map off the pixels inside the ROI are
+the source's pixels (tested), and the self-check stamp band below the image is never covered.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+from PyQt6.QtCore import QPoint, QRect, QRectF, QSize, Qt
+from PyQt6.QtGui import QColor, QFont, QPainter, QPen
+from PyQt6.QtWidgets import QSizePolicy, QWidget
+
+from sonolens import RESEARCH_NOTICE
+
+from .bridge import DisplayFrame, fit_rect
+
+BG = QColor("#0d1014")
+STRIP_BG = QColor("#161b22")
+NOTICE = QColor("#f2cc60")
+TEXT = QColor("#d8dee9")
+MUTED = QColor("#8b949e")
+ROI = QColor("#39c5e0")
+RED = QColor("#f85149")
+CLASS_COLORS = {"normal": "#3fb950", "benign": "#e3b341", "malignant": "#f85149", "pneumonia": "#f85149"}
+PALETTE = ("#58a6ff", "#d2a8ff", "#3fb950", "#e3b341", "#f85149", "#39c5e0")
+
+
+def class_color(name: str, i: int) -> QColor:
+    return QColor(CLASS_COLORS.get(name.lower(), PALETTE[i % len(PALETTE)]))
+
+
+class VideoView(QWidget):
+    """The frame, fitted to the widget below a status strip (research notice, state, prediction chip)."""
+
+    STRIP_H = 36
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.setMinimumSize(320, 240)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
+        self.frame: DisplayFrame | None = None
+        self.show_roi = True
+        self.chip: tuple[str, QColor] | None = None  # prediction chip (text, colour) in the strip, right side
+        self.state_text = ""  # "PAUSED", "end of stream", an error…
+        self.state_color = TEXT
+        self.placeholder = "No source. Open a file (Ctrl+O) or a camera (Ctrl+K)."
+        self.on_new_frame_painted: Callable[[DisplayFrame, int], None] | None = None
+        self._painted_key: tuple | None = None
+        self._font = QFont(self.font())
+        self._font.setPointSizeF(10.5)
+        self._bold = QFont(self._font)
+        self._bold.setBold(True)
+
+    # -- geometry ---------------------------------------------------------------------------------------------------
+    def area_rect(self) -> QRect:
+        """Where frames go: everything below the strip."""
+        return QRect(0, self.STRIP_H, self.width(), max(1, self.height() - self.STRIP_H))
+
+    def area_size(self) -> tuple[int, int]:
+        a = self.area_rect()
+        return a.width(), a.height()
+
+    def image_rect(self, df: DisplayFrame | None = None) -> tuple[int, int, int, int] | None:
+        """(x, y, w, h) in widget coordinates where the (whole, padded) frame is drawn."""
+        df = df or self.frame
+        if df is None:
+            return None
+        a = self.area_rect()
+        if df.area == (a.width(), a.height()):
+            x, y, w, h = df.rect
+        else:
+            fh, fw = df.result.frame.shape[:2]
+            x, y, w, h = fit_rect(fw, fh, a.width(), a.height())
+        return x + a.x(), y + a.y(), w, h
+
+    def roi_rect(self, df: DisplayFrame | None = None) -> QRectF | None:
+        df = df or self.frame
+        r = self.image_rect(df)
+        if df is None or r is None:
+            return None
+        x, y, w, h = r
+        fh, fw = df.result.frame.shape[:2]
+        sx, sy = w / fw, h / fh
+        rx, ry, rw, rh = df.result.roi
+        return QRectF(x + rx * sx, y + ry * sy, rw * sx, rh * sy)
+
+    # -- painting ---------------------------------------------------------------------------------------------------
+    def set_frame(self, df: DisplayFrame | None) -> None:
+        self.frame = df
+        self.update()
+
+    def paintEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        p = QPainter(self)
+        p.fillRect(self.rect(), BG)
+        df = self.frame
+        if df is not None:
+            x, y, w, h = self.image_rect(df)
+            if (w, h) == (df.image.width(), df.image.height()):
+                p.drawImage(QPoint(x, y), df.image)  # rendered at this size on the worker: a plain blit
+            else:  # the widget was resized since: scale (until the next frame arrives at the new size)
+                p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+                p.drawImage(QRect(x, y, w, h), df.image)
+            if self.show_roi:
+                roi = self.roi_rect(df)
+                pen = QPen(ROI, 1.5)
+                pen.setStyle(Qt.PenStyle.DashLine)
+                p.setPen(pen)
+                p.setBrush(Qt.BrushStyle.NoBrush)
+                p.drawRect(roi.adjusted(-1, -1, 1, 1))  # the outline sits just outside the ROI's pixels
+        else:
+            p.setPen(MUTED)
+            p.setFont(self._font)
+            p.drawText(self.area_rect(), Qt.AlignmentFlag.AlignCenter, self.placeholder)
+        self._paint_strip(p)
+        p.end()
+        if df is not None:
+            key = (df.generation, df.result.index)
+            if key != self._painted_key:
+                self._painted_key = key
+                if self.on_new_frame_painted is not None:
+                    self.on_new_frame_painted(df, time.perf_counter_ns())
+
+    def _paint_strip(self, p: QPainter) -> None:
+        strip = QRect(0, 0, self.width(), self.STRIP_H)
+        p.fillRect(strip, STRIP_BG)
+        p.setPen(QPen(NOTICE.darker(160), 1))
+        p.drawLine(0, self.STRIP_H - 1, self.width(), self.STRIP_H - 1)
+        p.setFont(self._bold)
+        p.setPen(NOTICE)
+        text_rect = strip.adjusted(12, 0, -12, 0)
+        p.drawText(text_rect, Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, "⚠ " + RESEARCH_NOTICE)
+        right = text_rect.right()
+        if self.chip is not None:
+            text, color = self.chip
+            fm = p.fontMetrics()
+            cw = fm.horizontalAdvance(text) + 24
+            chip = QRect(right - cw, 6, cw, self.STRIP_H - 12)
+            p.setPen(Qt.PenStyle.NoPen)
+            p.setBrush(QColor(color.red(), color.green(), color.blue(), 60))
+            p.drawRoundedRect(chip, 6, 6)
+            p.setPen(color)
+            p.drawText(chip, Qt.AlignmentFlag.AlignCenter, text)
+            right = chip.left() - 12
+        if self.state_text:
+            p.setFont(self._bold)
+            p.setPen(self.state_color)
+            fm = p.fontMetrics()
+            notice_w = fm.horizontalAdvance("⚠ " + RESEARCH_NOTICE) + 24
+            r = QRect(text_rect.left() + notice_w, 0, max(0, right - text_rect.left() - notice_w), self.STRIP_H)
+            p.drawText(r, Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight, self.state_text)
+
+
+class ProbBars(QWidget):
+    """Probability of every class as a bar, the top class and its confidence in large type."""
+
+    ROW_H = 34
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.names: tuple[str, ...] = ()
+        self.probs: np.ndarray = np.zeros(0, np.float32)
+        self.top: int = -1
+        self.hidden_text: str | None = "no prediction yet"
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
+        self._big = QFont(self.font())
+        self._big.setPointSizeF(17)
+        self._big.setBold(True)
+        self._small = QFont(self.font())
+        self._small.setPointSizeF(10)
+        self.setFixedHeight(self._height())
+
+    def _height(self) -> int:
+        return 58 + max(3, len(self.names)) * self.ROW_H
+
+    def sizeHint(self) -> QSize:  # noqa: N802
+        return QSize(260, self._height())
+
+    def set_values(self, names, probs, top: int) -> None:
+        names = tuple(names)
+        if names != self.names:
+            self.names = names
+            self.setFixedHeight(self._height())
+        self.probs = np.asarray(probs, dtype=np.float32).copy()
+        self.top = int(top)
+        self.hidden_text = None
+        self.update()
+
+    def set_hidden(self, text: str) -> None:
+        self.hidden_text = text
+        self.probs = np.zeros(0, np.float32)
+        self.top = -1
+        self.update()
+
+    @property
+    def top_text(self) -> str:
+        if self.hidden_text is not None or self.top < 0:
+            return ""
+        return f"{self.names[self.top]} {100 * float(self.probs[self.top]):.1f}%"
+
+    def paintEvent(self, event) -> None:  # noqa: N802
+        p = QPainter(self)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        w = self.width()
+        if self.hidden_text is not None:
+            p.setPen(MUTED)
+            p.setFont(self._small)
+            p.drawText(self.rect().adjusted(4, 4, -4, -4), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
+                       self.hidden_text)
+            p.end()
+            return
+        top_name = self.names[self.top]
+        p.setFont(self._big)
+        p.setPen(class_color(top_name, self.top))
+        p.drawText(QRect(4, 4, w - 8, 40), Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft,
+                   top_name.upper())
+        p.setPen(TEXT)
+        p.drawText(QRect(4, 4, w - 8, 40), Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight,
+                   f"{100 * float(self.probs[self.top]):.1f}%")
+        p.setFont(self._small)
+        y = 54
+        for i, (name, prob) in enumerate(zip(self.names, self.probs)):
+            color = class_color(name, i)
+            p.setPen(TEXT if i == self.top else MUTED)
+            p.drawText(QRect(4, y, w - 8, 16), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, name)
+            p.drawText(QRect(4, y, w - 8, 16), Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
+                       f"{100 * float(prob):5.1f}%")
+            bar = QRectF(4, y + 18, w - 8, 9)
+            p.setPen(Qt.PenStyle.NoPen)
+            p.setBrush(QColor("#262c36"))
+            p.drawRoundedRect(bar, 4, 4)
+            fill = QRectF(bar.x(), bar.y(), max(0.0, bar.width() * float(prob)), bar.height())
+            p.setBrush(color if i == self.top else color.darker(170))
+            p.drawRoundedRect(fill, 4, 4)
+            y += self.ROW_H
+        p.end()
+
+
+__all__ = ["VideoView", "ProbBars", "class_color"]

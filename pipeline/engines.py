@@ -1,0 +1,191 @@
+"""Inference engines: an ONNX model file in, ``(logits, cam)`` out. No torch here.
+
+``OnnxEngine`` is the runtime engine: ONNX Runtime on the CPU, the model's ``sonolens`` metadata
+(``pipeline.modelfile.ModelMeta``) read and checked against the graph at load time, so a wrong or broken
+file fails with one clear line before the first frame instead of somewhere inside a worker thread.
+``sonolens.models.torch_engine.TorchEngine`` has the same interface (eager PyTorch + pytorch-grad-cam)
+for parity checks and for the "naive" baseline the benchmarks compare against.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from .errors import ModelError
+from .modelfile import META_KEY, ModelMeta
+
+BUNDLED_MODELS = {"busi": "busi_student.onnx", "chest-xray": "chest_xray_student.onnx"}
+DEFAULT_BUNDLED = "busi"
+
+
+class Engine(Protocol):
+    """What the worker needs from an engine."""
+
+    meta: ModelMeta
+
+    def run(self, x: np.ndarray, want_cam: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        """``x``: float32 [1, 3, H, W], normalised. Returns logits [C] and cam [C, h, w] (or None)."""
+        ...
+
+
+def _one_line(exc: BaseException, limit: int = 160) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class OnnxEngine:
+    """ONNX Runtime session for a sonolens model file.
+
+    ``threads`` is ONNX Runtime's intra-op thread count (0 = its default, one per physical core);
+    inter-op parallelism is off (the graph is a chain, and the pipeline has its own threads).
+    """
+
+    def __init__(self, path: str | os.PathLike, threads: int = 0, providers: list[str] | None = None):
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if not self.path.exists():
+            raise ModelError(f"model file {str(self.path)!r} not found")
+        if not self.path.is_file():
+            raise ModelError(f"model path {str(self.path)!r} is not a file")
+        if threads < 0:
+            raise ModelError(f"threads must be >= 0 (0 = ONNX Runtime default), got {threads}")
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = int(threads)
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.enable_cpu_mem_arena = True
+        opts.log_severity_level = 3  # errors only: ORT's warnings are not actionable for a user
+        try:
+            self.session = ort.InferenceSession(str(self.path), sess_options=opts,
+                                                providers=list(providers or ["CPUExecutionProvider"]))
+        except Exception as exc:  # ORT raises InvalidProtobuf, Fail, InvalidGraph, NoSuchFile…
+            raise ModelError(f"{self.path}: not a readable ONNX model ({_one_line(exc)})") from exc
+
+        self.meta = self._read_meta()
+        self._check_graph()
+
+    # -- loading --------------------------------------------------------------------------------------
+    def _read_meta(self) -> ModelMeta:
+        props = self.session.get_modelmeta().custom_metadata_map
+        if META_KEY not in props:
+            raise ModelError(f"{self.path}: ONNX model has no '{META_KEY}' metadata "
+                             f"(export it with 'sonolens export')")
+        try:
+            return ModelMeta.from_json(props[META_KEY])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ModelError(f"{self.path}: bad '{META_KEY}' metadata ({_one_line(exc)})") from exc
+
+    def _check_graph(self) -> None:
+        meta, name = self.meta, self.path
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1:
+            raise ModelError(f"{name}: expected one input 'image', the graph has {len(inputs)}")
+        self.input_name = inputs[0].name
+        shape = inputs[0].shape
+        if len(shape) != 4 or (isinstance(shape[1], int) and shape[1] != 3):
+            raise ModelError(f"{name}: input must be [N, 3, H, W], the graph has {shape}")
+        graph_hw = tuple(shape[2:])
+        if all(isinstance(v, int) for v in graph_hw) and graph_hw != tuple(meta.input_size):
+            raise ModelError(f"{name}: metadata input_size {tuple(meta.input_size)} does not match the graph "
+                             f"input {graph_hw}")
+        outputs = {o.name: o for o in self.session.get_outputs()}
+        if "logits" not in outputs:
+            raise ModelError(f"{name}: the graph has no 'logits' output (outputs: {', '.join(outputs)})")
+        self.has_cam = bool(meta.has_cam and "cam" in outputs)
+        if meta.has_cam and "cam" not in outputs:
+            raise ModelError(f"{name}: metadata says has_cam but the graph has no 'cam' output")
+        # One real run: checks the shapes the graph actually produces (symbolic dims can't be checked
+        # statically) and takes the first-run allocation cost out of the first frame.
+        h, w = meta.input_size
+        x = np.zeros((1, 3, int(h), int(w)), np.float32)
+        try:
+            logits, cam = self.run(x, want_cam=self.has_cam)
+        except ModelError:
+            raise
+        except Exception as exc:
+            raise ModelError(f"{name}: the model fails on a {h}x{w} input ({_one_line(exc)})") from exc
+        n_classes = len(meta.class_names)
+        if logits.shape != (n_classes,):
+            raise ModelError(f"{name}: logits have {logits.shape[-1] if logits.ndim else 0} values but the "
+                             f"metadata lists {n_classes} class names")
+        if cam is not None and (cam.ndim != 3 or cam.shape[0] != n_classes):
+            raise ModelError(f"{name}: cam output {cam.shape} is not [{n_classes}, h, w]")
+        self.cam_size: tuple[int, int] | None = (int(cam.shape[1]), int(cam.shape[2])) if cam is not None else None
+
+    # -- inference ------------------------------------------------------------------------------------
+    def run(self, x: np.ndarray, want_cam: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        """``x``: float32 [1, 3, H, W]. Returns ``(logits [C], cam [C, h, w] or None)``.
+
+        With ``want_cam=False`` only ``logits`` is fetched (ONNX Runtime still runs the shared graph).
+        """
+        logits, cam = self.run_batch(x, want_cam)
+        return logits[0], (cam[0] if cam is not None else None)
+
+    def run_batch(self, x: np.ndarray, want_cam: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        """Batched form: ``x`` [N, 3, H, W] → logits [N, C], cam [N, C, h, w] or None."""
+        if x.dtype != np.float32:
+            x = x.astype(np.float32)
+        if x.ndim != 4 or x.shape[1] != 3 or tuple(x.shape[2:]) != tuple(self.meta.input_size):
+            h, w = self.meta.input_size
+            raise ModelError(f"input of shape {tuple(x.shape)} does not fit the model (expects [N, 3, {h}, {w}])")
+        if want_cam and self.has_cam:
+            logits, cam = self.session.run(["logits", "cam"], {self.input_name: x})
+            return logits, cam
+        (logits,) = self.session.run(["logits"], {self.input_name: x})
+        return logits, None
+
+    def __repr__(self) -> str:
+        return (f"OnnxEngine({str(self.path)!r}, arch={self.meta.arch}, classes={list(self.meta.class_names)}, "
+                f"trained={self.meta.trained})")
+
+
+def _weights_dir() -> Path | None:
+    """``<installed sonolens.models>/weights``, located without importing ``sonolens.models``: that package
+    belongs to the ``train`` extra, and the runtime's import graph stays numpy + ONNX Runtime only."""
+    try:
+        spec = importlib.util.find_spec("sonolens.models")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0]) / "weights"
+
+
+def bundled_model_path(name: str) -> Path | None:
+    """Path of a bundled model (``busi``, ``chest-xray``) if it is installed, else None."""
+    weights = _weights_dir()
+    if name not in BUNDLED_MODELS or weights is None:
+        return None
+    path = weights / BUNDLED_MODELS[name]
+    return path if path.is_file() else None
+
+
+def default_model_path() -> Path | None:
+    """The bundled BUSI student (``models/weights/busi_student.onnx``), or None if it is not installed."""
+    return bundled_model_path(DEFAULT_BUNDLED)
+
+
+def load_engine(path_or_name: str | os.PathLike, threads: int = 0) -> OnnxEngine:
+    """An ``OnnxEngine`` for a file path or a bundled model name (``busi``, ``chest-xray``)."""
+    key = str(path_or_name)
+    if key in BUNDLED_MODELS:
+        path = bundled_model_path(key)
+        if path is None:
+            weights = _weights_dir()
+            where = weights / BUNDLED_MODELS[key] if weights is not None else BUNDLED_MODELS[key]
+            raise ModelError(f"bundled model {key!r} is not installed (expected {where}); "
+                             f"pass a model file path instead")
+        return OnnxEngine(path, threads=threads)
+    path = Path(path_or_name)
+    if not path.exists():
+        names = ", ".join(BUNDLED_MODELS)
+        raise ModelError(f"model {key!r} not found: not a file, and not a bundled model name ({names})")
+    return OnnxEngine(path, threads=threads)

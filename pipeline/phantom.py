@@ -1,0 +1,162 @@
+"""B-mode breast ultrasound phantom: a live source and a clip generator (``sonolens simulate``).
+
+The simulator lives in two modules: ``phantom_scene`` (anatomy, lesions, probe path) and ``phantom_render``
+(speckle, point-spread function, envelope, log compression, scanner screen). This module is the public face:
+it re-exports ``Phantom``/``PhantomSource``/``KINDS`` and holds the command line::
+
+    sonolens simulate malignant --seconds 6 --out malignant.mp4 [--seed 0] [--size 640x480] [--fps 30]
+    sonolens simulate --samples assets/sample_videos     # remake the committed sample clips
+    sonolens simulate --bench [KIND]                     # ms per frame on one core
+
+Kinds: ``normal`` (no lesion), ``cyst``, ``benign``, ``malignant`` (one lesion that grows, peaks and vanishes
+as the probe sweeps across it, centred in the clip) and ``sweep`` (cyst, benign, malignant in turn).
+Every frame is a simulation, never patient data; the screen says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from .errors import ConfigError
+from .phantom_render import KINDS, Layout, LesionTruth, Phantom, check_kind
+
+# The committed sample clips: file name -> (kind, seed, seconds). ``--samples`` writes exactly these.
+SAMPLES: dict[str, tuple[str, int, float]] = {
+    "normal.mp4": ("normal", 11, 5.0),
+    "cyst.mp4": ("cyst", 12, 6.0),
+    "benign.mp4": ("benign", 13, 6.0),
+    "malignant.mp4": ("malignant", 14, 6.0),
+    "sweep.mp4": ("sweep", 15, 12.0),
+}
+SAMPLE_SIZE = (640, 480)
+SAMPLE_FPS = 30.0
+SAMPLE_CRF = 28
+SAMPLE_PRESET = "slow"
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"640x480"`` → (640, 480); ``ConfigError`` otherwise."""
+    try:
+        w, h = (int(v) for v in text.lower().replace("×", "x").split("x"))
+    except ValueError:
+        raise ConfigError(f"--size must look like 640x480, got {text!r}") from None
+    if w < 64 or h < 64 or w > 4096 or h > 4096:
+        raise ConfigError(f"--size must be between 64x64 and 4096x4096, got {text!r}")
+    return w, h
+
+
+def write_clip(kind: str, out: str | Path, seconds: float, seed: int = 0, fps: float = 30.0,
+               size: tuple[int, int] = (640, 480), crf: int = 23, preset: str = "veryfast",
+               progress: bool = True) -> int:
+    """Render a ``seconds``-long clip of ``kind`` to ``out`` (MP4); return the number of frames written."""
+    from .videoio import VideoWriter
+
+    if not seconds > 0:
+        raise ConfigError(f"--seconds must be positive, got {seconds}")
+    phantom = Phantom(kind, seed=seed, fps=fps, size=size, seconds=seconds)
+    n = phantom.frame_count
+    out = Path(out)
+    t0 = last = time.perf_counter()
+    with VideoWriter(out, fps, size=size, crf=crf, preset=preset) as writer:
+        for i in range(n):
+            writer.write(phantom.render(i))
+            now = time.perf_counter()
+            if progress and (now - last > 1.0 or i == n - 1):
+                last = now
+                end = "\n" if i == n - 1 else ""
+                print(f"\rsimulate: {out.name}: {i + 1}/{n} frames ({now - t0:.1f} s)", end=end, file=sys.stderr,
+                      flush=True)
+    return n
+
+
+def make_samples(folder: str | Path, progress: bool = True) -> list[Path]:
+    """Write the ``SAMPLES`` clips into ``folder`` (created if missing) and return their paths."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, (kind, seed, seconds) in SAMPLES.items():
+        path = folder / name
+        write_clip(kind, path, seconds, seed=seed, fps=SAMPLE_FPS, size=SAMPLE_SIZE, crf=SAMPLE_CRF,
+                   preset=SAMPLE_PRESET, progress=progress)
+        paths.append(path)
+    return paths
+
+
+def bench(kind: str = "sweep", frames: int = 150, size: tuple[int, int] = (640, 480)) -> dict[str, float]:
+    """Render ``frames`` consecutive frames on one OpenCV thread; return init and per-frame milliseconds."""
+    import cv2
+    import numpy as np
+
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        t0 = time.perf_counter()
+        phantom = Phantom(kind, seed=0, size=size, seconds=None)
+        init_ms = (time.perf_counter() - t0) * 1e3
+        times = []
+        for i in range(frames):
+            t = time.perf_counter()
+            phantom.render(i)
+            times.append((time.perf_counter() - t) * 1e3)
+    finally:
+        cv2.setNumThreads(threads)
+    ms = np.array(times)
+    return {"init_ms": init_ms, "median_ms": float(np.median(ms)), "p90_ms": float(np.percentile(ms, 90)),
+            "max_ms": float(ms.max()), "mean_ms": float(ms.mean())}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="sonolens simulate",
+        description="Render a simulated B-mode breast ultrasound clip (a phantom, NOT patient data) to MP4.")
+    p.add_argument("kind", nargs="?", help=f"what the probe passes: {', '.join(KINDS)}")
+    p.add_argument("--seconds", type=float, default=6.0, help="clip length (default 6)")
+    p.add_argument("--out", help="output .mp4 file")
+    p.add_argument("--seed", type=int, default=0, help="random seed: same seed, same clip (default 0)")
+    p.add_argument("--size", default="640x480", help="frame size WxH (default 640x480)")
+    p.add_argument("--fps", type=float, default=30.0, help="frame rate (default 30)")
+    p.add_argument("--crf", type=int, default=23, help="H.264 quality, lower is better (default 23)")
+    p.add_argument("--preset", default="veryfast", help="x264 speed preset (default veryfast)")
+    p.add_argument("--samples", metavar="DIR",
+                   help="instead: write the committed sample clips (normal, cyst, benign, malignant, sweep) to DIR")
+    p.add_argument("--bench", action="store_true", help="instead: print ms per rendered frame on one core")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    return p
+
+
+def cli_main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    if args.samples:
+        for path in make_samples(args.samples, progress=not args.quiet):
+            print(f"{path}  {path.stat().st_size / 1e6:.2f} MB")
+        return 0
+    if args.bench:
+        kind = check_kind(args.kind or "sweep")
+        r = bench(kind, size=parse_size(args.size))
+        print(f"phantom {kind} {args.size}: init {r['init_ms']:.0f} ms, per frame median {r['median_ms']:.1f} ms, "
+              f"p90 {r['p90_ms']:.1f} ms, max {r['max_ms']:.1f} ms (one OpenCV thread)")
+        return 0
+    if not args.kind:
+        raise ConfigError("give a phantom kind (" + ", ".join(KINDS) + "), or --samples DIR")
+    check_kind(args.kind)
+    if not args.out:
+        raise ConfigError("give --out FILE.mp4")
+    out = Path(args.out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create folder {out.parent}: {exc.strerror or exc}") from None
+    n = write_clip(args.kind, out, args.seconds, seed=args.seed, fps=args.fps, size=parse_size(args.size),
+                   crf=args.crf, preset=args.preset, progress=not args.quiet)
+    print(f"wrote {out} ({n} frames, {out.stat().st_size / 1e6:.2f} MB) - simulated, not patient data")
+    return 0
+
+
+# Re-exported last: sources.phantom imports phantom_render (not this module), so there is no import cycle.
+from .sources.phantom import PhantomSource  # noqa: E402
+
+__all__ = ["Phantom", "PhantomSource", "KINDS", "Layout", "LesionTruth", "SAMPLES", "write_clip", "make_samples",
+           "bench", "cli_main", "check_kind"]

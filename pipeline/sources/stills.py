@@ -1,0 +1,214 @@
+"""Still images: one file (``ImageSource``) or a folder shown as a slideshow (``FolderSource``).
+
+Stills are read with ``cv2.imdecode(IMREAD_UNCHANGED)`` on the file's bytes (``cv2.imread`` cannot open
+non-ASCII paths on Windows), then brought to what a ``RawFrame`` carries: uint8 RGB, or uint8 gray for
+gray files. 16-bit files are scaled by 1/257 (full range → full range, so an 8-bit image saved as 16-bit
+comes back exactly); alpha is dropped.
+
+A folder is searched recursively, so a folder-per-class dataset (``busi/benign/…``, ``busi/malignant/…``)
+plays as one slideshow. Files are decoded lazily, one per frame, so a folder of thousands of images opens
+at once; unreadable files are skipped with a warning and counted in ``skipped``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..errors import SourceError
+from ..messages import RawFrame
+from .base import Source, SourceInfo
+
+log = logging.getLogger(__name__)
+
+__all__ = ["IMAGE_EXTENSIONS", "ImageSource", "FolderSource", "read_still"]
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
+
+# Segmentation datasets (BUSI among them) keep masks next to the images as "name_mask.png" or
+# "name_mask_1.png"; a slideshow of the scans should not show them.
+DEFAULT_EXCLUDE = ("*_mask.*", "*_mask_[0-9]*.*")
+
+
+def read_still(path: Path) -> np.ndarray | None:
+    """The image at ``path`` as uint8 RGB (H×W×3) or gray (H×W), or None when it cannot be decoded."""
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError:
+        return None
+    if data.size == 0:
+        return None
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if image is None or image.size == 0:
+        return None
+    return to_uint8_rgb_or_gray(image)
+
+
+def to_uint8_rgb_or_gray(image: np.ndarray) -> np.ndarray:
+    """OpenCV's decoded array (BGR/BGRA/gray, any depth) → uint8 RGB or gray."""
+    if image.dtype == np.uint16:
+        image = cv2.convertScaleAbs(image, alpha=1.0 / 257.0)
+    elif image.dtype.kind == "f":
+        scale = 255.0 if float(np.nanmax(image)) <= 1.0 else 1.0
+        image = np.clip(np.nan_to_num(image) * scale, 0, 255).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        image = np.clip(image, 0, 255).astype(np.uint8)
+    if image.ndim == 3:
+        channels = image.shape[2]
+        if channels == 1:
+            image = image[:, :, 0]
+        elif channels == 3:
+            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        elif channels == 4:
+            image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
+        elif channels == 2:  # gray + alpha
+            image = np.ascontiguousarray(image[:, :, 0])
+    return image
+
+
+class ImageSource(Source):
+    """One still image, yielded once with ``pts_s = 0.0`` (the capture thread repeats it with ``--loop``)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path).expanduser()
+        self.name = self.path.name
+        self._pixels: np.ndarray | None = None
+
+    def open(self) -> SourceInfo:
+        if not self.path.exists():
+            raise SourceError(f"no such file: {self.path}")
+        if not self.path.is_file():
+            raise SourceError(f"{self.path} is not an image file")
+        pixels = read_still(self.path)
+        if pixels is None:
+            raise SourceError(f"{self.name} is not a readable image")
+        self._pixels = pixels
+        height, width = pixels.shape[:2]
+        self.info = SourceInfo(
+            name=self.name, kind="image", width=width, height=height, fps=None, frame_count=1, live=False
+        )
+        return self.info
+
+    def frames(self, start_s: float = 0.0) -> Iterator[RawFrame]:
+        if self._pixels is None:
+            raise RuntimeError("ImageSource.frames() called before open()")
+        yield RawFrame(self._pixels, 0.0)
+
+    def close(self) -> None:
+        self._pixels = None
+
+
+def _natural_key(path: Path, root: Path) -> list:
+    """Sort "img2" before "img10" and "benign (9)" before "benign (10)"."""
+    rel = path.relative_to(root).as_posix().lower()
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", rel)]
+
+
+class FolderSource(Source):
+    """The stills under ``folder`` (recursively, in natural sort order) as a slideshow at ``fps``.
+
+    ``paths`` lists the files in play order; frame ``i`` is ``paths[i]`` with ``pts_s = i / fps`` (a
+    skipped file leaves a gap, so a timestamp always names the same file); ``frames(start_s)`` starts at
+    the file on screen at ``start_s``. Images may differ in size:
+    ``info.width/height`` are those of the first readable one. ``current_path`` is the file behind the
+    frame most recently yielded, for a viewer to show.
+    """
+
+    def __init__(
+        self,
+        folder: str | Path,
+        fps: float = 1.0,
+        *,
+        recursive: bool = True,
+        exclude: Sequence[str] = DEFAULT_EXCLUDE,
+    ) -> None:
+        if not fps or fps <= 0:
+            raise SourceError(f"slideshow rate must be positive, got fps={fps}")
+        self.folder = Path(folder).expanduser()
+        self.name = self.folder.name or str(self.folder)
+        self.fps = float(fps)
+        self.recursive = recursive
+        self.exclude = tuple(exclude)
+        self.paths: list[Path] = []
+        self.skipped_paths: list[Path] = []
+        self.current_path: Path | None = None
+        self._first: tuple[int, np.ndarray] | None = None
+
+    @property
+    def skipped(self) -> int:
+        """How many files could not be read (each counted once, however often the slideshow loops)."""
+        return len(self.skipped_paths)
+
+    def _list(self) -> list[Path]:
+        pattern = "**/*" if self.recursive else "*"
+        found = [
+            p
+            for p in self.folder.glob(pattern)
+            if p.suffix.lower() in IMAGE_EXTENSIONS
+            and not p.name.startswith(".")
+            and not any(fnmatch.fnmatch(p.name.lower(), ex) for ex in self.exclude)
+            and p.is_file()
+        ]
+        return sorted(found, key=lambda p: _natural_key(p, self.folder))
+
+    def _skip(self, path: Path) -> None:
+        if path not in self.skipped_paths:
+            self.skipped_paths.append(path)
+            log.warning("%s: skipping unreadable image %s", self.name, path.relative_to(self.folder))
+
+    def open(self) -> SourceInfo:
+        if not self.folder.exists():
+            raise SourceError(f"no such folder: {self.folder}")
+        if not self.folder.is_dir():
+            raise SourceError(f"{self.folder} is not a folder")
+        self.paths = self._list()
+        self.skipped_paths = []
+        if not self.paths:
+            exts = "/".join(sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS))
+            raise SourceError(f"{self.name} contains no images ({exts})")
+        for index, path in enumerate(self.paths):
+            pixels = read_still(path)
+            if pixels is not None:
+                self._first = (index, pixels)
+                break
+            self._skip(path)
+        else:
+            raise SourceError(f"{self.name}: none of its {len(self.paths)} image files could be read")
+        height, width = self._first[1].shape[:2]
+        self.info = SourceInfo(
+            name=self.name,
+            kind="folder",
+            width=width,
+            height=height,
+            fps=self.fps,
+            frame_count=len(self.paths),
+            live=False,
+        )
+        return self.info
+
+    def frames(self, start_s: float = 0.0) -> Iterator[RawFrame]:
+        if not self.paths:
+            raise RuntimeError("FolderSource.frames() called before open()")
+        # The frame on screen at start_s; the epsilon makes start_s = i / fps land on frame i despite float error.
+        start = max(0, int(float(start_s) * self.fps + 1e-6))
+        first, self._first = self._first, None
+        for index in range(start, len(self.paths)):
+            path = self.paths[index]
+            if first is not None and first[0] == index:
+                pixels = first[1]
+            else:
+                pixels = read_still(path)
+            if pixels is None:
+                self._skip(path)
+                continue
+            self.current_path = path
+            yield RawFrame(pixels, index / self.fps)
+
+    def close(self) -> None:
+        self._first = None

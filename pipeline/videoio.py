@@ -1,0 +1,203 @@
+"""Write RGB frames to an MP4 file with PyAV: the one video writer the simulator and the recorder share.
+
+Why PyAV and not ``cv2.VideoWriter``: OpenCV wheels often ship without an H.264 encoder and cannot set a
+rational frame rate, CRF or a per-frame timestamp. PyAV links FFmpeg, so the same code writes H.264
+(``libx264``) wherever FFmpeg has it and falls back to MPEG-4 Part 2 (``mpeg4``) where it does not.
+
+Timing: the stream's time base is ``1/fps`` as an exact fraction (``12.69`` becomes ``1269/100``), and frame
+``i`` gets ``pts = i``, so non-integer rates survive a round trip and a reader sees ``pts * time_base = i / fps``.
+
+Pixels: frames are ``H×W×3`` uint8 RGB (or ``H×W`` uint8 grayscale). H.264 in ``yuv420p`` needs even
+dimensions, so an odd width or height is padded with one black column/row on the right/bottom; the file's
+size is then the padded one (``VideoWriter.size``).
+
+What a crash leaves behind:
+
+* an exception inside ``with VideoWriter(...)`` (or any caller using ``try/finally: close()``) still flushes
+  the encoder and writes the MP4 index, so every frame written before the error is playable;
+* ``close()`` is idempotent, and an error while closing after a failed write never hides the first error;
+* a process that is *killed* (SIGKILL, power loss) cannot write the index of a normal MP4 at the end, and the
+  file will not play. Pass ``fragmented=True`` to write a fragmented MP4 instead (an empty index up front and a
+  self-contained fragment at every keyframe): then a killed process loses at most the frames since the last
+  keyframe (``gop`` frames, 2 s by default). Fragmented files play in FFmpeg/VLC/browsers; the default
+  (unfragmented, index moved to the front at close, "faststart") suits files meant for sharing.
+"""
+
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from .errors import ConfigError, SourceError
+
+__all__ = ["VideoWriter", "pick_codec", "fps_fraction"]
+
+
+def pick_codec() -> str:
+    """``libx264`` when this FFmpeg build can encode H.264 with it, else ``mpeg4`` (always built in)."""
+    try:
+        av.codec.Codec("libx264", "w")
+        return "libx264"
+    except Exception:  # noqa: BLE001 - PyAV raises different types across versions for a missing encoder
+        return "mpeg4"
+
+
+def fps_fraction(fps: float) -> Fraction:
+    """An exact, small rational for a frame rate: 30 → 30/1, 29.97 → 2997/100, 30000/1001 stays as given."""
+    if isinstance(fps, Fraction):
+        return fps
+    if not np.isfinite(fps) or fps <= 0:
+        raise ConfigError(f"frame rate must be a positive number, got {fps!r}")
+    frac = Fraction(float(fps)).limit_denominator(1001)
+    if abs(float(frac) - fps) > 1e-6 * fps:  # rates like 12.6934 need a finer denominator
+        frac = Fraction(float(fps)).limit_denominator(100000)
+    return frac
+
+
+class VideoWriter:
+    """Encode RGB uint8 frames to ``path`` (MP4) at ``fps``; use as a context manager.
+
+    ``size=(width, height)`` fixes the frame size up front; when None it is taken from the first frame.
+    ``crf``/``preset`` are x264's quality (lower = better, 18–28 sensible) and speed knobs; with the
+    ``mpeg4`` fallback ``crf`` maps to a comparable fixed quantiser. ``gop`` is the keyframe interval in frames
+    (default: 2 s). See the module docstring for what a crash leaves behind and for ``fragmented``.
+    """
+
+    def __init__(self, path: str | os.PathLike, fps: float, size: tuple[int, int] | None = None, crf: int = 23,
+                 preset: str = "veryfast", *, codec: str | None = None, fragmented: bool = False,
+                 gop: int | None = None) -> None:
+        self.path = Path(path)
+        self.fps = fps_fraction(fps)
+        self.crf = int(crf)
+        self.preset = preset
+        self.codec = codec or pick_codec()
+        self.fragmented = fragmented
+        self.gop = int(gop) if gop else max(1, round(2 * float(self.fps)))
+        self.frames_written = 0
+        self._input_size: tuple[int, int] | None = None
+        self.size: tuple[int, int] | None = None  # encoded (even) size, known once the stream exists
+        self._stream = None
+        self._closed = False
+        if not 0 <= self.crf <= 51:
+            raise ConfigError(f"crf must be in 0..51, got {crf}")
+        parent = self.path.parent if str(self.path.parent) else Path(".")
+        if not parent.is_dir():
+            raise ConfigError(f"cannot write video {self.path}: folder {parent} does not exist")
+        if self.path.is_dir():
+            raise ConfigError(f"cannot write video {self.path}: it is a folder")
+        try:  # PyAV opens the file only when the header is written: find an unwritable path now, not later
+            with open(self.path, "wb"):
+                pass
+        except OSError as exc:
+            raise ConfigError(f"cannot write video {self.path}: {_reason(exc)}") from None
+        options = {"movflags": "frag_keyframe+empty_moov+default_base_moof"} if fragmented \
+            else {"movflags": "+faststart"}
+        try:
+            self._container = av.open(str(self.path), mode="w", format="mp4", options=options)
+        except (OSError, av.FFmpegError) as exc:
+            raise ConfigError(f"cannot write video {self.path}: {_reason(exc)}") from None
+        if size is not None:
+            self._open_stream(int(size[0]), int(size[1]))
+
+    # -- setup ---------------------------------------------------------------------------------------------
+    def _open_stream(self, width: int, height: int) -> None:
+        if width < 2 or height < 2:
+            raise ConfigError(f"video size must be at least 2x2, got {width}x{height}")
+        self._input_size = (width, height)
+        enc_w, enc_h = width + (width & 1), height + (height & 1)
+        if self.codec == "libx264":
+            options = {"crf": str(self.crf), "preset": self.preset}
+        else:  # mpeg4: fixed quantiser; x264 crf 18..28 looks roughly like qscale 2..8
+            options = {"qscale": str(int(np.clip(round((self.crf - 14) * 0.6), 1, 31)))}
+        stream = self._container.add_stream(self.codec, rate=self.fps, options=options)
+        stream.width, stream.height = enc_w, enc_h
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.time_base = 1 / self.fps
+        stream.codec_context.gop_size = self.gop
+        if self.codec == "mpeg4":
+            stream.codec_context.flags |= av.codec.context.Flags.qscale
+        self._stream = stream
+        self.size = (enc_w, enc_h)
+
+    # -- writing -------------------------------------------------------------------------------------------
+    def write(self, rgb: np.ndarray) -> None:
+        """Append one frame (``H×W×3`` RGB uint8, or ``H×W`` grayscale uint8); its pts is its index."""
+        if self._closed:
+            raise ConfigError(f"cannot write to {self.path}: the video writer is closed")
+        frame = np.asarray(rgb)
+        if frame.dtype != np.uint8 or frame.ndim not in (2, 3) or (frame.ndim == 3 and frame.shape[2] != 3):
+            raise ConfigError(f"video frames must be HxWx3 or HxW uint8, got {frame.dtype} {frame.shape}")
+        if frame.ndim == 2:
+            frame = np.repeat(frame[:, :, None], 3, axis=2)
+        h, w = frame.shape[:2]
+        if self._stream is None:
+            self._open_stream(w, h)
+        if (w, h) != self._input_size:
+            iw, ih = self._input_size
+            raise ConfigError(f"frame {self.frames_written} of {self.path} is {w}x{h}, the video is {iw}x{ih}")
+        enc_w, enc_h = self.size
+        if (w, h) != (enc_w, enc_h):  # odd size: pad with black to even
+            padded = np.zeros((enc_h, enc_w, 3), np.uint8)
+            padded[:h, :w] = frame
+            frame = padded
+        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        vf.pts = self.frames_written
+        vf.time_base = self._stream.codec_context.time_base
+        try:
+            for packet in self._stream.encode(vf):
+                self._container.mux(packet)
+        except (OSError, av.FFmpegError) as exc:
+            raise SourceError(f"writing video {self.path} failed at frame {self.frames_written}: "
+                              f"{_reason(exc)}") from None
+        self.frames_written += 1
+
+    def close(self) -> None:
+        """Flush the encoder and finish the file. Safe to call twice; a file with no frames is removed."""
+        if self._closed:
+            return
+        self._closed = True
+        error: Exception | None = None
+        try:
+            if self._stream is not None:
+                for packet in self._stream.encode(None):
+                    self._container.mux(packet)
+        except (OSError, av.FFmpegError) as exc:
+            error = exc
+        finally:
+            try:
+                self._container.close()
+            except (OSError, av.FFmpegError) as exc:
+                error = error or exc
+        if self.frames_written == 0:
+            self.path.unlink(missing_ok=True)  # an MP4 with no stream is not a video; leave nothing behind
+        if error is not None:
+            raise SourceError(f"finishing video {self.path} failed: {_reason(error)}")
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        try:  # already failing: finish the file as far as possible, but never mask the original error
+            self.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+    def __del__(self) -> None:  # last resort if a caller forgot close(): keep what was written playable
+        if not getattr(self, "_closed", True):
+            try:
+                self.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+
+def _reason(exc: BaseException) -> str:
+    """A short one-line reason from an OS/FFmpeg error."""
+    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return " ".join(str(text).split())

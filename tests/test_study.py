@@ -1,0 +1,154 @@
+"""Study log (writer, tolerant reader) and ``sonolens study export`` — no Qt, no model."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+
+import pytest
+
+from sonolens.app.study import StudyLog, read_log
+from sonolens.app.study_export import analyse, cli_main, cohen_kappa, export
+from sonolens.pipeline.errors import ConfigError
+
+CLASSES = ["normal", "benign", "malignant"]
+
+
+def _write_log(path, calls, condition="ai"):
+    """A hand-made session: frames 0..9 shown at 0.1 s steps, then the given calls as (t_s, frame, key, model_top)."""
+    lines = [{"type": "header", "participant": "p7", "condition": condition, "source": "clip.mp4",
+              "model": {"arch": "x"}, "class_names": CLASSES, "call_keys": {"1": "normal", "2": "benign",
+                                                                             "3": "malignant"},
+              "start_time": "2025-01-01T00:00:00+00:00", "start_unix": 0.0, "t0_ns": 0, "sonolens_version": "0"}]
+    for i in range(10):
+        lines.append({"type": "frame", "index": i, "pts_s": i / 30, "wall_time": 100 + i * 0.1, "t_s": i * 0.1,
+                      "probs": [0.2, 0.5, 0.3], "top_class": 1, "shown": condition == "ai",
+                      "capture_to_result_ms": 10.0, "capture_to_pixels_ms": 20.0 + i})
+    for t, frame, key, top in calls:
+        lines.append({"type": "event", "kind": "call", "frame_index": frame, "wall_time": 100 + t, "t_s": t,
+                      "key": key, "label": CLASSES[key - 1], "class_index": key - 1, "model_top": top,
+                      "model_label": None if top is None else CLASSES[top]})
+    lines.append({"type": "event", "kind": "flag", "frame_index": 5, "wall_time": 101.0, "t_s": 1.0})
+    lines.append({"type": "event", "kind": "freeze", "frame_index": 6, "wall_time": 101.1, "t_s": 1.1})
+    lines.append({"type": "event", "kind": "unfreeze", "frame_index": 6, "wall_time": 101.2, "t_s": 1.2})
+    lines.append({"type": "end", "wall_time": 102.0, "t_s": 2.0, "frames": 10, "events": len(calls) + 3})
+    path.write_text("".join(json.dumps(rec) + "\n" for rec in lines))
+    return path
+
+
+def test_cohen_kappa_known_values():
+    # textbook example: 2x2 table [[20, 5], [10, 15]] -> po = 0.7, pe = 0.5, kappa = 0.4
+    a = ["y"] * 25 + ["n"] * 25
+    b = ["y"] * 20 + ["n"] * 5 + ["y"] * 10 + ["n"] * 15
+    assert cohen_kappa(a, b) == pytest.approx(0.4)
+    assert cohen_kappa(["a", "b", "c"], ["a", "b", "c"]) == pytest.approx(1.0)
+    assert cohen_kappa(["a", "a"], ["a", "a"]) != cohen_kappa(["a", "a"], ["a", "a"])  # NaN: chance agreement 1
+
+
+def test_writer_reader_roundtrip_and_end_record(tmp_path):
+    p = tmp_path / "s.jsonl"
+    log = StudyLog(p, participant="p1", condition="blinded", source="x.mp4", model={"arch": "m"},
+                   class_names=CLASSES, call_labels=CLASSES)
+    log.frame(0, pts_s=0.0, probs=[0.1, 0.2, 0.7], top_class=2, shown=False, capture_to_result_ms=12.5,
+              capture_to_pixels_ms=float("nan"))
+    label = log.call(3, 0, model_top=2, model_probs=[0.1, 0.2, 0.7], class_names=CLASSES)
+    log.event("flag", 0)
+    log.close(frames_displayed=1)
+    assert label == "malignant"
+    recs = read_log(p)
+    assert recs.complete and not recs.torn_last_line and recs.bad_lines == 0
+    assert recs.header["participant"] == "p1" and recs.header["condition"] == "blinded"
+    assert recs.header["sonolens_version"] and recs.header["start_time"]
+    assert recs.frames[0]["probs"] == [0.1, 0.2, 0.7] and recs.frames[0]["shown"] is False
+    assert recs.frames[0]["capture_to_pixels_ms"] is None  # NaN is not JSON: stored as null
+    assert [e["kind"] for e in recs.events] == ["call", "flag"]
+    assert recs.events[0]["model_label"] == "malignant"
+
+
+def test_every_line_is_on_disk_before_close(tmp_path):
+    p = tmp_path / "s.jsonl"
+    log = StudyLog(p, participant="p1", condition="ai", source="x", model=None)
+    for i in range(5):
+        log.frame(i, pts_s=None, probs=None, top_class=None, shown=False, capture_to_result_ms=1.0)
+    # not closed: another reader must already see all of it (flushed per line)
+    recs = read_log(p)
+    assert len(recs.frames) == 5 and not recs.complete
+    log.close()
+
+
+def test_reader_tolerates_torn_last_line(tmp_path):
+    p = _write_log(tmp_path / "s.jsonl", [(1.5, 7, 2, 1)])
+    text = p.read_text()
+    p.write_text(text + '{"type": "frame", "index": 10, "pro')  # killed mid-write
+    recs = read_log(p)
+    assert recs.torn_last_line and len(recs.frames) == 10 and recs.bad_lines == 0
+
+
+def test_reader_rejects_non_log(tmp_path):
+    p = tmp_path / "x.jsonl"
+    p.write_text('{"type": "frame", "index": 0}\n')
+    with pytest.raises(ConfigError):
+        read_log(p)
+    with pytest.raises(ConfigError):
+        read_log(tmp_path / "missing.jsonl")
+
+
+def test_bad_condition_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError):
+        StudyLog(tmp_path / "s.jsonl", participant="p", condition="sometimes", source="x", model=None)
+
+
+def test_export_agreement_kappa_and_reaction_times(tmp_path):
+    # calls: (t, frame, key, model_top). Clinician: benign, malignant, benign, normal; model: benign, benign,
+    # benign, normal -> 3 of 4 agree.
+    calls = [(0.5, 5, 2, 1), (1.3, 9, 3, 1), (1.6, 9, 2, 1), (1.9, 9, 1, 0)]
+    p = _write_log(tmp_path / "s.jsonl", calls)
+    rows, s = analyse(read_log(p), onsets=[3])
+    assert s["calls"] == 4 and s["calls_with_model"] == 4
+    assert s["agreement"] == pytest.approx(0.75)
+    expected_kappa = cohen_kappa(["benign", "malignant", "benign", "normal"], ["benign", "benign", "benign", "normal"])
+    assert s["cohen_kappa"] == pytest.approx(expected_kappa)
+    assert 0 < expected_kappa < 1
+    assert s["flags"] == 1 and s["freezes"] == 1
+    call_rows = [r for r in rows if r["kind"] == "call"]
+    # previous call (first: from the first displayed frame at t=0)
+    assert [r["rt_prev_s"] for r in call_rows] == pytest.approx([0.5, 0.8, 0.3, 0.3])
+    # from the called frame's first appearance (frame 5 at 0.5 s, frame 9 at 0.9 s)
+    assert [r["rt_frame_s"] for r in call_rows] == pytest.approx([0.0, 0.4, 0.7, 1.0])
+    # from the lesion onset at frame 3 (shown at 0.3 s)
+    assert [r["rt_onset_s"] for r in call_rows] == pytest.approx([0.2, 1.0, 1.3, 1.6])
+    assert [r["agree"] for r in call_rows] == [1, 0, 1, 1]
+    assert s["capture_to_pixels_ms"]["p50"] == pytest.approx(24.5)
+
+
+def test_export_cli_writes_csv_and_summary(tmp_path, capsys):
+    a = _write_log(tmp_path / "a.jsonl", [(0.5, 5, 2, 1), (1.0, 9, 1, 1)])
+    b = _write_log(tmp_path / "b.jsonl", [(0.7, 6, 2, None)], condition="off")
+    out, summ = tmp_path / "out.csv", tmp_path / "sum.json"
+    assert cli_main(["export", str(a), str(b), "--out", str(out), "--summary", str(summ)]) == 0
+    printed = capsys.readouterr().out
+    assert "agreement with model 50%" in printed and "p7 [off]" in printed
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 * 10 + 2 + 1 + 2 * 3  # frames, calls, flag/freeze/unfreeze per log
+    assert {r["condition"] for r in rows} == {"ai", "off"}
+    assert "p_benign" in rows[0]
+    frames_a = [r for r in rows if r["log"] == "a.jsonl" and r["record"] == "frame"]
+    assert frames_a[0]["p_benign"] == "0.5" and frames_a[0]["top_label"] == "benign"
+    summaries = json.loads(summ.read_text())
+    assert summaries[1]["agreement"] is None and summaries[1]["calls_with_model"] == 0
+
+
+def test_export_module_does_not_import_qt(tmp_path):
+    import subprocess
+
+    code = ("import sys, sonolens.app.study_export, sonolens.app.study; "
+            "sys.exit(1 if any(m.startswith('PyQt6') for m in sys.modules) else 0)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_export_missing_output_folder(tmp_path):
+    a = _write_log(tmp_path / "a.jsonl", [])
+    with pytest.raises(ConfigError):
+        export([a], tmp_path / "nope" / "out.csv")

@@ -1,0 +1,316 @@
+"""``sonolens eval``: a model (ONNX file or training checkpoint) on a labelled image folder or split.
+
+Both kinds of model see the images exactly as the runtime would feed them: the full image, grayscale →
+``cv2.resize(INTER_AREA)`` to the model's input size → the runtime's own normalisation table
+(``pipeline.preprocess``) with the model's mean/std. An ONNX file runs through the runtime's ``OnnxEngine``;
+a checkpoint through PyTorch. The numbers therefore describe what ``sonolens run`` would output, and the two
+agree (tests check it).
+
+Metrics (``evaluate_predictions``): accuracy, per-class precision/recall/F1/support, macro-F1, the confusion
+matrix, ROC-AUC of malignant-vs-rest from P(malignant), and percentile bootstrap 95% confidence intervals
+(accuracy, macro-F1, AUC; fixed seed, 1000+ resamples by default). A dataset may hold only some of the
+model's classes (e.g. benign and malignant only): per-class numbers and macro-F1 cover the classes present,
+and the confusion matrix also has a column for every absent class the model predicted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sonolens.pipeline.errors import ConfigError, ModelError
+
+POSITIVE = "malignant"
+
+
+# --------------------------------------------------------------------------------------------------------
+# Metrics
+# --------------------------------------------------------------------------------------------------------
+def _confusions(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, weights: np.ndarray | None = None
+                ) -> np.ndarray:
+    """[C, C] (rows true, cols predicted), or [B, C, C] for bootstrap count weights [B, N]."""
+    flat = y_true * n_classes + y_pred
+    if weights is None:
+        return np.bincount(flat, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+    b = weights.shape[0]
+    idx = (np.arange(b)[:, None] * n_classes * n_classes + flat[None, :]).ravel()
+    cm = np.bincount(idx, weights=weights.ravel(), minlength=b * n_classes * n_classes)
+    return cm.reshape(b, n_classes, n_classes)
+
+
+def _prf(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-class precision, recall, F1 from confusion matrices [..., C, C] (0 where undefined)."""
+    tp = np.diagonal(cm, axis1=-2, axis2=-1).astype(float)
+    pred = cm.sum(axis=-2).astype(float)
+    true = cm.sum(axis=-1).astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(pred > 0, tp / np.maximum(pred, 1e-300), 0.0)
+        recall = np.where(true > 0, tp / np.maximum(true, 1e-300), 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-300), 0.0)
+    return precision, recall, f1
+
+
+def _auc_weighted(scores: np.ndarray, positive: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """ROC-AUC (Mann-Whitney, ties count ½) for each row of count weights [B, N]; NaN where one class is absent.
+
+    With multiplicity weights the rank-sum formula becomes: AUC = Σ_pos w_i (F_neg(<s_i) + ½ F_neg(=s_i)) /
+    (W_pos W_neg), computed from the scores sorted once.
+    """
+    order = np.argsort(scores, kind="mergesort")
+    s, pos, w = scores[order], positive[order], weights[:, order]
+    w_neg = w * (~pos)
+    # For each position: negative weight strictly below, and equal, using unique-score blocks.
+    uniq, start = np.unique(s, return_index=True)
+    block = np.searchsorted(uniq, s)
+    neg_block = np.zeros((w.shape[0], len(uniq)))
+    np.add.at(neg_block.T, block, w_neg.T)  # [B, U]
+    below = np.cumsum(neg_block, axis=1) - neg_block
+    contrib = (below[:, block] + 0.5 * neg_block[:, block]) * (w * pos)
+    w_pos_total = (w * pos).sum(axis=1)
+    w_neg_total = w_neg.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        auc = contrib.sum(axis=1) / (w_pos_total * w_neg_total)
+    auc[(w_pos_total == 0) | (w_neg_total == 0)] = np.nan
+    return auc
+
+
+def _ci(values: np.ndarray, level: float = 0.95) -> list[float] | None:
+    v = values[np.isfinite(values)]
+    if v.size == 0:
+        return None
+    a = (1 - level) / 2
+    return [float(np.quantile(v, a)), float(np.quantile(v, 1 - a))]
+
+
+def evaluate_predictions(y_true: Sequence[int], probs: np.ndarray, class_names: Sequence[str], *,
+                         n_boot: int = 1000, seed: int = 0, positive: str = POSITIVE) -> dict[str, Any]:
+    """Metrics of predicted class probabilities ``probs`` [N, C] against label indices ``y_true`` (into
+    ``class_names``, the model's classes). Classes absent from ``y_true`` are left out of per-class numbers
+    and macro-F1. ``n_boot=0`` skips the bootstrap CIs (used per epoch in training)."""
+    y = np.asarray(y_true, dtype=np.int64)
+    p = np.asarray(probs, dtype=np.float64)
+    names = tuple(class_names)
+    c = len(names)
+    if p.ndim != 2 or p.shape != (len(y), c):
+        raise ValueError(f"probs must be [N={len(y)}, C={c}], got {p.shape}")
+    if len(y) == 0:
+        raise ValueError("no samples to evaluate")
+    if y.min() < 0 or y.max() >= c:
+        raise ValueError("y_true holds indices outside class_names")
+    pred = p.argmax(axis=1)
+    present = np.unique(y)
+    cm = _confusions(y, pred, c)
+    precision, recall, f1 = _prf(cm)
+    shown = sorted(set(present.tolist()) | set(np.unique(pred).tolist()))
+    result: dict[str, Any] = {
+        "n": int(len(y)),
+        "class_names": list(names),
+        "classes_present": [names[i] for i in present],
+        "accuracy": float((pred == y).mean()),
+        "macro_f1": float(f1[present].mean()),
+        "per_class": {names[i]: {"precision": float(precision[i]), "recall": float(recall[i]),
+                                 "f1": float(f1[i]), "support": int(cm[i].sum())} for i in present},
+        "confusion_labels": [names[i] for i in shown],
+        "confusion_matrix": cm[np.ix_(shown, shown)].astype(int).tolist(),
+        "auc_positive_class": positive,
+        "auc_malignant": None,
+    }
+    pos_idx = names.index(positive) if positive in names else None
+    is_pos = (y == pos_idx) if pos_idx is not None else None
+    if is_pos is not None and 0 < is_pos.sum() < len(y):
+        result["auc_malignant"] = float(_auc_weighted(p[:, pos_idx], is_pos, np.ones((1, len(y))))[0])
+    if n_boot and n_boot > 0:
+        rng = np.random.default_rng(seed)
+        idx = rng.integers(0, len(y), size=(int(n_boot), len(y)))
+        w = np.zeros((int(n_boot), len(y)))
+        np.add.at(w, (np.arange(int(n_boot))[:, None], idx), 1.0)
+        cms = _confusions(y, pred, c, w)
+        acc = np.trace(cms, axis1=1, axis2=2) / len(y)
+        _, _, f1b = _prf(cms)
+        support = cms.sum(axis=2) > 0  # classes present in each resample
+        macro = (f1b * support).sum(axis=1) / support.sum(axis=1)
+        result.update({"n_boot": int(n_boot), "boot_seed": int(seed), "accuracy_ci95": _ci(acc),
+                       "macro_f1_ci95": _ci(macro), "auc_malignant_ci95": None})
+        if result["auc_malignant"] is not None:
+            result["auc_malignant_ci95"] = _ci(_auc_weighted(p[:, pos_idx], is_pos, w))
+    return result
+
+
+# --------------------------------------------------------------------------------------------------------
+# Running a model over a dataset
+# --------------------------------------------------------------------------------------------------------
+def runtime_input(path: str | Path, input_size: Sequence[int], lut: np.ndarray) -> np.ndarray:
+    """float32 [1, 3, H, W]: the full image as the runtime preprocesses a frame."""
+    from sonolens.pipeline.preprocess import preprocess_gray
+
+    from .data import load_gray
+
+    return preprocess_gray(load_gray(path), (int(input_size[0]), int(input_size[1])), lut)
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def predict_onnx(model_path: str | Path, paths: Sequence[Path]) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Class probabilities [N, C] from an ONNX model file via the runtime's engine."""
+    from sonolens.pipeline.engines import OnnxEngine
+    from sonolens.pipeline.preprocess import normalisation_lut
+
+    engine = OnnxEngine(str(model_path))
+    meta = engine.meta
+    lut = normalisation_lut(meta.mean, meta.std)
+    logits = []
+    for p in paths:
+        out, _cam = engine.run(runtime_input(p, meta.input_size, lut), want_cam=False)
+        logits.append(np.asarray(out, dtype=np.float32).reshape(-1))
+    return _softmax(np.stack(logits).astype(np.float64)), tuple(meta.class_names)
+
+
+def predict_checkpoint(model_path: str | Path, paths: Sequence[Path], batch_size: int = 32
+                       ) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Class probabilities [N, C] from a training checkpoint (PyTorch, CPU), same preprocessing."""
+    import torch
+
+    from sonolens.models.export import load_checkpoint
+    from sonolens.pipeline.preprocess import normalisation_lut
+
+    model = load_checkpoint(model_path).eval()
+    cfg = model.sonolens_cfg
+    lut = normalisation_lut(tuple(cfg.mean), tuple(cfg.std))
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(paths), batch_size):
+            x = np.concatenate([runtime_input(p, cfg.input_size, lut) for p in paths[i:i + batch_size]])
+            out.append(model(torch.from_numpy(x)).double().softmax(dim=1).numpy())
+    return np.concatenate(out), tuple(cfg.class_names)
+
+
+def predict(model_path: str | Path, paths: Sequence[Path]) -> tuple[np.ndarray, tuple[str, ...]]:
+    model_path = Path(model_path)
+    if not model_path.is_file():
+        raise ModelError(f"model {str(model_path)!r} does not exist")
+    if model_path.suffix.lower() == ".onnx":
+        return predict_onnx(model_path, paths)
+    return predict_checkpoint(model_path, paths)
+
+
+def evaluate_model(model_path: str | Path, samples, *, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """Run ``model_path`` over ``samples`` (``data.Sample``) and compute ``evaluate_predictions``."""
+    if not samples:
+        raise ConfigError("no images to evaluate")
+    probs, class_names = predict(model_path, [s.path for s in samples])
+    index = {n.lower(): i for i, n in enumerate(class_names)}
+    unknown = sorted({s.label for s in samples} - set(index))
+    if unknown:
+        raise ConfigError(f"dataset classes {', '.join(unknown)} are not among the model's classes "
+                          f"({', '.join(class_names)})")
+    y = [index[s.label] for s in samples]
+    result = evaluate_predictions(y, probs, class_names, n_boot=n_boot, seed=seed)
+    result["model"] = str(model_path)
+    result["probs"] = probs.round(6).tolist()
+    result["files"] = [str(s.path) for s in samples]
+    result["y_true"] = y
+    return result
+
+
+def save_confusion_png(result: dict[str, Any], path: str | Path, title: str = "") -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = np.asarray(result["confusion_matrix"])
+    labels = result["confusion_labels"]
+    present = set(result["classes_present"])
+    rows = [i for i, n in enumerate(labels) if n in present]
+    cm = cm[rows]
+    fig, ax = plt.subplots(figsize=(1.2 * len(labels) + 2.5, 1.1 * len(rows) + 2))
+    ax.imshow(cm, cmap="Blues")
+    for i in range(cm.shape[0]):
+        for j in range(cm.shape[1]):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center",
+                    color="white" if cm[i, j] > cm.max() / 2 else "black")
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_yticks(range(len(rows)), [labels[i] for i in rows])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ci = result.get("accuracy_ci95")
+    sub = f"acc {result['accuracy']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+    sub += f", macro-F1 {result['macro_f1']:.3f}, n={result['n']}"
+    ax.set_title(f"{title}\n{sub}" if title else sub, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def format_report(r: dict[str, Any]) -> str:
+    def ci(key: str) -> str:
+        v = r.get(key)
+        return f" [{v[0]:.3f}, {v[1]:.3f}]" if v else ""
+
+    lines = [f"n={r['n']}  accuracy {r['accuracy']:.3f}{ci('accuracy_ci95')}  "
+             f"macro-F1 {r['macro_f1']:.3f}{ci('macro_f1_ci95')}"]
+    if r.get("auc_malignant") is not None:
+        lines.append(f"AUC malignant-vs-rest {r['auc_malignant']:.3f}{ci('auc_malignant_ci95')}")
+    lines.append(f"{'class':<12}{'precision':>10}{'recall':>8}{'F1':>8}{'support':>9}")
+    for name, m in r["per_class"].items():
+        lines.append(f"{name:<12}{m['precision']:>10.3f}{m['recall']:>8.3f}{m['f1']:>8.3f}{m['support']:>9d}")
+    lines.append("confusion (rows true, cols predicted): " + ", ".join(r["confusion_labels"]))
+    for name, row in zip(r["confusion_labels"], r["confusion_matrix"]):
+        if name in r["classes_present"]:
+            lines.append(f"  {name:<12}" + " ".join(f"{v:>5d}" for v in row))
+    return "\n".join(lines)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sonolens eval",
+                                description="Evaluate an ONNX model or a training checkpoint on a labelled dataset "
+                                            "(folder per class, or a split CSV). Research use only.")
+    p.add_argument("--model", required=True, help="model.onnx or a training checkpoint (best.pt)")
+    p.add_argument("--data", required=True, help="dataset root: one sub-folder per class, or the root of --split-file")
+    p.add_argument("--split-file", default=None, help="split CSV (file,label,group,split), files relative to --data")
+    p.add_argument("--split", default=None, help="split name(s) to use from --split-file, comma-separated (e.g. test)")
+    p.add_argument("--json", default=None, help="write the metrics (and per-image probabilities) as JSON")
+    p.add_argument("--png", default=None, help="write the confusion matrix as a PNG")
+    p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples for the 95%% CIs (default 2000)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    return p
+
+
+def cli_main(argv: list[str]) -> int:
+    from .data import read_class_folders, read_split_csv
+
+    args = _parser().parse_args(argv)
+    if args.split and not args.split_file:
+        raise ConfigError("--split needs --split-file")
+    if args.split_file:
+        split = args.split.split(",") if args.split else None
+        samples = read_split_csv(args.split_file, args.data, split)
+    else:
+        samples = read_class_folders(args.data)
+    result = evaluate_model(args.model, samples, n_boot=args.n_boot, seed=args.seed)
+    result["data"] = str(args.data)
+    result["split_file"] = args.split_file
+    result["split"] = args.split
+    print(format_report(result))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=1), encoding="utf-8")
+        print(f"metrics: {args.json}", file=sys.stderr)
+    if args.png:
+        title = f"{Path(args.model).name} on {Path(args.data).name}" + (f" ({args.split})" if args.split else "")
+        save_confusion_png(result, args.png, title)
+        print(f"confusion matrix: {args.png}", file=sys.stderr)
+    return 0
