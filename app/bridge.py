@@ -58,7 +58,8 @@ def _scale_roi(roi: tuple[int, int, int, int], sx: float, sy: float) -> tuple[in
     return x0, y0, max(1, int(round((x + w) * sx)) - x0), max(1, int(round((y + h) * sy)) - y0)
 
 
-def render_rgb(result: Result, st: RenderSettings) -> tuple[np.ndarray, tuple[int, int, int, int], bool]:
+def render_rgb(result: Result, st: RenderSettings, area: tuple[int, int] | None = None
+               ) -> tuple[np.ndarray, tuple[int, int, int, int], bool]:
     """The frame as it will be shown (RGB uint8), where it goes in the image area, and whether a heatmap is in it.
 
     The heat map is blended at the smaller of the two resolutions (source or display), so the cost of a frame
@@ -69,7 +70,7 @@ def render_rgb(result: Result, st: RenderSettings) -> tuple[np.ndarray, tuple[in
     blended = bool(st.heatmap and st.show_predictions and result.cam is not None)
     img = cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB) if frame.ndim == 2 else frame
     fh, fw = img.shape[:2]
-    rect = fit_rect(fw, fh, *st.area)
+    rect = fit_rect(fw, fh, *(st.area if area is None else area))
     w, h = rect[2], rect[3]
     resize = (w, h) != (fw, fh)
     interp = cv2.INTER_AREA if (w < fw / 2 or h < fh / 2) else cv2.INTER_LINEAR
@@ -125,11 +126,12 @@ class FrameBridge(QObject):
         if not self.enabled:
             return
         t0 = time.perf_counter_ns()
-        rgb, rect, blended = render_rgb(result, self.settings)
+        area = tuple(self.settings.area)  # read once: the GUI may resize meanwhile
+        rgb, rect, blended = render_rgb(result, self.settings, area)
         image = to_qimage(rgb)
         t1 = time.perf_counter_ns()
         self.render_ms = (t1 - t0) / 1e6
-        df = DisplayFrame(result, image, rect, tuple(self.settings.area), blended, t1, self.generation)
+        df = DisplayFrame(result, image, rect, area, blended, t1, self.generation)
         with self._lock:
             if self._pending is not None:
                 self.skipped += 1

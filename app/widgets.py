@@ -53,6 +53,7 @@ class VideoView(QWidget):
         self.state_color = TEXT
         self.placeholder = "No source. Open a file (Ctrl+O) or a camera (Ctrl+K)."
         self.on_new_frame_painted: Callable[[DisplayFrame, int], None] | None = None
+        self.on_resized: Callable[[], None] | None = None
         self._painted_key: tuple | None = None
         self._font = QFont(self.font())
         self._font.setPointSizeF(10.5)
@@ -91,6 +92,11 @@ class VideoView(QWidget):
         sx, sy = w / fw, h / fh
         rx, ry, rw, rh = df.result.roi
         return QRectF(x + rx * sx, y + ry * sy, rw * sx, rh * sy)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        if self.on_resized is not None:
+            self.on_resized()
 
     # -- painting ---------------------------------------------------------------------------------------------------
     def set_frame(self, df: DisplayFrame | None) -> None:

@@ -130,6 +130,7 @@ class ViewerWindow(QMainWindow):
         self.errors: list[str] = []
         self.last_error: str | None = None
         self._printed: set[str] = set()
+        self._after_queue: collections.deque[tuple[DisplayFrame, int]] = collections.deque()
         self.call_labels: tuple[str, ...] = DEFAULT_CALL_LABELS
 
         self._build_ui()
@@ -150,6 +151,7 @@ class ViewerWindow(QMainWindow):
     def _build_ui(self) -> None:
         self.view = VideoView()
         self.view.on_new_frame_painted = self._on_new_frame_painted
+        self.view.on_resized = self._view_resized
         self.view.show_roi = self.opts.show_predictions
 
         side = QWidget()
@@ -433,7 +435,12 @@ class ViewerWindow(QMainWindow):
     def _on_new_frame_painted(self, df: DisplayFrame, t_paint_ns: int) -> None:
         self.stats.painted(t_paint_ns)
         # after this paint is flushed to the window: read the pixels back, log, check automation
-        QTimer.singleShot(0, lambda: self._after_paint(df, t_paint_ns))
+        self._after_queue.append((df, t_paint_ns))
+        QTimer.singleShot(0, self._drain_after_paint)
+
+    def _drain_after_paint(self) -> None:
+        while self._after_queue:
+            self._after_paint(*self._after_queue.popleft())
 
     def _after_paint(self, df: DisplayFrame, t_paint_ns: int) -> None:
         r = df.result
@@ -472,15 +479,16 @@ class ViewerWindow(QMainWindow):
         if df is None:
             return
         if self.paused or self.ended or self.pipe is None:
-            rgb, rect, blended = render_rgb(df.result, self.settings)
-            self.current = replace(df, image=to_qimage(rgb), rect=rect, area=tuple(self.settings.area),
+            area = tuple(self.settings.area)
+            rgb, rect, blended = render_rgb(df.result, self.settings, area)
+            self.current = replace(df, image=to_qimage(rgb), rect=rect, area=area,
                                    heatmap=blended)
             self.view.set_frame(self.current)
 
-    def resizeEvent(self, event) -> None:  # noqa: N802
-        super().resizeEvent(event)
-        self.settings.area = self.view.area_size()
-        self._resize_timer.start()
+    def _view_resized(self) -> None:
+        self.settings.area = self.view.area_size()  # the worker renders the next frame at the new size
+        if hasattr(self, "_resize_timer"):
+            self._resize_timer.start()  # and a frozen frame is re-rendered once resizing settles
 
     # ================================================================================================ controls
     def toggle_pause(self) -> None:
@@ -845,6 +853,7 @@ class ViewerWindow(QMainWindow):
         if self._finishing:
             return
         self._finishing = True
+        self._drain_after_paint()  # every painted frame gets its log line and measurement
         self.exit_code = rc
         self.hud_timer.stop()
         self.refresh_hud()

@@ -35,6 +35,8 @@ class Engine(Protocol):
 
 def _one_line(exc: BaseException, limit: int = 160) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
+    if "failed:" in text:  # ORT: "[ONNXRuntimeError] : 7 : INVALID_PROTOBUF : Load model from P failed:Why"
+        text = text.rsplit("failed:", 1)[1].strip() or text
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

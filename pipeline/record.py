@@ -50,7 +50,8 @@ class Recorder:
                 result, hud = item
                 img = draw_overlay(result, self.style, hud)
                 if self._writer is None:
-                    self._writer = VideoWriter(self.path, self.fps, size=(img.shape[1], img.shape[0]))
+                    # fragmented MP4: a killed process still leaves a playable file, losing at most the last fragment
+                    self._writer = VideoWriter(self.path, self.fps, size=(img.shape[1], img.shape[0]), fragmented=True)
                 self._writer.write(img)
                 self.frames_written += 1
         except SonolensError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import subprocess
 import sys
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -123,10 +124,10 @@ def test_unknown_kind_lists_valid_kinds():
 
 # ----------------------------------------------------------------------------------------------------- source
 def test_source_interface_finite():
-    src = PhantomSource("malignant", seed=1, fps=10.0, size=(160, 120), seconds=1.0)
+    src = PhantomSource("malignant", seed=1, fps=10.0, size=(160, 120), seconds=1.0, realtime=False)
     with src:
         info = src.info
-        assert (info.kind, info.live, info.fps, info.frame_count) == ("phantom", True, 10.0, 10)
+        assert (info.kind, info.live, info.fps, info.frame_count) == ("phantom", False, 10.0, 10)
         assert (info.width, info.height) == (160, 120)
         frames = list(src.frames())
         assert len(frames) == 10
@@ -138,10 +139,24 @@ def test_source_interface_finite():
     src.close()  # twice is fine
 
 
+def test_live_source_paces_itself_and_skips_when_the_reader_lags():
+    src = PhantomSource("cyst", seed=0, fps=40.0, size=(96, 96), seconds=2.0)
+    assert src.open().live                       # the capture thread leaves live sources unpaced
+    frames = src.frames()
+    t0 = time.perf_counter()
+    first = [next(frames) for _ in range(6)]
+    assert time.perf_counter() - t0 >= 5 / 40 - 1e-3   # delivered on the 40 Hz clock, not as fast as possible
+    assert [f.pts_s for f in first] == pytest.approx([i / 40 for i in range(6)])
+    time.sleep(0.2)                                # a reader that stalls for 8 frame periods...
+    late = next(frames)
+    assert late.pts_s >= 0.3 and src.frames_skipped >= 6   # ...gets the frame due now, like a live probe
+    src.close()
+
+
 def test_source_endless_sweep():
-    src = PhantomSource("sweep", seed=0, size=(160, 120))
+    src = PhantomSource("sweep", seed=0, size=(160, 120), realtime=False)
     info = src.open()
-    assert info.frame_count is None and info.live
+    assert info.frame_count is None
     frames = list(itertools.islice(src.frames(), 3))
     assert len(frames) == 3 and frames[2].pts_s == pytest.approx(2 / 30)
     kinds = {t.kind for i in range(0, 30 * 13, 15) for t in src.phantom.truth(i)}

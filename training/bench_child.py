@@ -1,0 +1,319 @@
+"""Measurement tasks for ``sonolens bench``, each run in a fresh Python process.
+
+Why a subprocess per measurement: peak resident memory (``ru_maxrss``) only means something for a process that
+did nothing else, and a model measured after another one would inherit its allocator state, its threads and, for
+the ONNX path, a torch import it never needs. So the parent (``training/bench.py``) writes a small JSON spec,
+starts ``python -m sonolens.training.bench_child SPEC.json``, and reads back a JSON file with each task's result,
+the process's peak RSS and whether ``torch`` ended up in ``sys.modules``.
+
+This module imports nothing heavy at the top: torch is imported only inside the tasks that need it, which is what
+lets the ONNX and pipeline measurements prove they ran without it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+TASKS: dict[str, Callable[..., dict[str, Any]]] = {}
+
+
+def task(name: str):
+    def deco(fn):
+        TASKS[name] = fn
+        return fn
+
+    return deco
+
+
+# --------------------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------------------
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MB (``ru_maxrss`` is KiB on Linux, bytes on macOS)."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
+
+
+def latency_stats(ms: list[float]) -> dict[str, float]:
+    import numpy as np
+
+    a = np.asarray(ms, dtype=np.float64)
+    if a.size == 0:
+        return {"n": 0}
+    p50, p95, p99 = np.percentile(a, [50, 95, 99])
+    return {"n": int(a.size), "p50": float(p50), "p95": float(p95), "p99": float(p99), "mean": float(a.mean()),
+            "min": float(a.min()), "max": float(a.max())}
+
+
+def time_calls(fn: Callable[[], Any], iters: int, warmup: int, max_s: float) -> tuple[list[float], float]:
+    """Call ``fn`` ``warmup`` times untimed, then up to ``iters`` times (stopping early after ``max_s`` seconds,
+    but never before 3 calls). Returns per-call milliseconds and the wall time of the timed calls."""
+    for _ in range(max(0, warmup)):
+        fn()
+    out: list[float] = []
+    t_start = time.perf_counter()
+    for i in range(max(1, iters)):
+        t0 = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t0) * 1e3)
+        if i >= 2 and time.perf_counter() - t_start > max_s:
+            break
+    return out, time.perf_counter() - t_start
+
+
+def _timing_result(ms: list[float], wall_s: float) -> dict[str, Any]:
+    return {"latency_ms": latency_stats(ms), "throughput_ips": len(ms) / wall_s if wall_s > 0 else 0.0,
+            "iters": len(ms)}
+
+
+# --------------------------------------------------------------------------------------------------------
+# Tasks
+# --------------------------------------------------------------------------------------------------------
+@task("probe")
+def probe(imports: list[str] = ()) -> dict[str, Any]:
+    """Import the given modules and nothing else: checks the subprocess plumbing itself."""
+    import importlib
+
+    for name in imports:
+        importlib.import_module(name)
+    return {"imported": list(imports)}
+
+
+@task("prepare_student")
+def prepare_student(onnx_out: str | None = None, int8_src: str | None = None, int8_out: str | None = None,
+                    seed: int = 0) -> dict[str, Any]:
+    """Export a random-init student (when no bundled one exists) and/or quantise a student to INT8."""
+    from sonolens.models.export import export_random_student, quantize_int8
+
+    out: dict[str, Any] = {}
+    if onnx_out:
+        t0 = time.perf_counter()
+        meta = export_random_student(onnx_out, seed=seed)
+        out["export_s"] = time.perf_counter() - t0
+        out["arch"] = meta.arch
+    if int8_src and int8_out:
+        t0 = time.perf_counter()
+        quantize_int8(int8_src, int8_out)
+        out["quantize_s"] = time.perf_counter() - t0
+    return out
+
+
+def _build_torch_model(arch: str, kwargs: dict[str, Any], checkpoint: str | None):
+    """(model, init label) — a checkpoint when given, else random init (speed does not depend on weights)."""
+    if checkpoint:
+        from sonolens.models.export import load_checkpoint
+
+        return load_checkpoint(checkpoint), f"checkpoint:{checkpoint}"
+    if arch == "student":
+        from sonolens.models.export import build_random_student
+
+        return build_random_student(seed=0, **kwargs), "random init"
+    from sonolens.models.registry import create_model
+
+    return create_model(arch, pretrained=False, **kwargs), "random init"
+
+
+@task("torch_model")
+def torch_model(arch: str, kwargs: dict[str, Any] | None = None, checkpoint: str | None = None, iters: int = 50,
+                warmup: int = 3, max_s: float = 20.0) -> dict[str, Any]:
+    """Eager PyTorch forward, batch 1, ``torch.inference_mode``: latency, throughput, parameter bytes."""
+    import torch
+
+    rss_import = peak_rss_mb()
+    t0 = time.perf_counter()
+    model, init = _build_torch_model(arch, dict(kwargs or {}), checkpoint)
+    build_s = time.perf_counter() - t0
+    model.eval()
+    h, w = (int(v) for v in model.sonolens_cfg.input_size)
+    x = torch.randn(1, 3, h, w, generator=torch.Generator().manual_seed(0))
+    n_params = sum(p.numel() for p in model.parameters())
+    with torch.inference_mode():
+        ms, wall = time_calls(lambda: model(x), iters, warmup, max_s)
+    return {**_timing_result(ms, wall), "framework": f"PyTorch {torch.__version__} eager",
+            "arch": getattr(model.sonolens_cfg, "arch", arch), "init": init, "input_size": [h, w],
+            "params": int(n_params), "size_mb": n_params * 4 / 1e6, "size_basis": "parameter bytes, fp32",
+            "threads": torch.get_num_threads(), "build_s": build_s, "rss_after_import_mb": rss_import}
+
+
+@task("onnx_model")
+def onnx_model(path: str, want_cam: bool = True, threads: int = 0, iters: int = 200, warmup: int = 10,
+               max_s: float = 10.0) -> dict[str, Any]:
+    """ONNX Runtime through the runtime's own ``OnnxEngine`` (the call the inference worker makes)."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from sonolens.pipeline.engines import OnnxEngine
+
+    rss_import = peak_rss_mb()
+    engine = OnnxEngine(path, threads=threads)
+    h, w = engine.meta.input_size
+    x = np.random.default_rng(0).standard_normal((1, 3, int(h), int(w))).astype(np.float32)
+    ms, wall = time_calls(lambda: engine.run(x, want_cam=want_cam), iters, warmup, max_s)
+    return {**_timing_result(ms, wall), "framework": f"ONNX Runtime {ort.__version__}",
+            "arch": engine.meta.arch, "init": "trained" if engine.meta.trained else "random init",
+            "trained": bool(engine.meta.trained), "input_size": [int(h), int(w)],
+            "size_mb": Path(path).stat().st_size / 1e6, "size_basis": "ONNX file size",
+            "threads": threads, "cam": bool(want_cam and engine.has_cam), "rss_after_import_mb": rss_import}
+
+
+@task("gradcam")
+def gradcam(checkpoint: str | None = None, iters: int = 30, warmup: int = 2, max_s: float = 15.0
+            ) -> dict[str, Any]:
+    """pytorch-grad-cam ``GradCAM`` through ``TorchEngine``: one class per frame (what a viewer shows) and
+    every class (what the fused ONNX output gives)."""
+    import numpy as np
+    import torch
+
+    from sonolens.models.torch_engine import TorchEngine
+
+    model, init = _build_torch_model("student", {}, checkpoint)
+    engine = TorchEngine(model)
+    h, w = engine.meta.input_size
+    x = np.random.default_rng(0).standard_normal((1, 3, int(h), int(w))).astype(np.float32)
+    one, wall_one = time_calls(lambda: engine.run(x, want_cam=True, class_idx=0), iters, warmup, max_s)
+    every, wall_all = time_calls(lambda: engine.run(x, want_cam=True), max(3, iters // 2), 1, max_s)
+    return {"top_class": _timing_result(one, wall_one), "all_classes": _timing_result(every, wall_all),
+            "classes": len(engine.meta.class_names), "init": init, "threads": torch.get_num_threads(),
+            "framework": f"PyTorch {torch.__version__} + pytorch-grad-cam GradCAM"}
+
+
+@task("naive")
+def naive(clip: str, frames: int, class_mode: str = "top", checkpoint: str | None = None) -> dict[str, Any]:
+    """The naive way on a clip: one thread decodes (same source), preprocesses (same ``Preprocessor``), runs
+    eager PyTorch + pytorch-grad-cam (``TorchEngine``) per frame, looping the clip until ``frames`` frames.
+
+    ``class_mode="top"``: one GradCAM call per frame for the class on display (the previous frame's top class,
+    the same cost as pytorch-grad-cam's default target); ``"all"``: every class, as the fused output gives.
+    """
+    import numpy as np
+    import torch
+
+    from sonolens.models.torch_engine import TorchEngine
+    from sonolens.pipeline.preprocess import Preprocessor
+    from sonolens.pipeline.sources import open_source
+
+    model, init = _build_torch_model("student", {}, checkpoint)
+    engine = TorchEngine(model)
+    pre = Preprocessor(engine.meta)
+    source = open_source(clip)
+    info = source.open()
+    t_done: list[int] = []
+    decode_ms: list[float] = []
+    pre_ms: list[float] = []
+    inf_ms: list[float] = []
+    top = 0
+    try:
+        while len(t_done) < frames:
+            it = iter(source.frames())
+            got = 0
+            while len(t_done) < frames:
+                t0 = time.perf_counter_ns()
+                raw = next(it, None)
+                if raw is None:
+                    break
+                got += 1
+                t1 = time.perf_counter_ns()
+                x, _roi = pre(raw.pixels)
+                t2 = time.perf_counter_ns()
+                logits, _cams = engine.run(x, want_cam=True, class_idx=top if class_mode == "top" else None)
+                top = int(np.argmax(logits))
+                t3 = time.perf_counter_ns()
+                decode_ms.append((t1 - t0) / 1e6)
+                pre_ms.append((t2 - t1) / 1e6)
+                inf_ms.append((t3 - t2) / 1e6)
+                t_done.append(t3)
+            if got == 0:
+                break
+    finally:
+        source.close()
+    n = len(t_done)
+    fps = (n - 1) / ((t_done[-1] - t_done[0]) / 1e9) if n > 1 and t_done[-1] > t_done[0] else 0.0
+    return {"frames": n, "fps": fps, "class_mode": class_mode, "init": init, "threads": torch.get_num_threads(),
+            "source": {"name": info.name, "width": info.width, "height": info.height, "fps": info.fps},
+            "latency_ms": {"decode": latency_stats(decode_ms), "preprocess": latency_stats(pre_ms),
+                           "inference_gradcam": latency_stats(inf_ms)}}
+
+
+@task("pipeline")
+def pipeline(runs: list[dict[str, Any]], concurrent: bool = False) -> dict[str, Any]:
+    """``build`` + ``run_to_end`` for each config (sequentially), or all configs started at once and waited for
+    together (``concurrent``: several streams in one process, the way one app would serve several probes)."""
+    from sonolens.pipeline.stream import PipelineConfig, build, run_to_end
+
+    cfgs = [PipelineConfig(**r) for r in runs]
+    if not concurrent:
+        reports = []
+        for cfg in cfgs:
+            pipe = build(cfg)
+            reports.append(run_to_end(pipe))
+        return {"reports": reports}
+    pipes = [build(cfg) for cfg in cfgs]
+    t0 = time.perf_counter()
+    try:
+        for p in pipes:
+            p.start()
+        for p in pipes:
+            p.wait()
+    finally:
+        for p in pipes:
+            p.stop()
+    wall = time.perf_counter() - t0
+    return {"reports": [p.report() for p in pipes], "wall_s": wall}
+
+
+@task("run_cli")
+def run_cli(argv: list[str]) -> dict[str, Any]:
+    """``sonolens run ARGV`` through the real command-line entry point, in this (torch-free) process."""
+    from sonolens.cli import main
+
+    rc = main(["run", *argv])
+    return {"rc": int(rc), "argv": list(argv)}
+
+
+# --------------------------------------------------------------------------------------------------------
+# Entry point
+# --------------------------------------------------------------------------------------------------------
+def run_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run ``spec["tasks"]`` in order; one failing task is recorded, not fatal. ``peak_rss_mb`` per task is the
+    process's peak *so far* (exact for the first task; an upper bound for later ones in a shared process)."""
+    results = []
+    for item in spec["tasks"]:
+        name, args = item["task"], dict(item.get("args") or {})
+        t0 = time.perf_counter()
+        try:
+            if name not in TASKS:
+                raise KeyError(f"unknown bench task {name!r}")
+            res: dict[str, Any] = {"ok": True, "result": TASKS[name](**args)}
+        except BaseException as exc:  # noqa: BLE001 - report any failure to the parent, keep going
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            res = {"ok": False, "error": f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}",
+                   "traceback": traceback.format_exc()[-2000:]}
+        res.update(task=name, seconds=time.perf_counter() - t0, peak_rss_mb=peak_rss_mb(),
+                   torch_imported="torch" in sys.modules)
+        results.append(res)
+    return {"results": results, "peak_rss_mb": peak_rss_mb(), "torch_imported": "torch" in sys.modules,
+            "pid": os.getpid()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) != 2:
+        print("usage: python -m sonolens.training.bench_child SPEC.json OUT.json", file=sys.stderr)
+        return 2
+    spec = json.loads(Path(argv[0]).read_text())
+    out = run_spec(spec)
+    Path(argv[1]).write_text(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
