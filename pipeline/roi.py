@@ -65,6 +65,7 @@ def detect_roi(frames: Sequence[np.ndarray]) -> Roi:
         if change.mean() > _MIN_AREA_FRAC:
             mask = texture & change
     mask = mask.astype(np.uint8)
+    raw = mask.copy()
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
     mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))
     mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, kernel, iterations=3)
@@ -83,4 +84,19 @@ def detect_roi(frames: Sequence[np.ndarray]) -> Roi:
         overlap = min(x + w, bx + bw) - max(x, bx)
         if i != best and barea >= 0.1 * area and overlap >= 0.5 * min(w, bw):
             x0, y0, x1, y1 = min(x0, bx), min(y0, by), max(x1, bx + bw), max(y1, by + bh)
+    x0, y0, x1, y1 = _trim_sparse_edges(raw, x0, y0, x1, y1)
     return clamp_roi((x0 * _SCALE, y0 * _SCALE, (x1 - x0) * _SCALE, (y1 - y0) * _SCALE), width, height)
+
+
+def _trim_sparse_edges(raw: np.ndarray, x0: int, y0: int, x1: int, y1: int, min_frac: float = 0.1
+                       ) -> tuple[int, int, int, int]:
+    """Peel off border rows/columns of the box that are mostly empty in the unclosed mask.
+
+    Closing glues thin UI next to the image (a depth scale, a running clock) onto it; those strips are sparse.
+    """
+    box = raw[y0:y1, x0:x1].astype(np.float32)
+    cols, rows = box.mean(axis=0), box.mean(axis=1)
+    good_c, good_r = np.flatnonzero(cols >= min_frac), np.flatnonzero(rows >= min_frac)
+    if good_c.size < 2 or good_r.size < 2:
+        return x0, y0, x1, y1
+    return x0 + int(good_c[0]), y0 + int(good_r[0]), x0 + int(good_c[-1]) + 1, y0 + int(good_r[-1]) + 1

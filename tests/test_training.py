@@ -28,6 +28,16 @@ from sonolens.training.losses import KDLoss
 CLASSES = ("normal", "benign", "malignant")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors gain nothing from threads, and on a busy 2-core machine OpenMP barriers make two threads
+    many times slower than one. Restored afterwards for the other test files."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 # --------------------------------------------------------------------------------------------------------
 # Synthetic data and tiny runs
 # --------------------------------------------------------------------------------------------------------
@@ -74,7 +84,7 @@ TINY_TEACHER = ["model.input_size=[64,64]", "model.pretrained=false",
 def _tiny(dataset, out: Path, *extra: str) -> list[str]:
     root, split = dataset
     return [f"data.root={root}", f"data.split_csv={split}", "model.input_size=[64,64]", "train.epochs=2",
-            "train.batch_size=4", "train.progress=false", "train.tensorboard=false", "train.num_threads=2",
+            "train.batch_size=4", "train.progress=false", "train.tensorboard=false", "train.num_threads=1",
             "sched.warmup_epochs=0", f"output.dir={out}", *extra]
 
 
