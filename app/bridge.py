@@ -24,12 +24,10 @@ import numpy as np
 from PyQt6.QtCore import QObject, pyqtSignal
 from PyQt6.QtGui import QImage
 
-from sonolens.pipeline.errors import ConfigError
-from sonolens.pipeline.messages import Result
+from sonolens.pipeline.messages import Result, Timings
 from sonolens.pipeline.overlay import COLORMAPS, blend_heatmap
-from sonolens.pipeline.sources import open_source
 from sonolens.pipeline.stamp import ImageAreaPreprocessor, StampingSource
-from sonolens.pipeline.stream import Pipeline, PipelineConfig, open_engine
+from sonolens.pipeline.stream import Pipeline, PipelineConfig, build
 
 
 @dataclass
@@ -142,44 +140,36 @@ class FrameBridge(QObject):
         if emit:
             self.frame_ready.emit()
 
+    def warm_up(self, width: int, height: int) -> None:
+        """Render one blank frame so OpenCV's and Qt's first-call costs (colormap tables, buffers) are not paid by
+        the first real frame, which would otherwise make the worker miss the next ones."""
+        frame = np.zeros((height, width, 3), np.uint8)
+        t = Timings(0, 0, 0, 0, 0, 0, None)
+        dummy = Result(-1, frame, np.ones(1, np.float32), np.ones(1, np.float32), ("",), np.zeros((7, 7), np.float32),
+                       0, (0, 0, width, height), t)
+        for heat in (True, False):
+            st = RenderSettings(heat, self.settings.alpha, self.settings.colormap, True, tuple(self.settings.area))
+            to_qimage(render_rgb(dummy, st)[0])
+
     def take(self) -> DisplayFrame | None:
         with self._lock:
             df, self._pending, self._signalled = self._pending, None, False
             return df
 
 
-def warm_up(engine, want_cam: bool) -> None:
-    """One inference before the clock starts, so the first frame does not pay for ORT's lazy initialisation."""
-    h, w = engine.meta.input_size
-    engine.run(np.zeros((1, 3, h, w), np.float32), want_cam=want_cam)
-
-
 def build_viewer_pipeline(cfg: PipelineConfig, sinks=(), *, selfcheck: bool = False, engine=None) -> Pipeline:
-    """Like ``pipeline.stream.build``, plus the self-check stamp (``pipeline.stamp``) and an engine warm-up.
+    """``pipeline.stream.build`` plus, with ``selfcheck``, the latency stamp (``pipeline.stamp``).
 
-    With ``selfcheck`` the source is wrapped in ``StampingSource`` (a band with the capture time below each
-    frame; it paces files itself so the stamp is written at release time) and the model/ROI detector see only
-    the image above the band (``ImageAreaPreprocessor``).
+    The source is wrapped in ``StampingSource`` (a band with the capture time below each frame; it paces files
+    itself so the stamp is written at release time) and the model/ROI detector see only the image above the band
+    (``ImageAreaPreprocessor``). The engine needs no warm-up here: ``OnnxEngine`` runs once when it loads.
     """
-    if engine is None:
-        engine = open_engine(cfg.model, cfg.threads)
-    if cfg.queue_policy not in ("latest", "block"):
-        raise ConfigError(f"queue must be latest or block, got {cfg.queue_policy!r}")
-    source = open_source(cfg.source, fps=cfg.slideshow_fps)
-    if selfcheck:
-        source = StampingSource(source, pace=cfg.realtime, speed=cfg.speed)
-    info = source.open()
-    try:
-        pipe = Pipeline(cfg, source, info, engine, list(sinks))
-        if selfcheck:
-            pipe.worker.pre = ImageAreaPreprocessor(pipe.preprocessor)
-        if engine is not None:
-            warm_up(engine, pipe.worker.cam_enabled)
-        return pipe
-    except BaseException:
-        source.close()
-        raise
+    if not selfcheck:
+        return build(cfg, sinks, engine)
+    return build(cfg, sinks, engine,
+                 wrap_source=lambda src: StampingSource(src, pace=cfg.realtime, speed=cfg.speed),
+                 wrap_preprocessor=ImageAreaPreprocessor)
 
 
 __all__ = ["RenderSettings", "DisplayFrame", "FrameBridge", "fit_rect", "render_rgb", "to_qimage",
-           "build_viewer_pipeline", "warm_up"]
+           "build_viewer_pipeline"]

@@ -35,7 +35,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None,
                    help="ONNX model file or bundled name (busi, chest-xray); 'off' for none (default: busi)")
     p.add_argument("--roi", default=None, help="x,y,w,h of the ultrasound image (default: detected automatically)")
-    p.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0 = its default)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="ONNX Runtime intra-op threads (default 1: the viewer shares the CPU with decoding, "
+                        "drawing and the display server; 0 = ORT's default, one per core)")
     p.add_argument("--loop", action="store_true", help="restart the file at its end (L toggles)")
     p.add_argument("--speed", type=float, default=1.0, help="playback speed factor ([ and ] change it)")
     p.add_argument("--max-rate", dest="realtime", action="store_false",
@@ -89,6 +91,10 @@ def options_from_args(args: argparse.Namespace):
         raise ConfigError("--exit-after-frames must be at least 1")
     if not 0.0 <= args.opacity <= 1.0:
         raise ConfigError(f"--opacity must be in [0, 1], got {args.opacity}")
+    if not 0.0 <= args.ema < 1.0:
+        raise ConfigError(f"--ema must be in [0, 1), got {args.ema}")
+    if args.threads < 0:
+        raise ConfigError(f"--threads must be >= 0, got {args.threads}")
     if args.speed <= 0:
         raise ConfigError(f"--speed must be positive, got {args.speed}")
     from sonolens.pipeline.overlay import COLORMAPS
@@ -223,6 +229,14 @@ def cli_main(argv: list[str]) -> int:
     _ensure_display(opts.automation)
     from PyQt6.QtCore import QTimer
 
+    import cv2
+
+    # OpenCV's own thread pool (resize, colour maps) on top of the pipeline's threads oversubscribes a small CPU
+    # and stretches the latency tail: the viewer runs each OpenCV call on the thread that makes it.
+    cv2.setNumThreads(1)
+    # A thread that finished its C work (inference, decoding, a paint) waits for the GIL up to the switch interval
+    # (5 ms by default) while another runs Python code; 1 ms trims that wait from the display latency's tail.
+    sys.setswitchinterval(0.001)
     app = make_app()
     win = create_window(opts, args.size, args.screen, args.fullscreen)
 

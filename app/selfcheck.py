@@ -71,6 +71,9 @@ class PixelProbe:
 
         Returns (stamped capture time in ns, latency in ms), or (None, None) when no stamp could be read.
         """
+        if band_height(frame_shape[1]) == 0:
+            self.failures += 1
+            return None, None  # a frame too narrow to carry a stamp
         layout = layout_for_frame(frame_shape)
         x, y, w, h = image_rect
         fh = layout.frame_shape[0]

@@ -54,16 +54,35 @@ def _norm(label: str | None) -> str | None:
     return None if label is None else str(label).strip().lower()
 
 
-def parse_onsets(text: str | None) -> list[int]:
-    """Frame indices where a lesion appears: ``"30,120"`` or a file with one index per line (or comma list)."""
+def parse_onsets(text: str | None) -> list[int | float]:
+    """Where lesions appear: frame indices (``27,132``) and/or source times in seconds (``0.9s,4.4s``), given
+    inline or in a file (one per line or comma-separated). Seconds come back as floats, indices as ints."""
     if not text:
         return []
     p = Path(text)
     raw = p.read_text() if p.is_file() else text
+    out: list[int | float] = []
     try:
-        return sorted(int(v) for v in raw.replace("\n", ",").split(",") if v.strip())
+        for v in raw.replace("\n", ",").split(","):
+            v = v.strip()
+            if v:
+                out.append(float(v[:-1]) if v.lower().endswith("s") else int(v))
     except ValueError:
-        raise ConfigError(f"--onsets must be frame indices like 30,120 or a file of them, got {text!r}") from None
+        raise ConfigError(f"--onsets must be frame indices (27,132) or seconds (0.9s,4.4s), got {text!r}") from None
+    return out
+
+
+def _onset_frames(onsets, frames: list[dict]) -> list[int]:
+    """Onsets as frame indices: a time in seconds becomes the first displayed frame at or after it (source pts)."""
+    out = []
+    for o in onsets:
+        if isinstance(o, float):
+            later = [int(f["index"]) for f in frames if f.get("pts_s") is not None and f["pts_s"] >= o - 1e-6]
+            if later:
+                out.append(min(later))
+        else:
+            out.append(int(o))
+    return sorted(out)
 
 
 def analyse(recs: StudyRecords, onsets: Sequence[int] = ()) -> tuple[list[dict], dict]:
@@ -74,6 +93,7 @@ def analyse(recs: StudyRecords, onsets: Sequence[int] = ()) -> tuple[list[dict],
     for f in recs.frames:
         first_shown.setdefault(int(f["index"]), float(f["t_s"]))
     t_first = min(first_shown.values()) if first_shown else None
+    onsets = _onset_frames(onsets, recs.frames)
     onset_times = sorted((first_shown[i], i) for i in onsets if i in first_shown)
     # an onset frame that was never displayed (dropped) counts from the first displayed frame after it
     for i in onsets:
@@ -183,7 +203,7 @@ def format_summary(s: dict) -> str:
     lines = [
         f"{s['participant']} [{s['condition']}] {Path(s['log']).name}: {s['frames_displayed']} frames shown "
         f"over {s['duration_s']:.1f} s{'' if s['complete'] else ' (incomplete: no end record)'}",
-        f"  calls {s['calls']} {s['calls_by_label'] or ''}; agreement with model {num(s['agreement'], '{:.0%}')} "
+        f"  calls {s['calls']}" + (f" {s['calls_by_label']}" if s["calls_by_label"] else "") + f"; agreement with model {num(s['agreement'], '{:.0%}')} "
         f"(n={s['calls_with_model']}), Cohen's kappa {num(s['cohen_kappa'])}",
         "  reaction time from previous call: " + ("n/a" if not rt else f"median {rt['median']:.2f} s")
         + ("" if not s["rt_onset_s"] else f"; from lesion onset: median {s['rt_onset_s']['median']:.2f} s"),
@@ -204,7 +224,8 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--out", default=None, metavar="CSV", help="CSV to write (default: LOG with .csv)")
     e.add_argument("--summary", default=None, metavar="JSON", help="also write the summary as JSON")
     e.add_argument("--onsets", default=None,
-                   help="frame indices where a lesion appears (comma list or file), for reaction time from onset")
+                   help="where lesions appear, for reaction time from onset: frame indices (27,132) or source "
+                        "seconds (0.9s,4.4s), inline or in a file")
     return p
 
 

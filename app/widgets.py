@@ -54,6 +54,7 @@ class VideoView(QWidget):
         self.placeholder = "No source. Open a file (Ctrl+O) or a camera (Ctrl+K)."
         self.on_new_frame_painted: Callable[[DisplayFrame, int], None] | None = None
         self.on_resized: Callable[[], None] | None = None
+        self.last_paint_ms = 0.0
         self._painted_key: tuple | None = None
         self._font = QFont(self.font())
         self._font.setPointSizeF(10.5)
@@ -104,6 +105,7 @@ class VideoView(QWidget):
         self.update()
 
     def paintEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        t0 = time.perf_counter_ns()
         p = QPainter(self)
         p.fillRect(self.rect(), BG)
         df = self.frame
@@ -131,8 +133,10 @@ class VideoView(QWidget):
             key = (df.generation, df.result.index)
             if key != self._painted_key:
                 self._painted_key = key
+                t1 = time.perf_counter_ns()
+                self.last_paint_ms = (t1 - t0) / 1e6
                 if self.on_new_frame_painted is not None:
-                    self.on_new_frame_painted(df, time.perf_counter_ns())
+                    self.on_new_frame_painted(df, t1)
 
     def _paint_strip(self, p: QPainter) -> None:
         strip = QRect(0, 0, self.width(), self.STRIP_H)

@@ -28,7 +28,7 @@ from PyQt6.QtWidgets import (QApplication, QCheckBox, QComboBox, QFileDialog, QF
 from sonolens import RESEARCH_NOTICE, __version__
 from sonolens.pipeline.errors import SonolensError
 from sonolens.pipeline.overlay import COLORMAPS, OverlayStyle
-from sonolens.pipeline.stamp import StampingSource
+from sonolens.pipeline.stamp import StampingSource, band_height
 from sonolens.pipeline.stream import PipelineConfig, open_engine
 
 from .bridge import DisplayFrame, FrameBridge, RenderSettings, build_viewer_pipeline, render_rgb, to_qimage
@@ -65,7 +65,7 @@ class ViewerOptions:
     source: str | None = None
     model: str | None = "busi"  # path or bundled name; None = no model
     roi: str | None = None
-    threads: int = 0
+    threads: int = 1  # see main.py --threads
     loop: bool = False
     speed: float = 1.0
     realtime: bool = True
@@ -320,7 +320,8 @@ class ViewerWindow(QMainWindow):
             self.cam_combo.addItems(list(names))
             meta = self.engine.meta
             self.model_label.setText(f"model: {meta.arch} · {', '.join(names)}"
-                                     + ("" if meta.trained else " · UNTRAINED (random weights)"))
+                                     + ("" if meta.trained else " · <span style='color:#f85149'><b>UNTRAINED"
+                                                                "</b> (random weights)</span>"))
         else:
             self.model_label.setText("no model loaded" + (" (study condition: off)" if self.opts.study else ""))
         if self.opts.study is not None:
@@ -343,7 +344,8 @@ class ViewerWindow(QMainWindow):
         model = None if meta is None else {"arch": meta.arch, "classes": list(meta.class_names),
                                            "input_size": list(meta.input_size), "trained": meta.trained,
                                            "version": meta.version, "provenance": meta.provenance,
-                                           "path": str(self.opts.model)}
+                                           "path": (str(Path(self.opts.model).resolve())
+                                                    if Path(str(self.opts.model)).is_file() else str(self.opts.model))}
         self.study = StudyLog(s.log, participant=s.participant, condition=s.condition,
                               source=str(self.opts.source), model=model,
                               class_names=list(meta.class_names) if meta else [], call_labels=self.call_labels,
@@ -355,8 +357,8 @@ class ViewerWindow(QMainWindow):
                               ema=self.opts.ema, queue=self.opts.queue)
 
     def open_source(self, spec: str, initial: bool = False) -> bool:
-        """Stop the current pipeline (if any) and start one on ``spec``. Errors → dialog; the window stays."""
-        self._stop_pipeline(wait=False)
+        """Start a pipeline on ``spec`` and then stop the current one (if any): a source that cannot be opened
+        leaves what was playing untouched. Errors → dialog; the window stays (automation: exit code 2)."""
         self.generation += 1
         bridge = FrameBridge(self.settings, self.generation)
         bridge.frame_ready.connect(lambda b=bridge: self._on_frame_ready(b), Qt.ConnectionType.QueuedConnection)
@@ -365,12 +367,14 @@ class ViewerWindow(QMainWindow):
             pipe = build_viewer_pipeline(self._cfg(spec), [bridge], selfcheck=self.opts.selfcheck, engine=self.engine)
         except SonolensError as exc:
             self.error_dialog(str(exc))
-            self.view.placeholder = f"Could not open {spec}: {exc}\nOpen a file (Ctrl+O) or a camera (Ctrl+K)."
-            self.view.update()
+            if self.pipe is None:
+                self.view.placeholder = f"Could not open {spec}: {exc}\nOpen a file (Ctrl+O) or a camera (Ctrl+K)."
+                self.view.update()
             if self.opts.automation:
                 self.exit_code = 2
                 QTimer.singleShot(0, lambda: self.finish(2))
             return False
+        self._stop_pipeline(wait=False)
         self.pipe, self.bridge, self.source_spec = pipe, bridge, spec
         self.paused = self.ended = False
         self.held.clear()
@@ -378,10 +382,14 @@ class ViewerWindow(QMainWindow):
         self.last_error = None
         self._resume_ns = time.perf_counter_ns()
         self.view.state_text = ""
-        if self.engine is None or not pipe.worker.cam_enabled:
-            self.cam_combo.setEnabled(False)
-            self.act_cam.setEnabled(False)
+        cam_ok = self.engine is not None and pipe.worker.cam_enabled and self.opts.show_predictions
+        self.cam_combo.setEnabled(cam_ok)
+        self.act_cam.setEnabled(cam_ok)
         pipe.worker.cam_class = None if self.cam_combo.currentIndex() <= 0 else self.cam_combo.currentIndex() - 1
+        w, h = pipe.info.width, pipe.info.height
+        if isinstance(pipe.source, StampingSource):
+            h += band_height(w)
+        bridge.warm_up(w, h)
         pipe.start()
         if self.study is not None and not initial:
             self.study.event("source_opened", None, source=spec)
@@ -434,6 +442,7 @@ class ViewerWindow(QMainWindow):
 
     def _on_new_frame_painted(self, df: DisplayFrame, t_paint_ns: int) -> None:
         self.stats.painted(t_paint_ns)
+        self.stats.add("paint", self.view.last_paint_ms)
         # after this paint is flushed to the window: read the pixels back, log, check automation
         self._after_queue.append((df, t_paint_ns))
         QTimer.singleShot(0, self._drain_after_paint)
@@ -450,7 +459,8 @@ class ViewerWindow(QMainWindow):
         self.stats.add("ready_to_paint", (t_paint_ns - df.t_ready_ns) / 1e6)  # signal delivery + paint
         self.stats.add("capture_to_paint", (t_paint_ns - t.t_captured_ns) / 1e6)
         c2p = None
-        if self.probe is not None and self.pipe is not None and df.generation == self.generation:
+        current = self.bridge is not None and df.generation == self.bridge.generation
+        if self.probe is not None and self.pipe is not None and current:
             rect = self.view.image_rect(df)
             t_stamp, ms = self.probe.measure(r.frame.shape, rect) if rect else (None, None)
             if ms is None:
@@ -750,7 +760,7 @@ class ViewerWindow(QMainWindow):
         if self.recorder is not None:
             parts.append(f"● REC {self.recorder.path.name}")
         if self.opts.selfcheck:
-            parts.append("self-check on")
+            parts.append("self-check on: the strip below the image encodes each frame's capture time")
         self.status_label.setText("   ·   ".join(parts))
         if self.last_error:
             self.view.state_text, self.view.state_color = f"source error: {self.last_error}", RED
@@ -827,6 +837,7 @@ class ViewerWindow(QMainWindow):
             "frames_dropped": self.frames_dropped_queue + self.frames_skipped,
             "frames_dropped_queue": self.frames_dropped_queue,
             "frames_skipped_display": self.frames_skipped,
+            "dropped_indices": (list(self._last_pipe.queue.dropped_indices[:100]) if self._last_pipe else []),
             "latency_ms": lat,
             "selfcheck": {"enabled": self.opts.selfcheck, "method": self.probe.method if self.probe else None,
                           "decoded": self.stats.selfcheck_ok, "failed": self.stats.selfcheck_failed},
@@ -853,6 +864,10 @@ class ViewerWindow(QMainWindow):
         if self._finishing:
             return
         self._finishing = True
+        if self.pipe is not None:  # freeze the run here: what happens while we shut down is not part of it
+            self.pipe.capture.pause()
+        if self.bridge is not None:
+            self.bridge.enabled = False
         self._drain_after_paint()  # every painted frame gets its log line and measurement
         self.exit_code = rc
         self.hud_timer.stop()

@@ -54,8 +54,11 @@ class FusedCamWrapper(nn.Module):
         self.model = model
         # Static sizes, so the exported graph has a fixed [N, C, h, w] cam shape instead of shape arithmetic.
         h, w = model.sonolens_cfg.input_size
+        was_training = model.training
+        model.eval()  # a probe in train mode would update BatchNorm running statistics
         with torch.no_grad():
             feat = model.forward_features(torch.zeros(1, 3, int(h), int(w)))
+        model.train(was_training)
         self.channels, self.feat_h, self.feat_w = (int(v) for v in feat.shape[1:])
         self.num_classes = int(model.classifier.out_features)
 
@@ -171,6 +174,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, meta_overrides: di
         _torch_to_onnx(wrapper, dummy, tmp, opset)
         proto = onnx.load(str(tmp))
         _fix_cam_shape(proto, wrapper)
+        _inline_shared_initializers(proto)
         _set_meta(proto, meta)
         onnx.checker.check_model(proto, full_check=True)
         onnx.save(proto, str(tmp))
@@ -199,6 +203,23 @@ def _torch_to_onnx(wrapper: nn.Module, dummy: torch.Tensor, path: Path, opset: i
         torch.onnx.export(wrapper, (dummy,), str(path), dynamo=True, opset_version=max(opset, 18),
                           dynamic_shapes={"image": {0: batch}}, external_data=False, optimize=True,
                           verbose=False, **names)
+
+
+def _inline_shared_initializers(proto: Any) -> None:
+    """The TorchScript exporter stores parameters with identical values once and feeds the others through
+    ``Identity`` nodes (common in a random init: zero SE biases). Give each its own initializer again so
+    every Conv has constant weights/bias — ORT's quantiser skips a bias that is not an initializer."""
+    inits = {t.name: t for t in proto.graph.initializer}
+    keep = []
+    for node in proto.graph.node:
+        if node.op_type == "Identity" and node.input[0] in inits:
+            copy = proto.graph.initializer.add()
+            copy.CopyFrom(inits[node.input[0]])
+            copy.name = node.output[0]
+        else:
+            keep.append(node)
+    del proto.graph.node[:]
+    proto.graph.node.extend(keep)
 
 
 def _fix_cam_shape(proto: Any, wrapper: FusedCamWrapper) -> None:
@@ -260,7 +281,7 @@ def build_random_student(seed: int = 0, **cfg: Any) -> nn.Module:
                 mod.momentum = 0.1
         model.eval()
         # Spread conv_head's pre-activation z to std ~2 so all branches of hardswish' (z <= -3, the dip
-        # just above -3, the middle, z >= 3) occur, as they do in a trained head.
+        # just above -3, the middle, z >= 3) occur, as they can in a trained head.
         z = model.conv_head(model.forward_features(_calibration_batch(8, h, w, gen)).mean((2, 3), keepdim=True))
         scale = 2.0 / float(z.std())
         model.conv_head.weight.mul_(scale)
@@ -294,7 +315,7 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, *, model_name: st
         "model_name": model_name or cfg.arch,
         "model_cfg": _cfg_to_dict(cfg),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "provenance": dict(provenance or {}),
+        "provenance": dict(provenance if provenance is not None else getattr(model, "sonolens_provenance", {})),
     }
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     torch.save(payload, str(path))
@@ -305,6 +326,11 @@ def _cfg_to_dict(cfg: ModelConfig) -> dict[str, Any]:
     for key in ("class_names", "input_size", "mean", "std"):
         d[key] = list(d[key])
     return d
+
+
+def is_random_init(model: nn.Module) -> bool:
+    """True for ``build_random_student`` models and checkpoints saved from them (their provenance says so)."""
+    return (getattr(model, "sonolens_provenance", None) or {}).get("weights") == RANDOM_PROVENANCE
 
 
 def load_checkpoint(path: str | os.PathLike) -> nn.Module:
@@ -470,7 +496,8 @@ def cli_main(argv: list[str]) -> int:
         model = load_checkpoint(args.checkpoint)
         prov = getattr(model, "sonolens_provenance", {}) or {}
         meta = export_onnx(model, args.out, opset=args.opset,
-                           meta_overrides={"trained": True, "version": str(prov.get("version", "1")),
+                           meta_overrides={"trained": not is_random_init(model),
+                                           "version": str(prov.get("version", "1")),
                                            "provenance": {"checkpoint": Path(args.checkpoint).name}})
     print(f"wrote {args.out}: {meta.arch}, classes {', '.join(meta.class_names)}, input {meta.input_size}, "
           f"trained={meta.trained}")

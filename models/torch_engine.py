@@ -22,7 +22,7 @@ from torch import nn
 from sonolens.pipeline.errors import ModelError
 from sonolens.pipeline.modelfile import ModelMeta
 
-from .export import build_meta, load_checkpoint
+from .export import build_meta, is_random_init, load_checkpoint
 
 
 class TorchEngine:
@@ -33,16 +33,15 @@ class TorchEngine:
     """
 
     def __init__(self, model_or_checkpoint: nn.Module | str | os.PathLike, threads: int = 0):
-        if isinstance(model_or_checkpoint, nn.Module):
-            model = model_or_checkpoint
-        else:
-            model = load_checkpoint(Path(model_or_checkpoint))
+        from_checkpoint = not isinstance(model_or_checkpoint, nn.Module)
+        model = load_checkpoint(Path(model_or_checkpoint)) if from_checkpoint else model_or_checkpoint
         if getattr(model, "sonolens_cfg", None) is None:
             raise ModelError("TorchEngine needs a model built by sonolens.models.create_model (no sonolens_cfg)")
         if threads > 0:
             torch.set_num_threads(int(threads))
         self.model = model.eval()
-        self.meta: ModelMeta = build_meta(model)
+        self.meta: ModelMeta = build_meta(model, {"trained": from_checkpoint and not is_random_init(model),
+                                                  "provenance": {"cam": "pytorch-grad-cam GradCAM (eager)"}})
         self.has_cam = self.meta.cam_layer is not None
         self.cam_layer = model.get_submodule(self.meta.cam_layer) if self.has_cam else None
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from .errors import SonolensError, SourceError
 from .frame_queue import FrameQueue
@@ -33,6 +34,7 @@ class CaptureThread(threading.Thread):
         start_s: float = 0.0,
         max_frames: int | None = None,
         speed: float = 1.0,
+        on_capture: Callable[[int], None] | None = None,
     ) -> None:
         super().__init__(name="sonolens-capture", daemon=True)
         self.source = source
@@ -42,6 +44,7 @@ class CaptureThread(threading.Thread):
         self.start_s = start_s
         self.max_frames = max_frames
         self._speed = speed
+        self.on_capture = on_capture  # gets each frame's t_captured_ns (live input FPS counts dropped frames too)
         self.frames_in = 0
         self.error: SonolensError | None = None
         self.t_first_ns: int | None = None
@@ -127,6 +130,8 @@ class CaptureThread(threading.Thread):
                     if self.t_first_ns is None:
                         self.t_first_ns = t
                     self.t_last_ns = t
+                    if self.on_capture is not None:
+                        self.on_capture(t)
                     self.frames_in += 1
                     produced += 1
                     if not self.queue.put(frame):

@@ -12,7 +12,8 @@ Layout of the strip (``StampLayout``), 64 cells in 1, 2 or 4 rows depending on t
   8 bits of CRC-8 (poly 0x07) over the 6 data bytes, 4 sync cells ``0 0 1 0``;
 * cells are at least ``MIN_CELL`` pixels (6) wide, white = 1 and black = 0, on a black band; decoding
   averages the middle half of each cell and thresholds at mid-grey, so the strip survives being scaled to
-  a third of its size or enlarged with any interpolation (tested).
+  a third of its size or enlarged with any interpolation (tested). Frames narrower than 96 pixels cannot carry
+  a readable stamp and pass through unstamped (``band_height`` is then 0).
 
 Where the strip goes (and why the ROI never sees it): ``StampingSource`` *adds* the band below the source's
 image (a padded copy of each frame) instead of painting over it, so no image content is lost.
@@ -136,7 +137,10 @@ class StampLayout:
 
 
 def band_height(width: int) -> int:
-    """Height of the stamp band of a frame ``width`` pixels wide (it depends on the width only)."""
+    """Height of the stamp band of a frame ``width`` pixels wide (it depends on the width only); 0 when the frame
+    is too narrow to carry a stamp (such frames pass through unstamped)."""
+    if width // 16 < MIN_CELL:
+        return 0
     return StampLayout.for_width(width, 0).band_height
 
 
@@ -246,8 +250,11 @@ class StampingSource(Source):
                 return
             pts = raw.pts_s if raw.pts_s is not None else (last_pts + 1.0 / fps if last_pts is not None else 0.0)
             last_pts = pts
-            layout = self._layout_for(raw.pixels)
-            out = pad_with_band(raw.pixels, layout)
+            if raw.pixels.shape[1] // 16 < MIN_CELL:  # too narrow for a readable stamp: pass through unstamped
+                layout = out = None
+            else:
+                layout = self._layout_for(raw.pixels)
+                out = pad_with_band(raw.pixels, layout)
             if self._paced:
                 now = time.perf_counter_ns()
                 if self.speed != speed:
@@ -260,6 +267,9 @@ class StampingSource(Source):
                         return
                 if t0_ns is None:
                     t0_ns, pts0 = time.perf_counter_ns(), pts
+            if out is None:
+                yield raw
+                continue
             write_stamp(out, layout, time.perf_counter_ns())
             self.stamped += 1
             yield RawFrame(out, raw.pts_s)

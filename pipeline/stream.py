@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,7 +87,7 @@ class Pipeline:
         roi = parse_roi(cfg.roi) if isinstance(cfg.roi, str) else cfg.roi
         self.preprocessor = Preprocessor(engine.meta if engine else None, roi=roi, roi_frames=cfg.roi_frames)
         self.capture = CaptureThread(source, self.queue, realtime=cfg.realtime, loop=cfg.loop, start_s=cfg.start_s,
-                                     max_frames=cfg.frames, speed=cfg.speed)
+                                     max_frames=cfg.frames, speed=cfg.speed, on_capture=self.telemetry.note_capture)
         self.worker = InferenceWorker(self.queue, engine, self.preprocessor, self.telemetry, sinks, cam=cfg.cam,
                                       cam_class=cfg.cam_class, ema=cfg.ema)
         self._closers: list = []
@@ -188,16 +189,27 @@ def open_engine(model: str | None, threads: int = 0):
     return load_engine(model, threads=threads)
 
 
-def build(cfg: PipelineConfig, sinks: list[Sink] | tuple[Sink, ...] = (), engine=None) -> Pipeline:
-    """Open the model and the source (errors surface here, before any thread starts) and wire the pipeline."""
+def build(cfg: PipelineConfig, sinks: list[Sink] | tuple[Sink, ...] = (), engine=None, *,
+          wrap_source: Callable[[Source], Source] | None = None,
+          wrap_preprocessor: Callable[[Preprocessor], Callable] | None = None) -> Pipeline:
+    """Open the source and the model (errors surface here, before any thread starts) and wire the pipeline.
+
+    ``wrap_source`` / ``wrap_preprocessor`` let a caller put a stage around the standard ones without copying
+    this function (the viewer's latency self-check stamps frames at capture and hides the stamp from the model).
+    """
     if cfg.queue_policy not in ("latest", "block"):
         raise ConfigError(f"--queue must be latest or block, got {cfg.queue_policy!r}")
     source = open_source(cfg.source, fps=cfg.slideshow_fps)
+    if wrap_source is not None:
+        source = wrap_source(source)
     info = source.open()
     try:
         if engine is None:
             engine = open_engine(cfg.model, cfg.threads)
-        return Pipeline(cfg, source, info, engine, list(sinks))
+        pipe = Pipeline(cfg, source, info, engine, list(sinks))
+        if wrap_preprocessor is not None:
+            pipe.worker.pre = wrap_preprocessor(pipe.preprocessor)
+        return pipe
     except BaseException:
         source.close()
         raise

@@ -79,6 +79,8 @@ def make_window(qtbot):
         win.resize(*size)
         win.show()
         qtbot.waitExposed(win)
+        win.activateWindow()  # shortcuts are window shortcuts: they need the active window
+        qtbot.waitUntil(win.isActiveWindow, timeout=2000)
         if start:
             assert win.start() or not start
         windows.append(win)
@@ -150,6 +152,13 @@ def test_stamping_source_pads_stamps_at_release_and_paces():
         t_prev = stamped
     assert np.median(gaps) > 10e6  # paced at ~20 ms, not as fast as possible
     src.close()
+
+
+def test_too_narrow_frames_pass_through_unstamped():
+    src = StampingSource(ScriptedSource(n=2, size=(64, 48)), pace=False)
+    src.open()
+    frames = [raw.pixels for raw in src.frames()]
+    assert all(f.shape == (48, 64, 3) for f in frames) and band_height(64) == 0 and src.stamped == 0
 
 
 def test_image_area_preprocessor_excludes_band():
@@ -279,6 +288,11 @@ def test_shortcuts_toggle_what_they_say(qtbot, make_window, clip, tmp_path):
     assert win.pipe.capture.speed < 1.0
     win.opacity.setValue(70)
     assert win.settings.alpha == pytest.approx(0.7)
+    qtbot.keyClick(win.view, Qt.Key.Key_F1)
+    assert win._help_box.isVisible() and "Ctrl+K" in win._help_box.text()
+    win._help_box.close()
+    win.activateWindow()
+    qtbot.waitUntil(win.isActiveWindow, timeout=2000)
     qtbot.keyClick(win.view, Qt.Key.Key_S)
     snaps = list(tmp_path.glob("sonolens_*.png"))
     assert len(snaps) == 1
@@ -300,6 +314,35 @@ def test_record_toggle_writes_mp4(qtbot, make_window, clip, tmp_path):
     qtbot.waitUntil(lambda: not rec._thread.is_alive(), timeout=5000)
     with av.open(str(rec.path)) as c:
         assert sum(1 for _ in c.decode(video=0)) >= 5
+
+
+def test_slow_inference_keeps_the_window_responsive(qtbot, make_window, clip):
+    win = make_window(_opts(clip, loop=True), engine=FakeEngine(delay_s=0.12))
+    _wait_frames(qtbot, win, 2)
+    qtbot.keyClick(win.view, Qt.Key.Key_H)  # handled at once, although every inference takes 4 frame times
+    assert not win.settings.heatmap
+    qtbot.waitUntil(lambda: win.frames_dropped_queue >= 3, timeout=5000)  # the queue drops (and counts) frames
+    win.refresh_hud()
+    assert f"dropped {win.frames_dropped_queue} (queue)" in win.hud.text()
+
+
+def test_open_file_and_camera_dialogs(qtbot, make_window, monkeypatch, clip):
+    from PyQt6.QtWidgets import QFileDialog, QInputDialog
+
+    errors, asked = [], []
+    monkeypatch.setattr(QMessageBox, "critical", staticmethod(lambda parent, title, text, *a: errors.append(text)))
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: (str(clip), "")))
+    monkeypatch.setattr(QInputDialog, "getInt", staticmethod(lambda *a, **k: asked.append(a) or (63, True)))
+    win = make_window(_opts(clip, automation=False), start=False)
+    win.start()
+    qtbot.keyClick(win.view, Qt.Key.Key_O, Qt.KeyboardModifier.ControlModifier)
+    assert win.generation == 2 and win.source_spec == str(clip)
+    _wait_frames(qtbot, win, 2)
+    qtbot.keyClick(win.view, Qt.Key.Key_K, Qt.KeyboardModifier.ControlModifier)
+    assert asked and len(errors) == 1 and "63" in errors[0]  # no camera 63 here: a dialog, no crash
+    assert win.isVisible() and win.source_spec == str(clip)  # what was playing goes on
+    n = win.stats.frames_displayed
+    _wait_frames(qtbot, win, n + 2)
 
 
 def test_end_of_stream_keeps_last_frame(qtbot, make_window, clip):

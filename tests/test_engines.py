@@ -143,7 +143,7 @@ def test_load_engine_by_path_and_unknown_name(random_student):
 def test_load_engine_bundled_name(name):
     installed = REPO / "models" / "weights" / BUNDLED_MODELS[name]
     if installed.is_file():
-        assert bundled_model_path(name) == installed.resolve() or bundled_model_path(name) == installed
+        assert bundled_model_path(name).samefile(installed)
         assert load_engine(name).meta.class_names
     else:
         assert bundled_model_path(name) is None
@@ -199,10 +199,14 @@ def test_cam_for_display_edge_cases():
 # ---- TorchEngine (the reference) -----------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def torch_engine():
+    import torch
+
     from sonolens.models.export import build_random_student
     from sonolens.models.torch_engine import TorchEngine
 
-    return TorchEngine(build_random_student(seed=0))
+    before = torch.get_num_threads()  # TorchEngine(threads=1) sets torch's global thread count
+    yield TorchEngine(build_random_student(seed=0), threads=1)
+    torch.set_num_threads(before)
 
 
 def test_torch_engine_matches_onnx_engine(random_student, torch_engine):

@@ -30,6 +30,16 @@ from sonolens.pipeline.modelfile import META_KEY, ModelMeta
 PARITY_ATOL = 1e-3
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """One intra-op thread: on a busy 2-core machine OpenMP barriers make multi-threaded backward passes
+    many times slower, and these small models gain nothing from a second thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def student():
     return build_random_student(seed=0)
@@ -229,9 +239,17 @@ def test_cli_export_checkpoint_and_int8(tmp_path, student, capsys):
                    "--int8", str(tmp_path / "q.onnx")])
     assert rc == 0 and "wrote" in capsys.readouterr().out
     meta = OnnxEngine(tmp_path / "m.onnx").meta
+    # The checkpoint's provenance replaces the random student's, so the export counts as trained.
     assert meta.trained is True and meta.version == "3" and meta.provenance["dataset"] == "BUSI"
     assert meta.provenance["checkpoint"] == "c.pt"
     assert OnnxEngine(tmp_path / "q.onnx").meta.provenance["quantized"] == "int8"
+
+
+def test_checkpoint_of_a_random_student_stays_untrained(tmp_path, student):
+    save_checkpoint(student, tmp_path / "r.pt")  # provenance defaults to the model's: "random init"
+    assert cli_main(["--checkpoint", str(tmp_path / "r.pt"), "--out", str(tmp_path / "r.onnx")]) == 0
+    meta = OnnxEngine(tmp_path / "r.onnx").meta
+    assert meta.trained is False and meta.provenance["weights"] == RANDOM_PROVENANCE
 
 
 def test_cli_random_export_and_bad_checkpoint_exit_code(tmp_path):

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from sonolens.app.study import StudyLog, read_log
-from sonolens.app.study_export import analyse, cli_main, cohen_kappa, export
+from sonolens.app.study_export import analyse, cli_main, cohen_kappa, export, parse_onsets
 from sonolens.pipeline.errors import ConfigError
 
 CLASSES = ["normal", "benign", "malignant"]
@@ -120,6 +120,9 @@ def test_export_agreement_kappa_and_reaction_times(tmp_path):
     assert [r["rt_onset_s"] for r in call_rows] == pytest.approx([0.2, 1.0, 1.3, 1.6])
     assert [r["agree"] for r in call_rows] == [1, 0, 1, 1]
     assert s["capture_to_pixels_ms"]["p50"] == pytest.approx(24.5)
+    # the same onset given as source time: frame 3 has pts 0.1 s
+    rows_s, _ = analyse(read_log(p), onsets=parse_onsets("0.1s"))
+    assert [r["rt_onset_s"] for r in rows_s if r["kind"] == "call"] == pytest.approx([0.2, 1.0, 1.3, 1.6])
 
 
 def test_export_cli_writes_csv_and_summary(tmp_path, capsys):

@@ -445,6 +445,11 @@ def run(mode: str, cfg: dict[str, Any], resume: str | Path | None = None) -> Run
     if cfg.get("mode") not in (None, mode):
         raise ConfigError(f"this config is for 'sonolens train {cfg['mode']}', not '{mode}'")
     cfg = {**cfg, "mode": mode}
+    if mode == "distill":  # fail before any data is read
+        tp = resolve_path(cfg["teacher"]["checkpoint"]) if cfg["teacher"]["checkpoint"] else None
+        if tp is None or not Path(tp).is_file():
+            raise ConfigError(f"distill needs teacher.checkpoint=PATH to a teacher's best.pt "
+                              f"('sonolens train teacher' first); got {cfg['teacher']['checkpoint']!r}")
     device, d = setup_process(cfg)
     seed = int(cfg["seed"])
     if cfg["train"]["deterministic"]:
