@@ -347,6 +347,9 @@ class HybridOffline(nn.Module):
         else:
             self.pretrained_branches = ()
         self.with_cnn_features = with_cnn_features
+        self.cnn_freeze_blocks = int(p.get("cnn_freeze_blocks", 0))
+        for mod in self._frozen_cnn_modules():
+            mod.requires_grad_(False)
         h, w = int(input_size[0]), int(input_size[1])
         if self.vit_tokens == "cnn":
             stride = 32
@@ -367,6 +370,24 @@ class HybridOffline(nn.Module):
         else:
             self.head = nn.Sequential(nn.Dropout(p["dropout"]), nn.Linear(feat_dim, num_classes))
 
+    def _frozen_cnn_modules(self) -> list[nn.Module]:
+        """Stem + the first ``cnn_freeze_blocks`` stages (-1: the whole CNN). Frozen layers keep their ImageNet
+        weights and BatchNorm statistics, and backward stops above them: at 224 px most of EfficientNet's
+        compute is in the early high-resolution stages, so freezing them roughly halves a CPU training step,
+        and a few hundred images barely constrain low-level filters anyway."""
+        k, cnn = self.cnn_freeze_blocks, self.cnn
+        if cnn is None or k == 0:
+            return []
+        if k < 0:
+            return [cnn]
+        return [cnn.conv_stem, cnn.bn1, *list(cnn.blocks)[:k]]
+
+    def train(self, mode: bool = True) -> "HybridOffline":
+        super().train(mode)
+        for mod in self._frozen_cnn_modules():
+            mod.eval()  # frozen BatchNorm: ImageNet running statistics, not this batch's
+        return self
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         parts = []
         fmap = None
@@ -384,7 +405,7 @@ class HybridOffline(nn.Module):
         return self.head(self.forward_features(x))
 
 
-_OFFLINE_DEFAULTS = {"cnn_name": LITE_CNN, "vit_tokens": "cnn", "vit_dim": 192, "vit_depth": 4, "vit_heads": 3,
+_OFFLINE_DEFAULTS = {"cnn_name": LITE_CNN, "cnn_freeze_blocks": 0, "vit_tokens": "cnn", "vit_dim": 192, "vit_depth": 4, "vit_heads": 3,
                      "vit_patch": 16, "vit_drop": 0.1, "drop_path": 0.1, "cnn_drop_path": 0.1,
                      "head_hidden": 512, "dropout": 0.4}
 

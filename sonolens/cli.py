@@ -41,8 +41,9 @@ def _tune_process() -> None:
 
     * glibc's malloc returns large freed blocks to the OS at once, so every multi-MB decoded frame is page-faulted in
       anew (~330 faults a frame measured on a 960x720 clip); keeping them mapped roughly doubles decode throughput.
-    * FFmpeg (PyAV's and OpenCV's) prints its own diagnostics to stderr; sonolens reports decoding problems itself,
-      in one line.
+    * OpenCV's bundled FFmpeg prints its own diagnostics to stderr; sonolens reports decoding problems itself, in
+      one line. (PyAV already discards FFmpeg's log by default; installing its Python log callback can deadlock
+      a decoder thread against the GIL, so it is left alone.)
     """
     import os
 
@@ -58,12 +59,6 @@ def _tune_process() -> None:
             libc.mallopt(-3, 16 << 20)  # M_MMAP_THRESHOLD
         except (OSError, AttributeError):
             pass
-    try:
-        import av.logging
-
-        av.logging.set_level(av.logging.PANIC)
-    except ImportError:
-        pass
 
 
 def main(argv: list[str] | None = None) -> int:

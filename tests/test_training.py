@@ -171,6 +171,14 @@ def test_bundled_configs_load(name, mode, model):
     assert isinstance(cfg["optim"]["lr"], float)
 
 
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "training" / "configs").glob("*.yaml")),
+                         ids=lambda p: p.stem)
+def test_every_bundled_config_validates(path):
+    cfg = load_config(path)  # unknown keys, bad YAML or a bad mode raise ConfigError
+    assert cfg["mode"] in ("teacher", "distill", "baseline") and cfg["name"] == path.stem
+    assert (cfg["mode"] == "distill") == bool(cfg["teacher"]["checkpoint"])
+
+
 def test_distill_and_baseline_share_the_budget():
     d, b = load_config("busi_distill_offline"), load_config("busi_baseline")
     for section in ("data", "model", "optim", "sched", "train", "augment"):
@@ -528,3 +536,21 @@ def test_eval_cli_writes_json_and_png_and_handles_class_subsets(dataset, baselin
     (sub / "cyst" / "c.png").write_bytes((root / "benign" / "benign (0).png").read_bytes())
     with pytest.raises(ConfigError, match="cyst"):
         ev.cli_main(["--model", str(baseline_run / "best.pt"), "--data", str(sub)])
+
+
+@pytest.mark.slow
+def test_same_config_runs_under_torchrun_ddp(dataset, tmp_path):
+    """Two CPU processes (gloo) under torchrun: DistributedSampler, all-reduced stats, rank 0 writes."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "sonolens", "train", "baseline", "--config", "busi_baseline", *_tiny(dataset, out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    _check_run_dir(out)
+    assert json.loads((out / "env.json").read_text())["world_size"] == 2
+    assert load_checkpoint(out / "best.pt").sonolens_cfg.input_size == (64, 64)

@@ -36,10 +36,28 @@ def task(name: str):
 # --------------------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------------------
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, in MB (``ru_maxrss`` is KiB on Linux, bytes on macOS)."""
+def ru_maxrss_mb() -> float:
+    """``getrusage(RUSAGE_SELF).ru_maxrss`` in MB (KiB on Linux, bytes on macOS)."""
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MB.
+
+    On Linux this is ``VmHWM`` from ``/proc/self/status``, not ``ru_maxrss``: Linux carries ``ru_maxrss`` over
+    from the parent through fork + exec, so a child started by a 500 MB parent reports >= 500 MB however small
+    it is (measured: a 10 MB child of a 511 MB parent read 511 MB). ``VmHWM`` belongs to the process's own
+    address space, which exec creates afresh. Elsewhere, ``ru_maxrss``.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return ru_maxrss_mb()
 
 
 def latency_stats(ms: list[float]) -> dict[str, float]:
@@ -106,6 +124,14 @@ def prepare_student(onnx_out: str | None = None, int8_src: str | None = None, in
     return out
 
 
+def _torch_threads(n: int) -> None:
+    """``n`` > 0: ``torch.set_num_threads(n)``; 0 keeps torch's default (one per core)."""
+    import torch
+
+    if n > 0:
+        torch.set_num_threads(int(n))
+
+
 def _build_torch_model(arch: str, kwargs: dict[str, Any], checkpoint: str | None):
     """(model, init label) — a checkpoint when given, else random init (speed does not depend on weights)."""
     if checkpoint:
@@ -123,10 +149,11 @@ def _build_torch_model(arch: str, kwargs: dict[str, Any], checkpoint: str | None
 
 @task("torch_model")
 def torch_model(arch: str, kwargs: dict[str, Any] | None = None, checkpoint: str | None = None, iters: int = 50,
-                warmup: int = 3, max_s: float = 20.0) -> dict[str, Any]:
+                warmup: int = 3, max_s: float = 20.0, torch_threads: int = 0) -> dict[str, Any]:
     """Eager PyTorch forward, batch 1, ``torch.inference_mode``: latency, throughput, parameter bytes."""
     import torch
 
+    _torch_threads(torch_threads)
     rss_import = peak_rss_mb()
     t0 = time.perf_counter()
     model, init = _build_torch_model(arch, dict(kwargs or {}), checkpoint)
@@ -165,8 +192,8 @@ def onnx_model(path: str, want_cam: bool = True, threads: int = 0, iters: int = 
 
 
 @task("gradcam")
-def gradcam(checkpoint: str | None = None, iters: int = 30, warmup: int = 2, max_s: float = 15.0
-            ) -> dict[str, Any]:
+def gradcam(checkpoint: str | None = None, iters: int = 30, warmup: int = 2, max_s: float = 15.0,
+            torch_threads: int = 0) -> dict[str, Any]:
     """pytorch-grad-cam ``GradCAM`` through ``TorchEngine``: one class per frame (what a viewer shows) and
     every class (what the fused ONNX output gives)."""
     import numpy as np
@@ -174,24 +201,27 @@ def gradcam(checkpoint: str | None = None, iters: int = 30, warmup: int = 2, max
 
     from sonolens.models.torch_engine import TorchEngine
 
+    _torch_threads(torch_threads)
     model, init = _build_torch_model("student", {}, checkpoint)
     engine = TorchEngine(model)
     h, w = engine.meta.input_size
     x = np.random.default_rng(0).standard_normal((1, 3, int(h), int(w))).astype(np.float32)
     one, wall_one = time_calls(lambda: engine.run(x, want_cam=True, class_idx=0), iters, warmup, max_s)
-    every, wall_all = time_calls(lambda: engine.run(x, want_cam=True), max(3, iters // 2), 1, max_s)
+    every, wall_all = time_calls(lambda: engine.run(x, want_cam=True), max(1, iters // 2), 0, max_s)
     return {"top_class": _timing_result(one, wall_one), "all_classes": _timing_result(every, wall_all),
             "classes": len(engine.meta.class_names), "init": init, "threads": torch.get_num_threads(),
             "framework": f"PyTorch {torch.__version__} + pytorch-grad-cam GradCAM"}
 
 
 @task("naive")
-def naive(clip: str, frames: int, class_mode: str = "top", checkpoint: str | None = None) -> dict[str, Any]:
+def naive(clip: str, frames: int, class_mode: str = "top", checkpoint: str | None = None,
+          max_s: float = 60.0, torch_threads: int = 0) -> dict[str, Any]:
     """The naive way on a clip: one thread decodes (same source), preprocesses (same ``Preprocessor``), runs
     eager PyTorch + pytorch-grad-cam (``TorchEngine``) per frame, looping the clip until ``frames`` frames.
 
     ``class_mode="top"``: one GradCAM call per frame for the class on display (the previous frame's top class,
     the same cost as pytorch-grad-cam's default target); ``"all"``: every class, as the fused output gives.
+    Stops early after ``max_s`` seconds (at least 3 frames), so a slow machine cannot stall the benchmark.
     """
     import numpy as np
     import torch
@@ -200,8 +230,12 @@ def naive(clip: str, frames: int, class_mode: str = "top", checkpoint: str | Non
     from sonolens.pipeline.preprocess import Preprocessor
     from sonolens.pipeline.sources import open_source
 
+    _torch_threads(torch_threads)
     model, init = _build_torch_model("student", {}, checkpoint)
     engine = TorchEngine(model)
+    pre = Preprocessor(engine.meta)
+    x0, _ = pre(_first_pixels(clip))
+    engine.run(x0, want_cam=True, class_idx=0)  # warm-up: the first backward pass sets autograd up (~seconds)
     pre = Preprocessor(engine.meta)
     source = open_source(clip)
     info = source.open()
@@ -210,11 +244,16 @@ def naive(clip: str, frames: int, class_mode: str = "top", checkpoint: str | Non
     pre_ms: list[float] = []
     inf_ms: list[float] = []
     top = 0
+    t_start = time.perf_counter()
+
+    def more() -> bool:
+        return len(t_done) < frames and (len(t_done) < 3 or time.perf_counter() - t_start < max_s)
+
     try:
-        while len(t_done) < frames:
+        while more():
             it = iter(source.frames())
             got = 0
-            while len(t_done) < frames:
+            while more():
                 t0 = time.perf_counter_ns()
                 raw = next(it, None)
                 if raw is None:
@@ -236,10 +275,22 @@ def naive(clip: str, frames: int, class_mode: str = "top", checkpoint: str | Non
         source.close()
     n = len(t_done)
     fps = (n - 1) / ((t_done[-1] - t_done[0]) / 1e9) if n > 1 and t_done[-1] > t_done[0] else 0.0
-    return {"frames": n, "fps": fps, "class_mode": class_mode, "init": init, "threads": torch.get_num_threads(),
+    return {"frames": n, "frames_asked": frames, "fps": fps, "class_mode": class_mode, "init": init,
+            "threads": torch.get_num_threads(),
             "source": {"name": info.name, "width": info.width, "height": info.height, "fps": info.fps},
             "latency_ms": {"decode": latency_stats(decode_ms), "preprocess": latency_stats(pre_ms),
                            "inference_gradcam": latency_stats(inf_ms)}}
+
+
+def _first_pixels(clip: str):
+    from sonolens.pipeline.sources import open_source
+
+    src = open_source(clip)
+    src.open()
+    try:
+        return next(iter(src.frames())).pixels
+    finally:
+        src.close()
 
 
 @task("pipeline")
@@ -271,10 +322,11 @@ def pipeline(runs: list[dict[str, Any]], concurrent: bool = False) -> dict[str, 
 
 @task("run_cli")
 def run_cli(argv: list[str]) -> dict[str, Any]:
-    """``sonolens run ARGV`` through the real command-line entry point, in this (torch-free) process."""
-    from sonolens.cli import main
+    """``sonolens run ARGV`` in this (torch-free) process: the subcommand's own entry point, with the process
+    settings ``sonolens`` applies (``cli_process_settings``, already made by ``main``)."""
+    from sonolens.pipeline.run_cli import cli_main
 
-    rc = main(["run", *argv])
+    rc = cli_main(list(argv))
     return {"rc": int(rc), "argv": list(argv)}
 
 
@@ -298,10 +350,37 @@ def run_spec(spec: dict[str, Any]) -> dict[str, Any]:
             res = {"ok": False, "error": f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}",
                    "traceback": traceback.format_exc()[-2000:]}
         res.update(task=name, seconds=time.perf_counter() - t0, peak_rss_mb=peak_rss_mb(),
-                   torch_imported="torch" in sys.modules)
+                   ru_maxrss_mb=ru_maxrss_mb(), torch_imported="torch" in sys.modules)
         results.append(res)
-    return {"results": results, "peak_rss_mb": peak_rss_mb(), "torch_imported": "torch" in sys.modules,
-            "pid": os.getpid()}
+    return {"results": results, "peak_rss_mb": peak_rss_mb(), "ru_maxrss_mb": ru_maxrss_mb(),
+            "torch_imported": "torch" in sys.modules, "pid": os.getpid()}
+
+
+def cli_process_settings() -> None:
+    """The process-wide settings the ``sonolens`` command applies (``sonolens.cli._tune_process``: malloc
+    tuning that changes decode speed), so a pipeline measured here runs as it does under ``sonolens run``.
+
+    PyAV's Python log callback is then switched off again (``set_level(None)``, PyAV's default, which
+    already discards FFmpeg's logs): with it installed, an FFmpeg frame-decoding thread that logs needs the
+    GIL while the main thread holds it inside ``avcodec_free_context`` (closing a video mid-stream), and the
+    process deadlocks.
+    """
+    try:
+        from sonolens.cli import _tune_process
+    except ImportError:
+        pass
+    else:
+        _tune_process()
+    disable_av_log_callback()
+
+
+def disable_av_log_callback() -> None:
+    try:
+        import av.logging
+    except ImportError:
+        return
+    if av.logging.get_level() is not None:
+        av.logging.set_level(None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -309,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) != 2:
         print("usage: python -m sonolens.training.bench_child SPEC.json OUT.json", file=sys.stderr)
         return 2
+    cli_process_settings()
     spec = json.loads(Path(argv[0]).read_text())
     out = run_spec(spec)
     Path(argv[1]).write_text(json.dumps(out))

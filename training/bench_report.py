@@ -84,9 +84,9 @@ def render_markdown(r: dict[str, Any]) -> str:
         f"{fmt(m['ram_gb'], 1)} GB RAM, SIMD {', '.join(m['simd']) or 'n/a'}; load average "
         f"{fmt(m['loadavg_start'][0], 2)} at the start, {fmt(m['loadavg_end'][0], 2)} at the end",
         "- **Versions:** " + ", ".join(f"{k} {val or 'not installed'}" for k, val in v.items()),
-        f"- **Student:** `{Path(r['student']['path']).name}` ({r['student']['source']}, trained: "
-        f"{fmt(r['student']['trained'])}); INT8: `{Path(r['student']['int8_path']).name}` "
-        f"({r['student']['int8_source']})", "",
+        f"- **Student:** `{Path(r['student']['path']).name}` — {r['student']['source']}, trained: "
+        f"{fmt(r['student']['trained'])}; INT8: `{Path(r['student']['int8_path']).name}` — "
+        f"{r['student']['int8_source']}", "",
         "> Research use only — not a diagnostic device. Speeds on a shared or busy machine are pessimistic: "
         "compare the load average above with the core count.", "",
     ]
@@ -117,12 +117,15 @@ def render_markdown(r: dict[str, Any]) -> str:
     models = r.get("models")
     if models:
         L += ["## 1. Models at batch 1, per image", "",
-              "Each row ran in its own fresh process; peak RSS is that process's `ru_maxrss` (torch rows include "
-              "the ~0.6 GB that importing torch costs by itself, shown as *after import*).", ""]
+              "Peak RSS is the high-water mark of the process that made the measurement (`VmHWM`; Linux's "
+              "`ru_maxrss` would include the parent's RSS, which it inherits through fork + exec). Rows marked "
+              "*shared process* ran after other measurements in the same process (this mode pools them), so their "
+              "value is an upper bound; the others ran in a fresh process of their own. Torch rows include what "
+              "importing torch costs by itself (*after import*).", ""]
         rows = []
         for e in models.values():
             if not e.get("measured"):
-                rows.append([e["label"], "—", "—", "—", "—", "—", "—", "—", f"failed: {e.get('error') or 'skipped'}"])
+                rows.append([e["label"]] + ["—"] * 7 + [f"failed: {e.get('error') or 'skipped'}"])
                 continue
             lat = e["latency_ms"]
             rss = fmt(e["peak_rss_mb"], 0) + ("" if e["rss_isolated"] else " (shared process)")
@@ -135,7 +138,9 @@ def render_markdown(r: dict[str, Any]) -> str:
                      "peak RSS MB"], rows)
         off = models.get("teacher_offline", {})
         if off.get("measured"):
-            L += [f"Offline teacher weights: {'checkpoint `' + off['checkpoint'] + '`' if off.get('checkpoint') else 'random init (no runs/*teacher*/best.pt found; speed does not depend on the weights)'}.", ""]
+            what = (f"checkpoint `{off['checkpoint']}`" if off.get("checkpoint") else
+                    "random init (no runs/*teacher*/best.pt found; speed does not depend on the weights)")
+            L += [f"Offline teacher weights: {what}.", ""]
         paper = r["paper"]
         tp, sp = _get(models, "teacher_paper", "latency_ms", "p50"), _get(models, "student_onnx_fp32_cam",
                                                                              "latency_ms", "p50")
@@ -193,6 +198,10 @@ def render_markdown(r: dict[str, Any]) -> str:
                 rows.append([label] + _run_cells(key.get(name)))
             L += _table(["mode", "in", "processed", "dropped", "fps processed", "capture→result p50 / p95 / p99 ms",
                          "inference p50 ms", "preprocess p50 ms"], rows)
+            errs = [f"{k}: {key[k]['error']}" for k in ("max_rate_cam", "max_rate_no_cam", "realtime_cam",
+                                                       "realtime_no_cam") if (key.get(k) or {}).get("error")]
+            if errs:
+                L += ["Errors: " + "; ".join(errs), ""]
             rows = []
             for mode, label in (("top", "one class per frame (the one on display)"), ("all", "every class")):
                 nv = key.get(f"naive_{mode}", {})
@@ -205,7 +214,8 @@ def render_markdown(r: dict[str, Any]) -> str:
                              fmtx(key.get(f"sonolens_over_naive_{mode}"))])
             L += ["**The naive way** on the same clip: one thread decodes (same source), preprocesses (same code) "
                   "and runs eager PyTorch + pytorch-grad-cam (`TorchEngine`) per frame, "
-                  f"{_get(key, 'naive_top', 'frames')} frames:", ""]
+                  f"{_get(key, 'naive_top', 'frames')} frames (one class) and {_get(key, 'naive_all', 'frames')} "
+                  "(every class), the clip looped:", ""]
             L += _table(["naive Grad-CAM", "frames/s", "decode p50 ms", "preprocess p50 ms",
                          "forward+GradCAM p50 ms", "sonolens --max-rate CAM on / naive"], rows)
         for table, title in (("samples", "Bundled samples (`assets/sample_videos`)"),
@@ -242,11 +252,13 @@ def render_markdown(r: dict[str, Any]) -> str:
         rows = []
         for row in sc["frame_size"]:
             mr, rt = row.get("max_rate_cam") or {}, row.get("realtime_cam")
-            rows.append([row["size"], fmt(mr.get("fps_processed"), 1), fmt(mr.get("fps_in"), 1),
+            rows.append([row["size"], fmt(mr.get("fps_processed"), 1),
+                         fmt(_get(row, "max_rate_no_model", "fps_processed"), 1),
                          fmt(_get(mr, "stage_p50_ms", "preprocess"), 2), fmt(_get(mr, "stage_p50_ms", "inference"), 2),
                          _rt_cell(rt) if rt is not None else "not run"])
-        L += _table(["frame size", "max-rate fps processed", "max-rate fps in (decode)", "preprocess p50 ms",
-                     "inference p50 ms", "realtime: in/proc/drop, c2r p50/p95/p99 ms"], rows)
+        L += _table(["frame size", "max-rate fps, CAM on", "max-rate fps, no model (decode + ROI)",
+                     "preprocess p50 ms", "inference p50 ms", "realtime CAM on: in/proc/drop, c2r p50/p95/p99 ms"],
+                    rows)
         L += ["### ONNX Runtime intra-op threads", ""]
         rows = [[str(row["threads"]), fmt(_get(row, "max_rate_cam", "fps_processed"), 1),
                  fmt(_get(row, "max_rate_cam", "stage_p50_ms", "inference"), 2)] for row in sc["threads"]]
@@ -276,9 +288,11 @@ def render_markdown(r: dict[str, Any]) -> str:
     if mem:
         L += ["## 6. Memory of `sonolens run`", ""]
         if mem.get("ok"):
+            argv = " ".join(Path(a).name if "/" in a else a for a in mem["argv"])
+            alone = ("" if mem.get("isolated", True) else
+                     " NOT alone: it shared its process with other runs, so this is an upper bound.")
             L += [f"Peak RSS **{fmt(mem['peak_rss_mb'], 0)} MB**; torch imported: **{fmt(mem['torch_imported'])}**; "
-                  f"exit status {mem['rc']}. Command: `sonolens run {' '.join(Path(a).name if '/' in a else a for a in mem['argv'])}`. "
-                  f"How: {mem['how']}.", ""]
+                  f"exit status {mem['rc']}. Command: `sonolens run {argv}`. How: {mem['how']}.{alone}", ""]
         else:
             L += [f"Failed: {mem.get('error')}", ""]
     return "\n".join(L).rstrip() + "\n"
@@ -289,8 +303,8 @@ def _err(d: dict) -> str:
 
 
 def _run_cells(run: dict[str, Any] | None) -> list[str]:
-    if not run or "error" in run and "frames_in" not in run:
-        return ["—"] * 6 + [f"failed: {run.get('error') if run else 'not run'}"][:1]
+    if not run or "frames_in" not in run:
+        return ["—"] * 6 + [f"failed: {run.get('error') if run else 'not run'}"]
     c = run["capture_to_result_ms"]
     return [fmt(run["frames_in"]), fmt(run["frames_processed"]), fmt(run["frames_dropped"]),
             fmt(run["fps_processed"], 1), f"{fmt(c['p50'], 2)} / {fmt(c['p95'], 2)} / {fmt(c['p99'], 2)}",
@@ -343,9 +357,10 @@ def write_plots(body: dict[str, Any], cdf_csv: Path | None, out_dir: Path) -> di
                 v = np.sort(stages[s])
                 if v.size:
                     v = np.maximum(v, 1e-3)  # log axis: a 0-ms queue wait is drawn at 1 µs
-                    ax.step(v, np.arange(1, v.size + 1) / v.size, where="post", label=f"{s} (p99 {np.percentile(v, 99):.2f} ms)")
+                    ax.step(v, np.arange(1, v.size + 1) / v.size, where="post",
+                            label=f"{s} (p99 {np.percentile(v, 99):.2f} ms)")
             ax.axvline(15.0, color="grey", ls="--", lw=1)
-            ax.text(15.0, 0.03, " 15 ms target (capture→result p99)", color="grey", fontsize=8)
+            ax.text(14.0, 0.03, "15 ms target (capture→result p99) ", color="grey", fontsize=8, ha="right")
             ax.set_xscale("log")
             ax.set_xlabel("latency (ms, log scale)")
             ax.set_ylabel("fraction of frames ≤ x")
@@ -369,7 +384,8 @@ def write_plots(body: dict[str, Any], cdf_csv: Path | None, out_dir: Path) -> di
             fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4), dpi=110)
             if sizes:
                 a1.bar([s for s, _ in sizes], [v for _, v in sizes], color="tab:blue")
-                a1.axhline(250, color="grey", ls="--", lw=1)
+                a1.axhline(250, color="grey", ls="--", lw=1, label="250 fps target (SonoSite clip)")
+                a1.legend(fontsize=8, loc="upper right")
                 a1.set_title("--max-rate fps vs frame size (CAM on)", fontsize=10)
                 a1.set_ylabel("processed frames/s")
                 a1.tick_params(axis="x", labelsize=8)
@@ -378,6 +394,7 @@ def write_plots(body: dict[str, Any], cdf_csv: Path | None, out_dir: Path) -> di
                 a2.plot(xs, [a for _, a, _ in streams], "o-", label="aggregate")
                 a2.plot(xs, [p for _, _, p in streams], "s--", label="slowest stream")
                 a2.set_xticks(xs)
+                a2.set_ylim(bottom=0)
                 a2.set_xlabel("concurrent streams (1 ORT thread each)")
                 a2.set_ylabel("processed frames/s")
                 a2.set_title("--max-rate fps vs concurrent streams", fontsize=10)

@@ -205,7 +205,7 @@ def output_dir(cfg: dict[str, Any]) -> Path:
 
 
 def dump_config(cfg: dict[str, Any]) -> str:
-    return yaml.safe_dump(cfg, sort_keys=False, default_flow_style=None)
+    return yaml.safe_dump(cfg, sort_keys=False, default_flow_style=False)
 
 
 def config_hash(cfg: dict[str, Any]) -> str:

@@ -189,8 +189,16 @@ def setup_process(cfg: dict[str, Any]):
         torch.cuda.set_device(device)
     else:
         device = torch.device("cpu")
-    n_threads = cfg["train"]["num_threads"] or max(1, (os.cpu_count() or 1) // d.local_world)
+    cores = os.cpu_count() or 1
+    n_threads = cfg["train"]["num_threads"] or max(1, cores // d.local_world)
     torch.set_num_threads(int(n_threads))
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if device.type == "cpu" and n_threads > 1 and load > cores and d.main:
+        # Measured here: on a 2-core machine with load ~4, two OpenMP threads made a step 3x SLOWER than one
+        # (threads wait at barriers for each other while descheduled). Not changed silently: threads change
+        # float summation order, hence bitwise reproducibility.
+        print(f"[{cfg['name']}] note: load average {load:.1f} on {cores} cores; if the CPU is shared, "
+              f"train.num_threads=1 is likely faster", file=sys.stderr)
     if d.enabled and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return device, d
@@ -450,7 +458,9 @@ def run(mode: str, cfg: dict[str, Any], resume: str | Path | None = None) -> Run
         if tp is None or not Path(tp).is_file():
             raise ConfigError(f"distill needs teacher.checkpoint=PATH to a teacher's best.pt "
                               f"('sonolens train teacher' first); got {cfg['teacher']['checkpoint']!r}")
+    owns_group = not (dist.is_available() and dist.is_initialized())
     device, d = setup_process(cfg)
+    owns_group = owns_group and d.enabled
     seed = int(cfg["seed"])
     if cfg["train"]["deterministic"]:
         torch.backends.cudnn.benchmark = False
@@ -667,6 +677,8 @@ def run(mode: str, cfg: dict[str, Any], resume: str | Path | None = None) -> Run
             writer.close()
     if d.enabled:
         dist.barrier()
+        if owns_group:
+            dist.destroy_process_group()
     return result
 
 
