@@ -299,6 +299,28 @@ def test_hybrid_offline_uses_the_imagenet_cnn_and_renormalises():
     assert m(torch.randn(2, 3, 64, 64)).shape == (2, 3)
 
 
+def test_hybrid_offline_frozen_cnn_stages_stay_imagenet():
+    m = create_model("hybrid_offline", pretrained=True, cnn_freeze_blocks=2, vit_dim=32, vit_depth=1, vit_heads=2,
+                     input_size=(64, 64))
+    frozen = [m.cnn.conv_stem, m.cnn.bn1, m.cnn.blocks[0], m.cnn.blocks[1]]
+    before = {k: v.clone() for k, v in m.cnn.blocks[1].state_dict().items()}
+    m.train()
+    assert all(not mod.training for mod in frozen) and m.cnn.blocks[2].training
+    assert not any(p.requires_grad for mod in frozen for p in mod.parameters())
+    assert all(p.requires_grad for p in m.cnn.blocks[2].parameters())
+    F.cross_entropy(m(torch.randn(4, 3, 64, 64)), torch.tensor([0, 1, 2, 0])).backward()
+    after = m.cnn.blocks[1].state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # BatchNorm statistics untouched
+    assert m.cnn.blocks[2][0].conv_pw.weight.grad is not None
+
+
+def test_pretrained_file_option_and_print_config(capsys):
+    assert tr.cli_main(["teacher", "--config", "busi_teacher_paper", "--pretrained-file", "branches.pth",
+                        "train.epochs=3", "--print-config"]) == 0
+    printed = capsys.readouterr().out
+    assert "pretrained_file: branches.pth" in printed and "epochs: 3" in printed
+
+
 @pytest.mark.parametrize("name,kwargs", [
     ("hybrid_offline", {"vit_tokens": "patches", "vit_patch": 16}),
     ("vit_nanoray_offline", {"vit_tokens": "cnn"}),
@@ -322,8 +344,13 @@ def test_teacher_variants_build_and_round_trip(tmp_path, name, kwargs):
 # --------------------------------------------------------------------------------------------------------
 # The training loop
 # --------------------------------------------------------------------------------------------------------
-def test_train_teacher_end_to_end(teacher_run):
+def test_train_teacher_end_to_end(teacher_run, dataset):
     _check_run_dir(teacher_run)
+    root, split = dataset
+    from sonolens.training.data import read_split_csv
+
+    r = ev.evaluate_model(teacher_run / "best.pt", read_split_csv(split, root, "test"), n_boot=50)
+    assert r["n"] == 3 and len(r["probs"][0]) == 3  # a teacher checkpoint evaluates like a student's
     t = load_checkpoint(teacher_run / "best.pt")
     assert t.sonolens_cfg.arch == "hybrid_offline" and t.sonolens_cfg.extra["vit_depth"] == 1
     assert t.sonolens_cfg.mean == (0.5, 0.5, 0.5)  # this tiny teacher normalises unlike the student

@@ -35,7 +35,7 @@ it, Otsu on a strongly blurred copy (σ = 6 px, so ribs do not split the lung) k
 (13 px) cuts bridges to the lateral soft tissue, the component overlapping the prior's core is kept, grown back,
 closed, hole-filled and clipped to the prior (× 1.1). When that leaves < 35 % of the prior or < 40 % of its core
 (dense consolidation: the diseased lung is not dark, and the dark part found is soft tissue around it) the side
-falls back to the prior ellipse (counted in ``mask.prior_sides``; ~16 % of
+falls back to the prior ellipse (counted in ``mask_stats.sides_prior``; ~19 % of
 sides on a 300-image sample, more often on pneumonia). ``lung_masks.png`` shows the masks for a visual check.
 It is a heuristic, not a segmentation model: both models are scored against the same mask on every image, so the
 paired difference is what to read.
