@@ -290,7 +290,8 @@ def _resolve_cam_class(spec: str, class_names: Sequence[str]) -> str | int:
     return names.index(spec.lower())
 
 
-def compare(model_paths: Sequence[str | Path], samples: Sequence[Any], *, names: Sequence[str] = ("baseline", "distilled"),
+def compare(model_paths: Sequence[str | Path], samples: Sequence[Any], *,
+            names: Sequence[str] = ("baseline", "distilled"),
             mask: str = "auto", cam_class: str = "predicted", map_size: int = 224, n_figure: int = 8,
             seed: int = 0, n_boot: int = 2000, out_dir: str | Path = "cam_compare",
             n_mask_debug: int = 16) -> dict[str, Any]:
@@ -323,7 +324,8 @@ def compare(model_paths: Sequence[str | Path], samples: Sequence[Any], *, names:
         raise ConfigError(f"the models' classes differ: {engines[0].meta.class_names} vs {engines[1].meta.class_names}")
     unknown = sorted({s.label for s in samples} - set(classes))
     if unknown:
-        raise ConfigError(f"dataset labels {', '.join(unknown)} are not among the models' classes ({', '.join(classes)})")
+        raise ConfigError(f"dataset labels {', '.join(unknown)} are not among the models' classes "
+                          f"({', '.join(classes)})")
     if mask not in ("auto", "lung", "none"):
         raise ConfigError(f"--mask must be auto, lung or none, not {mask!r}")
     use_lung = mask == "lung" or (mask == "auto" and LUNG_CLASS in classes)
@@ -465,7 +467,7 @@ def save_figure(path: Path, grays, maps, labels, names_img, probs, cam_cls, mask
     n = max(len(grays), 1)
     groups = 2 if n > 4 else 1
     rows = -(-n // groups)
-    fig, axes = plt.subplots(rows, 3 * groups, figsize=(7.8 * groups, 2.75 * rows + 0.5), squeeze=False)
+    fig, axes = plt.subplots(rows, 3 * groups, figsize=(7.8 * groups, 3.05 * rows + 0.5), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     pos = classes.index(LUNG_CLASS) if LUNG_CLASS in classes else len(classes) - 1
@@ -481,7 +483,7 @@ def save_figure(path: Path, grays, maps, labels, names_img, probs, cam_cls, mask
             axes[r, c0 + j + 1].set_title(f"{model_names[j]}: P({classes[pos]}) {p[pos]:.2f} → {pred}\n"
                                           f"CAM of '{classes[cam_cls[k][j]]}'", fontsize=8)
     fig.suptitle(f"Grad-CAM, {model_names[0]} vs {model_names[1]} (research use only)", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / (2.75 * rows + 0.5)))
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / (3.05 * rows + 0.5)))
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
@@ -537,7 +539,8 @@ def markdown_table(result: dict[str, Any]) -> str:
                      f"{ms['sides_prior']}, none {ms['sides_none']}")
     for name, m in result["models"].items():
         grid = "×".join(map(str, m["cam_grid"])) if m["cam_grid"] else "?"
-        lines.append(f"- {name}: {Path(m['path']).name}, {m['arch']}, input {m['input_size'][0]}×{m['input_size'][1]}, "
+        size = f"{m['input_size'][0]}×{m['input_size'][1]}"
+        lines.append(f"- {name}: {Path(m['path']).name}, {m['arch']}, input {size}, "
                      f"CAM grid {grid}, accuracy on these images {m['accuracy']:.4f}, empty maps {m['empty_maps']}"
                      + ("" if m["trained"] else " (NOT a trained model)"))
     if "warning" in result:
@@ -591,7 +594,7 @@ def cli_main(argv: list[str]) -> int:
     result = compare(args.models, samples, names=args.names, mask=args.mask, cam_class=args.cam_class,
                      map_size=args.map_size, n_figure=args.n_figure, seed=args.seed, n_boot=args.n_boot,
                      out_dir=args.out_dir)
-    print(markdown_table(result), end="")
+    print(markdown_table(result), end="", flush=True)
     out = Path(args.out_dir)
     print(f"figure: {result['figure']['path']}; metrics: {out / 'cam_metrics.json'}, {out / 'cam_metrics.md'}"
           + (f"; lung masks: {result['lung_masks_png']}" if "lung_masks_png" in result else ""), file=sys.stderr)

@@ -204,7 +204,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="CSV to write")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"default {DEFAULT_SEED}")
     p.add_argument("--val-fraction", type=float, default=DEFAULT_VAL_FRACTION,
-                   help=f"share of each class's official-train images that goes to val (default {DEFAULT_VAL_FRACTION})")
+                   help="share of each class's official-train images that goes to val "
+                        f"(default {DEFAULT_VAL_FRACTION})")
     p.add_argument("--check-files", action="store_true", help="also check that every listed image exists")
     return p
 
