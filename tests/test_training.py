@@ -581,3 +581,18 @@ def test_same_config_runs_under_torchrun_ddp(dataset, tmp_path):
     _check_run_dir(out)
     assert json.loads((out / "env.json").read_text())["world_size"] == 2
     assert load_checkpoint(out / "best.pt").sonolens_cfg.input_size == (64, 64)
+
+
+def test_sensitivity_specificity_and_auc_for_any_positive_class():
+    from sonolens.training.evaluate import evaluate_predictions
+
+    # 4 pneumonia (3 called), 4 normal (1 called pneumonia)
+    y = [1, 1, 1, 1, 0, 0, 0, 0]
+    p1 = [0.9, 0.8, 0.7, 0.4, 0.6, 0.3, 0.2, 0.1]
+    probs = np.array([[1 - v, v] for v in p1])
+    r = evaluate_predictions(y, probs, ("normal", "pneumonia"), n_boot=200, positive="pneumonia")
+    assert r["sensitivity"] == pytest.approx(0.75) and r["specificity"] == pytest.approx(0.75)
+    # AUC: of 16 positive/negative pairs, only (0.4 vs 0.6) is mis-ordered
+    assert r["auc_positive"] == pytest.approx(15 / 16) and r["auc_malignant"] is None
+    lo, hi = r["sensitivity_ci95"]
+    assert 0 <= lo <= 0.75 <= hi <= 1

@@ -123,8 +123,15 @@ def evaluate_predictions(y_true: Sequence[int], probs: np.ndarray, class_names: 
     }
     pos_idx = names.index(positive) if positive in names else None
     is_pos = (y == pos_idx) if pos_idx is not None else None
-    if is_pos is not None and 0 < is_pos.sum() < len(y):
-        result["auc_malignant"] = float(_auc_weighted(p[:, pos_idx], is_pos, np.ones((1, len(y))))[0])
+    both = is_pos is not None and 0 < is_pos.sum() < len(y)
+    if both:
+        auc = float(_auc_weighted(p[:, pos_idx], is_pos, np.ones((1, len(y))))[0])
+        called = pred == pos_idx
+        result.update({"auc_positive": auc,
+                       "sensitivity": float((called & is_pos).sum() / is_pos.sum()),
+                       "specificity": float((~called & ~is_pos).sum() / (~is_pos).sum())})
+        if positive == "malignant":
+            result["auc_malignant"] = auc
     if n_boot and n_boot > 0:
         rng = np.random.default_rng(seed)
         idx = rng.integers(0, len(y), size=(int(n_boot), len(y)))
@@ -137,8 +144,15 @@ def evaluate_predictions(y_true: Sequence[int], probs: np.ndarray, class_names: 
         macro = (f1b * support).sum(axis=1) / support.sum(axis=1)
         result.update({"n_boot": int(n_boot), "boot_seed": int(seed), "accuracy_ci95": _ci(acc),
                        "macro_f1_ci95": _ci(macro), "auc_malignant_ci95": None})
-        if result["auc_malignant"] is not None:
-            result["auc_malignant_ci95"] = _ci(_auc_weighted(p[:, pos_idx], is_pos, w))
+        if both:
+            auc_ci = _ci(_auc_weighted(p[:, pos_idx], is_pos, w))
+            tp, pos_n = (w * (called & is_pos)).sum(axis=1), (w * is_pos).sum(axis=1)
+            tn, neg_n = (w * (~called & ~is_pos)).sum(axis=1), (w * ~is_pos).sum(axis=1)
+            ok = (pos_n > 0) & (neg_n > 0)
+            result.update({"auc_positive_ci95": auc_ci, "sensitivity_ci95": _ci(tp[ok] / pos_n[ok]),
+                           "specificity_ci95": _ci(tn[ok] / neg_n[ok])})
+            if positive == "malignant":
+                result["auc_malignant_ci95"] = auc_ci
     return result
 
 
@@ -203,7 +217,16 @@ def predict(model_path: str | Path, paths: Sequence[Path]) -> tuple[np.ndarray, 
     return predict_checkpoint(model_path, paths)
 
 
-def evaluate_model(model_path: str | Path, samples, *, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+def default_positive(class_names: Sequence[str]) -> str:
+    """The class whose probability is scored for AUC/sensitivity: malignant (BUSI), else pneumonia, else the last."""
+    for name in (POSITIVE, "pneumonia"):
+        if name in class_names:
+            return name
+    return class_names[-1]
+
+
+def evaluate_model(model_path: str | Path, samples, *, n_boot: int = 1000, seed: int = 0,
+                   positive: str | None = None) -> dict[str, Any]:
     """Run ``model_path`` over ``samples`` (``data.Sample``) and compute ``evaluate_predictions``."""
     if not samples:
         raise ConfigError("no images to evaluate")
@@ -214,7 +237,10 @@ def evaluate_model(model_path: str | Path, samples, *, n_boot: int = 1000, seed:
         raise ConfigError(f"dataset classes {', '.join(unknown)} are not among the model's classes "
                           f"({', '.join(class_names)})")
     y = [index[s.label] for s in samples]
-    result = evaluate_predictions(y, probs, class_names, n_boot=n_boot, seed=seed)
+    positive = positive or default_positive(class_names)
+    if positive not in class_names:
+        raise ConfigError(f"--positive {positive!r} is not one of the model's classes ({', '.join(class_names)})")
+    result = evaluate_predictions(y, probs, class_names, n_boot=n_boot, seed=seed, positive=positive)
     result["model"] = str(model_path)
     result["probs"] = probs.round(6).tolist()
     result["files"] = [str(s.path) for s in samples]
@@ -262,8 +288,11 @@ def format_report(r: dict[str, Any]) -> str:
 
     lines = [f"n={r['n']}  accuracy {r['accuracy']:.3f}{ci('accuracy_ci95')}  "
              f"macro-F1 {r['macro_f1']:.3f}{ci('macro_f1_ci95')}"]
-    if r.get("auc_malignant") is not None:
-        lines.append(f"AUC malignant-vs-rest {r['auc_malignant']:.3f}{ci('auc_malignant_ci95')}")
+    if r.get("auc_positive") is not None:
+        pos = r["auc_positive_class"]
+        lines.append(f"AUC {pos}-vs-rest {r['auc_positive']:.3f}{ci('auc_positive_ci95')}")
+        lines.append(f"sensitivity ({pos}) {r['sensitivity']:.3f}{ci('sensitivity_ci95')}, "
+                     f"specificity {r['specificity']:.3f}{ci('specificity_ci95')}")
     lines.append(f"{'class':<12}{'precision':>10}{'recall':>8}{'F1':>8}{'support':>9}")
     for name, m in r["per_class"].items():
         lines.append(f"{name:<12}{m['precision']:>10.3f}{m['recall']:>8.3f}{m['f1']:>8.3f}{m['support']:>9d}")
@@ -286,6 +315,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--png", default=None, help="write the confusion matrix as a PNG")
     p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples for the 95%% CIs (default 2000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--positive", default=None,
+                   help="class scored for AUC, sensitivity and specificity (default: malignant, else pneumonia)")
     return p
 
 
@@ -300,7 +331,7 @@ def cli_main(argv: list[str]) -> int:
         samples = read_split_csv(args.split_file, args.data, split)
     else:
         samples = read_class_folders(args.data)
-    result = evaluate_model(args.model, samples, n_boot=args.n_boot, seed=args.seed)
+    result = evaluate_model(args.model, samples, n_boot=args.n_boot, seed=args.seed, positive=args.positive)
     result["data"] = str(args.data)
     result["split_file"] = args.split_file
     result["split"] = args.split
