@@ -116,6 +116,13 @@ def _check_fusable(model: nn.Module) -> None:
 # --------------------------------------------------------------------------------------------------------
 # Metadata and ONNX export
 # --------------------------------------------------------------------------------------------------------
+DATASET_CITATIONS = {
+    "busi": "W. Al-Dhabyani, M. Gomaa, H. Khaled, A. Fahmy, Dataset of breast ultrasound images, Data in Brief "
+            "28:104863, 2020, doi:10.1016/j.dib.2019.104863 (CC BY 4.0)",
+    "chest_xray_kermany": "D. Kermany et al., Cell 172(5):1122-1131, 2018; data doi:10.17632/rscbjbr9sj.2 (CC BY 4.0)",
+}
+
+
 def build_meta(model: nn.Module, meta_overrides: dict[str, Any] | None = None, *, opset: int = 17) -> ModelMeta:
     """``ModelMeta`` from the model's ``sonolens_cfg``; ``meta_overrides`` replaces fields (provenance is merged)."""
     import timm
@@ -133,6 +140,8 @@ def build_meta(model: nn.Module, meta_overrides: dict[str, Any] | None = None, *
     }
     provenance.update(getattr(model, "sonolens_provenance", None) or {})
     provenance.update(overrides.pop("provenance", None) or {})
+    if provenance.get("dataset") in DATASET_CITATIONS:  # derived weights carry their data's citation
+        provenance.setdefault("data_citation", DATASET_CITATIONS[provenance["dataset"]])
     meta = ModelMeta(
         arch=cfg.arch,
         class_names=tuple(cfg.class_names),
@@ -396,26 +405,31 @@ def synthetic_calibration(meta: ModelMeta, n: int = 16, seed: int = 0) -> list[n
     return out
 
 
-def images_calibration(folder: str | os.PathLike, meta: ModelMeta, n: int = 32) -> list[np.ndarray]:
-    """Up to ``n`` images from ``folder`` (recursively), resized to the model input and normalised."""
+def images_calibration(folder: str | os.PathLike, meta: ModelMeta, n: int = 32,
+                       split_csv: str | os.PathLike | None = None, split: str = "train") -> list[np.ndarray]:
+    """Up to ``n`` images from ``folder``, preprocessed exactly as the runtime does (grayscale → INTER_AREA
+    resize → normalise). With ``split_csv`` only that split's images are used (calibrate on training data, never
+    on the test set the INT8 model is then scored on)."""
     import cv2
 
-    files = sorted(p for p in Path(folder).rglob("*")
-                   if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp") and "_mask" not in p.stem)
+    from sonolens.pipeline.preprocess import normalisation_lut, preprocess_gray
+
+    if split_csv is not None:
+        from sonolens.training.data import read_split_csv
+
+        files = sorted(Path(s.path) for s in read_split_csv(split_csv, folder, split))
+    else:
+        files = sorted(p for p in Path(folder).rglob("*")
+                       if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp") and "_mask" not in p.stem)
     if not files:
         raise ModelError(f"no images found under {str(folder)!r} for INT8 calibration")
     step = max(1, len(files) // n)
-    h, w = meta.input_size
-    mean = np.asarray(meta.mean, np.float32)[:, None, None]
-    std = np.asarray(meta.std, np.float32)[:, None, None]
+    lut = normalisation_lut(meta.mean, meta.std)
     out = []
     for p in files[::step][:n]:
-        bgr = cv2.imread(str(p), cv2.IMREAD_COLOR)
-        if bgr is None:
-            continue
-        rgb = cv2.cvtColor(cv2.resize(bgr, (w, h), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
-        img = rgb.astype(np.float32).transpose(2, 0, 1) / 255.0
-        out.append(((img - mean) / std)[None].astype(np.float32))
+        gray = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
+        if gray is not None:
+            out.append(preprocess_gray(gray, meta.input_size, lut))
     return out
 
 
@@ -481,6 +495,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="PATH", help="output .onnx file")
     p.add_argument("--int8", metavar="OUT", help="also write a static-INT8 copy here")
     p.add_argument("--calib", metavar="DIR", help="images used to calibrate INT8 (default: synthetic speckle)")
+    p.add_argument("--calib-split", metavar="CSV", help="with --calib: use only the 'train' rows of this split CSV")
     p.add_argument("--seed", type=int, default=0, help="seed for --random (default 0)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     return p
@@ -502,8 +517,9 @@ def cli_main(argv: list[str]) -> int:
     print(f"wrote {args.out}: {meta.arch}, classes {', '.join(meta.class_names)}, input {meta.input_size}, "
           f"trained={meta.trained}")
     if args.int8:
-        calib = images_calibration(args.calib, meta) if args.calib else None
+        calib = images_calibration(args.calib, meta, split_csv=args.calib_split) if args.calib else None
         quantize_int8(args.out, args.int8, calibration=calib)
         print(f"wrote {args.int8}: INT8 (static QDQ, pointwise convolutions), "
-              f"calibrated on {'images from ' + args.calib if args.calib else 'synthetic speckle'}")
+              f"calibrated on {'images from ' + args.calib if args.calib else 'synthetic speckle'}"
+              f"{' (train split of ' + args.calib_split + ')' if args.calib_split else ''}")
     return 0
