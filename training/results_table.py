@@ -1,6 +1,7 @@
 """Render ``sonolens eval --json`` outputs as the Markdown results table of a model card.
 
     python -m sonolens.training.results_table NAME=runs/eval/a.json NAME2=runs/eval/b.json ...
+    python -m sonolens.training.results_table --leak EVAL.json SPLIT.csv   # accuracy with / without a twin in train
 
 Every number in the card's tables comes from this command over the committed eval JSONs, so it can be rerun.
 """
@@ -41,7 +42,28 @@ def per_class(entries: list[tuple[str, dict]]) -> str:
     return "\n".join([head, *rows])
 
 
+def leak_breakdown(result: dict, split_csv: str | Path) -> dict[str, dict[str, float]]:
+    """Accuracy on the test images that have a near-duplicate (same ``group``) in train/val vs those that do not."""
+    import csv
+
+    rows = list(csv.DictReader(open(split_csv, newline="", encoding="utf-8")))
+    seen = {r["group"] for r in rows if r["split"] in ("train", "val")}
+    twin = {Path(r["file"]).as_posix(): r["group"] in seen for r in rows if r["split"] == "test"}
+    out: dict[str, list[bool]] = {"with a twin in train/val": [], "without": []}
+    for f, y, p in zip(result["files"], result["y_true"], result["probs"]):
+        key = next((k for k in twin if f.replace("\\", "/").endswith(k)), None)
+        if key is None:
+            continue
+        correct = max(range(len(p)), key=p.__getitem__) == y
+        out["with a twin in train/val" if twin[key] else "without"].append(correct)
+    return {k: {"n": len(v), "accuracy": (sum(v) / len(v)) if v else float("nan")} for k, v in out.items()}
+
+
 def main(argv: list[str]) -> int:
+    if argv and argv[0] == "--leak":
+        for name, stats in leak_breakdown(json.loads(Path(argv[1]).read_text()), argv[2]).items():
+            print(f"{name}: n={stats['n']} accuracy={100 * stats['accuracy']:.1f}%")
+        return 0
     entries = []
     for arg in argv:
         name, _, path = arg.partition("=")
