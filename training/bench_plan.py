@@ -117,7 +117,12 @@ def find_teacher_checkpoint(arg: str | None) -> Path | None:
         if not p.is_file():
             raise ConfigError(f"--teacher-checkpoint {arg!r} does not exist")
         return p
-    found = sorted((REPO / "runs").glob("*teacher*/best.pt"), key=lambda p: p.stat().st_mtime)
+    # The teacher of the bundled BUSI student (the breast paper's comparison); any other teacher run only as a
+    # fallback, newest first.
+    preferred = REPO / "runs" / "busi_teacher_offline" / "best.pt"
+    if preferred.is_file():
+        return preferred
+    found = sorted((REPO / "runs").glob("busi*teacher*/best.pt"), key=lambda p: p.stat().st_mtime)
     return found[-1] if found else None
 
 
