@@ -95,7 +95,7 @@ def cli_main(argv: list[str]) -> int:
         from .record import Recorder
 
         recorder = Recorder(args.record, fps=pipe.info.fps or 30.0,
-                            hud_source=lambda: {"fps": round(pipe.telemetry.live()["fps_processed"], 1)})
+                            hud_source=lambda: {"fps": round(pipe.telemetry.live_fps(), 1)})
         pipe.worker.sinks.append(recorder)
         pipe.add_closer(recorder.close)
     report = run_to_end(pipe)

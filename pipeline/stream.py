@@ -109,11 +109,13 @@ class Pipeline:
         return self
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Wait until the source ends and every frame is processed (or an error). True when finished."""
+        """Wait until the source ends (or fails) and every captured frame is processed. True when finished.
+
+        A source error does not cut the wait short: the capture thread closes the queue, and the worker drains
+        what was already captured, so frames read before a camera vanished still reach the report and the sinks.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self.worker.finished.is_set():
-            if self.capture.error is not None or self.worker.error is not None:
-                break
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 return False

@@ -113,6 +113,14 @@ class Telemetry:
             "latency_ms": {s: percentiles(v) for s, v in stages.items()},
         }
 
+    def live_fps(self) -> float:
+        """Processed frames per second over the sliding window — cheap enough to call on every frame."""
+        with self._lock:
+            if len(self._window) < 2:
+                return 0.0
+            first, last, n = self._window[0][8], self._window[-1][8], len(self._window)
+        return (n - 1) / ((last - first) / 1e9) if last > first else 0.0
+
     def summary(self) -> dict:
         """All-frames stats for the end-of-run report."""
         with self._lock:

@@ -140,6 +140,7 @@ def test_realtime_latest_with_slow_inference_drops_and_counts_every_frame(tmp_pa
     # lag cannot grow: at most one frame waits, so queue wait stays below ~one inference time plus slack
     assert report["queue"]["max_depth"] == 1
     assert pipe.telemetry.live()["fps_in"] > pipe.telemetry.live()["fps_processed"] > 0
+    assert pipe.telemetry.live_fps() == pytest.approx(pipe.telemetry.live()["fps_processed"])
     rows = list(csv.DictReader(open(tmp_path / "f.csv")))
     assert sorted(int(r["index"]) for r in rows) == list(range(60))
     assert sum(r["status"] == "dropped" for r in rows) == report["frames_dropped"]
