@@ -17,7 +17,6 @@ from typing import Any
 from .capture import CaptureThread
 from .errors import ConfigError, SonolensError
 from .frame_queue import FrameQueue
-from .messages import Result
 from .preprocess import Preprocessor
 from .roi import Roi, parse_roi
 from .sources import open_source
