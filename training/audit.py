@@ -107,17 +107,22 @@ def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.bitwise_count(a[:, None] ^ b[None, :])
 
 
-class _UnionFind:
-    def __init__(self, n: int):
-        self.parent = list(range(n))
+class UnionFind:
+    """Disjoint sets over any orderable keys; the smallest key of a set is its root, so the grouping does not
+    depend on the order unions happen in (used for near-duplicate groups here and patient groups in
+    ``chest_split``)."""
 
-    def find(self, x: int) -> int:
+    def __init__(self) -> None:
+        self.parent: dict = {}
+
+    def find(self, x):
+        self.parent.setdefault(x, x)
         while self.parent[x] != x:
             self.parent[x] = self.parent[self.parent[x]]
             x = self.parent[x]
         return x
 
-    def union(self, a: int, b: int) -> None:
+    def union(self, a, b) -> None:
         ra, rb = self.find(a), self.find(b)
         if ra != rb:
             self.parent[max(ra, rb)] = min(ra, rb)
@@ -239,7 +244,7 @@ def find_groups(root: Path | str, samples: Sequence[Sample], hashes: ImageHashes
     idx = np.flatnonzero(hashes.readable)
     ph, dh = hashes.phash[idx], hashes.dhash[idx]
     m = len(idx)
-    uf = _UnionFind(m)
+    uf = UnionFind()
     nearest = np.full(len(samples), -1, int)
     near_p = np.full(len(samples), HASH_BITS + 1, int)
     near_d = np.full(len(samples), HASH_BITS + 1, int)

@@ -38,6 +38,9 @@ import numpy as np
 
 from sonolens.pipeline.errors import ConfigError
 
+from .audit import UnionFind
+from .splits import _round  # half up, not banker's rounding: the same counts as the BUSI split
+
 LABELS_FILE = "labels.csv"
 REQUIRED_COLUMNS = ("relpath", "label", "official_split", "patient_key", "exact_duplicate_of")
 SPLIT_COLUMNS = ("file", "label", "group", "split")
@@ -83,31 +86,10 @@ def group_of(row: dict[str, str]) -> str:
     return f"{row['official_split']}:{row['patient_key']}"
 
 
-class _UnionFind:
-    def __init__(self) -> None:
-        self.parent: dict[str, str] = {}
-
-    def find(self, x: str) -> str:
-        self.parent.setdefault(x, x)
-        while self.parent[x] != x:
-            self.parent[x] = self.parent[self.parent[x]]
-            x = self.parent[x]
-        return x
-
-    def union(self, a: str, b: str) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)  # smallest name is the root: independent of visiting order
-
-
-def _round(x: float) -> int:
-    return int(np.floor(x + 0.5))  # half up, like training.splits
-
-
 def tied_groups(rows: Sequence[dict[str, str]]) -> dict[str, str]:
     """Patient group → the representative of its tied set (patient groups joined by byte-identical copies)."""
     by_file = {r["relpath"]: r for r in rows}
-    uf = _UnionFind()
+    uf = UnionFind()
     for r in rows:
         uf.find(group_of(r))
         orig = r["exact_duplicate_of"].strip()
