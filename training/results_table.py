@@ -2,6 +2,7 @@
 
     python -m sonolens.training.results_table NAME=runs/eval/a.json NAME2=runs/eval/b.json ...
     python -m sonolens.training.results_table --leak EVAL.json SPLIT.csv   # accuracy with / without a twin in train
+    python -m sonolens.training.results_table --agree A.json B.json        # e.g. fp32 vs INT8 on the same images
 
 Every number in the card's tables comes from this command over the committed eval JSONs, so it can be rerun.
 """
@@ -59,7 +60,20 @@ def leak_breakdown(result: dict, split_csv: str | Path) -> dict[str, dict[str, f
     return {k: {"n": len(v), "accuracy": (sum(v) / len(v)) if v else float("nan")} for k, v in out.items()}
 
 
+def agreement(a: dict, b: dict) -> tuple[float, float]:
+    """Share of images where two evaluations pick the same top class, and the largest probability change."""
+    if a["files"] != b["files"]:
+        raise ValueError("the two evaluations are not over the same images")
+    pa, pb = a["probs"], b["probs"]
+    same = sum(max(range(len(x)), key=x.__getitem__) == max(range(len(y)), key=y.__getitem__) for x, y in zip(pa, pb))
+    return same / len(pa), max(abs(u - v) for x, y in zip(pa, pb) for u, v in zip(x, y))
+
+
 def main(argv: list[str]) -> int:
+    if argv and argv[0] == "--agree":
+        same, diff = agreement(*(json.loads(Path(p).read_text()) for p in argv[1:3]))
+        print(f"top class agrees on {100 * same:.1f}% of images; largest probability change {diff:.2f}")
+        return 0
     if argv and argv[0] == "--leak":
         for name, stats in leak_breakdown(json.loads(Path(argv[1]).read_text()), argv[2]).items():
             print(f"{name}: n={stats['n']} accuracy={100 * stats['accuracy']:.1f}%")
