@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sonolens.pipeline.errors import ModelError
-from sonolens.pipeline.modelfile import META_KEY, ModelMeta
+from sonolens.pipeline.modelfile import META_KEY, ModelSpec
 
 from .registry import ModelConfig, create_model
 from .student import STUDENT_ARCH
@@ -123,8 +123,8 @@ DATASET_CITATIONS = {
 }
 
 
-def build_meta(model: nn.Module, meta_overrides: dict[str, Any] | None = None, *, opset: int = 17) -> ModelMeta:
-    """``ModelMeta`` from the model's ``sonolens_cfg``; ``meta_overrides`` replaces fields (provenance is merged)."""
+def build_meta(model: nn.Module, meta_overrides: dict[str, Any] | None = None, *, opset: int = 17) -> ModelSpec:
+    """``ModelSpec`` from the model's ``sonolens_cfg``; ``meta_overrides`` replaces fields (provenance is merged)."""
     import timm
 
     import sonolens
@@ -142,7 +142,7 @@ def build_meta(model: nn.Module, meta_overrides: dict[str, Any] | None = None, *
     provenance.update(overrides.pop("provenance", None) or {})
     if provenance.get("dataset") in DATASET_CITATIONS:  # derived weights carry their data's citation
         provenance.setdefault("data_citation", DATASET_CITATIONS[provenance["dataset"]])
-    meta = ModelMeta(
+    meta = ModelSpec(
         arch=cfg.arch,
         class_names=tuple(cfg.class_names),
         input_size=(int(cfg.input_size[0]), int(cfg.input_size[1])),
@@ -157,9 +157,9 @@ def build_meta(model: nn.Module, meta_overrides: dict[str, Any] | None = None, *
 
 
 def export_onnx(model: nn.Module, path: str | os.PathLike, *, meta_overrides: dict[str, Any] | None = None,
-                opset: int = 17) -> ModelMeta:
+                opset: int = 17) -> ModelSpec:
     """Write ``model`` (+ fused CAM) as ONNX: input ``image`` [N, 3, H, W] (N dynamic), outputs ``logits``
-    and ``cam``, metadata ``sonolens`` = ``ModelMeta`` JSON. Returns the metadata written.
+    and ``cam``, metadata ``sonolens`` = ``ModelSpec`` JSON. Returns the metadata written.
 
     Uses the TorchScript-based exporter (``dynamo=False``): for this small static graph it gives a compact
     graph with constant folding; the result is checked with ``onnx.checker`` before it replaces ``path``.
@@ -241,7 +241,7 @@ def _fix_cam_shape(proto: Any, wrapper: FusedCamWrapper) -> None:
                 dim.dim_value = value
 
 
-def _set_meta(proto: Any, meta: ModelMeta) -> None:
+def _set_meta(proto: Any, meta: ModelSpec) -> None:
     kept = [p for p in proto.metadata_props if p.key != META_KEY]
     del proto.metadata_props[:]
     proto.metadata_props.extend(kept)
@@ -250,14 +250,14 @@ def _set_meta(proto: Any, meta: ModelMeta) -> None:
     proto.doc_string = f"sonolens {meta.arch} ({', '.join(meta.class_names)}); research use only"
 
 
-def read_meta(path: str | os.PathLike) -> ModelMeta:
-    """The ``ModelMeta`` stored in an ONNX file (export-side helper; the runtime uses ``pipeline.engines``)."""
+def read_meta(path: str | os.PathLike) -> ModelSpec:
+    """The ``ModelSpec`` stored in an ONNX file (export-side helper; the runtime uses ``pipeline.engines``)."""
     import onnx
 
     proto = onnx.load(str(path), load_external_data=False)
     for p in proto.metadata_props:
         if p.key == META_KEY:
-            return ModelMeta.from_json(p.value)
+            return ModelSpec.from_json(p.value)
     raise ModelError(f"{path}: no '{META_KEY}' metadata")
 
 
@@ -307,7 +307,7 @@ def _calibration_batch(n: int, h: int, w: int, gen: torch.Generator) -> torch.Te
     return torch.cat([smooth, torch.randn(n // 2, 3, h, w, generator=gen)])
 
 
-def export_random_student(path: str | os.PathLike, seed: int = 0, **cfg: Any) -> ModelMeta:
+def export_random_student(path: str | os.PathLike, seed: int = 0, **cfg: Any) -> ModelSpec:
     """Export a randomly initialised student (``trained=False``) — for tests and benchmarks, never diagnosis."""
     model = build_random_student(seed=seed, **cfg)
     return export_onnx(model, path, meta_overrides={"trained": False, "version": f"random-{seed}"})
@@ -385,7 +385,7 @@ class _ArrayReader:
         return None if x is None else {"image": np.ascontiguousarray(x, dtype=np.float32)}
 
 
-def synthetic_calibration(meta: ModelMeta, n: int = 16, seed: int = 0) -> list[np.ndarray]:
+def synthetic_calibration(meta: ModelSpec, n: int = 16, seed: int = 0) -> list[np.ndarray]:
     """Speckle-like grey images normalised with the model's mean/std: a stand-in when no real images are given.
 
     Real frames calibrate better (``--calib DIR``); this keeps activations in a plausible range, which plain
@@ -405,7 +405,7 @@ def synthetic_calibration(meta: ModelMeta, n: int = 16, seed: int = 0) -> list[n
     return out
 
 
-def images_calibration(folder: str | os.PathLike, meta: ModelMeta, n: int = 32,
+def images_calibration(folder: str | os.PathLike, meta: ModelSpec, n: int = 32,
                        split_csv: str | os.PathLike | None = None, split: str = "train") -> list[np.ndarray]:
     """Up to ``n`` images from ``folder``, preprocessed exactly as the runtime does (grayscale → INTER_AREA
     resize → normalise). With ``split_csv`` only that split's images are used (calibrate on training data, never
@@ -434,7 +434,7 @@ def images_calibration(folder: str | os.PathLike, meta: ModelMeta, n: int = 32,
 
 
 def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike, *,
-                  calibration: Iterable[np.ndarray] | None = None) -> ModelMeta:
+                  calibration: Iterable[np.ndarray] | None = None) -> ModelSpec:
     """Static INT8 (QDQ; uint8 activations, per-channel int8 weights, MinMax calibration) of the *pointwise*
     convolutions; depthwise convolutions, the head and the fused-CAM branch stay float32.
 

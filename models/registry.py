@@ -2,7 +2,7 @@
 
 Each registered function builds an ``nn.Module`` and attaches a ``ModelConfig`` as ``model.sonolens_cfg``;
 that config (input size, mean/std, class names, Grad-CAM layer) travels from training through export
-into the ONNX metadata the runtime reads (``pipeline.modelfile.ModelMeta``).
+into the ONNX metadata the runtime reads (``pipeline.modelfile.ModelSpec``).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from sonolens.pipeline.errors import ModelError
-from sonolens.pipeline.modelfile import ModelMeta
+from sonolens.pipeline.modelfile import ModelSpec
 
 from .export import build_meta, is_random_init, load_checkpoint
 
@@ -40,7 +40,7 @@ class TorchEngine:
         if threads > 0:
             torch.set_num_threads(int(threads))
         self.model = model.eval()
-        self.meta: ModelMeta = build_meta(model, {"trained": from_checkpoint and not is_random_init(model),
+        self.meta: ModelSpec = build_meta(model, {"trained": from_checkpoint and not is_random_init(model),
                                                   "provenance": {"cam": "pytorch-grad-cam GradCAM (eager)"}})
         self.has_cam = self.meta.cam_layer is not None
         self.cam_layer = model.get_submodule(self.meta.cam_layer) if self.has_cam else None

@@ -1,7 +1,7 @@
 """Inference engines: an ONNX model file in, ``(logits, cam)`` out. No torch here.
 
 ``OnnxEngine`` is the runtime engine: ONNX Runtime on the CPU, the model's ``sonolens`` metadata
-(``pipeline.modelfile.ModelMeta``) read and checked against the graph at load time, so a wrong or broken
+(``pipeline.modelfile.ModelSpec``) read and checked against the graph at load time, so a wrong or broken
 file fails with one clear line before the first frame instead of somewhere inside a worker thread.
 ``sonolens.models.torch_engine.TorchEngine`` has the same interface (eager PyTorch + pytorch-grad-cam)
 for parity checks and for the "naive" baseline the benchmarks compare against.
@@ -17,7 +17,7 @@ from typing import Protocol
 import numpy as np
 
 from .errors import ModelError
-from .modelfile import META_KEY, ModelMeta
+from .modelfile import META_KEY, ModelSpec
 
 BUNDLED_MODELS = {"busi": "busi_student.onnx", "chest-xray": "chest_xray_student.onnx"}
 DEFAULT_BUNDLED = "busi"
@@ -26,7 +26,7 @@ DEFAULT_BUNDLED = "busi"
 class Engine(Protocol):
     """What the worker needs from an engine."""
 
-    meta: ModelMeta
+    meta: ModelSpec
 
     def run(self, x: np.ndarray, want_cam: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
         """``x``: float32 [1, 3, H, W], normalised. Returns logits [C] and cam [C, h, w] (or None)."""
@@ -75,13 +75,13 @@ class OnnxEngine:
         self._check_graph()
 
     # -- loading --------------------------------------------------------------------------------------
-    def _read_meta(self) -> ModelMeta:
+    def _read_meta(self) -> ModelSpec:
         props = self.session.get_modelmeta().custom_metadata_map
         if META_KEY not in props:
             raise ModelError(f"{self.path}: ONNX model has no '{META_KEY}' metadata "
                              f"(export it with 'sonolens export')")
         try:
-            return ModelMeta.from_json(props[META_KEY])
+            return ModelSpec.from_json(props[META_KEY])
         except (ValueError, KeyError, TypeError) as exc:
             raise ModelError(f"{self.path}: bad '{META_KEY}' metadata ({_one_line(exc)})") from exc
 

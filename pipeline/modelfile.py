@@ -6,7 +6,7 @@ A sonolens model is an ONNX file with
 * output ``logits``: float32 ``[N, C]``;
 * output ``cam`` (optional): float32 ``[N, C, h, w]`` — the Grad-CAM map of *every* class at the CAM layer's
   resolution, ReLU applied, not yet normalised or upsampled (see ``pipeline.cam``);
-* metadata property ``sonolens`` holding the JSON of ``ModelMeta``.
+* metadata property ``sonolens`` holding the JSON of ``ModelSpec``.
 
 The runtime reads class names, input size, mean/std and everything else from here: nothing is hard-coded,
 so a model trained on another dataset runs without code changes.
@@ -23,7 +23,7 @@ META_KEY = "sonolens"
 
 
 @dataclass(frozen=True)
-class ModelMeta:
+class ModelSpec:
     arch: str
     class_names: tuple[str, ...]
     input_size: tuple[int, int]  # (H, W)
@@ -40,7 +40,7 @@ class ModelMeta:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "ModelMeta":
+    def from_json(cls, text: str) -> "ModelSpec":
         d = json.loads(text)
         if d.get("format") != FORMAT:
             raise ValueError(f"unsupported model format {d.get('format')!r} (expected {FORMAT!r})")

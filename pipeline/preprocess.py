@@ -11,7 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .modelfile import ModelMeta
+from .modelfile import ModelSpec
 from .roi import Roi, clamp_roi, detect_roi
 
 
@@ -37,7 +37,7 @@ def preprocess_gray(gray: np.ndarray, input_size: tuple[int, int], lut: np.ndarr
 
 
 class Preprocessor:
-    def __init__(self, meta: ModelMeta | None, roi: Roi | None = None, roi_frames: int = 8) -> None:
+    def __init__(self, meta: ModelSpec | None, roi: Roi | None = None, roi_frames: int = 8) -> None:
         self.meta = meta
         self.fixed_roi = roi
         self.roi_frames = max(1, roi_frames)

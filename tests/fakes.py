@@ -8,7 +8,7 @@ import numpy as np
 
 from sonolens.pipeline.errors import SourceError
 from sonolens.pipeline.messages import RawFrame
-from sonolens.pipeline.modelfile import ModelMeta
+from sonolens.pipeline.modelfile import ModelSpec
 from sonolens.pipeline.sources.base import Source, SourceInfo
 
 
@@ -45,7 +45,7 @@ class FakeEngine:
     """Returns logits that depend on the input's mean, so EMA and probabilities are checkable; optional delay."""
 
     def __init__(self, delay_s: float = 0.0, classes=("normal", "benign", "malignant")):
-        self.meta = ModelMeta(arch="fake", class_names=tuple(classes), input_size=(32, 32),
+        self.meta = ModelSpec(arch="fake", class_names=tuple(classes), input_size=(32, 32),
                               mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), cam_layer="x", has_cam=True)
         self.delay_s = delay_s
         self.calls = 0

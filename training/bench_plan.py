@@ -130,10 +130,10 @@ def _model_trained(path: Path) -> bool | None:
     try:
         import onnxruntime as ort
 
-        from sonolens.pipeline.modelfile import META_KEY, ModelMeta
+        from sonolens.pipeline.modelfile import META_KEY, ModelSpec
 
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        return ModelMeta.from_json(sess.get_modelmeta().custom_metadata_map[META_KEY]).trained
+        return ModelSpec.from_json(sess.get_modelmeta().custom_metadata_map[META_KEY]).trained
     except Exception:  # noqa: BLE001 - only informational
         return None
 

@@ -16,7 +16,7 @@ import pytest
 from sonolens.training import bench
 from sonolens.training.bench_report import HEADLINE_DIGITS, fmt, render_markdown, stage_latencies_from_csv
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "assets" / "sample_videos" / "benign.mp4"
 FLAT_KEYS = ("teacher_over_student", "offline_teacher_over_student", "gradcam_over_fused", "model_forward_p50_ms",
              "max_rate_fps_sonosite_cam", "realtime_dropped_sonosite", "realtime_capture_to_result_p99_ms_sonosite",

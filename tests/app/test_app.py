@@ -36,7 +36,7 @@ from sonolens.pipeline.stamp import (ImageAreaPreprocessor, StampingSource, Stam
 from sonolens.pipeline.videoio import VideoWriter  # noqa: E402
 from sonolens.pipeline.worker import softmax  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 W, H = 192, 144
 
 

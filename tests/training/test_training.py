@@ -171,7 +171,7 @@ def test_bundled_configs_load(name, mode, model):
     assert isinstance(cfg["optim"]["lr"], float)
 
 
-@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "training" / "configs").glob("*.yaml")),
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[2] / "training" / "configs").glob("*.yaml")),
                          ids=lambda p: p.stem)
 def test_every_bundled_config_validates(path):
     cfg = load_config(path)  # unknown keys, bad YAML or a bad mode raise ConfigError

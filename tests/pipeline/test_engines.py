@@ -22,7 +22,7 @@ from sonolens.pipeline.engines import (BUNDLED_MODELS, OnnxEngine, bundled_model
 from sonolens.pipeline.errors import ModelError
 from sonolens.pipeline.modelfile import META_KEY
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _x(seed: int = 0, shape=(1, 3, 224, 224)) -> np.ndarray:

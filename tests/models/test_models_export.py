@@ -25,7 +25,7 @@ from sonolens.models.export import (FusedCamWrapper, RANDOM_PROVENANCE, build_ra
 from sonolens.pipeline.cam import cam_for_display
 from sonolens.pipeline.engines import OnnxEngine
 from sonolens.pipeline.errors import ModelError
-from sonolens.pipeline.modelfile import META_KEY, ModelMeta
+from sonolens.pipeline.modelfile import META_KEY, ModelSpec
 
 PARITY_ATOL = 1e-3
 
@@ -162,7 +162,7 @@ def test_onnx_graph_contract_and_metadata(random_student):
     dims = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
             for v in list(proto.graph.input) + list(proto.graph.output)}
     assert dims == {"image": ["batch", 3, 224, 224], "logits": ["batch", 3], "cam": ["batch", 3, 7, 7]}
-    meta = ModelMeta.from_json({p.key: p.value for p in proto.metadata_props}[META_KEY])
+    meta = ModelSpec.from_json({p.key: p.value for p in proto.metadata_props}[META_KEY])
     assert meta.arch == "mobilenetv3_small_100" and meta.cam_layer == "blocks.5" and meta.has_cam
     assert meta.class_names == ("normal", "benign", "malignant") and meta.input_size == (224, 224)
     assert meta.trained is False and meta.provenance["weights"] == RANDOM_PROVENANCE

@@ -26,7 +26,7 @@ from sonolens.training.data import Sample, read_split_csv
 
 from conftest import shared_path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SPLIT_CSV = REPO / "training" / "splits" / "chest_xray.csv"
 CHEST = ("datasets", "chest_xray_kermany")
 

@@ -20,7 +20,7 @@ from sonolens.training.augment import eval_transform, preprocess_like_runtime, t
 from sonolens.training.data import (BUSI_CLASSES, ImageDataset, Sample, class_counts, read_busi,
                                     read_class_folders, read_split_csv)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SPLIT_DIR = REPO / "training" / "splits"
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 

@@ -17,7 +17,7 @@ from sonolens.pipeline.errors import ConfigError, SourceError
 from sonolens.pipeline.phantom import KINDS, SAMPLES, Phantom, PhantomSource, cli_main
 from sonolens.pipeline.videoio import VideoWriter
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SMALL = (320, 240)
 
 

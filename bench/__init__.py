@@ -1,0 +1,1 @@
+"""The benchmark suite (``sonolens bench``)."""

@@ -1,0 +1,1 @@
+"""The B-mode phantom simulator (``sonolens simulate``, ``phantom:KIND`` sources)."""
