@@ -31,12 +31,22 @@ def upsample(cam2d: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(np.asarray(cam2d, dtype=np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def cam_for_display(cam_all: np.ndarray, class_idx: int, size: tuple[int, int]) -> np.ndarray:
-    """The [0, 1] float32 heat map of ``class_idx`` at ``size = (H, W)``, identical to pytorch-grad-cam's
-    ``GradCAM`` output for that class (normalise → resize → normalise).
+def heatmap(cam2d: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The [0, 1] float32 heat map of one class's raw CAM ``[h, w]`` at ``size = (H, W)``, exactly as
+    pytorch-grad-cam's ``GradCAM`` computes it: ReLU → normalise → bilinear resize → normalise.
 
-    ``cam_all`` is the model's ``cam`` output for one image: ``[C, h, w]`` (a leading batch axis of 1 is
-    accepted too).
+    This is the one function that draws heat maps: the viewer and the burned-in recording
+    (``overlay.blend_heatmap``) call it, and the parity test checks it against pytorch-grad-cam.
+    """
+    cam = np.maximum(np.asarray(cam2d, dtype=np.float32), 0)  # the ONNX graph already applies ReLU
+    return normalize_cam(upsample(normalize_cam(cam), size))
+
+
+def cam_for_display(cam_all: np.ndarray, class_idx: int, size: tuple[int, int]) -> np.ndarray:
+    """``heatmap`` of class ``class_idx`` from the model's ``cam`` output for one image, ``[C, h, w]`` (a leading
+    batch axis of 1 is accepted too).
+
+    Raises ``ValueError`` for another shape and ``IndexError`` for a class out of range.
     """
     cams = np.asarray(cam_all)
     if cams.ndim == 4:
@@ -47,5 +57,4 @@ def cam_for_display(cam_all: np.ndarray, class_idx: int, size: tuple[int, int]) 
         raise ValueError(f"expected cam of shape [C, h, w], got {cams.shape}")
     if not 0 <= class_idx < cams.shape[0]:
         raise IndexError(f"class index {class_idx} out of range for {cams.shape[0]} classes")
-    cam = np.maximum(cams[class_idx], 0)  # the ONNX graph already applies ReLU; cheap insurance for others
-    return normalize_cam(upsample(normalize_cam(cam), size))
+    return heatmap(cams[class_idx], size)

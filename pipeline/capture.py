@@ -15,12 +15,18 @@ import threading
 import time
 from collections.abc import Callable
 
+import numpy as np
+
 from .errors import SonolensError, SourceError
 from .frame_queue import FrameQueue
 from .messages import Frame
 from .sources.base import Source
 
 log = logging.getLogger(__name__)
+
+CaptureHook = Callable[[np.ndarray, int], np.ndarray]
+"""``hook(pixels, t_captured_ns) -> pixels``: called on every frame at its capture instant (after pacing); what it
+returns is what the pipeline carries on (e.g. ``pipeline.stamp.StampHook`` adds the latency self-check band)."""
 
 
 class CaptureThread(threading.Thread):
@@ -35,6 +41,9 @@ class CaptureThread(threading.Thread):
         max_frames: int | None = None,
         speed: float = 1.0,
         on_capture: Callable[[int], None] | None = None,
+        capture_hook: CaptureHook | None = None,
+        clock: Callable[[], int] = time.perf_counter_ns,
+        wait: Callable[[float], bool] | None = None,
     ) -> None:
         super().__init__(name="sonolens-capture", daemon=True)
         self.source = source
@@ -45,11 +54,15 @@ class CaptureThread(threading.Thread):
         self.max_frames = max_frames
         self._speed = speed
         self.on_capture = on_capture  # gets each frame's t_captured_ns (live input FPS counts dropped frames too)
+        self.capture_hook = capture_hook
+        # clock() -> ns and wait(seconds) -> True when stopping: injectable so pacing is testable with a fake clock
+        self._clock = clock
         self.frames_in = 0
         self.error: SonolensError | None = None
         self.t_first_ns: int | None = None
         self.t_last_ns: int | None = None
         self._stop_evt = threading.Event()
+        self._wait = wait if wait is not None else self._stop_evt.wait
         self._run_evt = threading.Event()
         self._run_evt.set()
         self._step_pending = threading.Semaphore(0)
@@ -119,14 +132,16 @@ class CaptureThread(threading.Thread):
                     if paced:
                         with self._lock:
                             if self._rebase or t0_ns is None:
-                                t0_ns, pts0, self._rebase = time.perf_counter_ns(), pts, False
+                                t0_ns, pts0, self._rebase = self._clock(), pts, False
                             speed = self._speed
                         due_ns = t0_ns + int((pts - pts0) / speed * 1e9)
-                        delay = (due_ns - time.perf_counter_ns()) / 1e9
-                        if delay > 0 and self._stop_evt.wait(delay):
+                        delay = (due_ns - self._clock()) / 1e9
+                        if delay > 0 and self._wait(delay):
                             break
-                    t = time.perf_counter_ns()
-                    frame = Frame(index=self.frames_in, pixels=raw.pixels, pts_s=raw.pts_s, t_captured_ns=t)
+                    t = self._clock()
+                    pixels = raw.pixels if self.capture_hook is None else self.capture_hook(raw.pixels, t)
+                    frame = Frame(index=self.frames_in, pixels=pixels, pts_s=raw.pts_s, t_captured_ns=t,
+                                  discontinuity=produced == 0)
                     if self.t_first_ns is None:
                         self.t_first_ns = t
                     self.t_last_ns = t

@@ -15,6 +15,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Literal
 
 from .errors import ConfigError
@@ -61,8 +62,7 @@ class FrameQueue:
                         self.dropped_indices.append(old.index)
                     if self._on_drop is not None:
                         self._on_drop(old)
-            frame.t_enqueued_ns = time.perf_counter_ns()
-            self._items.append(frame)
+            self._items.append(replace(frame, t_enqueued_ns=time.perf_counter_ns()))
             self.put_count += 1
             self.max_depth = max(self.max_depth, len(self._items))
             self._cond.notify_all()
@@ -79,8 +79,7 @@ class FrameQueue:
                 if remaining is not None and remaining <= 0:
                     return None
                 self._cond.wait(0.1 if remaining is None else min(remaining, 0.1))
-            frame = self._items.popleft()
-            frame.t_dequeued_ns = time.perf_counter_ns()
+            frame = replace(self._items.popleft(), t_dequeued_ns=time.perf_counter_ns())
             self._cond.notify_all()
             return frame
 
@@ -89,14 +88,6 @@ class FrameQueue:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-
-    def discard_pending(self) -> int:
-        """Drop waiting frames without counting them as pipeline drops (used on shutdown)."""
-        with self._cond:
-            n = len(self._items)
-            self._items.clear()
-            self._cond.notify_all()
-            return n
 
     @property
     def closed(self) -> bool:

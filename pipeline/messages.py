@@ -12,6 +12,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+
+def _empty() -> np.ndarray:
+    return np.zeros(0, dtype=np.float32)
+
+
 @dataclass(frozen=True, slots=True)
 class RawFrame:
     """What a source yields: pixels and the source's own timestamp (seconds, or None when unknown)."""
@@ -20,9 +25,13 @@ class RawFrame:
     pts_s: float | None = None
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Frame:
-    """A captured frame, numbered by the capture thread (indices count every frame read, dropped or not)."""
+    """A captured frame, numbered by the capture thread (indices count every frame read, dropped or not).
+
+    ``discontinuity`` marks the first frame after a start, a loop or a seek: the post-processing stage resets
+    its state before it. The queue stamps ``t_enqueued_ns`` / ``t_dequeued_ns`` on copies (``replace``).
+    """
 
     index: int
     pixels: np.ndarray
@@ -30,9 +39,14 @@ class Frame:
     t_captured_ns: int
     t_enqueued_ns: int = 0
     t_dequeued_ns: int = 0
+    discontinuity: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+STAGES = ("queue_wait", "preprocess", "inference", "deliver", "capture_to_result")
+"""Stage names, in pipeline order; ``capture_to_result`` spans them all."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Timings:
     """Monotonic timestamps (ns) of one frame's stages, plus the source timestamp."""
 
@@ -45,7 +59,8 @@ class Timings:
     pts_s: float | None = None
 
     def stage_ms(self) -> dict[str, float]:
-        """Per-stage latency in milliseconds, the keys used by telemetry and reports."""
+        """Per-stage latency in milliseconds, keyed by ``STAGES``: the one definition of the stages, used by
+        telemetry, the benchmarks and the viewer."""
         ms = 1e-6
         return {
             "queue_wait": (self.t_dequeued_ns - self.t_enqueued_ns) * ms,
@@ -56,30 +71,41 @@ class Timings:
         }
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Result:
-    """The worker's answer for one frame.
+    """The worker's answer for one frame, built by keyword and never changed after (it crosses threads).
 
-    ``probs`` are the (optionally EMA-smoothed) class probabilities; ``raw_probs`` the unsmoothed ones.
-    ``cam`` is the Grad-CAM map of ``cam_class`` at model resolution, normalised to [0, 1] (None when the
-    CAM is off). ``roi`` is the (x, y, w, h) crop of the frame the model saw.
+    * ``frame``: the captured pixels, H×W×3 uint8 RGB or H×W uint8 grey (not copied: nobody writes to them);
+    * ``roi``: the (x, y, w, h) crop of ``frame`` the model saw, in pixels;
+    * ``probs``: [C] float32 class probabilities after the post-processing stage (calibration, smoothing);
+      ``raw_probs``: [C] the softmax of the model's logits. Both are empty ([0]) when no model runs;
+    * ``cam``: [h, w] float32 Grad-CAM of ``cam_class`` at the model's CAM resolution (7×7 for 224×224), ReLU
+      applied, *not* normalised — ``pipeline.cam.heatmap(cam, size)`` turns it into the [0, 1] map that
+      pytorch-grad-cam would give; None when the CAM is off or no model runs;
+    * ``cam_class``: the class index ``cam`` belongs to (-1 without a model).
     """
 
     index: int
     frame: np.ndarray
-    probs: np.ndarray
-    raw_probs: np.ndarray
-    class_names: tuple[str, ...]
-    cam: np.ndarray | None
-    cam_class: int
     roi: tuple[int, int, int, int]
     timings: Timings
-    extra: dict = field(default_factory=dict)
+    class_names: tuple[str, ...] = ()
+    probs: np.ndarray = field(default_factory=_empty)
+    raw_probs: np.ndarray = field(default_factory=_empty)
+    cam: np.ndarray | None = None
+    cam_class: int = -1
 
     @property
     def top_class(self) -> int:
-        return int(np.argmax(self.probs))
+        """Index of the most probable class; -1 when no model ran."""
+        return int(np.argmax(self.probs)) if self.probs.size else -1
 
     @property
     def label(self) -> str:
-        return self.class_names[self.top_class]
+        """Name of the most probable class; "" when no model ran."""
+        return self.class_names[self.top_class] if self.probs.size else ""
+
+    @property
+    def top_prob(self) -> float:
+        """Probability of the top class; NaN when no model ran."""
+        return float(self.probs[self.top_class]) if self.probs.size else float("nan")

@@ -13,6 +13,7 @@ import numpy as np
 
 from sonolens import RESEARCH_NOTICE
 
+from .cam import heatmap
 from .messages import Result
 
 COLORMAPS = {"jet": cv2.COLORMAP_JET, "inferno": cv2.COLORMAP_INFERNO, "turbo": cv2.COLORMAP_TURBO,
@@ -29,12 +30,16 @@ class OverlayStyle:
     show_hud: bool = True
 
 
-def blend_heatmap(frame: np.ndarray, cam01: np.ndarray, roi: tuple[int, int, int, int], alpha: float = 0.4,
+def blend_heatmap(frame: np.ndarray, cam: np.ndarray, roi: tuple[int, int, int, int], alpha: float = 0.4,
                   colormap: str = "jet") -> np.ndarray:
-    """Return an RGB copy of ``frame`` with the CAM (values in [0, 1]) blended into the ROI."""
+    """Return an RGB copy of ``frame`` with the heat map of ``cam`` blended into the ROI.
+
+    ``cam``: [h, w] raw CAM of one class (``Result.cam``); it becomes the [0, 1] map at the ROI's size through
+    ``cam.heatmap`` — the same function the pytorch-grad-cam parity test checks.
+    """
     out = frame.copy() if frame.ndim == 3 else cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
     x, y, w, h = roi
-    heat = cv2.resize(cam01.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    heat = heatmap(cam, (h, w))
     heat = cv2.applyColorMap(np.clip(heat * 255.0, 0, 255).astype(np.uint8), COLORMAPS.get(colormap, cv2.COLORMAP_JET))
     heat = cv2.cvtColor(heat, cv2.COLOR_BGR2RGB)
     region = out[y : y + h, x : x + w]

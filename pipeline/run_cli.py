@@ -96,7 +96,7 @@ def cli_main(argv: list[str]) -> int:
 
         recorder = Recorder(args.record, fps=pipe.info.fps or 30.0,
                             hud_source=lambda: {"fps": round(pipe.telemetry.live_fps(), 1)})
-        pipe.worker.sinks.append(recorder)
+        pipe.add_sink(recorder)
         pipe.add_closer(recorder.close)
     report = run_to_end(pipe)
     if recorder is not None:

@@ -15,32 +15,24 @@ Layout of the strip (``StampLayout``), 64 cells in 1, 2 or 4 rows depending on t
   a third of its size or enlarged with any interpolation (tested). Frames narrower than 96 pixels cannot carry
   a readable stamp and pass through unstamped (``band_height`` is then 0).
 
-Where the strip goes (and why the ROI never sees it): ``StampingSource`` *adds* the band below the source's
+Where the strip goes (and why the ROI never sees it): ``StampHook`` *adds* the band below the source's
 image (a padded copy of each frame) instead of painting over it, so no image content is lost.
 ``ImageAreaPreprocessor`` then hands the model, and the automatic ROI detector, only the rows of the original
 image: the stamp changes every frame and would otherwise attract the detector, which looks for texture that
 changes. A ``--roi`` given by the user is in original-image coordinates and stays valid.
 
-Pacing: a file played in real time is paced by the capture thread *after* the source has yielded a frame, so
-a stamp written in ``frames()`` would include up to one frame interval of waiting. ``StampingSource`` therefore
-paces a non-live source itself (at its timestamps / ``speed``) and reports ``live=True`` so the capture thread
-does not pace a second time; the stamp is then written at the instant the frame is released — capture time.
+When: ``StampHook`` is a capture hook. The capture thread paces the frame (the one place pacing happens),
+takes ``t_captured_ns`` and hands both to the hook, so the stamp is the frame's own capture time.
 
 numpy only: no OpenCV, no Qt, so the decoder can be used on any grabbed image.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-
-from .messages import RawFrame
-from .sources.base import Source, SourceInfo
 
 N_CELLS = 64
 DATA_BITS = 48
@@ -126,10 +118,6 @@ class StampLayout:
     def y0(self) -> int:
         return self.image_height + self.margin
 
-    def band_rect(self) -> tuple[int, int, int, int]:
-        """(x, y, w, h) of the band in frame coordinates."""
-        return 0, self.image_height, self.image_width, self.band_height
-
     def cell_rects(self) -> list[tuple[int, int, int, int]]:
         """(x, y, w, h) of each cell, in bit order, in frame coordinates."""
         return [(self.x0 + (i % self.cols) * self.cell, self.y0 + (i // self.cols) * self.cell, self.cell, self.cell)
@@ -208,75 +196,29 @@ def decode_stamp(img: np.ndarray, layout: StampLayout, frame_rect=None, now_ns: 
     return unwrap_us(us, time.perf_counter_ns() if now_ns is None else now_ns)
 
 
-class StampingSource(Source):
-    """Wrap any source: each frame is padded with the stamp band and stamped at the moment it is released.
+class StampHook:
+    """Capture hook: pads each frame with the stamp band and writes the capture time into it.
 
-    ``pace=True`` (use it when the pipeline runs in real time) plays a non-live source at its own timestamps
-    divided by ``speed`` (settable), restarting the clock after any gap longer than ``resync_s`` (a pause, a
-    slow consumer), and reports ``live=True`` so the capture thread does not pace again. Live sources are
-    never paced here. See the module docstring for why.
+    The capture thread calls it with every frame right after pacing, with the frame's ``t_captured_ns``, and
+    enqueues what it returns (``pipeline.capture.CaptureHook``). Pacing stays the capture thread's alone, so a
+    stamped run plays at the same times as an unstamped one. Frames narrower than ``16 * MIN_CELL`` pixels
+    pass through unstamped. ``stamped`` counts stamped frames; ``layout`` is the last layout used.
     """
 
-    def __init__(self, inner: Source, *, pace: bool = True, speed: float = 1.0, resync_s: float = 0.1) -> None:
-        self.inner = inner
-        self.pace = pace
-        self.speed = speed
-        self.resync_s = resync_s
+    def __init__(self) -> None:
         self.layout: StampLayout | None = None
-        self._closed = threading.Event()
         self.stamped = 0
 
-    def open(self) -> SourceInfo:
-        info = self.inner.open()
-        self.inner_info = info
-        self._paced = self.pace and not info.live
-        # The capture thread paces only non-live sources: when we pace, we tell it we are live.
-        self.info = dataclasses.replace(info, live=True) if self._paced else info
-        return self.info
-
-    def _layout_for(self, pixels: np.ndarray) -> StampLayout:
+    def __call__(self, pixels: np.ndarray, t_captured_ns: int) -> np.ndarray:
         h, w = pixels.shape[:2]
+        if w // 16 < MIN_CELL:
+            return pixels
         if self.layout is None or (self.layout.image_width, self.layout.image_height) != (w, h):
             self.layout = StampLayout.for_width(w, h)
-        return self.layout
-
-    def frames(self, start_s: float = 0.0) -> Iterator[RawFrame]:
-        fps = self.inner_info.fps or 30.0
-        t0_ns = pts0 = None
-        last_pts = None
-        speed = self.speed
-        for raw in self.inner.frames(start_s):
-            if self._closed.is_set():
-                return
-            pts = raw.pts_s if raw.pts_s is not None else (last_pts + 1.0 / fps if last_pts is not None else 0.0)
-            last_pts = pts
-            if raw.pixels.shape[1] // 16 < MIN_CELL:  # too narrow for a readable stamp: pass through unstamped
-                layout = out = None
-            else:
-                layout = self._layout_for(raw.pixels)
-                out = pad_with_band(raw.pixels, layout)
-            if self._paced:
-                now = time.perf_counter_ns()
-                if self.speed != speed:
-                    speed, t0_ns = self.speed, None
-                if t0_ns is not None:
-                    due = t0_ns + int((pts - pts0) / max(0.05, speed) * 1e9)
-                    if now - due > self.resync_s * 1e9:  # paused or stalled downstream: restart the clock
-                        t0_ns = None
-                    elif due > now and self._closed.wait((due - now) / 1e9):
-                        return
-                if t0_ns is None:
-                    t0_ns, pts0 = time.perf_counter_ns(), pts
-            if out is None:
-                yield raw
-                continue
-            write_stamp(out, layout, time.perf_counter_ns())
-            self.stamped += 1
-            yield RawFrame(out, raw.pts_s)
-
-    def close(self) -> None:
-        self._closed.set()
-        self.inner.close()
+        out = pad_with_band(pixels, self.layout)
+        write_stamp(out, self.layout, t_captured_ns)
+        self.stamped += 1
+        return out
 
 
 class ImageAreaPreprocessor:
@@ -296,5 +238,5 @@ class ImageAreaPreprocessor:
         return getattr(self.inner, name)
 
 
-__all__ = ["StampLayout", "StampingSource", "ImageAreaPreprocessor", "encode_stamp", "decode_stamp", "read_bits",
+__all__ = ["StampLayout", "StampHook", "ImageAreaPreprocessor", "encode_stamp", "decode_stamp", "read_bits",
            "write_stamp", "pad_with_band", "band_height", "stamp_bits", "bits_to_us", "unwrap_us", "crc8"]

@@ -10,19 +10,22 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .capture import CaptureThread
+from .capture import CaptureHook, CaptureThread
+from .engines import Engine
 from .errors import ConfigError, SonolensError
 from .frame_queue import FrameQueue
+from .messages import Frame
+from .postprocess import standard_postprocessor
 from .preprocess import Preprocessor
 from .roi import Roi, parse_roi
 from .sources import open_source
 from .sources.base import Source, SourceInfo
 from .telemetry import Telemetry
-from .worker import InferenceWorker, Sink
+from .worker import InferenceWorker, Preprocess, Sink
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +50,6 @@ class PipelineConfig:
     slideshow_fps: float = 1.0  # stills/folders: seconds per image = 1/slideshow_fps
     csv: str | None = None
     telemetry_window: int = 120
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def queue_policy(self) -> str:
@@ -74,9 +76,16 @@ def load_config(path: str | Path, **overrides: Any) -> PipelineConfig:
 
 
 class Pipeline:
-    """A running (or ready) pipeline. Start it, then ``wait()``; ``stop()`` shuts every thread down cleanly."""
+    """A running (or ready) pipeline. Start it, then ``wait()``; ``stop()`` shuts every thread down cleanly.
 
-    def __init__(self, cfg: PipelineConfig, source: Source, info: SourceInfo, engine, sinks: list[Sink]) -> None:
+    Extension points: ``add_sink`` / ``remove_sink`` (any time, from any thread), ``add_closer`` (run after the
+    threads stop), and the arguments of ``build`` (a capture hook, a preprocessing wrapper). The
+    post-processing chain (``postprocess``) is reset by the worker at each discontinuity of the frame sequence.
+    """
+
+    def __init__(self, cfg: PipelineConfig, source: Source, info: SourceInfo, engine: Engine | None,
+                 sinks: list[Sink], *, capture_hook: CaptureHook | None = None,
+                 wrap_preprocessor: Callable[[Preprocessor], Preprocess] | None = None) -> None:
         self.cfg = cfg
         self.source = source
         self.info = info
@@ -85,19 +94,31 @@ class Pipeline:
         self.queue = FrameQueue(cfg.queue_policy, cfg.queue_capacity, on_drop=self._on_drop)
         roi = parse_roi(cfg.roi) if isinstance(cfg.roi, str) else cfg.roi
         self.preprocessor = Preprocessor(engine.meta if engine else None, roi=roi, roi_frames=cfg.roi_frames)
+        self.postprocess = standard_postprocessor(cfg.ema)
         self.capture = CaptureThread(source, self.queue, realtime=cfg.realtime, loop=cfg.loop, start_s=cfg.start_s,
-                                     max_frames=cfg.frames, speed=cfg.speed, on_capture=self.telemetry.note_capture)
-        self.worker = InferenceWorker(self.queue, engine, self.preprocessor, self.telemetry, sinks, cam=cfg.cam,
-                                      cam_class=cfg.cam_class, ema=cfg.ema)
-        self._closers: list = []
+                                     max_frames=cfg.frames, speed=cfg.speed, on_capture=self.telemetry.note_capture,
+                                     capture_hook=capture_hook)
+        preprocess: Preprocess = self.preprocessor if wrap_preprocessor is None else wrap_preprocessor(
+            self.preprocessor)
+        self.worker = InferenceWorker(self.queue, engine, preprocess, self.telemetry, self.postprocess, sinks,
+                                      cam=cfg.cam, cam_class=cfg.cam_class)
+        self._closers: list[Callable[[], None]] = []
         self._stopped = False
         self.t_start: float | None = None
         self.t_end: float | None = None
 
-    def _on_drop(self, frame) -> None:
+    def _on_drop(self, frame: Frame) -> None:
         self.telemetry.record_drop(frame.index, frame.pts_s, frame.t_captured_ns, frame.t_enqueued_ns)
 
-    def add_closer(self, fn) -> None:
+    def add_sink(self, sink: Sink) -> None:
+        """Deliver every later result to ``sink`` too (called on the worker thread; keep it cheap)."""
+        self.worker.add_sink(sink)
+
+    def remove_sink(self, sink: Sink) -> None:
+        """Stop delivering to ``sink``; the result being delivered right now may still reach it."""
+        self.worker.remove_sink(sink)
+
+    def add_closer(self, fn: Callable[[], None]) -> None:
         """Something to close after the threads stop (recorder, log files)."""
         self._closers.append(fn)
 
@@ -182,7 +203,7 @@ class Pipeline:
         }
 
 
-def open_engine(model: str | None, threads: int = 0):
+def open_engine(model: str | None, threads: int = 0) -> Engine | None:
     if model is None or str(model).lower() in ("off", "none"):
         return None
     from .engines import load_engine
@@ -190,27 +211,25 @@ def open_engine(model: str | None, threads: int = 0):
     return load_engine(model, threads=threads)
 
 
-def build(cfg: PipelineConfig, sinks: list[Sink] | tuple[Sink, ...] = (), engine=None, *,
-          wrap_source: Callable[[Source], Source] | None = None,
-          wrap_preprocessor: Callable[[Preprocessor], Callable] | None = None) -> Pipeline:
+def build(cfg: PipelineConfig, sinks: list[Sink] | tuple[Sink, ...] = (), engine: Engine | None = None, *,
+          capture_hook: CaptureHook | None = None,
+          wrap_preprocessor: Callable[[Preprocessor], Preprocess] | None = None) -> Pipeline:
     """Open the source and the model (errors surface here, before any thread starts) and wire the pipeline.
 
-    ``wrap_source`` / ``wrap_preprocessor`` let a caller put a stage around the standard ones without copying
-    this function (the viewer's latency self-check stamps frames at capture and hides the stamp from the model).
+    ``capture_hook`` is called by the capture thread on every frame at its capture instant
+    (``pipeline.capture.CaptureHook``); ``wrap_preprocessor`` puts a stage around the standard preprocessing.
+    The viewer's latency self-check uses both: ``StampHook`` adds the stamp band, ``ImageAreaPreprocessor``
+    hides it from the model.
     """
     if cfg.queue_policy not in ("latest", "block"):
         raise ConfigError(f"--queue must be latest or block, got {cfg.queue_policy!r}")
     source = open_source(cfg.source, fps=cfg.slideshow_fps)
-    if wrap_source is not None:
-        source = wrap_source(source)
     info = source.open()
     try:
         if engine is None:
             engine = open_engine(cfg.model, cfg.threads)
-        pipe = Pipeline(cfg, source, info, engine, list(sinks))
-        if wrap_preprocessor is not None:
-            pipe.worker.pre = wrap_preprocessor(pipe.preprocessor)
-        return pipe
+        return Pipeline(cfg, source, info, engine, list(sinks), capture_hook=capture_hook,
+                        wrap_preprocessor=wrap_preprocessor)
     except BaseException:
         source.close()
         raise

@@ -10,14 +10,15 @@ from __future__ import annotations
 import csv
 import threading
 from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 import numpy as np
 
-from .messages import Timings
+from .messages import STAGES, Timings
 
-STAGES = ("queue_wait", "preprocess", "inference", "deliver", "capture_to_result")
 CSV_FIELDS = ("index", "status", "pts_s", "t_captured_ns", "t_enqueued_ns", "t_dequeued_ns", "t_preprocessed_ns",
               "t_inferred_ns", "t_delivered_ns", "top_class", "top_prob")
 
@@ -38,13 +39,34 @@ def rate(t_ns: np.ndarray | list[int]) -> float:
     return float((a.size - 1) / ((a[-1] - a[0]) / 1e9))
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FrameRow:
+    """One processed frame as telemetry keeps it: its timings and the top class (-1 / NaN without a model)."""
+
+    index: int
+    timings: Timings
+    top_class: int = -1
+    top_prob: float = float("nan")
+
+    def csv_row(self) -> tuple:
+        t = self.timings
+        return (self.index, "processed", t.pts_s, t.t_captured_ns, t.t_enqueued_ns, t.t_dequeued_ns,
+                t.t_preprocessed_ns, t.t_inferred_ns, t.t_delivered_ns, self.top_class, self.top_prob)
+
+
+def stage_arrays(rows: Sequence[FrameRow]) -> dict[str, np.ndarray]:
+    """{stage: float64 [N] milliseconds} over ``rows``, from ``Timings.stage_ms`` (the one definition)."""
+    per_row = [r.timings.stage_ms() for r in rows]
+    return {s: np.fromiter((d[s] for d in per_row), dtype=np.float64, count=len(per_row)) for s in STAGES}
+
+
 class Telemetry:
     """Thread-safe collector. ``record`` is called by the worker once per delivered frame."""
 
     def __init__(self, window: int = 120, csv_path: str | Path | None = None) -> None:
         self._lock = threading.Lock()
-        self._rows: list[tuple] = []  # every frame, for end-of-run stats
-        self._window: deque[tuple] = deque(maxlen=window)
+        self._rows: list[FrameRow] = []  # every frame, for end-of-run stats
+        self._window: deque[FrameRow] = deque(maxlen=window)
         self._csv_file: IO[str] | None = None
         self._csv = None
         if csv_path is not None:
@@ -54,14 +76,13 @@ class Telemetry:
         self._capture_times: deque[int] = deque(maxlen=window)
         self.extra_stages: dict[str, list[float]] = {}
 
-    def record(self, index: int, t: Timings, top_class: int = -1, top_prob: float = float("nan")) -> None:
-        row = (index, "processed", t.pts_s, t.t_captured_ns, t.t_enqueued_ns, t.t_dequeued_ns, t.t_preprocessed_ns,
-               t.t_inferred_ns, t.t_delivered_ns, top_class, top_prob)
+    def record(self, row: FrameRow) -> None:
+        """Called by the worker once per delivered frame."""
         with self._lock:
             self._rows.append(row)
             self._window.append(row)
             if self._csv is not None:
-                self._csv.writerow(row)
+                self._csv.writerow(row.csv_row())
                 if len(self._rows) % 30 == 0:  # a crash loses at most a second of rows
                     self._csv_file.flush()
 
@@ -81,21 +102,6 @@ class Telemetry:
         with self._lock:
             self.extra_stages.setdefault(stage, []).append(ms)
 
-    @staticmethod
-    def _stage_arrays(rows: list[tuple] | deque) -> dict[str, np.ndarray]:
-        if not rows:
-            return {s: np.empty(0) for s in STAGES}
-        a = np.asarray([r[3:9] for r in rows], dtype=np.int64)
-        cap, enq, deq, pre, inf, dlv = a.T
-        ms = 1e-6
-        return {
-            "queue_wait": (deq - enq) * ms,
-            "preprocess": (pre - deq) * ms,
-            "inference": (inf - pre) * ms,
-            "deliver": (dlv - inf) * ms,
-            "capture_to_result": (dlv - cap) * ms,
-        }
-
     @property
     def frames_processed(self) -> int:
         with self._lock:
@@ -106,10 +112,10 @@ class Telemetry:
         with self._lock:
             rows = list(self._window)
             caps = list(self._capture_times)
-        stages = self._stage_arrays(rows)
+        stages = stage_arrays(rows)
         return {
             "fps_in": rate(caps),
-            "fps_processed": rate([r[8] for r in rows]),
+            "fps_processed": rate([r.timings.t_delivered_ns for r in rows]),
             "latency_ms": {s: percentiles(v) for s, v in stages.items()},
         }
 
@@ -118,7 +124,8 @@ class Telemetry:
         with self._lock:
             if len(self._window) < 2:
                 return 0.0
-            first, last, n = self._window[0][8], self._window[-1][8], len(self._window)
+            first, last = self._window[0].timings.t_delivered_ns, self._window[-1].timings.t_delivered_ns
+            n = len(self._window)
         return (n - 1) / ((last - first) / 1e9) if last > first else 0.0
 
     def summary(self) -> dict:
@@ -126,12 +133,12 @@ class Telemetry:
         with self._lock:
             rows = list(self._rows)
             extra = {k: list(v) for k, v in self.extra_stages.items()}
-        stages = self._stage_arrays(rows)
+        stages = stage_arrays(rows)
         lat = {s: percentiles(v) for s, v in stages.items()}
         lat.update({k: percentiles(v) for k, v in extra.items()})
         return {
             "frames_processed": len(rows),
-            "fps_processed": rate([r[8] for r in rows]),
+            "fps_processed": rate([r.timings.t_delivered_ns for r in rows]),
             "latency_ms": lat,
         }
 

@@ -1,8 +1,10 @@
-"""The inference worker thread: dequeue → preprocess → engine (logits + fused CAM) → Result → sinks.
+"""The inference worker thread: dequeue → preprocess → engine (logits + fused CAM) → post-processing → Result → sinks.
 
 Sinks are called on this thread, so they must be cheap or hand work to their own thread (the recorder does;
 the viewer only converts to a QImage and emits a queued signal). The Grad-CAM map comes out of the same ONNX
-forward pass as the logits (see ``models/export.py``), so a heatmap on every frame costs no backward pass.
+forward pass as the logits (see ``models/cam_fusion.py``), so a heat map on every frame costs no backward pass.
+Sinks are added and removed while the thread runs (``add_sink`` / ``remove_sink``): the list is replaced, never
+mutated, so the loop always iterates over a consistent snapshot.
 """
 
 from __future__ import annotations
@@ -14,75 +16,98 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from .cam import normalize_cam
+from .engines import Engine
 from .errors import SonolensError
 from .frame_queue import FrameQueue
-from .messages import Result, Timings
-from .preprocess import Preprocessor
-from .telemetry import Telemetry
+from .messages import Frame, Result, Timings
+from .postprocess import PostProcessor
+from .telemetry import FrameRow, Telemetry
 
 log = logging.getLogger(__name__)
 Sink = Callable[[Result], None]
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits.astype(np.float64) - logits.max()
-    e = np.exp(z)
-    return (e / e.sum()).astype(np.float32)
+Preprocess = Callable[[np.ndarray], "tuple[np.ndarray | None, tuple[int, int, int, int]]"]
 
 
 class InferenceWorker(threading.Thread):
+    """One thread that turns queued ``Frame``s into ``Result``s.
+
+    ``engine`` None runs no model (frames still flow to the sinks, with empty probabilities). ``cam_class``
+    None shows the CAM of each frame's top class; an index pins one class (settable while running).
+    Errors end the thread and are kept in ``error`` (a ``SonolensError`` with a one-line message).
+    """
+
     def __init__(
         self,
         queue: FrameQueue,
-        engine,  # pipeline.engines.OnnxEngine-like (``meta``, ``run(x, want_cam)``) or None for "no model"
-        preprocessor: Preprocessor,
+        engine: Engine | None,
+        preprocess: Preprocess,
         telemetry: Telemetry,
+        postprocess: PostProcessor,
         sinks: Sequence[Sink] = (),
         *,
         cam: bool = True,
         cam_class: int | None = None,
-        ema: float = 0.0,
     ) -> None:
         super().__init__(name="sonolens-inference", daemon=True)
         self.queue = queue
         self.engine = engine
-        self.pre = preprocessor
+        self.preprocess = preprocess
         self.telemetry = telemetry
-        self.sinks = list(sinks)
-        self.cam_enabled = cam and engine is not None and engine.meta.has_cam
-        self.cam_class = cam_class  # None: the top class of each frame; settable live (viewer)
-        if not 0.0 <= ema < 1.0:
-            raise SonolensError(f"ema factor must be in [0, 1), got {ema}")
-        self.ema = ema
-        self.class_names: tuple[str, ...] = tuple(engine.meta.class_names) if engine else ()
-        self._smoothed: np.ndarray | None = None
+        self.postprocess = postprocess
+        self._sinks: tuple[Sink, ...] = tuple(sinks)
+        self._sinks_lock = threading.Lock()
+        self.cam_enabled = bool(cam and engine is not None and engine.meta.has_cam)
+        self.cam_class = cam_class
+        self.class_names: tuple[str, ...] = tuple(engine.meta.class_names) if engine is not None else ()
         self._stop_evt = threading.Event()
         self.error: SonolensError | None = None
         self.processed = 0
         self.finished = threading.Event()
 
+    # -- sinks (any thread) -----------------------------------------------------------------------------------
+    @property
+    def sinks(self) -> tuple[Sink, ...]:
+        return self._sinks
+
+    def add_sink(self, sink: Sink) -> None:
+        with self._sinks_lock:
+            self._sinks = (*self._sinks, sink)
+
+    def remove_sink(self, sink: Sink) -> None:
+        """Remove ``sink`` (compared by identity); a sink that is not there is ignored."""
+        with self._sinks_lock:
+            self._sinks = tuple(s for s in self._sinks if s is not sink)
+
     def stop(self) -> None:
         self._stop_evt.set()
 
-    def reset_smoothing(self) -> None:
-        self._smoothed = None
+    # -- thread body ------------------------------------------------------------------------------------------
+    def _process(self, frame: Frame) -> Result:
+        x, roi = self.preprocess(frame.pixels)
+        t_pre = time.perf_counter_ns()
+        if self.engine is None or x is None:
+            t_inf = time.perf_counter_ns()
+            timings = self._timings(frame, t_pre, t_inf)
+            return Result(index=frame.index, frame=frame.pixels, roi=roi, timings=timings)
+        logits, cams = self.engine.run(x, want_cam=self.cam_enabled)
+        t_inf = time.perf_counter_ns()
+        if frame.discontinuity:
+            self.postprocess.reset()
+        pred = self.postprocess(logits)
+        cls = int(np.argmax(pred.probs)) if self.cam_class is None else int(self.cam_class)
+        cam = cams[cls] if cams is not None else None
+        return Result(index=frame.index, frame=frame.pixels, roi=roi, timings=self._timings(frame, t_pre, t_inf),
+                      class_names=self.class_names, probs=pred.probs, raw_probs=pred.raw_probs, cam=cam,
+                      cam_class=cls)
 
-    def _postprocess(self, logits: np.ndarray, cams: np.ndarray | None
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, int]:
-        """Softmax, optional EMA smoothing, and the chosen class's CAM normalised to [0, 1]."""
-        raw = softmax(np.asarray(logits).reshape(-1))
-        if self.ema > 0.0:
-            self._smoothed = raw if self._smoothed is None else self.ema * self._smoothed + (1 - self.ema) * raw
-            probs = self._smoothed
-        else:
-            probs = raw
-        cls = int(np.argmax(probs)) if self.cam_class is None else int(self.cam_class)
-        cam = normalize_cam(cams[cls]) if cams is not None else None
-        return probs, raw, cam, cls
+    @staticmethod
+    def _timings(frame: Frame, t_pre: int, t_inf: int) -> Timings:
+        # t_delivered: the sinks receive the result now (post-processing is part of "deliver")
+        return Timings(t_captured_ns=frame.t_captured_ns, t_enqueued_ns=frame.t_enqueued_ns,
+                       t_dequeued_ns=frame.t_dequeued_ns, t_preprocessed_ns=t_pre, t_inferred_ns=t_inf,
+                       t_delivered_ns=time.perf_counter_ns(), pts_s=frame.pts_s)
 
     def run(self) -> None:
-        empty = np.zeros(0, dtype=np.float32)
         try:
             while not self._stop_evt.is_set():
                 frame = self.queue.get(timeout=0.1)
@@ -90,22 +115,10 @@ class InferenceWorker(threading.Thread):
                     if self.queue.closed and len(self.queue) == 0:
                         break
                     continue
-                x, roi = self.pre(frame.pixels)
-                t_pre = time.perf_counter_ns()
-                if self.engine is not None:
-                    logits, cams = self.engine.run(x, want_cam=self.cam_enabled)
-                    t_inf = time.perf_counter_ns()
-                    probs, raw, cam, cls = self._postprocess(logits, cams)
-                else:
-                    t_inf = time.perf_counter_ns()
-                    probs, raw, cam, cls = empty, empty, None, -1
-                t_dlv = time.perf_counter_ns()  # the sinks receive the result now
-                timings = Timings(frame.t_captured_ns, frame.t_enqueued_ns, frame.t_dequeued_ns, t_pre, t_inf,
-                                  t_dlv, frame.pts_s)
-                result = Result(frame.index, frame.pixels, probs, raw, self.class_names, cam, cls, roi, timings)
-                top = result.top_class if probs.size else -1
-                self.telemetry.record(frame.index, timings, top, float(probs[top]) if probs.size else float("nan"))
-                for sink in self.sinks:
+                result = self._process(frame)
+                self.telemetry.record(FrameRow(index=result.index, timings=result.timings,
+                                               top_class=result.top_class, top_prob=result.top_prob))
+                for sink in self._sinks:
                     sink(result)
                 self.processed += 1
         except SonolensError as exc:

@@ -57,5 +57,10 @@ class FakeEngine:
             time.sleep(self.delay_s)
         m = float(x.mean())
         logits = np.array([m, 0.0, -m], dtype=np.float32)
-        cam = np.stack([np.outer(np.arange(4), np.ones(4)) * (c + 1) for c in range(3)]).astype(np.float32)
+        cam = np.stack([self.cam_of(c) for c in range(len(self.meta.class_names))])
         return logits, (cam if want_cam else None)
+
+    @staticmethod
+    def cam_of(c: int) -> np.ndarray:
+        """The [4, 4] raw CAM this engine returns for class ``c``: rows 0, 1, 2, 3 times (c + 1)."""
+        return (np.outer(np.arange(4), np.ones(4)) * (c + 1)).astype(np.float32)

@@ -113,7 +113,7 @@ def test_max_rate_block_processes_every_frame_with_ordered_timestamps(tmp_path):
     results = []
     src, eng = ScriptedSource(n=40), FakeEngine()
     pipe = _pipe(src, eng, realtime=False, csv=str(tmp_path / "f.csv"))
-    pipe.worker.sinks.append(results.append)
+    pipe.add_sink(results.append)
     report = run_to_end(pipe)
     assert report["frames_in"] == 40 and report["frames_processed"] == 40 and report["frames_dropped"] == 0
     assert [r.index for r in results] == list(range(40))
@@ -122,7 +122,8 @@ def test_max_rate_block_processes_every_frame_with_ordered_timestamps(tmp_path):
         assert t.t_captured_ns <= t.t_enqueued_ns <= t.t_dequeued_ns <= t.t_preprocessed_ns <= t.t_inferred_ns \
             <= t.t_delivered_ns
         assert r.probs.shape == (3,) and r.probs.sum() == pytest.approx(1.0, abs=1e-5)
-        assert r.cam is not None and r.cam.min() == 0.0 and r.cam.max() == pytest.approx(1.0, abs=1e-5)
+        # the raw CAM of the top class, exactly as the engine returned it (normalised only when drawn)
+        assert r.cam_class == r.top_class and np.array_equal(r.cam, FakeEngine.cam_of(r.cam_class))
     for stage in ("queue_wait", "preprocess", "inference", "deliver", "capture_to_result"):
         assert set(report["latency_ms"][stage]) >= {"p50", "p95", "p99", "max"}
     rows = list(csv.DictReader(open(tmp_path / "f.csv")))
@@ -169,7 +170,7 @@ def test_stop_while_producer_blocked_does_not_hang():
 def test_ema_smoothing_lags_the_raw_probabilities():
     results = []
     pipe = _pipe(ScriptedSource(n=10), FakeEngine(), realtime=False, ema=0.9)
-    pipe.worker.sinks.append(results.append)
+    pipe.add_sink(results.append)
     run_to_end(pipe)
     assert np.allclose(results[0].probs, results[0].raw_probs)
     expect = results[0].raw_probs
@@ -178,41 +179,112 @@ def test_ema_smoothing_lags_the_raw_probabilities():
         assert np.allclose(r.probs, expect, atol=1e-6)
 
 
+def test_smoothing_restarts_at_each_loop_of_the_source():
+    """The post-processing stage is reset at a discontinuity: the first frame of each pass is not smoothed."""
+    results = []
+    pipe = _pipe(ScriptedSource(n=4), FakeEngine(), realtime=False, ema=0.9, loop=True, frames=12)
+    pipe.add_sink(results.append)
+    run_to_end(pipe)
+    assert len(results) == 12
+    for r in results:
+        restarted = r.index % 4 == 0
+        assert np.array_equal(r.probs, r.raw_probs) == restarted, r.index
+
+
+def test_sinks_added_and_removed_while_running():
+    first, second = [], []
+    second_sink = second.append  # one bound method: remove_sink compares by identity
+    pipe = _pipe(ScriptedSource(n=30), FakeEngine(), realtime=False)
+    pipe.add_sink(first.append)
+    pipe.add_sink(second_sink)
+
+    def drop_second_after_frame_9(result):
+        if result.index == 9:
+            pipe.remove_sink(second_sink)
+
+    pipe.add_sink(drop_second_after_frame_9)
+    run_to_end(pipe)
+    assert [r.index for r in first] == list(range(30))
+    # removed during frame 9's delivery: frame 9 had already been handed to it, frame 10 is not
+    assert [r.index for r in second] == list(range(10))
+
+
 def test_no_model_passes_frames_through():
     results = []
     pipe = _pipe(ScriptedSource(n=5), None, realtime=False)
-    pipe.worker.sinks.append(results.append)
+    pipe.add_sink(results.append)
     report = run_to_end(pipe)
     assert report["frames_processed"] == 5 and results[0].probs.size == 0 and results[0].cam is None
 
 
+class _CountingSource(ScriptedSource):
+    """Sets ``second_read`` when the capture thread asks the source for its second frame."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.second_read = threading.Event()
+
+    def frames(self, start_s: float = 0.0):
+        for i, raw in enumerate(super().frames(start_s)):
+            if i == 1:
+                self.second_read.set()
+            yield raw
+
+
 def test_pause_and_step():
-    results = []
-    src = ScriptedSource(n=100, fps=50.0)
+    """Paused, the capture thread lets exactly one frame through per step (no sleeps: events only)."""
+    results, got = [], threading.Event()
+    src = _CountingSource(n=100, fps=50.0)
     pipe = _pipe(src, FakeEngine(), realtime=True)
-    pipe.worker.sinks.append(results.append)
+    pipe.add_sink(lambda r: (results.append(r), got.set()))
     pipe.capture.pause()
     pipe.start()
-    time.sleep(0.2)
-    assert results == []
     pipe.capture.step()
-    deadline = time.monotonic() + 2
-    while not results and time.monotonic() < deadline:
-        time.sleep(0.01)
-    time.sleep(0.1)
-    assert len(results) == 1
+    assert got.wait(5) and src.second_read.wait(5)
+    # the second frame has been read and now waits for its turn: it is not counted, queued or processed
+    assert pipe.capture.frames_in == 1
     pipe.stop()
+    assert [r.index for r in results] == [0]
 
 
-def test_runtime_preprocessing_matches_training_eval_transform():
-    """Train/eval and runtime must feed the model the same tensor for the same image (no silent skew)."""
-    augment = pytest.importorskip("sonolens.training.augment")
-    from sonolens.pipeline.preprocess import normalisation_lut, preprocess_gray
+class _FakeClock:
+    """A clock that only moves when the capture thread waits: pacing becomes exact arithmetic."""
 
-    rng = np.random.default_rng(3)
-    gray = rng.integers(0, 256, (237, 311), dtype=np.uint8)
-    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-    runtime = preprocess_gray(gray, (224, 224), normalisation_lut(mean, std))[0]
-    train = augment.preprocess_like_runtime(gray, (224, 224), mean, std)
-    assert runtime.shape == train.shape == (3, 224, 224)
-    assert np.abs(runtime - train).max() < 1e-5
+    def __init__(self) -> None:
+        self.now_ns = 1_000_000_000
+        self.waits: list[float] = []
+
+    def __call__(self) -> int:
+        return self.now_ns
+
+    def wait(self, seconds: float) -> bool:
+        self.waits.append(seconds)
+        self.now_ns += int(round(seconds * 1e9))
+        return False
+
+
+@pytest.mark.parametrize("speed", [1.0, 2.0])
+def test_realtime_capture_releases_each_frame_at_its_pts(speed):
+    from sonolens.pipeline.capture import CaptureThread
+
+    clock = _FakeClock()
+    src = ScriptedSource(n=6, fps=20.0)
+    src.open()
+    q = FrameQueue("block", capacity=10)
+    cap = CaptureThread(src, q, realtime=True, speed=speed, clock=clock, wait=clock.wait)
+    cap.run()  # on this thread: deterministic
+    frames = [q.get(0) for _ in range(6)]
+    t0 = frames[0].t_captured_ns
+    assert [f.t_captured_ns - t0 for f in frames] == [round(i / 20.0 / speed * 1e9) for i in range(6)]
+    assert [f.discontinuity for f in frames] == [True] + [False] * 5
+
+
+def test_max_rate_capture_never_waits():
+    from sonolens.pipeline.capture import CaptureThread
+
+    clock = _FakeClock()
+    src = ScriptedSource(n=6, fps=20.0)
+    src.open()
+    q = FrameQueue("block", capacity=10)
+    CaptureThread(src, q, realtime=False, clock=clock, wait=clock.wait).run()
+    assert clock.waits == [] and len(q) == 6
