@@ -9,15 +9,14 @@ Back-pressure: the bridge holds at most *one* undelivered frame. A new frame rep
 ``skipped``) and at most one queued signal is in flight, so a GUI that falls behind never builds a backlog in the
 Qt event queue and never shows stale frames; the GUI thread only paints (one blit plus some text).
 
-``build_viewer_pipeline`` is ``pipeline.stream.build`` with two viewer needs: the self-check source wrapper and an
-engine warm-up before the clock starts.
+``Result.cam`` is the raw CAM at model resolution; ``overlay.blend_heatmap`` normalises and resizes it.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -26,8 +25,6 @@ from PyQt6.QtGui import QImage
 
 from sonolens.pipeline.messages import Result, Timings
 from sonolens.pipeline.overlay import COLORMAPS, blend_heatmap
-from sonolens.pipeline.stamp import ImageAreaPreprocessor, StampingSource
-from sonolens.pipeline.stream import Pipeline, PipelineConfig, build
 
 
 @dataclass
@@ -91,16 +88,17 @@ def to_qimage(rgb: np.ndarray) -> QImage:
     return view.convertToFormat(QImage.Format.Format_RGB32)  # a new image with its own buffer
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class DisplayFrame:
+    """A frame ready to paint: the result, its rendered image and where that goes."""
+
     result: Result
     image: QImage
     rect: tuple[int, int, int, int]  # where in the image area (at render time)
     area: tuple[int, int]  # the image area size it was rendered for
-    heatmap: bool
-    t_ready_ns: int
-    generation: int
-    extra: dict = field(default_factory=dict)
+    heatmap: bool  # a heat map is blended into ``image``
+    t_ready_ns: int  # rendering finished (worker thread)
+    generation: int  # which pipeline of the window it came from
 
 
 class FrameBridge(QObject):
@@ -116,25 +114,19 @@ class FrameBridge(QObject):
         self._pending: DisplayFrame | None = None
         self._signalled = False
         self.skipped = 0  # frames replaced before the GUI took them
-        self.rendered = 0
-        self.render_ms: float = 0.0  # last render cost, for the curious
         self.enabled = True
 
     def __call__(self, result: Result) -> None:
         if not self.enabled:
             return
-        t0 = time.perf_counter_ns()
         area = tuple(self.settings.area)  # read once: the GUI may resize meanwhile
         rgb, rect, blended = render_rgb(result, self.settings, area)
         image = to_qimage(rgb)
-        t1 = time.perf_counter_ns()
-        self.render_ms = (t1 - t0) / 1e6
-        df = DisplayFrame(result, image, rect, area, blended, t1, self.generation)
+        df = DisplayFrame(result, image, rect, area, blended, time.perf_counter_ns(), self.generation)
         with self._lock:
             if self._pending is not None:
                 self.skipped += 1
             self._pending = df
-            self.rendered += 1
             emit = not self._signalled
             self._signalled = True
         if emit:
@@ -143,12 +135,14 @@ class FrameBridge(QObject):
     def warm_up(self, width: int, height: int) -> None:
         """Render one blank frame so OpenCV's and Qt's first-call costs (colormap tables, buffers) are not paid by
         the first real frame, which would otherwise make the worker miss the next ones."""
-        frame = np.zeros((height, width, 3), np.uint8)
-        t = Timings(0, 0, 0, 0, 0, 0, None)
-        dummy = Result(-1, frame, np.ones(1, np.float32), np.ones(1, np.float32), ("",), np.zeros((7, 7), np.float32),
-                       0, (0, 0, width, height), t)
+        t = Timings(t_captured_ns=0, t_enqueued_ns=0, t_dequeued_ns=0, t_preprocessed_ns=0, t_inferred_ns=0,
+                    t_delivered_ns=0, pts_s=None)
+        dummy = Result(index=-1, frame=np.zeros((height, width, 3), np.uint8), roi=(0, 0, width, height), timings=t,
+                       class_names=("",), probs=np.ones(1, np.float32), raw_probs=np.ones(1, np.float32),
+                       cam=np.zeros((7, 7), np.float32), cam_class=0)
         for heat in (True, False):
-            st = RenderSettings(heat, self.settings.alpha, self.settings.colormap, True, tuple(self.settings.area))
+            st = RenderSettings(heatmap=heat, alpha=self.settings.alpha, colormap=self.settings.colormap,
+                                show_predictions=True, area=tuple(self.settings.area))
             to_qimage(render_rgb(dummy, st)[0])
 
     def take(self) -> DisplayFrame | None:
@@ -157,19 +151,4 @@ class FrameBridge(QObject):
             return df
 
 
-def build_viewer_pipeline(cfg: PipelineConfig, sinks=(), *, selfcheck: bool = False, engine=None) -> Pipeline:
-    """``pipeline.stream.build`` plus, with ``selfcheck``, the latency stamp (``pipeline.stamp``).
-
-    The source is wrapped in ``StampingSource`` (a band with the capture time below each frame; it paces files
-    itself so the stamp is written at release time) and the model/ROI detector see only the image above the band
-    (``ImageAreaPreprocessor``). The engine needs no warm-up here: ``OnnxEngine`` runs once when it loads.
-    """
-    if not selfcheck:
-        return build(cfg, sinks, engine)
-    return build(cfg, sinks, engine,
-                 wrap_source=lambda src: StampingSource(src, pace=cfg.realtime, speed=cfg.speed),
-                 wrap_preprocessor=ImageAreaPreprocessor)
-
-
-__all__ = ["RenderSettings", "DisplayFrame", "FrameBridge", "fit_rect", "render_rgb", "to_qimage",
-           "build_viewer_pipeline"]
+__all__ = ["RenderSettings", "DisplayFrame", "FrameBridge", "fit_rect", "render_rgb", "to_qimage"]

@@ -10,6 +10,10 @@ drawn, decodes the capture time from the pixels and subtracts it from "now". Two
 
 The probe settles on the first method that decodes and reports which one it used. Nothing here trusts the
 pipeline's timestamps: the only input is pixels and ``perf_counter_ns`` now.
+
+``build_viewer_pipeline`` puts the stamp into the pipeline: ``StampHook`` runs on the capture thread right after
+each frame is paced and pads it with the band, and ``ImageAreaPreprocessor`` shows the model only the image above
+the band. ``SelfCheck`` measures each painted frame and feeds the display statistics and the pipeline telemetry.
 """
 
 from __future__ import annotations
@@ -21,7 +25,12 @@ from PyQt6.QtCore import QPoint, QRect
 from PyQt6.QtGui import QImage
 from PyQt6.QtWidgets import QWidget
 
-from sonolens.pipeline.stamp import StampLayout, band_height, decode_stamp
+from sonolens.pipeline.stamp import ImageAreaPreprocessor, StampHook, StampLayout, band_height, decode_stamp
+from sonolens.pipeline.stream import Pipeline, PipelineConfig, build
+from sonolens.pipeline.telemetry import Telemetry
+
+from .bridge import DisplayFrame
+from .hud import DisplayStats
 
 
 def qimage_to_array(img: QImage) -> np.ndarray:
@@ -39,7 +48,21 @@ def layout_for_frame(frame_shape: tuple[int, ...]) -> StampLayout:
     return StampLayout.for_width(fw, fh - band_height(fw))
 
 
+def build_viewer_pipeline(cfg: PipelineConfig, sinks=(), *, selfcheck: bool = False, engine=None) -> Pipeline:
+    """``pipeline.stream.build`` plus, with ``selfcheck``, the latency stamp (``pipeline.stamp``).
+
+    The capture thread calls ``StampHook`` on every frame right after pacing it: the frame gets the band with
+    its capture time below it, and the model/ROI detector see only the image above the band
+    (``ImageAreaPreprocessor``). The engine needs no warm-up here: ``OnnxEngine`` runs once when it loads.
+    """
+    if not selfcheck:
+        return build(cfg, sinks, engine)
+    return build(cfg, sinks, engine, capture_hook=StampHook(), wrap_preprocessor=ImageAreaPreprocessor)
+
+
 class PixelProbe:
+    """Reads the stamp of a painted frame back from the window's pixels."""
+
     METHODS = ("screen", "widget")
 
     def __init__(self, view: QWidget, method: str | None = None) -> None:
@@ -97,4 +120,33 @@ class PixelProbe:
         return None, None
 
 
-__all__ = ["PixelProbe", "qimage_to_array", "layout_for_frame"]
+class SelfCheck:
+    """Capture→pixels latency of each painted frame, into ``DisplayStats`` and the pipeline's telemetry."""
+
+    def __init__(self, view, stats: DisplayStats) -> None:
+        self.view = view  # widgets.VideoView: where frames are drawn
+        self.stats = stats
+        self.probe = PixelProbe(view)
+
+    @property
+    def method(self) -> str | None:
+        return self.probe.method
+
+    def measure(self, df: DisplayFrame, telemetry: Telemetry, since_ns: int | None) -> float | None:
+        """Read back the stamp of ``df`` (just painted). Counts as a latency sample only when it was captured
+        at or after ``since_ns`` (None: paused — a frame held back by pause/step waited for the user, not for
+        the pipeline). Returns the sample in ms, or None."""
+        rect = self.view.image_rect(df)
+        t_stamp, ms = self.probe.measure(df.result.frame.shape, rect) if rect else (None, None)
+        if ms is None:
+            self.stats.selfcheck_failed += 1
+            return None
+        self.stats.selfcheck_ok += 1
+        if since_ns is None or t_stamp < since_ns:
+            return None
+        self.stats.add("capture_to_pixels", ms)
+        telemetry.add_sample("capture_to_pixels", ms)
+        return ms
+
+
+__all__ = ["PixelProbe", "SelfCheck", "build_viewer_pipeline", "qimage_to_array", "layout_for_frame"]

@@ -1,8 +1,10 @@
 """The student: timm's MobileNetV3-Small (about 1.5 M parameters, ~56 M MACs at 224x224).
 
 Why this network: it runs a 224x224 forward in a few milliseconds on one ordinary CPU core, and its last
-feature block feeds global average pooling directly, which lets ``models.export`` compute Grad-CAM for every
+feature block feeds global average pooling directly, which lets ``models.cam_fusion`` compute Grad-CAM for every
 class inside the ONNX graph without a backward pass.
+
+Importing this module registers the builder (``models/__init__.py`` does that).
 
 Head layout in timm 1.0.x (checked against 1.0.31)::
 
@@ -18,7 +20,7 @@ from typing import Any
 
 from sonolens.pipeline.errors import ModelError
 
-from .registry import ModelConfig, register_model, with_overrides
+from .registry import default_spec, register_model, with_overrides
 
 STUDENT_ARCH = "mobilenetv3_small_100"
 STUDENT_CAM_LAYER = "blocks.5"
@@ -30,8 +32,8 @@ def mobilenetv3_small_100(
     pretrained_file: str | Path | None = None,
     **cfg: Any,
 ):
-    """Build the student. ``cfg`` overrides ``ModelConfig`` fields (class_names, input_size…); anything else
-    goes to ``timm.create_model`` (drop_rate, drop_path_rate…).
+    """Build the student. ``cfg`` overrides ``ModelSpec`` fields (class_names, input_size…); anything else
+    goes to ``timm.create_model`` (drop_rate, drop_path_rate…) and is not stored (it does not change the weights).
 
     ``pretrained=True`` downloads ImageNet weights through timm's Hugging Face hub path (needs internet);
     ``pretrained_file=PATH`` loads a local state_dict (.pth / .bin / .safetensors) instead — an ImageNet
@@ -39,9 +41,8 @@ def mobilenetv3_small_100(
     """
     import timm
 
-    base = ModelConfig(arch=STUDENT_ARCH, cam_layer=STUDENT_CAM_LAYER)
-    config, timm_kwargs = with_overrides(base, **cfg)
-    num_classes = config.num_classes
+    spec, timm_kwargs = with_overrides(default_spec(STUDENT_ARCH, STUDENT_CAM_LAYER), **cfg)
+    num_classes = spec.num_classes
 
     if pretrained_file is not None:
         model = timm.create_model(STUDENT_ARCH, pretrained=False, num_classes=num_classes, **timm_kwargs)
@@ -57,7 +58,7 @@ def mobilenetv3_small_100(
     else:
         model = timm.create_model(STUDENT_ARCH, pretrained=False, num_classes=num_classes, **timm_kwargs)
 
-    model.sonolens_cfg = config
+    model.sonolens_spec = spec
     return model
 
 

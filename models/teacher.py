@@ -13,14 +13,16 @@ Four registered builders:
 * ``vit_nanoray_paper`` — ViT-B/16 alone (hub weights), the NanoRay chest X-ray teacher.
 * ``vit_nanoray_offline`` — a small ViT, by default over EfficientNet-Lite0 tokens.
 
-Every model's input is normalised with ImageNet mean/std (``sonolens_cfg.mean/std``). Pretrained branches that
+Every model's input is normalised with ImageNet mean/std (``sonolens_spec.mean/std``). Pretrained branches that
 were trained with another normalisation (timm's augreg ViT and EfficientNet-Lite use mean = std = 0.5) get a
 fixed per-channel affine ``Renorm`` in front, so each branch sees exactly the statistics its weights expect while
 the data pipeline, the student and the runtime keep one normalisation.
 
-Builder parameters (``vit_dim``…) are stored in ``sonolens_cfg.extra`` so ``models.export.load_checkpoint``
-rebuilds the same architecture; ``pretrained``/``pretrained_file`` are *not* stored (a checkpoint's state dict
-replaces the initial weights anyway, and rebuilding must not need the internet).
+Builder parameters (``vit_dim``…) are stored in ``sonolens_spec.builder_args`` so
+``models.checkpoint.load_checkpoint`` rebuilds the same architecture; ``pretrained``/``pretrained_file`` are *not*
+stored (a checkpoint's state dict replaces the initial weights anyway, and rebuilding must not need the internet).
+
+Importing this module registers the builders (``models/__init__.py`` does that).
 """
 
 from __future__ import annotations
@@ -37,8 +39,10 @@ import torch
 from torch import nn
 
 from sonolens.pipeline.errors import ModelError
+from sonolens.pipeline.modelfile import ModelSpec
 
-from .registry import IMAGENET_MEAN, IMAGENET_STD, ModelConfig, register_model, with_overrides
+from .registry import (IMAGENET_MEAN, IMAGENET_STD, create_model, default_spec, register_model,
+                       with_overrides)
 
 PAPER_VIT = "vit_base_patch16_224.augreg_in21k"
 PAPER_CNN = "convnext_tiny.fb_in1k"
@@ -194,8 +198,6 @@ def load_branches(model: nn.Module, path: str | os.PathLike, branches: Sequence[
 def save_pretrained_branches(model_name: str, path: str | os.PathLike, **cfg: Any) -> Path:
     """Build ``model_name`` with hub weights (needs internet) and save its pretrained branches to ``path``:
     the file ``pretrained_file=`` expects on a machine without internet."""
-    from .registry import create_model
-
     model = create_model(model_name, pretrained=True, **cfg)
     branches = getattr(model, "pretrained_branches", ())
     path = Path(path)
@@ -245,26 +247,28 @@ def load_efficientnet_lite_pth(model: nn.Module, path: str | os.PathLike) -> Non
 # --------------------------------------------------------------------------------------------------------
 # Config handling shared by the builders
 # --------------------------------------------------------------------------------------------------------
-_INFO_KEYS = ("init",)  # informational entries of cfg.extra, ignored when rebuilding
+_INFO_KEYS = ("init",)  # informational entries of spec.builder_args, ignored when rebuilding
 
 
 def _resolve(arch: str, defaults: dict[str, Any], cfg: dict[str, Any], cam_layer: str | None
-             ) -> tuple[ModelConfig, dict[str, Any]]:
-    """``ModelConfig`` + builder parameters from defaults ← ``cfg.extra`` (a rebuilt checkpoint) ← kwargs."""
-    base = ModelConfig(arch=arch, cam_layer=cam_layer)
-    config, rest = with_overrides(base, **cfg)
+             ) -> tuple[ModelSpec, dict[str, Any]]:
+    """``ModelSpec`` + builder parameters from defaults ← ``builder_args`` (a rebuilt checkpoint) ← kwargs.
+
+    Unknown builder parameters are a ``TypeError`` (``training.train`` turns it into a ``ConfigError``).
+    """
+    spec, rest = with_overrides(default_spec(arch, cam_layer), **cfg)
     params = dict(defaults)
-    given = {**{k: v for k, v in (config.extra or {}).items() if k not in _INFO_KEYS}, **rest}
+    given = {**{k: v for k, v in spec.builder_args.items() if k not in _INFO_KEYS}, **rest}
     unknown = sorted(set(given) - set(defaults))
     if unknown:
         raise TypeError(f"{arch}: unknown parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(defaults))}")
     params.update(given)
-    config = replace(config, arch=arch, extra=dict(params))
-    return config, params
+    return replace(spec, arch=arch, builder_args=params), params
 
 
-def _finish(model: nn.Module, config: ModelConfig, init: str) -> nn.Module:
-    model.sonolens_cfg = replace(config, extra={**config.extra, "init": init})
+def _finish(model: nn.Module, spec: ModelSpec, init: str) -> nn.Module:
+    """Attach ``spec`` (with ``builder_args["init"]``, how the weights were initialised) as ``sonolens_spec``."""
+    model.sonolens_spec = spec.with_fields(builder_args={"init": init})
     return model
 
 
@@ -314,15 +318,15 @@ def hybrid_paper(pretrained: bool = False, pretrained_file: str | None = None, *
     (tests use tiny ones)."""
     defaults = {"vit_name": PAPER_VIT, "cnn_name": PAPER_CNN, "head_hidden": 512, "dropout": 0.4,
                 "drop_path": 0.1}
-    config, p = _resolve("hybrid_paper", defaults, cfg, cam_layer="cnn.stages.3")
+    spec, p = _resolve("hybrid_paper", defaults, cfg, cam_layer="cnn.stages.3")
     hub = pretrained and pretrained_file is None
-    vit = _timm_branch("hybrid_paper", p["vit_name"], hub, img_size=tuple(config.input_size),
+    vit = _timm_branch("hybrid_paper", p["vit_name"], hub, img_size=tuple(spec.input_size),
                        drop_path_rate=p["drop_path"])
     cnn = _timm_branch("hybrid_paper", p["cnn_name"], hub, drop_path_rate=p["drop_path"])
-    model = HybridPaper(vit, cnn, config.num_classes, config.mean, config.std, p["head_hidden"], p["dropout"])
+    model = HybridPaper(vit, cnn, spec.num_classes, spec.mean, spec.std, p["head_hidden"], p["dropout"])
     if pretrained_file is not None:
         load_branches(model, pretrained_file, model.pretrained_branches)
-    return _finish(model, config, _init_label(pretrained, pretrained_file, "hub"))
+    return _finish(model, spec, _init_label(pretrained, pretrained_file, "hub"))
 
 
 class HybridOffline(nn.Module):
@@ -413,12 +417,12 @@ _OFFLINE_DEFAULTS = {"cnn_name": LITE_CNN, "cnn_freeze_blocks": 0, "vit_tokens":
 @register_model("hybrid_offline")
 def hybrid_offline(pretrained: bool = False, pretrained_file: str | None = None, **cfg: Any) -> nn.Module:
     """EfficientNet-Lite0 (ImageNet, from the PyPI package, no internet) ‖ small ViT → MLP head."""
-    config, p = _resolve("hybrid_offline", _OFFLINE_DEFAULTS, cfg, cam_layer="cnn.bn2")
+    spec, p = _resolve("hybrid_offline", _OFFLINE_DEFAULTS, cfg, cam_layer="cnn.bn2")
     cnn = _lite_branch(p, pretrained, pretrained_file)
-    model = HybridOffline(cnn, config.input_size, config.num_classes, config.mean, config.std, p)
+    model = HybridOffline(cnn, spec.input_size, spec.num_classes, spec.mean, spec.std, p)
     if pretrained_file is not None:
         load_branches(model, pretrained_file, model.pretrained_branches)
-    return _finish(model, config, _init_label(pretrained, pretrained_file, f"imagenet:{p['cnn_name']}"))
+    return _finish(model, spec, _init_label(pretrained, pretrained_file, f"imagenet:{p['cnn_name']}"))
 
 
 class VitClassifier(nn.Module):
@@ -443,13 +447,13 @@ class VitClassifier(nn.Module):
 def vit_nanoray_paper(pretrained: bool = False, pretrained_file: str | None = None, **cfg: Any) -> nn.Module:
     """ViT-B/16 (augreg in21k hub weights) → linear: NanoRay's chest X-ray teacher."""
     defaults = {"vit_name": PAPER_VIT, "dropout": 0.1, "drop_path": 0.1}
-    config, p = _resolve("vit_nanoray_paper", defaults, cfg, cam_layer=None)
+    spec, p = _resolve("vit_nanoray_paper", defaults, cfg, cam_layer=None)
     vit = _timm_branch("vit_nanoray_paper", p["vit_name"], pretrained and pretrained_file is None,
-                       img_size=tuple(config.input_size), drop_path_rate=p["drop_path"])
-    model = VitClassifier(vit, config.num_classes, config.mean, config.std, p["dropout"])
+                       img_size=tuple(spec.input_size), drop_path_rate=p["drop_path"])
+    model = VitClassifier(vit, spec.num_classes, spec.mean, spec.std, p["dropout"])
     if pretrained_file is not None:
         load_branches(model, pretrained_file, model.pretrained_branches)
-    return _finish(model, config, _init_label(pretrained, pretrained_file, "hub"))
+    return _finish(model, spec, _init_label(pretrained, pretrained_file, "hub"))
 
 
 @register_model("vit_nanoray_offline")
@@ -457,12 +461,12 @@ def vit_nanoray_offline(pretrained: bool = False, pretrained_file: str | None = 
     """A small ViT, by default over EfficientNet-Lite0 feature tokens (``vit_tokens="cnn"``), → linear."""
     defaults = {**_OFFLINE_DEFAULTS, "dropout": 0.1}
     defaults.pop("head_hidden")
-    config, p = _resolve("vit_nanoray_offline", defaults, cfg, cam_layer=None)
+    spec, p = _resolve("vit_nanoray_offline", defaults, cfg, cam_layer=None)
     p_full = {**p, "head_hidden": 0}
     cnn = _lite_branch(p, pretrained, pretrained_file) if p["vit_tokens"] == "cnn" else None
-    model = HybridOffline(cnn, config.input_size, config.num_classes, config.mean, config.std, p_full,
+    model = HybridOffline(cnn, spec.input_size, spec.num_classes, spec.mean, spec.std, p_full,
                           with_cnn_features=False)
     if pretrained_file is not None:
         load_branches(model, pretrained_file, model.pretrained_branches)
-    return _finish(model, config, _init_label(pretrained and cnn is not None, pretrained_file,
+    return _finish(model, spec, _init_label(pretrained and cnn is not None, pretrained_file,
                                               f"imagenet:{p['cnn_name']}"))

@@ -22,25 +22,27 @@ from torch import nn
 from sonolens.pipeline.errors import ModelError
 from sonolens.pipeline.modelfile import ModelSpec
 
-from .export import build_meta, is_random_init, load_checkpoint
+from .checkpoint import load_checkpoint
+from .onnx_export import build_spec
+from .random_student import is_random_init
 
 
 class TorchEngine:
     """Eager PyTorch inference with pytorch-grad-cam ``GradCAM`` on the model's ``cam_layer``.
 
-    ``model_or_checkpoint``: an ``nn.Module`` built by ``create_model`` (has ``sonolens_cfg``) or the path
+    ``model_or_checkpoint``: an ``nn.Module`` built by ``create_model`` (has ``sonolens_spec``) or the path
     of a checkpoint written by the training loop. ``threads`` > 0 sets ``torch.set_num_threads`` (global).
     """
 
     def __init__(self, model_or_checkpoint: nn.Module | str | os.PathLike, threads: int = 0):
         from_checkpoint = not isinstance(model_or_checkpoint, nn.Module)
         model = load_checkpoint(Path(model_or_checkpoint)) if from_checkpoint else model_or_checkpoint
-        if getattr(model, "sonolens_cfg", None) is None:
-            raise ModelError("TorchEngine needs a model built by sonolens.models.create_model (no sonolens_cfg)")
+        if getattr(model, "sonolens_spec", None) is None:
+            raise ModelError("TorchEngine needs a model built by sonolens.models.create_model (no sonolens_spec)")
         if threads > 0:
             torch.set_num_threads(int(threads))
         self.model = model.eval()
-        self.meta: ModelSpec = build_meta(model, {"trained": from_checkpoint and not is_random_init(model),
+        self.meta: ModelSpec = build_spec(model, {"trained": from_checkpoint and not is_random_init(model),
                                                   "provenance": {"cam": "pytorch-grad-cam GradCAM (eager)"}})
         self.has_cam = self.meta.cam_layer is not None
         self.cam_layer = model.get_submodule(self.meta.cam_layer) if self.has_cam else None

@@ -1,12 +1,21 @@
-"""Frame → model input: ROI crop → grayscale → resize → normalise with the model file's mean/std.
+"""Image → model input: ROI crop → grayscale → resize (``cv2.INTER_AREA``) → normalise with the spec's mean/std.
+
+This module is the *one* implementation of that chain. The runtime (``Preprocessor``), evaluation
+(``training.evaluate``), training's validation pass (``training.train``: ``resize_gray`` once, then the same
+``normalisation_lut`` on the device), INT8 calibration (``models.quantize``) and ``training.cam_compare`` all call
+it, so a model is scored on exactly the tensors it will see live.
 
 Ultrasound is grayscale; models are trained on grayscale replicated to three channels, so the same happens here.
 Normalisation is a per-channel lookup table on the uint8 grey values (256 entries), which is exact and cheaper
-than float arithmetic over the image. The ROI is found automatically over the first ``roi_frames`` frames (see
-``roi.py``) unless given; until then a provisional ROI from the frames seen so far is used.
+than float arithmetic over the image: ``lut[c, v] = (v/255 - mean[c]) / std[c]`` in float32. The ROI is found
+automatically over the first ``roi_frames`` frames (see ``roi.py``) unless given; until then a provisional ROI
+from the frames seen so far is used.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -15,13 +24,26 @@ from .modelfile import ModelSpec
 from .roi import Roi, clamp_roi, detect_roi
 
 
-def normalisation_lut(mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
-    """[3, 256] float32 table: lut[c, v] = (v/255 - mean[c]) / std[c]."""
-    v = np.arange(256, dtype=np.float32) / 255.0
-    return np.stack([(v - m) / s for m, s in zip(mean, std)]).astype(np.float32)
+def normalisation_lut(mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """[3, 256] float32 table: ``lut[c, v] = (v/255 - mean[c]) / std[c]`` (float32 arithmetic throughout)."""
+    v = np.arange(256, dtype=np.float32) / np.float32(255.0)
+    return np.stack([(v - np.float32(m)) / np.float32(s) for m, s in zip(mean, std)]).astype(np.float32)
+
+
+@lru_cache(maxsize=32)
+def _cached_lut(mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    lut = normalisation_lut(mean, std)
+    lut.setflags(write=False)  # shared between callers
+    return lut
+
+
+def spec_lut(spec: ModelSpec) -> np.ndarray:
+    """The (cached, read-only) ``normalisation_lut`` of ``spec``'s mean/std."""
+    return _cached_lut(tuple(spec.mean), tuple(spec.std))
 
 
 def to_gray(pixels: np.ndarray) -> np.ndarray:
+    """uint8 ``[H, W]`` from ``[H, W]``, ``[H, W, 1]`` or RGB ``[H, W, 3]`` (OpenCV's BT.601 weights)."""
     if pixels.ndim == 2:
         return pixels
     if pixels.shape[2] == 1:
@@ -29,14 +51,49 @@ def to_gray(pixels: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
 
 
-def preprocess_gray(gray: np.ndarray, input_size: tuple[int, int], lut: np.ndarray) -> np.ndarray:
-    """uint8 grayscale crop → float32 [1, 3, H, W]. Training's eval transform does exactly this."""
-    h, w = input_size
-    small = cv2.resize(gray, (w, h), interpolation=cv2.INTER_AREA)
+def crop(pixels: np.ndarray, roi: Roi | None) -> np.ndarray:
+    """The ``roi = (x, y, w, h)`` part of ``pixels`` (a view); ``None``: the whole image."""
+    if roi is None:
+        return pixels
+    x, y, w, h = roi
+    return pixels[y : y + h, x : x + w]
+
+
+def resize_gray(gray: np.ndarray, input_size: Sequence[int]) -> np.ndarray:
+    """uint8 ``[H0, W0]`` → uint8 ``[H, W]`` with ``cv2.INTER_AREA``; ``input_size = (H, W)``."""
+    h, w = int(input_size[0]), int(input_size[1])
+    return cv2.resize(gray, (w, h), interpolation=cv2.INTER_AREA)
+
+
+def normalise_gray(small: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """uint8 ``[H, W]`` (already at input size) → float32 ``[1, 3, H, W]`` through ``lut`` ([3, 256])."""
+    if small.dtype != np.uint8 or small.ndim != 2:
+        raise ValueError(f"expected a 2-D uint8 grayscale image, got {small.dtype} {small.shape}")
     return lut[:, small][None]
 
 
+def preprocess_gray(gray: np.ndarray, input_size: Sequence[int], lut: np.ndarray) -> np.ndarray:
+    """uint8 grayscale crop ``[H0, W0]`` → float32 ``[1, 3, H, W]``: ``resize_gray`` then ``normalise_gray``."""
+    return normalise_gray(resize_gray(gray, input_size), lut)
+
+
+def preprocess_image(pixels: np.ndarray, spec: ModelSpec, roi: Roi | None = None,
+                     lut: np.ndarray | None = None) -> np.ndarray:
+    """A frame or image file's pixels → the model input, float32 ``[1, 3, H, W]`` with ``(H, W) = spec.input_size``.
+
+    ``pixels``: uint8 ``[H0, W0]`` grey or ``[H0, W0, 3]`` RGB; ``roi``: ``(x, y, w, h)`` crop (``None``: whole
+    image), expected inside the image (``roi.clamp_roi``); ``lut``: ``spec_lut(spec)`` unless given.
+    """
+    return preprocess_gray(to_gray(crop(pixels, roi)), spec.input_size, spec_lut(spec) if lut is None else lut)
+
+
 class Preprocessor:
+    """The runtime's per-frame preprocessing: ROI tracking plus ``preprocess_image``.
+
+    ``meta``: the engine's spec (``None``: no model, only the ROI is tracked); ``roi``: a fixed ROI, otherwise it
+    is detected over the first ``roi_frames`` frames.
+    """
+
     def __init__(self, meta: ModelSpec | None, roi: Roi | None = None, roi_frames: int = 8) -> None:
         self.meta = meta
         self.fixed_roi = roi
@@ -44,7 +101,7 @@ class Preprocessor:
         self._seen: list[np.ndarray] = []
         self.roi: Roi | None = None
         self.roi_final = False
-        self.lut = normalisation_lut(meta.mean, meta.std) if meta else None
+        self.lut = spec_lut(meta) if meta else None
 
     def update_roi(self, pixels: np.ndarray) -> Roi:
         """Return the ROI for this frame, refining the automatic one over the first frames."""
@@ -67,9 +124,8 @@ class Preprocessor:
         return self.roi
 
     def __call__(self, pixels: np.ndarray) -> tuple[np.ndarray | None, Roi]:
+        """``pixels`` uint8 ``[H, W, 3]`` (or grey) → (float32 ``[1, 3, H, W]`` or ``None`` without a model, ROI)."""
         roi = self.update_roi(pixels)
         if self.meta is None:
             return None, roi
-        x, y, w, h = roi
-        gray = to_gray(pixels[y : y + h, x : x + w])
-        return preprocess_gray(gray, self.meta.input_size, self.lut), roi
+        return preprocess_image(pixels, self.meta, roi, self.lut), roi

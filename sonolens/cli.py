@@ -17,14 +17,17 @@ from . import RESEARCH_NOTICE, __version__
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("sonolens.pipeline.run_cli:cli_main", "headless pipeline: source -> queue -> inference -> report/recording"),
     "view": ("sonolens.app.main:cli_main", "the live PyQt6 overlay viewer (needs the 'app' extra)"),
-    "bench": ("sonolens.training.bench:cli_main", "benchmark suite, writes BENCHMARKS.md and JSON"),
-    "simulate": ("sonolens.pipeline.phantom:cli_main", "render a B-mode phantom clip to mp4"),
-    "export": ("sonolens.models.export:cli_main", "export a checkpoint (or a random student) to ONNX + INT8"),
+    "bench": ("sonolens.bench.cli:cli_main", "benchmark suite, writes BENCHMARKS.md and JSON"),
+    "simulate": ("sonolens.simulator.cli:cli_main", "render a B-mode phantom clip to mp4"),
+    "export": ("sonolens.training.export_cli:cli_main", "export a checkpoint (or a random student) to ONNX + INT8"),
     "audit-data": ("sonolens.training.audit:cli_main", "find near-duplicates, label conflicts, unreadable files"),
     "make-split": ("sonolens.training.splits:cli_main", "write the leak-free (or paper-style) split CSV"),
+    "chest-split": ("sonolens.training.chest_split:cli_main", "write the patient-grouped chest X-ray split CSV"),
     "train": ("sonolens.training.train:cli_main", "train teacher | distill | baseline from a config file"),
     "eval": ("sonolens.training.evaluate:cli_main", "evaluate an ONNX model or checkpoint on a dataset"),
+    "results-table": ("sonolens.training.results_table:cli_main", "Markdown results tables from 'eval --json' files"),
     "cam-compare": ("sonolens.training.cam_compare:cli_main", "Grad-CAM of two models side by side, with numbers"),
+    "clip-report": ("sonolens.training.clip_report:cli_main", "what a model says on each clip, as a Markdown table"),
     "study": ("sonolens.app.study_export:cli_main", "study-log tools: 'study export LOG'"),
 }
 
@@ -32,11 +35,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def _usage() -> str:
     lines = [f"sonolens {__version__} — real-time ultrasound AI overlay. {RESEARCH_NOTICE}", "",
              "usage: sonolens COMMAND [options]   (sonolens COMMAND --help for details)", "", "commands:"]
-    lines += [f"  {name:<12} {help_}" for name, (_, help_) in COMMANDS.items()]
+    width = max(map(len, COMMANDS))
+    lines += [f"  {name:<{width}} {help_}" for name, (_, help_) in COMMANDS.items()]
     return "\n".join(lines)
 
 
-def _tune_process() -> None:
+def tune_process() -> None:
     """Process-wide settings that only a command-line entry point may make.
 
     * glibc's malloc returns large freed blocks to the OS at once, so every multi-MB decoded frame is page-faulted in
@@ -73,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"sonolens: error: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    _tune_process()
+    tune_process()
     target = COMMANDS[name][0]
     module_name, func_name = target.split(":")
     from sonolens.pipeline.errors import SonolensError

@@ -2,10 +2,9 @@
 
 Input to both: the ``torch.uint8`` tensor ``[3, H, W]`` (grayscale replicated) that ``data.ImageDataset`` yields.
 
-Eval is *exactly* the runtime's preprocessing, done with the same OpenCV call: grayscale →
-``cv2.resize(gray, (W, H), interpolation=cv2.INTER_AREA)`` → three channels → ``(x/255 - mean)/std``.
-Validation and test numbers therefore describe the model as the runtime will feed it, and
-``preprocess_like_runtime`` is what a test compares the runtime's preprocessing against.
+Eval is *the* runtime preprocessing: ``EvalTransform`` calls ``pipeline.preprocess.preprocess_gray`` (grayscale →
+``cv2.resize(INTER_AREA)`` → three channels → ``(x/255 - mean)/std`` by lookup table), so validation and test
+numbers describe the model as the runtime will feed it.
 
 Train adds what varies between scans and scanners, mildly (the lesion must stay in the picture and keep its
 shape, since shape and margin carry the diagnosis):
@@ -27,7 +26,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import torch
 from torch import nn
@@ -43,22 +41,6 @@ def _hw(input_size: Size) -> tuple[int, int]:
     return int(h), int(w)
 
 
-def preprocess_like_runtime(gray_uint8: np.ndarray, input_size: Size, mean: Sequence[float],
-                            std: Sequence[float]) -> np.ndarray:
-    """The runtime's preprocessing of one grayscale frame: float32 ``[3, H, W]``.
-
-    ``cv2.resize(gray, (W, H), INTER_AREA)`` → ``x/255`` → per channel ``(x - mean[c]) / std[c]``.
-    """
-    gray = np.asarray(gray_uint8)
-    if gray.ndim != 2 or gray.dtype != np.uint8:
-        raise ValueError(f"expected a 2-D uint8 grayscale image, got {gray.dtype} {gray.shape}")
-    h, w = _hw(input_size)
-    x = cv2.resize(gray, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) / np.float32(255.0)
-    mean = np.asarray(mean, np.float32).reshape(3, 1, 1)
-    std = np.asarray(std, np.float32).reshape(3, 1, 1)
-    return (x[None] - mean) / std
-
-
 def _to_gray(image) -> np.ndarray:
     """H×W uint8 from a uint8 tensor/array [3,H,W] (replicated gray: channel 0), [1,H,W] or [H,W]."""
     arr = image.numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
@@ -72,14 +54,20 @@ def _to_gray(image) -> np.ndarray:
 
 
 class EvalTransform:
-    """Callable eval transform: uint8 image → ``torch.float32 [3, H, W]`` via ``preprocess_like_runtime``."""
+    """Callable eval transform: uint8 image ([3, H0, W0] tensor or [H0, W0] array) → ``torch.float32 [3, H, W]``
+    by ``pipeline.preprocess.preprocess_gray`` — the runtime's own function, not a copy of it."""
 
     def __init__(self, input_size: Size, mean: Sequence[float], std: Sequence[float]):
+        from sonolens.pipeline.preprocess import normalisation_lut
+
         self.input_size = _hw(input_size)
         self.mean, self.std = tuple(mean), tuple(std)
+        self.lut = normalisation_lut(self.mean, self.std)
 
     def __call__(self, image) -> torch.Tensor:
-        return torch.from_numpy(preprocess_like_runtime(_to_gray(image), self.input_size, self.mean, self.std))
+        from sonolens.pipeline.preprocess import preprocess_gray
+
+        return torch.from_numpy(preprocess_gray(_to_gray(image), self.input_size, self.lut)[0])
 
     def __repr__(self) -> str:
         return f"EvalTransform(input_size={self.input_size}, cv2.INTER_AREA, mean={self.mean}, std={self.std})"

@@ -18,7 +18,7 @@ Each model's map is the one the runtime overlays: the raw ``cam`` output of ``On
 explains (``--cam-class predicted`` = each model's top class, as ``pipeline.worker`` does; or ``true``, or a class
 name), made a [0, 1] map at ``--map-size`` by ``pipeline.cam.cam_for_display`` (pytorch-grad-cam's normalise →
 bilinear resize → normalise). Images are preprocessed exactly as the runtime does (grayscale → INTER_AREA resize →
-the model file's mean/std via ``preprocess_gray``/``normalisation_lut``), each model at its own input size. A map
+the model file's mean/std: ``pipeline.preprocess.preprocess_image``), each model at its own input size. A map
 that is all zero (no positive evidence for the class) has no mass to measure: its metrics are NaN, counted in
 ``empty_maps``, and left out of the means (and of the paired comparison for that image).
 
@@ -299,7 +299,7 @@ def compare(model_paths: Sequence[str | Path], samples: Sequence[Any], *,
     ``out_dir`` and return the JSON's content."""
     from sonolens.pipeline.cam import cam_for_display
     from sonolens.pipeline.engines import OnnxEngine
-    from sonolens.pipeline.preprocess import normalisation_lut, preprocess_gray
+    from sonolens.pipeline.preprocess import preprocess_image, resize_gray
 
     from .data import load_gray
 
@@ -331,7 +331,6 @@ def compare(model_paths: Sequence[str | Path], samples: Sequence[Any], *,
     use_lung = mask == "lung" or (mask == "auto" and LUNG_CLASS in classes)
     which = _resolve_cam_class(cam_class, classes)
     runs = [ModelRun(n, str(p), e.meta, e.cam_size) for n, p, e in zip(names, model_paths, engines)]
-    luts = [normalisation_lut(e.meta.mean, e.meta.std) for e in engines]
     y = np.array([classes.index(s.label) for s in samples])
     files = [str(s.path) for s in samples]
     labels = [s.label for s in samples]
@@ -345,8 +344,8 @@ def compare(model_paths: Sequence[str | Path], samples: Sequence[Any], *,
         lm = lung_mask(gray, map_size) if use_lung else None
         masks.append(lm)
         maps = []
-        for run, eng, lut in zip(runs, engines, luts):
-            logits, cam = eng.run(preprocess_gray(gray, eng.meta.input_size, lut), want_cam=True)
+        for run, eng in zip(runs, engines):
+            logits, cam = eng.run(preprocess_image(gray, eng.meta), want_cam=True)
             probs = _softmax(logits)
             c = int(np.argmax(probs)) if which == "predicted" else int(y[i]) if which == "true" else int(which)
             m = cam_for_display(cam, c, (map_size, map_size))
@@ -355,7 +354,7 @@ def compare(model_paths: Sequence[str | Path], samples: Sequence[Any], *,
             run.metrics.append(map_metrics(m, lm.mask if lm is not None else None))
             maps.append(m)
         if i in fig_idx or i in debug_idx:
-            keep_gray[i] = cv2.resize(gray, (map_size, map_size), interpolation=cv2.INTER_AREA)
+            keep_gray[i] = resize_gray(gray, (map_size, map_size))
             keep_maps[i] = maps
 
     out = Path(out_dir)

@@ -1,11 +1,11 @@
-"""``python -m sonolens.training.chest_split DATA_DIR --out CSV``: the patient-grouped split of the Kermany
+"""``sonolens chest-split DATA_DIR --out CSV``: the patient-grouped split of the Kermany
 pediatric chest X-rays (``NORMAL/ PNEUMONIA/``), for the NanoRay V2 reproduction.
 
 Why a separate tool and not ``sonolens make-split``: that one groups BUSI images by perceptual hash because BUSI
 has no patient IDs. The chest set has what hashing cannot give, a patient key per image (``labels.csv``), and its
 8×8 pHashes are all alike (``audit-data`` collapses it into one group), so here the groups come from the labels.
 
-Protocol (deterministic; ``tests/test_chest.py`` regenerates the committed CSV and compares bytes):
+Protocol (deterministic; ``tests/training/test_chest.py`` regenerates the committed CSV and compares bytes):
 
 * ``test`` = the official test set, unchanged (234 normal / 390 pneumonia): comparable with every paper that
   reports on Kermany's test folder.
@@ -19,7 +19,7 @@ Protocol (deterministic; ``tests/test_chest.py`` regenerates the committed CSV a
   (``numpy.random.default_rng(seed)``) and a group goes to ``val`` while it still fits whole under
   ``round(val_fraction × images of that class)`` (first fit), else to ``train``. Default 10 % val, seed 42.
 
-CSV columns ``file,label,group,split`` (the same contract as ``training/splits/busi.csv``), ``file`` relative to the
+CSV columns ``file,label,group,split`` (the same contract as ``training/split_csv/busi.csv``), ``file`` relative to the
 dataset root, labels lowercased (``normal``, ``pneumonia``), rows sorted by file. Only the standard library and
 numpy: it needs neither torch nor the images themselves (``--check-files`` verifies they exist).
 """
@@ -39,7 +39,7 @@ import numpy as np
 from sonolens.pipeline.errors import ConfigError
 
 from .audit import UnionFind
-from .splits import _round  # half up, not banker's rounding: the same counts as the BUSI split
+from .splits import round_half_up  # not banker's rounding: the same counts as the BUSI split
 
 LABELS_FILE = "labels.csv"
 REQUIRED_COLUMNS = ("relpath", "label", "official_split", "patient_key", "exact_duplicate_of")
@@ -123,7 +123,7 @@ def chest_split(rows: Sequence[dict[str, str]], seed: int = DEFAULT_SEED,
     for label in sorted({r["label"].lower() for r in train_rows}):
         keys = sorted(k for k, rs in members.items() if rs[0]["label"].lower() == label)
         n_label = sum(len(members[k]) for k in keys)
-        target, count = _round(val_fraction * n_label), 0
+        target, count = round_half_up(val_fraction * n_label), 0
         for i in rng.permutation(len(keys)):
             k = keys[i]
             if count + len(members[k]) <= target:
@@ -179,7 +179,7 @@ def summary(rows: Sequence[ChestRow]) -> str:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m sonolens.training.chest_split",
+        prog="sonolens chest-split",
         description="Write the patient-grouped split CSV (file,label,group,split) of the Kermany chest X-rays: "
                     "official test set kept, official train split into train/val by patient, stratified by label.")
     p.add_argument("dir", type=Path, help="dataset root holding labels.csv, NORMAL/ and PNEUMONIA/")
@@ -203,21 +203,16 @@ def cli_main(argv: list[str]) -> int:
     bad = straddling_groups(split)
     if bad:  # cannot happen by construction; a guard against future edits
         raise ConfigError(f"patient groups in several splits: {', '.join(bad[:5])}")
-    write_csv(args.out, split)
+    try:
+        write_csv(args.out, split)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {args.out}: {exc.strerror or exc}") from None
     print(summary(split))
     print(f"wrote {len(split)} rows to {args.out}")
     return 0
 
 
-def main() -> int:
-    from sonolens.pipeline.errors import SonolensError
+if __name__ == "__main__":  # the old ``python -m sonolens.training.chest_split`` still works
+    from sonolens.cli import main
 
-    try:
-        return cli_main(sys.argv[1:])
-    except SonolensError as exc:
-        print(f"chest_split: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["chest-split", *sys.argv[1:]]))

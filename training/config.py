@@ -33,7 +33,7 @@ DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "data": {
         "root": "../shared/datasets/busi",
-        "split_csv": "training/splits/busi.csv",  # null: use root/<train_split>/ and root/<val_split>/ folders
+        "split_csv": "training/split_csv/busi.csv",  # null: use root/<train_split>/ and root/<val_split>/ folders
         "train_split": "train",
         "val_split": "val",
         "class_names": None,  # default: the labels present, in BUSI order when they are BUSI's classes

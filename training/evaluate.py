@@ -1,8 +1,8 @@
 """``sonolens eval``: a model (ONNX file or training checkpoint) on a labelled image folder or split.
 
-Both kinds of model see the images exactly as the runtime would feed them: the full image, grayscale →
-``cv2.resize(INTER_AREA)`` to the model's input size → the runtime's own normalisation table
-(``pipeline.preprocess``) with the model's mean/std. An ONNX file runs through the runtime's ``OnnxEngine``;
+Both kinds of model see the images exactly as the runtime would feed them: the full image through the runtime's
+own ``pipeline.preprocess.preprocess_image`` (grayscale → ``cv2.resize(INTER_AREA)`` to the model's input size →
+normalisation table with the model's mean/std). An ONNX file runs through the runtime's ``OnnxEngine``;
 a checkpoint through PyTorch. The numbers therefore describe what ``sonolens run`` would output, and the two
 agree (tests check it).
 
@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from sonolens.pipeline.errors import ConfigError, ModelError
+from sonolens.pipeline.modelfile import ModelSpec
 
 POSITIVE = "malignant"
 
@@ -159,13 +160,14 @@ def evaluate_predictions(y_true: Sequence[int], probs: np.ndarray, class_names: 
 # --------------------------------------------------------------------------------------------------------
 # Running a model over a dataset
 # --------------------------------------------------------------------------------------------------------
-def runtime_input(path: str | Path, input_size: Sequence[int], lut: np.ndarray) -> np.ndarray:
-    """float32 [1, 3, H, W]: the full image as the runtime preprocesses a frame."""
-    from sonolens.pipeline.preprocess import preprocess_gray
+def runtime_input(path: str | Path, spec: ModelSpec) -> np.ndarray:
+    """float32 [1, 3, H, W]: the full image file as the runtime preprocesses a frame
+    (``pipeline.preprocess.preprocess_image``; ``(H, W) = spec.input_size``)."""
+    from sonolens.pipeline.preprocess import preprocess_image
 
     from .data import load_gray
 
-    return preprocess_gray(load_gray(path), (int(input_size[0]), int(input_size[1])), lut)
+    return preprocess_image(load_gray(path), spec)
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -177,16 +179,13 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 def predict_onnx(model_path: str | Path, paths: Sequence[Path]) -> tuple[np.ndarray, tuple[str, ...]]:
     """Class probabilities [N, C] from an ONNX model file via the runtime's engine."""
     from sonolens.pipeline.engines import OnnxEngine
-    from sonolens.pipeline.preprocess import normalisation_lut
 
     engine = OnnxEngine(str(model_path))
-    meta = engine.meta
-    lut = normalisation_lut(meta.mean, meta.std)
     logits = []
     for p in paths:
-        out, _cam = engine.run(runtime_input(p, meta.input_size, lut), want_cam=False)
+        out, _cam = engine.run(runtime_input(p, engine.meta), want_cam=False)
         logits.append(np.asarray(out, dtype=np.float32).reshape(-1))
-    return _softmax(np.stack(logits).astype(np.float64)), tuple(meta.class_names)
+    return _softmax(np.stack(logits).astype(np.float64)), tuple(engine.meta.class_names)
 
 
 def predict_checkpoint(model_path: str | Path, paths: Sequence[Path], batch_size: int = 32
@@ -194,18 +193,16 @@ def predict_checkpoint(model_path: str | Path, paths: Sequence[Path], batch_size
     """Class probabilities [N, C] from a training checkpoint (PyTorch, CPU), same preprocessing."""
     import torch
 
-    from sonolens.models.export import load_checkpoint
-    from sonolens.pipeline.preprocess import normalisation_lut
+    from sonolens.models.checkpoint import load_checkpoint
 
     model = load_checkpoint(model_path).eval()
-    cfg = model.sonolens_cfg
-    lut = normalisation_lut(tuple(cfg.mean), tuple(cfg.std))
+    spec = model.sonolens_spec
     out = []
     with torch.no_grad():
         for i in range(0, len(paths), batch_size):
-            x = np.concatenate([runtime_input(p, cfg.input_size, lut) for p in paths[i:i + batch_size]])
+            x = np.concatenate([runtime_input(p, spec) for p in paths[i:i + batch_size]])
             out.append(model(torch.from_numpy(x)).double().softmax(dim=1).numpy())
-    return np.concatenate(out), tuple(cfg.class_names)
+    return np.concatenate(out), tuple(spec.class_names)
 
 
 def predict(model_path: str | Path, paths: Sequence[Path]) -> tuple[np.ndarray, tuple[str, ...]]:

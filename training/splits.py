@@ -39,8 +39,9 @@ PAPER_TEST_COUNTS = {"benign": 87, "malignant": 88, "normal": 88}
 PAPER_VAL_FRACTION = 0.1
 
 
-def _round(x: float) -> int:
-    return int(np.floor(x + 0.5))  # half up, not Python's banker's rounding
+def round_half_up(x: float) -> int:
+    """``x`` rounded to the nearest integer, halves up (not Python's banker's rounding: ``round(2.5) == 2``)."""
+    return int(np.floor(x + 0.5))
 
 
 def grouped_split(audit: AuditResult, seed: int = 42,
@@ -57,7 +58,7 @@ def grouped_split(audit: AuditResult, seed: int = 42,
     readable = [i for i in range(len(labels)) if audit.group[i]]
     for label in sorted({labels[i] for i in readable}):
         n_label = sum(1 for i in readable if labels[i] == label)
-        target = {"test": _round(fractions["test"] * n_label), "val": _round(fractions["val"] * n_label)}
+        target = {"test": round_half_up(fractions["test"] * n_label), "val": round_half_up(fractions["val"] * n_label)}
         count = {"test": 0, "val": 0}
         ids = [g for g, m in groups.items() if g not in conflicting and labels[m[0]] == label]
         for k in rng.permutation(len(ids)):
@@ -91,7 +92,7 @@ def paper_split(audit: AuditResult, seed: int = 42, test_counts: Mapping[str, in
                               f"{test_counts[label]} the paper protocol puts in test")
         idx = idx[rng.permutation(len(idx))]
         test, rest = idx[:test_counts[label]], idx[test_counts[label]:]
-        n_val = _round(val_fraction * len(rest))
+        n_val = round_half_up(val_fraction * len(rest))
         for i in test:
             split[i] = "test"
         for k, i in enumerate(rest):

@@ -56,7 +56,7 @@ def open_source(spec: str, *, fps: float | None = None) -> Source:
     if lower.startswith("phantom:"):
         kind = spec.split(":", 1)[1].strip()
         try:
-            from ..phantom import PhantomSource
+            from .phantom import PhantomSource
         except ImportError:
             raise SourceError("phantom sources are not available") from None
         return PhantomSource(kind)

@@ -10,6 +10,9 @@ asked for and the capture thread paces them by ``pts``, or does not pace them at
 
 ``seconds=None`` streams for ever, and lesions keep coming. A finite ``seconds`` ends after
 ``round(seconds × fps)`` frames, the same frames ``sonolens simulate`` writes.
+
+The pictures come from the simulator (``sonolens.simulator``, which does not import the pipeline); this
+module only paces them, wraps them in ``RawFrame``s and turns a ``PhantomError`` into a ``SourceError``.
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ import numbers
 import time
 from collections.abc import Iterator
 
+from sonolens.simulator import KINDS, Phantom, PhantomError, check_kind
+
 from ..errors import SourceError
 from ..messages import RawFrame
-from ..phantom_render import KINDS, Phantom, check_kind
 from .base import Source, SourceInfo
 
 __all__ = ["PhantomSource", "KINDS"]
@@ -30,12 +34,17 @@ __all__ = ["PhantomSource", "KINDS"]
 class PhantomSource(Source):
     """``PhantomSource("malignant", seed=0)``: frames of a simulated scan; ``pts_s = i / fps``.
 
-    ``phantom.truth(i)`` gives the lesion boxes of frame ``i`` (ground truth for demos and tests).
+    ``phantom.truth(i)`` gives the lesion boxes of frame ``i`` (ground truth for demos and tests). Raises
+    ``SourceError`` for an unknown kind or a frame rate that is not a positive number (here), and for a size
+    under 64×64 or a length that is not positive (on ``open()``).
     """
 
     def __init__(self, kind: str, seed: int = 0, fps: float = 30.0, size: tuple[int, int] = (640, 480),
                  seconds: float | None = None, *, realtime: bool = True) -> None:
-        self.kind = check_kind(kind)
+        try:
+            self.kind = check_kind(kind)
+        except PhantomError as exc:
+            raise SourceError(str(exc)) from None
         if not (isinstance(fps, numbers.Real) and math.isfinite(fps) and fps > 0):
             raise SourceError(f"phantom fps must be a positive number, got {fps!r}")
         self.seed, self.fps, self.size, self.seconds = int(seed), float(fps), (int(size[0]), int(size[1])), seconds
@@ -54,7 +63,11 @@ class PhantomSource(Source):
 
     def open(self) -> SourceInfo:
         if self._phantom is None:
-            self._phantom = Phantom(self.kind, seed=self.seed, fps=self.fps, size=self.size, seconds=self.seconds)
+            try:
+                self._phantom = Phantom(self.kind, seed=self.seed, fps=self.fps, size=self.size,
+                                        seconds=self.seconds)
+            except PhantomError as exc:
+                raise SourceError(str(exc)) from None
         self.info = SourceInfo(name=f"phantom:{self.kind}", kind="phantom", width=self.size[0],
                                height=self.size[1], fps=self.fps, frame_count=self._phantom.frame_count,
                                live=self.realtime)

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from sonolens.training import bench
-from sonolens.training.bench_report import HEADLINE_DIGITS, fmt, render_markdown, stage_latencies_from_csv
+from sonolens.bench.assemble import TARGETS, headline
+from sonolens.bench.cli import cli_main
+from sonolens.bench.report import HEADLINE_DIGITS, fmt, render_markdown, stage_latencies_from_csv
+from sonolens.bench.runner import run_child
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "assets" / "sample_videos" / "benign.mp4"
@@ -40,7 +42,7 @@ def test_child_reports_torch_not_imported_and_its_own_peak_rss():
     ballast = bytearray(300 * 1024 * 1024)
     for i in range(0, len(ballast), 4096):
         ballast[i] = 1
-    ans = bench.run_child([{"task": "probe", "args": {"imports": ["json"]}}])
+    ans = run_child([{"task": "probe", "args": {"imports": ["json"]}}])
     del ballast
     (res,) = ans["results"]
     assert res["ok"], res
@@ -50,13 +52,13 @@ def test_child_reports_torch_not_imported_and_its_own_peak_rss():
 
 @pytest.mark.slow
 def test_child_reports_torch_when_imported():
-    ans = bench.run_child([{"task": "probe", "args": {"imports": ["torch"]}}])
+    ans = run_child([{"task": "probe", "args": {"imports": ["torch"]}}])
     assert ans["results"][0]["ok"]
     assert ans["torch_imported"] is True
 
 
 def test_child_failure_is_reported_not_raised():
-    ans = bench.run_child([{"task": "no_such_task", "args": {}}, {"task": "probe", "args": {}}])
+    ans = run_child([{"task": "no_such_task", "args": {}}, {"task": "probe", "args": {}}])
     bad, good = ans["results"]
     assert not bad["ok"] and "no_such_task" in bad["error"]
     assert good["ok"]  # one failing measurement does not take the others down
@@ -66,7 +68,7 @@ def test_run_cli_rss_child_runs_sonolens_run_without_torch(random_student, tmp_p
     report = tmp_path / "run.json"
     argv = [str(SAMPLE), "--model", str(random_student), "--max-rate", "--frames", "5", "--quiet",
             "--json", str(report)]
-    ans = bench.run_child([{"task": "run_cli", "args": {"argv": argv}}])
+    ans = run_child([{"task": "run_cli", "args": {"argv": argv}}])
     (res,) = ans["results"]
     assert res["ok"], res
     assert res["result"]["rc"] == 0
@@ -94,15 +96,15 @@ def _report_with(**values):
 
 
 def test_headline_targets_pass_and_fail():
-    good = bench.headline(_report_with(t=15.0))
-    assert all(good["targets"][k]["pass"] is True for k in bench.TARGETS), good["targets"]
-    bad = bench.headline(_report_with(fwd=9.0, fps=100.0, drop=3, p99=40.0, rss=900.0))
-    assert all(bad["targets"][k]["pass"] is False for k in bench.TARGETS), bad["targets"]
+    good = headline(_report_with(t=15.0))
+    assert all(good["targets"][k]["pass"] is True for k in TARGETS), good["targets"]
+    bad = headline(_report_with(fwd=9.0, fps=100.0, drop=3, p99=40.0, rss=900.0))
+    assert all(bad["targets"][k]["pass"] is False for k in TARGETS), bad["targets"]
     assert bad["max_rate_fps_sonosite_cam"] == 100.0 and bad["realtime_dropped_sonosite"] == 3
 
 
 def test_headline_does_not_count_a_stand_in_clip_or_a_torch_import():
-    h = bench.headline(_report_with(sonosite=False, torch=True))
+    h = headline(_report_with(sonosite=False, torch=True))
     assert h["max_rate_fps_sonosite_cam"] is None and h["realtime_dropped_sonosite"] is None
     assert h["run_peak_rss_mb"] is None
     assert h["targets"]["max_rate_fps_sonosite_cam"]["pass"] is None
@@ -130,7 +132,7 @@ def test_stage_latencies_from_a_run_csv(tmp_path):
 def test_smoke_run_writes_json_markdown_and_plots(student_pair, tmp_path):
     student, int8 = student_pair
     argv = ["--smoke", "--out-dir", str(tmp_path), "--student", str(student), "--student-int8", str(int8)]
-    assert bench.cli_main(argv) == 0
+    assert cli_main(argv) == 0
     rep = json.loads((tmp_path / "benchmarks" / "bench.json").read_text())
     md = (tmp_path / "BENCHMARKS.md").read_text()
 
@@ -147,7 +149,7 @@ def test_smoke_run_writes_json_markdown_and_plots(student_pair, tmp_path):
     # headline keys and their targets; every measured value shows up in the Markdown as formatted
     for key in FLAT_KEYS:
         assert key in rep
-    for key in bench.TARGETS:
+    for key in TARGETS:
         t = rep["targets"][key]
         assert {"target", "pass", "value"} <= set(t)
         assert t["value"] == rep[key]
@@ -181,3 +183,30 @@ def test_smoke_run_writes_json_markdown_and_plots(student_pair, tmp_path):
     assert (tmp_path / "benchmarks" / "latency_cdf.png").stat().st_size > 0
     assert "benchmarks/latency_cdf.png" in md
     assert render_markdown(rep) == md
+
+
+# --------------------------------------------------------------------------------------------------------
+# The subcommand's parser, through the ``sonolens`` entry point
+# --------------------------------------------------------------------------------------------------------
+def test_help_exits_0(capsys):
+    from sonolens.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "--help"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.startswith("usage: sonolens bench ")
+
+
+def test_unknown_flag_exits_2_and_bad_values_are_one_line(tmp_path, capsys):
+    from sonolens.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "--smoke", "--no-such-flag"])
+    assert exc.value.code == 2
+    assert "unrecognized arguments: --no-such-flag" in capsys.readouterr().err
+    for argv, words in ((["--sections", "models,nope"], "unknown section(s) nope"),
+                        (["--torch-threads", "-1"], "--torch-threads must be >= 0"),
+                        (["--out-dir", str(tmp_path / "missing")], "is not a folder")):
+        assert main(["bench", "--smoke", *argv]) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("sonolens: error: ") and words in err[0], err

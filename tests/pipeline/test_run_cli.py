@@ -11,13 +11,14 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from conftest import shared_path
+from conftest import NEUTRAL_CWD, shared_path
 
 from sonolens.cli import main
 
 
 def _sonolens(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sonolens", *args], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "sonolens", *args], capture_output=True, text=True, timeout=timeout,
+                          cwd=NEUTRAL_CWD)
 
 
 def _make_video(path: Path, n: int = 12, size=(160, 120), fps: int = 25) -> Path:
@@ -128,7 +129,8 @@ def test_pipeline_does_not_import_torch_or_qt(tmp_path, random_student):
         "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'PyQt6', 'timm')]; "
         "print('BAD', bad); sys.exit(rc or bool(bad))"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=NEUTRAL_CWD)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 

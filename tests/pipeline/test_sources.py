@@ -559,19 +559,19 @@ def test_open_source_routes_each_kind(tmp_path, small_video):
 
 
 def test_open_source_phantom(monkeypatch):
-    monkeypatch.setitem(sys.modules, "sonolens.pipeline.phantom", None)  # import fails
+    monkeypatch.setitem(sys.modules, "sonolens.pipeline.sources.phantom", None)  # import fails
     with pytest.raises(SourceError) as err:
         open_source("phantom:cyst")
     assert_one_line(err, "phantom sources are not available")
 
-    fake = types.ModuleType("sonolens.pipeline.phantom")
+    fake = types.ModuleType("sonolens.pipeline.sources.phantom")
 
     class PhantomSource:
         def __init__(self, kind: str, seed: int = 0, fps: float = 30.0, size=(256, 256)):
             self.kind, self.fps = kind, fps
 
     fake.PhantomSource = PhantomSource
-    monkeypatch.setitem(sys.modules, "sonolens.pipeline.phantom", fake)
+    monkeypatch.setitem(sys.modules, "sonolens.pipeline.sources.phantom", fake)
     src = open_source("phantom:cyst", fps=1.0)  # a slideshow rate must not slow a phantom down
     assert isinstance(src, PhantomSource) and (src.kind, src.fps) == ("cyst", 30.0)
 
@@ -581,7 +581,7 @@ def test_source_errors_are_sonolens_errors():
 
 
 def test_open_source_real_phantom_when_present():
-    pytest.importorskip("sonolens.pipeline.phantom")
+    pytest.importorskip("sonolens.pipeline.sources.phantom")
     src = open_source("phantom:cyst", fps=1.0)
     assert isinstance(src, Source)
     assert src.open().kind == "phantom"

@@ -27,7 +27,7 @@ from sonolens.training.data import Sample, read_split_csv
 from conftest import shared_path
 
 REPO = Path(__file__).resolve().parents[2]
-SPLIT_CSV = REPO / "training" / "splits" / "chest_xray.csv"
+SPLIT_CSV = REPO / "training" / "split_csv" / "chest_xray.csv"
 CHEST = ("datasets", "chest_xray_kermany")
 
 
@@ -143,7 +143,7 @@ def test_nanoray_configs():
                                         "nanoray_teacher_paper")}
     for c in cfgs.values():
         assert c["data"]["class_names"] == ["normal", "pneumonia"]
-        assert c["data"]["split_csv"] == "training/splits/chest_xray.csv"
+        assert c["data"]["split_csv"] == "training/split_csv/chest_xray.csv"
     assert cfgs["nanoray_teacher_offline"]["model"]["name"] == "vit_nanoray_offline"
     assert cfgs["nanoray_teacher_paper"]["model"]["name"] == "vit_nanoray_paper"
     d, b = cfgs["nanoray_distill_offline"], cfgs["nanoray_baseline"]

@@ -21,7 +21,7 @@ from sonolens.training.data import (BUSI_CLASSES, ImageDataset, Sample, class_co
                                     read_class_folders, read_split_csv)
 
 REPO = Path(__file__).resolve().parents[2]
-SPLIT_DIR = REPO / "training" / "splits"
+SPLIT_DIR = REPO / "training" / "split_csv"
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 

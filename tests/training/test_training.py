@@ -166,7 +166,7 @@ def test_kd_term_zero_for_identical_logits_and_gradient_only_to_student():
 def test_bundled_configs_load(name, mode, model):
     cfg = load_config(name)
     assert cfg["mode"] == mode and cfg["model"]["name"] == model
-    assert cfg["data"]["split_csv"] == "training/splits/busi.csv"
+    assert cfg["data"]["split_csv"] == "training/split_csv/busi.csv"
     assert cfg["optim"]["name"] == "adamw" and cfg["optim"]["weight_decay"] == 0.01
     assert isinstance(cfg["optim"]["lr"], float)
 
@@ -188,7 +188,7 @@ def test_distill_and_baseline_share_the_budget():
 
 def test_config_overrides():
     cfg = load_config("busi_distill_offline", ["optim.lr=3e-4", "model.input_size=[128, 96]", "kd.w_kd=0.25",
-                                               "data.split_csv=training/splits/busi_paper.csv",
+                                               "data.split_csv=training/split_csv/busi_paper.csv",
                                                "model.kwargs.drop_rate=0.1", "teacher.checkpoint=null", "name=x"])
     assert cfg["optim"]["lr"] == pytest.approx(3e-4) and isinstance(cfg["optim"]["lr"], float)
     assert cfg["model"]["input_size"] == [128, 96]
@@ -209,7 +209,7 @@ def test_config_overrides():
 
 def test_relative_paths_resolve_from_repo_root(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert resolve_path("training/splits/busi.csv").is_file()
+    assert resolve_path("training/split_csv/busi.csv").is_file()
 
 
 def test_mode_mismatch_is_a_config_error(dataset, tmp_path):

@@ -1,16 +1,13 @@
-"""B-mode breast ultrasound phantom: a live source and a clip generator (``sonolens simulate``).
-
-The simulator lives in two modules: ``phantom_scene`` (anatomy, lesions, probe path) and ``phantom_render``
-(speckle, point-spread function, envelope, log compression, scanner screen). This module is the public face:
-it re-exports ``Phantom``/``PhantomSource``/``KINDS`` and holds the command line::
+"""``sonolens simulate``: render phantom clips to MP4, remake the committed sample clips, time the renderer.
 
     sonolens simulate malignant --seconds 6 --out malignant.mp4 [--seed 0] [--size 640x480] [--fps 30]
     sonolens simulate --samples assets/sample_videos     # remake the committed sample clips
     sonolens simulate --bench [KIND]                     # ms per frame on one core
 
-Kinds: ``normal`` (no lesion), ``cyst``, ``benign``, ``malignant`` (one lesion that grows, peaks and vanishes
-as the probe sweeps across it, centred in the clip) and ``sweep`` (cyst, benign, malignant in turn).
-Every frame is a simulation, never patient data; the screen says so.
+The only module of the simulator that imports ``sonolens.pipeline``: the MP4 writer the recorder shares
+(``pipeline.videoio.VideoWriter``) and the user-facing errors (``pipeline.errors``). A ``PhantomError`` from
+the renderer becomes a ``SourceError``, a bad option a ``ConfigError``; ``sonolens.cli`` prints either as
+one line and exits with code 2.
 """
 
 from __future__ import annotations
@@ -18,10 +15,20 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import ConfigError
-from .phantom_render import KINDS, Layout, LesionTruth, Phantom, check_kind
+from sonolens.pipeline.errors import ConfigError, SourceError
+from sonolens.pipeline.videoio import VideoWriter
+
+from .bench import bench
+from .errors import PhantomError
+from .kinds import KINDS, check_kind
+from .render import Phantom
+
+__all__ = ["SAMPLES", "SAMPLE_SIZE", "SAMPLE_FPS", "SAMPLE_CRF", "SAMPLE_PRESET", "parse_size", "write_clip",
+           "make_samples", "cli_main"]
 
 # The committed sample clips: file name -> (kind, seed, seconds). ``--samples`` writes exactly these.
 SAMPLES: dict[str, tuple[str, int, float]] = {
@@ -35,6 +42,15 @@ SAMPLE_SIZE = (640, 480)
 SAMPLE_FPS = 30.0
 SAMPLE_CRF = 28
 SAMPLE_PRESET = "slow"
+
+
+@contextmanager
+def _as_source_error() -> Iterator[None]:
+    """Re-raise a ``PhantomError`` (bad kind, size, fps, length) as the one-line ``SourceError`` users see."""
+    try:
+        yield
+    except PhantomError as exc:
+        raise SourceError(str(exc)) from None
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -51,12 +67,15 @@ def parse_size(text: str) -> tuple[int, int]:
 def write_clip(kind: str, out: str | Path, seconds: float, seed: int = 0, fps: float = 30.0,
                size: tuple[int, int] = (640, 480), crf: int = 23, preset: str = "veryfast",
                progress: bool = True) -> int:
-    """Render a ``seconds``-long clip of ``kind`` to ``out`` (MP4); return the number of frames written."""
-    from .videoio import VideoWriter
+    """Render a ``seconds``-long clip of ``kind`` to ``out`` (MP4); return the number of frames written.
 
+    ``size`` is (width, height) in pixels. Raises ``ConfigError`` for a length that is not positive or a file
+    that cannot be written, ``SourceError`` for an unknown kind, a size under 64×64 or a bad frame rate.
+    """
     if not seconds > 0:
         raise ConfigError(f"--seconds must be positive, got {seconds}")
-    phantom = Phantom(kind, seed=seed, fps=fps, size=size, seconds=seconds)
+    with _as_source_error():
+        phantom = Phantom(kind, seed=seed, fps=fps, size=size, seconds=seconds)
     n = phantom.frame_count
     out = Path(out)
     t0 = last = time.perf_counter()
@@ -85,29 +104,6 @@ def make_samples(folder: str | Path, progress: bool = True) -> list[Path]:
     return paths
 
 
-def bench(kind: str = "sweep", frames: int = 150, size: tuple[int, int] = (640, 480)) -> dict[str, float]:
-    """Render ``frames`` consecutive frames on one OpenCV thread; return init and per-frame milliseconds."""
-    import cv2
-    import numpy as np
-
-    threads = cv2.getNumThreads()
-    cv2.setNumThreads(1)
-    try:
-        t0 = time.perf_counter()
-        phantom = Phantom(kind, seed=0, size=size, seconds=None)
-        init_ms = (time.perf_counter() - t0) * 1e3
-        times = []
-        for i in range(frames):
-            t = time.perf_counter()
-            phantom.render(i)
-            times.append((time.perf_counter() - t) * 1e3)
-    finally:
-        cv2.setNumThreads(threads)
-    ms = np.array(times)
-    return {"init_ms": init_ms, "median_ms": float(np.median(ms)), "p90_ms": float(np.percentile(ms, 90)),
-            "max_ms": float(ms.max()), "mean_ms": float(ms.mean())}
-
-
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="sonolens simulate",
@@ -128,7 +124,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cli_main(argv: list[str]) -> int:
+    """``sonolens simulate ARGV``; returns 0. Raises ``ConfigError`` or ``SourceError`` (one line each)."""
     args = _parser().parse_args(argv)
+    with _as_source_error():
+        return _simulate(args)
+
+
+def _simulate(args: argparse.Namespace) -> int:
     if args.samples:
         for path in make_samples(args.samples, progress=not args.quiet):
             print(f"{path}  {path.stat().st_size / 1e6:.2f} MB")
@@ -153,10 +155,3 @@ def cli_main(argv: list[str]) -> int:
                    crf=args.crf, preset=args.preset, progress=not args.quiet)
     print(f"wrote {out} ({n} frames, {out.stat().st_size / 1e6:.2f} MB) - simulated, not patient data")
     return 0
-
-
-# Re-exported last: sources.phantom imports phantom_render (not this module), so there is no import cycle.
-from .sources.phantom import PhantomSource  # noqa: E402
-
-__all__ = ["Phantom", "PhantomSource", "KINDS", "Layout", "LesionTruth", "SAMPLES", "write_clip", "make_samples",
-           "bench", "cli_main", "check_kind"]

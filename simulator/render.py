@@ -19,7 +19,7 @@ How one frame is made (all float32, numpy + OpenCV, no torch):
    is smoothed a little, as a scanner's speckle reduction does, then ``10·log10`` → a fixed dynamic range
    onto 0..255 (log compression).
 6. The B-mode rectangle is pasted into a pre-drawn scanner screen (black surround, label, depth ticks, focus
-   marker, grey bar, clock), the part the pipeline's ROI detector has to strip.
+   marker, grey bar, clock; see ``screen``), the part the pipeline's ROI detector has to strip.
 
 Everything that does not depend on the frame (PSF, TGC curve, noise bank, texture volumes, UI) is made once
 in ``__init__`` (≈0.3–0.5 s). A 640×480 frame then costs about 6 ms (median; p90 ≈ 9 ms) on one core of a busy
@@ -36,51 +36,17 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .errors import SourceError
-from .phantom_scene import _SEED_SPECKLE, KINDS, Lesion, Tissue, Timeline, paint_lesion, rng_for
+from .errors import PhantomError
+from .kinds import check_kind
+from .lesions import Lesion, paint_lesion
+from .noise import SEED_NOISE, SEED_SPECKLE, rng_for
+from .screen import draw_clock, draw_screen, make_layout
+from .timeline import Timeline
+from .tissue import Tissue
 
-__all__ = ["Phantom", "LesionTruth", "Layout", "check_kind", "KINDS"]
+__all__ = ["Phantom", "LesionTruth"]
 
 _LN10_20 = math.log(10.0) / 20.0
-_SEED_NOISE = 0x0015E
-
-
-def check_kind(kind: str) -> str:
-    """Return ``kind`` if it is a phantom kind, else raise ``SourceError`` listing the valid ones."""
-    if kind not in KINDS:
-        raise SourceError(f"unknown phantom kind {kind!r}; valid kinds: {', '.join(KINDS)}")
-    return kind
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Where the B-mode image sits in the frame, and its physical scale."""
-
-    width: int
-    height: int
-    img_x: int
-    img_y: int
-    img_w: int
-    img_h: int
-    mm_per_px: float
-    width_mm: float
-    depth_mm: float
-
-    @property
-    def image_rect(self) -> tuple[int, int, int, int]:
-        return self.img_x, self.img_y, self.img_w, self.img_h
-
-
-def make_layout(size: tuple[int, int], depth_mm: float = 40.0, probe_mm: float = 38.0) -> Layout:
-    """Scanner-like screen: a bar of text on top, the image centred, room for depth ticks on the right."""
-    w, h = int(size[0]), int(size[1])
-    if w < 64 or h < 64:
-        raise SourceError(f"phantom frame size must be at least 64x64, got {w}x{h}")
-    top, bottom = max(10, round(0.075 * h)), max(4, round(0.045 * h))
-    img_h = h - top - bottom
-    mm_per_px = depth_mm / img_h
-    img_w = min(round(probe_mm / mm_per_px), int(0.72 * w))
-    return Layout(w, h, (w - img_w) // 2, top, img_w, img_h, mm_per_px, img_w * mm_per_px, depth_mm)
 
 
 @dataclass(frozen=True)
@@ -107,6 +73,9 @@ class Phantom:
     live stream whose lesions repeat. ``size``: (width, height) of the whole screen. Frames depend only on
     (kind, seed, fps, size, seconds), not on the order they are rendered in. One thread renders at a time
     (a small speckle-slice cache is shared).
+
+    Raises ``PhantomError`` for an unknown kind, a size under 64×64, a frame rate or length that is not a
+    positive number.
     """
 
     SLICE_MM = 0.5              # elevational spacing of independent speckle slices
@@ -122,9 +91,9 @@ class Phantom:
                  dynamic_range_db: float = 50.0, gain_db: float = 0.0, ui: bool = True) -> None:
         self.kind = check_kind(kind)
         if not (isinstance(fps, numbers.Real) and math.isfinite(fps) and fps > 0):
-            raise SourceError(f"phantom fps must be a positive number, got {fps!r}")
+            raise PhantomError(f"phantom fps must be a positive number, got {fps!r}")
         if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
-            raise SourceError(f"phantom seconds must be positive (or None for endless), got {seconds!r}")
+            raise PhantomError(f"phantom seconds must be positive (or None for endless), got {seconds!r}")
         self.seed, self.fps, self.seconds = int(seed), float(fps), seconds
         self.layout = lay = make_layout(size, depth_mm, probe_mm)
         self.ui = ui
@@ -148,11 +117,11 @@ class Phantom:
         # electronic noise bank: complex, amplified with depth like the TGC
         zf = (np.arange(ih) + 0.5) * px
         noise_amp = 10.0 ** ((self.NOISE_DB_AT_BOTTOM - 1.05 * (depth_mm - zf)) / 20.0) * math.sqrt(0.5)
-        nrng = rng_for(self.seed, _SEED_NOISE)
+        nrng = rng_for(self.seed, SEED_NOISE)
         self._noise = [(nrng.standard_normal((ih, iw, 2), dtype=np.float32) * noise_amp[:, None, None]
                         .astype(np.float32)) for _ in range(6)]
         self._slices: OrderedDict[int, np.ndarray] = OrderedDict()
-        self._screen = (_draw_screen(lay, self.FOCUS_MM, dynamic_range_db, self.fps, gain_db) if ui
+        self._screen = (draw_screen(lay, self.FOCUS_MM, dynamic_range_db, self.fps, gain_db) if ui
                         else np.zeros((lay.height, lay.width, 3), np.uint8))
 
     # -- timing --------------------------------------------------------------------------------------------
@@ -168,7 +137,7 @@ class Phantom:
     def _slice(self, j: int) -> np.ndarray:
         s = self._slices.get(j)
         if s is None:
-            rng = rng_for(self.seed, _SEED_SPECKLE, j)
+            rng = rng_for(self.seed, SEED_SPECKLE, j)
             s = rng.standard_normal((self.layout.img_h, self.layout.img_w, 2), dtype=np.float32)
             s *= np.float32(math.sqrt(0.5))
             self._slices[j] = s
@@ -210,7 +179,7 @@ class Phantom:
         field = self._scatterers(self.elevation(index))
         field *= amp[:, :, None]
         rf = cv2.sepFilter2D(field, -1, self._kx, self._kz, borderType=cv2.BORDER_REFLECT)
-        noise = self._noise[int(rng_for(self.seed, _SEED_NOISE, index).integers(len(self._noise)))]
+        noise = self._noise[int(rng_for(self.seed, SEED_NOISE, index).integers(len(self._noise)))]
         cv2.add(rf, noise, dst=rf)
         cv2.multiply(rf, rf, dst=rf)
         env2 = cv2.transform(rf, np.ones((1, 2), np.float32))   # I² + Q²
@@ -228,7 +197,7 @@ class Phantom:
         img = self.render_bmode(index)
         out[lay.img_y:lay.img_y + lay.img_h, lay.img_x:lay.img_x + lay.img_w] = img[:, :, None]
         if self.ui:
-            _draw_clock(out, lay, index / self.fps)
+            draw_clock(out, lay, index / self.fps)
         return out
 
     def truth(self, index: int) -> list[LesionTruth]:
@@ -247,79 +216,3 @@ class Phantom:
             out.append(LesionTruth(les.kind, (round(cx - hx), round(cy - hz), round(2 * hx), round(2 * hz)),
                                    (cx, cy), s))
         return out
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Scanner screen
-# ---------------------------------------------------------------------------------------------------------
-_TEXT = (215, 225, 200)
-_ACCENT = (120, 200, 230)
-
-
-def _font_scale(lay: Layout) -> float:
-    return max(0.25, 0.42 * lay.height / 480)
-
-
-def _draw_screen(lay: Layout, focus_mm: float, dynamic_range_db: float, fps: float, gain_db: float) -> np.ndarray:
-    """The static part of the screen: black, label, settings, depth ticks, focus marker, grey bar."""
-    img = np.zeros((lay.height, lay.width, 3), np.uint8)
-    fs = _font_scale(lay)
-    th = max(1, round(lay.height / 480))
-    font = cv2.FONT_HERSHEY_SIMPLEX
-    ybase = max(8, int(lay.img_y * 0.62))
-    margin = max(2, round(0.015 * lay.width))
-    label = "SIMULATED - NOT PATIENT DATA"    # always shown; the product label only where it fits
-    (tw, _), _ = cv2.getTextSize(label, font, fs, th)
-    cv2.putText(img, label, (lay.width - tw - margin, ybase), font, fs, _ACCENT, th, cv2.LINE_AA)
-    name = "SONOLENS PHANTOM  L12-5  BREAST"
-    if cv2.getTextSize(name, font, fs, th)[0][0] + tw + 3 * margin < lay.width:
-        cv2.putText(img, name, (margin, ybase), font, fs, _TEXT, th, cv2.LINE_AA)
-    # settings column left of the image, where there is room
-    x_left = margin
-    settings = ("10 MHz", f"G {50 + gain_db:.0f}", f"DR {dynamic_range_db:.0f}", f"D {lay.depth_mm / 10:.1f} cm",
-                f"FR {fps:.0f}")
-    for k, line in enumerate(settings):
-        y = lay.img_y + round((k + 1) * 18 * lay.height / 480)
-        fits = x_left + cv2.getTextSize(line, font, fs * 0.85, th)[0][0] < lay.img_x - margin
-        if fits and y < lay.img_y + lay.img_h // 2:
-            cv2.putText(img, line, (x_left, y), font, fs * 0.85, _TEXT, th, cv2.LINE_AA)
-    # grey bar
-    bar_x = max(0, lay.img_x - round(0.03 * lay.width))
-    bar_w = max(2, round(0.012 * lay.width))
-    bar_h = lay.img_h // 3
-    bar_y = lay.img_y + lay.img_h - bar_h
-    if bar_x + bar_w < lay.img_x - 2:
-        ramp = np.linspace(255, 0, bar_h).astype(np.uint8)
-        img[bar_y:bar_y + bar_h, bar_x:bar_x + bar_w] = ramp[:, None, None]
-    # orientation marker
-    r = max(2, round(0.006 * lay.width))
-    cv2.circle(img, (lay.img_x + 3 * r, lay.img_y - 2 * r), r, _ACCENT, -1, cv2.LINE_AA)
-    # depth scale: ticks every 5 mm, labels every 10 mm
-    x0 = lay.img_x + lay.img_w + max(3, round(0.008 * lay.width))
-    for mm in range(0, int(lay.depth_mm) + 1, 5):
-        y = lay.img_y + round(mm / lay.mm_per_px)
-        y = min(y, lay.img_y + lay.img_h - 1)
-        long = mm % 10 == 0
-        cv2.line(img, (x0, y), (x0 + (round(0.014 * lay.width) if long else round(0.007 * lay.width)), y),
-                 _TEXT, th)
-        if long and mm > 0:
-            cv2.putText(img, str(mm // 10), (x0 + round(0.02 * lay.width), y + round(4 * fs / 0.42)), font,
-                        fs * 0.85, _TEXT, th, cv2.LINE_AA)
-    # focus marker: a small triangle pointing at the focal depth
-    fy = lay.img_y + round(focus_mm / lay.mm_per_px)
-    s = max(3, round(0.008 * lay.width))
-    tri = np.array([[x0 - 1, fy], [x0 + s, fy - s], [x0 + s, fy + s]], np.int32) + [round(0.045 * lay.width), 0]
-    cv2.fillConvexPoly(img, tri, _ACCENT, cv2.LINE_AA)
-    return img
-
-
-def _draw_clock(img: np.ndarray, lay: Layout, t_s: float) -> None:
-    """The part of the UI that changes every frame: elapsed time, bottom right."""
-    fs = _font_scale(lay) * 0.85
-    th = max(1, round(lay.height / 480))
-    m, s = divmod(t_s, 60.0)
-    text = f"{int(m):02d}:{s:04.1f}"
-    x = lay.img_x + lay.img_w + max(3, round(0.008 * lay.width))
-    y = lay.height - max(2, round(0.012 * lay.height))
-    if x + 10 < lay.width:
-        cv2.putText(img, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, fs, _TEXT, th, cv2.LINE_AA)

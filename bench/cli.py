@@ -1,7 +1,7 @@
 """``sonolens bench``: every speed and memory claim of sonolens, measured side by side in one run.
 
 One run writes ``benchmarks/bench.json`` (every number, plus machine, versions, command line and date),
-``BENCHMARKS.md`` (templated from that JSON only, see ``bench_report.py``) and PNG plots. What it measures:
+``BENCHMARKS.md`` (templated from that JSON only, see ``report.py``) and PNG plots. What it measures:
 
 1. models at batch 1 — the paper's teacher architecture (ViT-B/16 ‖ ConvNeXt-Tiny), the offline teacher, the
    student in eager PyTorch, and the student in ONNX Runtime (fp32 logits, fp32 logits + fused CAM, INT8);
@@ -13,13 +13,13 @@ One run writes ``benchmarks/bench.json`` (every number, plus machine, versions, 
 5. a per-stage latency CDF plot;
 6. the peak RSS of ``sonolens run`` in a process that proves torch was never imported.
 
-Every measurement runs in a fresh subprocess (``bench_child.py``) so its peak RSS is its own and no measurement
+Every measurement runs in a fresh subprocess (``child.py``) so its peak RSS is its own and no measurement
 inherits another's threads, caches or imports; this parent process never imports torch. ``--quick`` and
 ``--smoke`` pool some of them to save start-up time and say so next to each memory figure.
 
-The parts: ``bench_plan`` (modes, inputs, jobs), ``bench_runner`` (subprocesses), ``bench_child`` (the
-measurements), ``bench_assemble`` (report + headline targets), ``bench_report`` (Markdown, plots), ``bench_env``
-(machine, versions).
+The parts, all in ``sonolens.bench``: ``plan`` (modes, inputs, jobs), ``runner`` (subprocesses), ``child`` (the
+measurements), ``assemble`` (report + headline targets), ``report`` (Markdown, plots), ``env`` (machine,
+versions); this module is the command line.
 """
 
 from __future__ import annotations
@@ -38,12 +38,12 @@ from typing import Any
 
 from sonolens.pipeline.errors import ConfigError
 
-from .bench_assemble import TARGETS, assemble, headline
-from .bench_child import disable_av_log_callback
-from .bench_env import machine_info, versions
-from .bench_plan import PLANS, REPO, SECTIONS, Plan, build_jobs, make_size_clips, resolve_inputs
-from .bench_report import render_markdown, write_plots
-from .bench_runner import execute, run_child
+from .assemble import TARGETS, assemble, headline
+from .child import disable_av_log_callback
+from .env import machine_info, versions
+from .plan import PLANS, REPO, SECTIONS, Plan, build_jobs, make_size_clips, resolve_inputs
+from .report import render_markdown, write_plots
+from .runner import execute, run_child
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -79,7 +79,7 @@ def parser() -> argparse.ArgumentParser:
 
 def cli_main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
-    disable_av_log_callback()  # see bench_child.cli_process_settings: avoids a PyAV close-time deadlock
+    disable_av_log_callback()  # see child.cli_process_settings: avoids a PyAV close-time deadlock
     plan = PLANS["quick" if args.quick else "smoke" if args.smoke else "full"]
     if args.torch_threads is not None:
         if args.torch_threads < 0:

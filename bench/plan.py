@@ -12,7 +12,7 @@ from typing import Any
 
 from sonolens.pipeline.errors import ConfigError
 
-from .bench_runner import Job, run_child
+from .runner import Job, run_child
 
 REPO = Path(__file__).resolve().parents[1]
 SONOSITE = "itkpocus_sonosite-anon-eye1-video.mp4"

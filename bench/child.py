@@ -2,8 +2,8 @@
 
 Why a subprocess per measurement: peak resident memory (``ru_maxrss``) only means something for a process that
 did nothing else, and a model measured after another one would inherit its allocator state, its threads and, for
-the ONNX path, a torch import it never needs. So the parent (``training/bench.py``) writes a small JSON spec,
-starts ``python -m sonolens.training.bench_child SPEC.json``, and reads back a JSON file with each task's result,
+the ONNX path, a torch import it never needs. So the parent (``bench/cli.py``) writes a small JSON spec,
+starts ``python -m sonolens.bench.child SPEC.json``, and reads back a JSON file with each task's result,
 the process's peak RSS and whether ``torch`` ended up in ``sys.modules``.
 
 This module imports nothing heavy at the top: torch is imported only inside the tasks that need it, which is what
@@ -357,7 +357,7 @@ def run_spec(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def cli_process_settings() -> None:
-    """The process-wide settings the ``sonolens`` command applies (``sonolens.cli._tune_process``: malloc
+    """The process-wide settings the ``sonolens`` command applies (``sonolens.cli.tune_process``: malloc
     tuning that changes decode speed), so a pipeline measured here runs as it does under ``sonolens run``.
 
     PyAV's Python log callback is then switched off again (``set_level(None)``, PyAV's default, which
@@ -366,11 +366,11 @@ def cli_process_settings() -> None:
     process deadlocks.
     """
     try:
-        from sonolens.cli import _tune_process
+        from sonolens.cli import tune_process
     except ImportError:
         pass
     else:
-        _tune_process()
+        tune_process()
     disable_av_log_callback()
 
 
@@ -386,7 +386,7 @@ def disable_av_log_callback() -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) != 2:
-        print("usage: python -m sonolens.training.bench_child SPEC.json OUT.json", file=sys.stderr)
+        print("usage: python -m sonolens.bench.child SPEC.json OUT.json", file=sys.stderr)
         return 2
     cli_process_settings()
     spec = json.loads(Path(argv[0]).read_text())

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .bench_plan import Inputs, Plan
+from .plan import Inputs, Plan
 
 PAPER = {  # the breast-ultrasound paper's own figures, for the side-by-side table
     "teacher_ms": 242.9, "student_ms": 16.3, "student_fps": 61.5, "size_ratio": 74.0, "speed_ratio": 15.0,

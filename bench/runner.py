@@ -1,6 +1,6 @@
 """Subprocesses for ``sonolens bench``: start a measurement in a fresh interpreter, collect its answer.
 
-``run_child`` writes the task list to a JSON file, runs ``python -m sonolens.training.bench_child`` and reads the
+``run_child`` writes the task list to a JSON file, runs ``python -m sonolens.bench.child`` and reads the
 answer back; ``execute`` runs a list of ``Job``s, one subprocess each or pooled per kind when the plan says so.
 """
 
@@ -15,17 +15,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .bench_plan import Plan
+    from .plan import Plan
 
 
 def run_child(tasks: list[dict[str, Any]], timeout: float = 600.0) -> dict[str, Any]:
-    """Run ``tasks`` (``{"task": name, "args": {...}}``) in a fresh ``python -m sonolens.training.bench_child``
+    """Run ``tasks`` (``{"task": name, "args": {...}}``) in a fresh ``python -m sonolens.bench.child``
     and return its answer: ``results`` (one per task: ok/result or error, peak_rss_mb, torch_imported),
     ``peak_rss_mb`` and ``torch_imported`` of the whole process. A crash or timeout becomes per-task errors."""
     with tempfile.TemporaryDirectory(prefix="sonolens-bench-") as tmp:
         spec, out = Path(tmp) / "spec.json", Path(tmp) / "out.json"
         spec.write_text(json.dumps({"tasks": tasks}))
-        cmd = [sys.executable, "-m", "sonolens.training.bench_child", str(spec), str(out)]
+        cmd = [sys.executable, "-m", "sonolens.bench.child", str(spec), str(out)]
         try:
             proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout,
                                   cwd=tmp)

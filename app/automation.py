@@ -1,0 +1,161 @@
+"""Errors, exit codes and the scripted run: ``--exit-after-frames/-seconds``, ``--screenshot``, ``--report``.
+
+With any of those flags (``opts.automation``) nobody is at the window: error dialogs do not block (and each
+message is also one line on stderr), and the exit code says how the run went — 0 when frames were shown and the
+source ended cleanly, 1 when none were or the source failed, 2 when the model or source could not be opened.
+
+``finish`` is the one way out, for scripted runs and a normal close alike: freeze the run, log and measure every
+painted frame, grab the screenshot, close recordings and the pipeline, write the report and the study log's end.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PyQt6.QtCore import QTimer
+from PyQt6.QtGui import QGuiApplication
+from PyQt6.QtWidgets import QMessageBox
+
+from sonolens.pipeline.stream import Pipeline
+
+if TYPE_CHECKING:
+    from .window import ViewerWindow
+
+END_PAINT_MS = 200  # after the source ended, let its last frame paint before finishing
+
+
+class Automation:
+    """Error reporting and the end of the session (``finish``) for ``win``."""
+
+    def __init__(self, win: ViewerWindow) -> None:
+        self.win = win
+        self.opts = win.opts
+        self.errors: list[str] = []
+        self.finishing = False
+        self._printed: set[str] = set()
+        self._final_pipe: Pipeline | None = None  # the pipeline of the run, kept for the report
+        self._t_start = time.perf_counter()
+        self.error_box: QMessageBox | None = None
+        if self.opts.exit_after_seconds:
+            QTimer.singleShot(int(self.opts.exit_after_seconds * 1000), lambda: self.finish(self.rc_at_end()))
+
+    # -- errors ----------------------------------------------------------------------------------------------------
+    def error_dialog(self, message: str) -> None:
+        """An error the user must see. Modal when someone is there; in an automated run it never blocks and the
+        message also goes to stderr as one line."""
+        self.errors.append(message)
+        if self.opts.automation:
+            self._print_error(message)
+            box = QMessageBox(QMessageBox.Icon.Critical, "sonolens", message, QMessageBox.StandardButton.Ok,
+                              self.win)
+            box.setModal(False)
+            box.show()
+            self.error_box = box
+        else:
+            QMessageBox.critical(self.win, "sonolens", message)
+
+    def _print_error(self, message: str) -> None:
+        if message not in self._printed:
+            self._printed.add(message)
+            print(f"sonolens: error: {message}", file=sys.stderr)
+
+    def fatal(self, message: str, exc: Exception | None = None) -> None:
+        """Cannot continue (no usable model): one line on stderr, a dialog, exit code 2 (or the error's own)."""
+        self.win.exit_code = getattr(exc, "exit_code", 2) if exc is not None else 2
+        self._print_error(message)
+        self.error_dialog(message)
+        QTimer.singleShot(0, lambda: self.finish(self.win.exit_code))
+
+    def open_failed(self, spec: str, message: str, nothing_playing: bool) -> None:
+        """A source could not be opened: say so; an automated run ends with exit code 2."""
+        self.error_dialog(message)
+        if nothing_playing:
+            view = self.win.ui.view
+            view.placeholder = f"Could not open {spec}: {message}\nOpen a file (Ctrl+O) or a camera (Ctrl+K)."
+            view.update()
+        if self.opts.automation:
+            self.win.exit_code = 2
+            QTimer.singleShot(0, lambda: self.finish(2))
+
+    def stream_ended(self, error: str) -> None:
+        """Slot for ``Playback.ended``: report a source error; an automated run finishes."""
+        if error:
+            if self.opts.automation:
+                self.errors.append(error)
+            else:
+                self.error_dialog(error)
+        if self.opts.automation and not self.finishing:
+            QTimer.singleShot(END_PAINT_MS, lambda: self.finish(self.rc_at_end()))
+
+    # -- the end ---------------------------------------------------------------------------------------------------
+    def frame_displayed(self) -> None:
+        """After each painted frame: ``--exit-after-frames`` reached?"""
+        n = self.opts.exit_after_frames
+        if n and self.win.stats.frames_displayed >= n and not self.finishing:
+            self.finish(self.rc_at_end())
+
+    def rc_at_end(self) -> int:
+        if self.win.exit_code:
+            return self.win.exit_code
+        if self.win.playback.last_error is not None or self.win.stats.frames_displayed == 0:
+            return 1
+        return 0
+
+    def finish(self, rc: int = 0) -> None:
+        """Screenshot, stop, report, close the log and quit with ``rc`` (automation and normal close alike)."""
+        if self.finishing:
+            return
+        self.finishing = True
+        win, pb = self.win, self.win.playback
+        if pb.pipe is not None:  # freeze the run here: what happens while we shut down is not part of it
+            pb.pipe.capture.pause()
+        if pb.bridge is not None:
+            pb.bridge.enabled = False
+        win.drain_after_paint()  # every painted frame gets its log line and measurement
+        win.exit_code = rc
+        win.hud_timer.stop()
+        win.presenter.refresh_hud()
+        if self.opts.screenshot:
+            win.ui.hud.repaint()
+            if not win.grab().save(self.opts.screenshot):
+                self.errors.append(f"could not write screenshot {self.opts.screenshot}")
+        self._final_pipe = pb.pipe
+        win.recording.close_all()
+        pb.stop_pipeline(wait=True)
+        if self.opts.report:
+            Path(self.opts.report).write_text(json.dumps(self.report(), indent=2, default=str))
+        win.study.close(frames_displayed=win.stats.frames_displayed, exit_code=rc)
+        win.exit_hook(rc)
+
+    def report(self) -> dict:
+        """The automation report: display-side figures plus the pipeline's own report."""
+        win, pb, pipe = self.win, self.win.playback, self._final_pipe
+        stats, screen, sc = win.stats, win.screen(), win.selfcheck
+        out = {
+            "display_fps": stats.display_fps,
+            "frames_displayed": stats.frames_displayed,
+            "frames_dropped": pb.frames_dropped_queue + pb.frames_skipped,
+            "frames_dropped_queue": pb.frames_dropped_queue,
+            "frames_skipped_display": pb.frames_skipped,
+            "dropped_indices": list(pipe.queue.dropped_indices[:100]) if pipe else [],
+            "latency_ms": stats.summary(),
+            "selfcheck": {"enabled": self.opts.selfcheck, "method": sc.method if sc else None,
+                          "decoded": stats.selfcheck_ok, "failed": stats.selfcheck_failed},
+            "window": {"width": win.width(), "height": win.height(), "platform": QGuiApplication.platformName(),
+                       "screen": screen.name() if screen else None, "device_pixel_ratio": win.devicePixelRatioF()},
+            "source": pb.source_spec,
+            "errors": list(self.errors),
+            "wall_s": time.perf_counter() - self._t_start,
+            "pipeline": pipe.report() if pipe is not None else None,
+        }
+        study = win.study.report()
+        if study is not None:
+            out["study"] = study
+        return out
+
+
+__all__ = ["Automation"]

@@ -1,0 +1,246 @@
+"""The pipeline's lifecycle in the viewer: open a source, deliver its frames, pause/step/loop/speed, notice its end.
+
+Threads: capture and inference run in the pipeline's threads; ``FrameBridge`` (a sink, on the worker thread)
+renders each frame and signals the GUI, which only paints. The GUI never waits on the pipeline: a stalled or
+ended source, or slow inference, just means no new frame — the window keeps its last frame and stays live.
+
+Pause keeps the frame on screen (with its result). Frames already past the capture stage when pause was pressed
+are held back, so "step" shows exactly the next frame; on resume, held frames are discarded (counted as skipped).
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from PyQt6.QtCore import QObject, Qt, pyqtSignal
+from PyQt6.QtWidgets import QFileDialog, QInputDialog
+
+from sonolens import RESEARCH_NOTICE
+from sonolens.pipeline.errors import SonolensError
+from sonolens.pipeline.stamp import band_height
+from sonolens.pipeline.stream import Pipeline
+
+from .bridge import DisplayFrame, FrameBridge
+from .selfcheck import build_viewer_pipeline
+
+if TYPE_CHECKING:
+    from .window import ViewerWindow
+
+SPEEDS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 4.0, 8.0)
+MAX_HELD = 8  # frames held back while paused; older ones are discarded (counted as skipped)
+
+
+class Playback(QObject):
+    """Owns the running ``Pipeline`` and its ``FrameBridge``; the rest of the window reacts to its signals."""
+
+    happened = pyqtSignal(str, object, dict)  # study-log event: kind, frame index on screen (or None), fields
+    changed = pyqtSignal()  # state for the status bar changed (source, pause, loop, speed, end)
+    started = pyqtSignal(object)  # a new Pipeline, before its threads start
+    stopping = pyqtSignal(object)  # a Pipeline about to be stopped (a recording detaches from it)
+    ended = pyqtSignal(str)  # the source ended: "" at its end, else the error message
+
+    def __init__(self, win: ViewerWindow) -> None:
+        super().__init__(win)
+        self.win = win
+        self.opts = win.opts
+        self.pipe: Pipeline | None = None
+        self.bridge: FrameBridge | None = None
+        self.generation = 0
+        self.current: DisplayFrame | None = None
+        self.paused = False
+        self.is_ended = False
+        self.source_spec: str | None = None
+        self.last_error: str | None = None
+        self.held: collections.deque[DisplayFrame] = collections.deque()
+        self.step_credit = 0
+        self.resume_ns = 0
+        self._skipped_other = 0  # held frames discarded on resume or overflow
+        self._skipped_bridges = 0  # bridges of pipelines already replaced
+        self._dropped_old = 0  # queue drops of pipelines already replaced
+
+    # -- state -----------------------------------------------------------------------------------------------------
+    @property
+    def still(self) -> bool:
+        """Nothing new will arrive by itself: paused, ended or no pipeline."""
+        return self.paused or self.is_ended or self.pipe is None
+
+    @property
+    def current_index(self) -> int | None:
+        return self.current.result.index if self.current else None
+
+    @property
+    def frames_skipped(self) -> int:
+        return self._skipped_bridges + (self.bridge.skipped if self.bridge else 0) + self._skipped_other
+
+    @property
+    def frames_dropped_queue(self) -> int:
+        return self._dropped_old + (self.pipe.queue.dropped if self.pipe else 0)
+
+    def is_live(self, df: DisplayFrame) -> bool:
+        """``df`` comes from the pipeline now playing (not one already replaced)."""
+        return self.pipe is not None and self.bridge is not None and df.generation == self.bridge.generation
+
+    # -- sources ---------------------------------------------------------------------------------------------------
+    def open_source(self, spec: str, initial: bool = False) -> bool:
+        """Start a pipeline on ``spec`` and then stop the current one (if any): a source that cannot be opened
+        leaves what was playing untouched. Errors → dialog; the window stays (automation: exit code 2)."""
+        win = self.win
+        self.generation += 1
+        bridge = FrameBridge(win.settings, self.generation)
+        bridge.frame_ready.connect(lambda b=bridge: self.on_frame_ready(b), Qt.ConnectionType.QueuedConnection)
+        win.settings.area = win.ui.view.area_size()
+        try:
+            pipe = build_viewer_pipeline(self.opts.pipeline_config(spec), [bridge], selfcheck=self.opts.selfcheck,
+                                         engine=win.engine)
+        except SonolensError as exc:
+            win.automation.open_failed(spec, str(exc), nothing_playing=self.pipe is None)
+            return False
+        self.stop_pipeline(wait=False)
+        self.pipe, self.bridge, self.source_spec = pipe, bridge, spec
+        self.paused = self.is_ended = False
+        self.held.clear()
+        self.step_credit = 0
+        self.last_error = None
+        self.resume_ns = time.perf_counter_ns()
+        self.started.emit(pipe)
+        w, h = pipe.info.width, pipe.info.height
+        bridge.warm_up(w, h + (band_height(w) if self.opts.selfcheck else 0))  # the stamp band pads the frame
+        pipe.start()
+        if not initial:
+            self.happened.emit("source_opened", None, {"source": spec})
+        win.setWindowTitle(f"sonolens — {pipe.info.name} — {RESEARCH_NOTICE}")
+        self.changed.emit()
+        return True
+
+    def stop_pipeline(self, wait: bool = True) -> None:
+        pipe, bridge = self.pipe, self.bridge
+        if pipe is None:
+            return
+        self.stopping.emit(pipe)
+        if bridge is not None:
+            bridge.enabled = False
+            self._skipped_bridges += bridge.skipped
+        self._dropped_old += pipe.queue.dropped
+        self.pipe = self.bridge = None
+        if wait:
+            pipe.stop()
+        else:  # a camera can take a moment to let go: never on the GUI thread
+            threading.Thread(target=pipe.stop, name="sonolens-stop", daemon=True).start()
+
+    def open_file_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self.win, "Open video or image", "",
+                                              "Video and images (*.mp4 *.avi *.mov *.mkv *.webm *.png *.jpg *.jpeg "
+                                              "*.bmp *.tif *.tiff);;All files (*)")
+        if path:
+            self.open_source(path)
+
+    def open_folder_dialog(self) -> None:
+        path = QFileDialog.getExistingDirectory(self.win, "Open a folder of images")
+        if path:
+            self.open_source(path)
+
+    def open_camera_dialog(self) -> None:
+        idx, ok = QInputDialog.getInt(self.win, "Open camera", "Camera index (0 = first camera):", 0, 0, 63)
+        if ok:
+            self.open_source(f"camera:{idx}")
+
+    # -- frames ----------------------------------------------------------------------------------------------------
+    def on_frame_ready(self, bridge: FrameBridge) -> None:
+        df = bridge.take()
+        if df is None or bridge is not self.bridge:
+            return
+        if self.paused and self.step_credit == 0:
+            self.held.append(df)
+            while len(self.held) > MAX_HELD:
+                self.held.popleft()
+                self._skipped_other += 1
+            return
+        if self.paused:
+            self.step_credit -= 1
+        self._show(df)
+
+    def _show(self, df: DisplayFrame) -> None:
+        self.current = df
+        self.win.present(df)
+
+    def check_ended(self) -> None:
+        """Called periodically: notice that the source ended or failed (once per pipeline)."""
+        pipe = self.pipe
+        if pipe is None or self.is_ended or not pipe.worker.finished.is_set():
+            return
+        if self.bridge is not None:  # a last frame may still be waiting
+            self.on_frame_ready(self.bridge)
+        self.is_ended = True
+        err = pipe.error
+        if err is not None:
+            self.last_error = str(err)
+            self.happened.emit("source_error", self.current_index, {"message": self.last_error})
+        else:
+            self.happened.emit("end_of_stream", self.current_index, {})
+        self.changed.emit()
+        self.ended.emit(self.last_error or "")
+
+    # -- controls --------------------------------------------------------------------------------------------------
+    def toggle_pause(self) -> None:
+        if self.pipe is None:
+            return
+        if self.paused:
+            self.paused = False
+            self._skipped_other += len(self.held)
+            self.held.clear()
+            self.step_credit = 0
+            self.resume_ns = time.perf_counter_ns()
+            self.pipe.capture.resume()
+            self.happened.emit("unfreeze", self.current_index, {})
+        else:
+            self.paused = True
+            self.pipe.capture.pause()
+            self.happened.emit("freeze", self.current_index, {})
+        self.changed.emit()
+
+    def step(self) -> None:
+        """While paused: show the next frame (a held one, else let one more through capture); else pause."""
+        if self.pipe is None:
+            return
+        if not self.paused:
+            self.toggle_pause()
+            return
+        if self.held:
+            self._show(self.held.popleft())
+        else:
+            self.step_credit += 1
+            self.pipe.capture.step()
+        self.happened.emit("step", self.current_index, {})
+
+    def set_loop(self, on: bool) -> None:
+        self.opts.loop = bool(on)
+        act = self.win.ui.act_loop
+        if act.isChecked() != self.opts.loop:
+            act.setChecked(self.opts.loop)
+        if self.pipe is not None:
+            self.pipe.capture.loop = self.opts.loop
+            if self.is_ended and self.opts.loop and self.source_spec and self.last_error is None:
+                self.open_source(self.source_spec)  # it had already ended: start again
+        self.changed.emit()
+
+    def change_speed(self, direction: int) -> None:
+        cur = self.opts.speed
+        if direction > 0:
+            nxt = next((s for s in SPEEDS if s > cur + 1e-9), SPEEDS[-1])
+        else:
+            nxt = next((s for s in reversed(SPEEDS) if s < cur - 1e-9), SPEEDS[0])
+        self.opts.speed = nxt
+        if self.pipe is not None:
+            self.pipe.capture.speed = nxt  # pacing is the capture thread's alone (the stamp hook only stamps)
+        self.changed.emit()
+
+    def set_cam_class(self, cls: int | None) -> None:
+        if self.pipe is not None:
+            self.pipe.worker.cam_class = cls  # applies from the next frame
+        self.changed.emit()
+
+
+__all__ = ["Playback", "SPEEDS"]

@@ -1,0 +1,112 @@
+"""Snapshots (S: the window to PNG) and recordings (R: MP4 with the overlay burned in).
+
+A recording is a ``pipeline.record.Recorder`` added to the running pipeline as one more sink
+(``Pipeline.add_sink``, thread-safe): it gets every processed frame on the worker thread and encodes on its own
+thread, so the display is not slowed by it. It follows the heat-map style live. Stopping detaches it at once
+(``Pipeline.remove_sink``) and finishes the file on a background thread; ``close_all`` waits for those files
+(at exit).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PyQt6.QtCore import QObject, pyqtSignal
+
+from sonolens.pipeline.overlay import OverlayStyle
+from sonolens.pipeline.stream import Pipeline
+
+if TYPE_CHECKING:
+    from sonolens.pipeline.record import Recorder
+
+    from .window import ViewerWindow
+
+
+class Recording(QObject):
+    """R toggles a recording of the pipeline now playing; S saves a snapshot."""
+
+    happened = pyqtSignal(str, object, dict)  # study-log event: kind, frame index on screen, fields
+    changed = pyqtSignal()  # recording started or stopped (status bar)
+
+    def __init__(self, win: ViewerWindow) -> None:
+        super().__init__(win)
+        self.win = win
+        self.opts = win.opts
+        self.recorder: Recorder | None = None
+        self._pipe: Pipeline | None = None  # the pipeline the recorder is a sink of
+        self._closing: list[Recorder] = []  # stopped recorders, finishing their files
+
+    def _file_name(self, prefix: str, ext: str) -> str:
+        idx = self.win.playback.current_index or 0
+        return f"{prefix}_{_dt.datetime.now():%Y%m%d_%H%M%S}_f{idx}.{ext}"
+
+    def _frame_index(self) -> int | None:
+        return self.win.playback.current_index
+
+    # -- snapshot --------------------------------------------------------------------------------------------------
+    def snapshot(self, path: str | None = None) -> Path | None:
+        """The central widget (frame, overlay, side panel) as PNG; the path, or None when it could not be saved."""
+        out = Path(path) if path else Path(self.opts.snapshot_dir) / self._file_name("sonolens", "png")
+        ok = self.win.centralWidget().grab().save(str(out))
+        self.win.ui.status_bar.showMessage(f"snapshot saved: {out}" if ok else f"could not save snapshot {out}",
+                                           4000)
+        self.happened.emit("snapshot", self._frame_index(), {"path": str(out)})
+        return out if ok else None
+
+    # -- recording -------------------------------------------------------------------------------------------------
+    def toggle(self) -> None:
+        if self.recorder is not None:
+            self.stop()
+        elif self.win.playback.pipe is not None:
+            self._start(self.win.playback.pipe)
+        self.win.ui.act_record.setChecked(self.recorder is not None)
+        self.changed.emit()
+
+    def _start(self, pipe: Pipeline) -> None:
+        from sonolens.pipeline.record import Recorder
+
+        out = Path(self.opts.record_dir) / self._file_name("sonolens", "mp4")
+        st = self.win.settings
+        style = OverlayStyle(heatmap=st.heatmap, alpha=st.alpha, colormap=st.colormap,
+                             show_roi=self.opts.show_predictions, show_bars=self.opts.show_predictions, show_hud=True)
+        self.recorder = Recorder(out, fps=pipe.info.fps or 30.0, style=style,
+                                 hud_source=lambda: {"fps": round(pipe.telemetry.live()["fps_processed"], 1)})
+        self._pipe = pipe
+        pipe.add_sink(self.recorder)
+        self.win.ui.status_bar.showMessage(f"recording to {out}", 4000)
+        self.happened.emit("record_start", self._frame_index(), {"path": str(out)})
+
+    def stop(self) -> None:
+        """Detach the recorder (if any) and finish its file in the background."""
+        rec, pipe = self.recorder, self._pipe
+        self.recorder = self._pipe = None
+        if rec is None:
+            return
+        if pipe is not None:
+            pipe.remove_sink(rec)
+        threading.Thread(target=rec.close, name="sonolens-record-close", daemon=True).start()
+        self._closing.append(rec)
+        self.win.ui.status_bar.showMessage(f"recording saved: {rec.path}", 4000)
+        self.happened.emit("record_stop", self._frame_index(), {"path": str(rec.path)})
+        self.win.ui.act_record.setChecked(False)
+        self.changed.emit()
+
+    def close_all(self) -> None:
+        """Stop recording and wait until every file is complete."""
+        self.stop()
+        for rec in self._closing:
+            rec.close()
+
+    def follow_style(self) -> None:
+        """The heat-map style changed: the recording shows what the window shows."""
+        if self.recorder is not None:
+            st = self.win.settings
+            self.recorder.style.heatmap = st.heatmap
+            self.recorder.style.alpha = st.alpha
+            self.recorder.style.colormap = st.colormap
+
+
+__all__ = ["Recording"]

@@ -1,0 +1,86 @@
+"""What the window says about its state: the status bar, the state text in the view's strip, the HUD and the
+study panel, and the bars' placeholder before the first prediction. It only reads the controllers."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .hud import CounterRate, hud_lines
+from .widgets import MUTED, NOTICE, RED, TEXT
+
+if TYPE_CHECKING:
+    from .window import ViewerWindow
+
+
+class StatusPresenter:
+    """Refreshes the texts; ``refresh`` on every state change, ``refresh_hud`` on the HUD timer."""
+
+    def __init__(self, win: ViewerWindow) -> None:
+        self.win = win
+        self.opts = win.opts
+        self.ui = win.ui
+        self.input_rate = CounterRate()
+
+    def refresh(self) -> None:
+        """Status bar (source, frame, speed, loop, recording, self-check) and the state in the view's strip."""
+        pb, rec = self.win.playback, self.win.recording.recorder
+        parts = []
+        if pb.pipe is not None:
+            info = pb.pipe.info
+            parts.append(f"{info.name} ({info.kind}, {info.width}×{info.height}"
+                         + (f", {info.fps:.4g} fps)" if info.fps else ")"))
+        if pb.current is not None:
+            parts.append(f"frame {pb.current.result.index}")
+        if self.opts.speed != 1.0:
+            parts.append(f"speed ×{self.opts.speed:g}")
+        if self.opts.loop:
+            parts.append("loop")
+        if rec is not None:
+            parts.append(f"● REC {rec.path.name}")
+        if self.opts.selfcheck:
+            parts.append("self-check on: the strip below the image encodes each frame's capture time")
+        self.ui.status_label.setText("   ·   ".join(parts))
+        view = self.ui.view
+        if pb.last_error:
+            view.state_text, view.state_color = f"source error: {pb.last_error}", RED
+        elif pb.is_ended:
+            view.state_text, view.state_color = "■ end of stream", NOTICE
+        elif pb.paused:
+            view.state_text, view.state_color = ("❚❚ FROZEN" if self.win.study.active else "❚❚ PAUSED"), TEXT
+        elif rec is not None:
+            view.state_text, view.state_color = "● REC", RED
+        else:
+            view.state_text = ""
+        view.update()
+
+    def refresh_hud(self) -> None:
+        """Rates, drops and per-stage latency (pipeline and display side), and the study panel."""
+        win, pb = self.win, self.win.playback
+        pipe, stats = pb.pipe, win.stats
+        live = pipe.telemetry.live() if pipe else {"fps_processed": 0.0, "latency_ms": {}}
+        fps_in = self.input_rate.sample(pipe.capture.frames_in) if pipe else 0.0
+        disp = {k: stats.live(k) for k in ("result_to_paint", "capture_to_pixels") if k in stats.stages}
+        lines = hud_lines(fps_in=fps_in, fps_processed=live["fps_processed"],
+                          fps_display=stats.meter.rate() if not (pb.paused or pb.is_ended) else 0.0,
+                          dropped_pipeline=pb.frames_dropped_queue, skipped_display=pb.frames_skipped,
+                          pipeline_latency=live["latency_ms"], display_latency=disp, speed=self.opts.speed)
+        if win.selfcheck is not None and win.selfcheck.method:
+            lines.append(f"  (stamp read back: {win.selfcheck.method} grab)")
+        self.ui.hud.setText("\n".join(lines))
+        if win.study.active and self.ui.study_label is not None:
+            self.ui.study_label.setText(win.study.panel_text())
+
+    def bars_placeholder(self) -> None:
+        """What the bars say before (or instead of) predictions."""
+        bars, view = self.ui.bars, self.ui.view
+        if self.opts.study is not None and self.opts.study.condition == "blinded":
+            bars.set_hidden("Predictions hidden (blinded study condition).\nThe model runs and is logged.")
+            view.chip = ("blinded", MUTED)
+        elif self.win.engine is None:
+            bars.set_hidden("No model: frames only.")
+            view.chip = ("no model", MUTED)
+        else:
+            bars.set_hidden("waiting for the first frame…")
+
+
+__all__ = ["StatusPresenter"]

@@ -1,0 +1,119 @@
+"""Study mode in the window: the clinician's calls and flags, and what goes into the study log.
+
+The log itself (``study.StudyLog``) knows nothing of Qt. This controller opens it once the model is known,
+writes one ``frame`` record per frame painted, one ``call`` per digit key and, through ``on_event``, the events
+the other controllers announce (freeze, step, snapshot, recording, source opened/ended…). Without ``--study``
+every method is a no-op, so the others never need to check.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PyQt6.QtCore import QObject, pyqtSignal
+
+from .bridge import DisplayFrame
+from .study import StudyLog
+
+if TYPE_CHECKING:
+    from .window import ViewerWindow
+
+
+class StudySession(QObject):
+    """The window's study log and the study keys (1..9 = a call in the model's class order, F = flag)."""
+
+    changed = pyqtSignal()  # a call or flag was recorded (status bar, study panel)
+
+    def __init__(self, win: ViewerWindow) -> None:
+        super().__init__(win)
+        self.win = win
+        self.opts = win.opts
+        self.log: StudyLog | None = None
+        ui = win.ui
+        for k, act in enumerate(ui.study_call_actions, start=1):
+            act.triggered.connect(lambda _=False, k=k: self.call(k))
+        if ui.act_flag is not None:
+            ui.act_flag.triggered.connect(self.flag)
+
+    @property
+    def active(self) -> bool:
+        return self.log is not None
+
+    def open(self, engine) -> None:
+        """Open the log (study mode only), with the model's metadata in its header, and name the call keys."""
+        s = self.opts.study
+        if s is None:
+            return
+        meta = engine.meta if engine is not None else None
+        model = None if meta is None else {
+            "arch": meta.arch, "classes": list(meta.class_names), "input_size": list(meta.input_size),
+            "trained": meta.trained, "version": meta.version, "provenance": meta.provenance,
+            "path": (str(Path(self.opts.model).resolve()) if Path(str(self.opts.model)).is_file()
+                     else str(self.opts.model))}
+        self.log = StudyLog(s.log, participant=s.participant, condition=s.condition, source=str(self.opts.source),
+                            model=model, class_names=list(meta.class_names) if meta else [],
+                            call_labels=self.win.call_labels, extra={"selfcheck": self.opts.selfcheck})
+        self.win.ui.show_call_labels(self.win.call_labels)
+
+    def on_event(self, kind: str, frame_index: int | None, fields: dict) -> None:
+        """Slot for the controllers' ``happened`` signals."""
+        if self.log is not None:
+            self.log.event(kind, frame_index, **fields)
+
+    # -- keys ------------------------------------------------------------------------------------------------------
+    def call(self, key: int) -> None:
+        """The clinician's answer for the frame on screen, logged with the model's answer for that frame."""
+        labels = self.win.call_labels
+        if self.log is None or key > len(labels):
+            return
+        cur = self.win.playback.current
+        r = cur.result if cur else None
+        has_model = r is not None and r.probs.size > 0
+        label = self.log.call(key, r.index if r else None, model_top=r.top_class if has_model else None,
+                              model_probs=r.probs if has_model else None, class_names=r.class_names if r else ())
+        self.win.ui.status_bar.showMessage(f"call recorded: {label} (frame {r.index if r else '–'})", 3000)
+        self.changed.emit()
+
+    def flag(self) -> None:
+        if self.log is not None:
+            self.on_event("flag", self.win.playback.current_index, {})
+            self.win.ui.status_bar.showMessage("flag recorded", 3000)
+            self.changed.emit()
+
+    # -- per frame and at the end ----------------------------------------------------------------------------------
+    def log_frame(self, df: DisplayFrame, t_paint_ns: int, capture_to_pixels_ms: float | None) -> None:
+        """One ``frame`` record per frame painted (probabilities also when they were hidden)."""
+        if self.log is None:
+            return
+        r = df.result
+        t = r.timings
+        has_model = bool(r.probs.size)
+        self.log.frame(r.index, pts_s=t.pts_s, probs=r.probs if has_model else None,
+                       top_class=r.top_class if has_model else None, shown=self.opts.show_predictions and has_model,
+                       capture_to_result_ms=(t.t_delivered_ns - t.t_captured_ns) / 1e6,
+                       capture_to_pixels_ms=capture_to_pixels_ms, t_ns=t_paint_ns)
+
+    def panel_text(self) -> str:
+        """The study panel: who, which condition, the keys, how much is logged."""
+        s = self.opts.study
+        if s is None or self.log is None:
+            return ""
+        labels = self.win.call_labels
+        return (f"participant <b>{s.participant}</b> · condition <b>{s.condition}</b><br>"
+                "keys: " + ", ".join(f"{i + 1}={lab}" for i, lab in enumerate(labels)) + ", F=flag, Space=freeze<br>"
+                f"{self.log.events} events, {self.log.frames} frames logged")
+
+    def report(self) -> dict | None:
+        s = self.opts.study
+        if s is None:
+            return None
+        return {"log": s.log, "condition": s.condition, "frames_logged": self.log.frames if self.log else 0,
+                "events_logged": self.log.events if self.log else 0}
+
+    def close(self, frames_displayed: int, exit_code: int) -> None:
+        if self.log is not None:
+            self.log.close(frames_displayed=frames_displayed, exit_code=exit_code)
+
+
+__all__ = ["StudySession"]

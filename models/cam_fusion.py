@@ -1,0 +1,97 @@
+"""Grad-CAM for every class as part of the forward graph (``FusedCamWrapper``), exported into the ONNX file.
+
+Why it can be fused: the student's CAM layer (``blocks.5``) feeds *global average pooling*, so the gradient of
+a logit with respect to the CAM activations ``A`` [K, h, w] is the same at every spatial position:
+
+    d logit_c / d A_k(i, j) = g_ck = 1/(h*w) * sum_m W_conv[m, k] * hardswish'(z_m) * W_lin[c, m]
+
+with ``z = conv_head(avgpool(A))`` (pre-activation). Grad-CAM's channel weights (Selvaraju et al., ICCV 2017,
+eq. 1) are the spatial mean of that gradient, i.e. ``g_c`` itself, so ``cam_c = ReLU(sum_k g_ck A_k)`` (eq. 2)
+for *all* classes costs two small matrix products in the forward graph — no backward pass, no autograd at
+runtime, and the runtime (``pipeline/``) only needs ONNX Runtime. Tests check it against pytorch-grad-cam's
+``GradCAM``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sonolens.pipeline.errors import ModelError
+
+from .registry import spec_of
+
+
+class FusedCamWrapper(nn.Module):
+    """``forward(image [N, 3, H, W]) -> (logits [N, C], cam [N, C, h, w])``; ``cam`` is raw Grad-CAM (ReLU
+    applied, not normalised), ``(h, w)`` the CAM layer's resolution (7×7 at 224×224).
+
+    Works for timm MobileNetV3-style heads: ``forward_features`` ending at the CAM layer →
+    ``global_pool`` (avg) → ``conv_head`` (1x1) → ``norm_head`` (Identity) → ``act2`` (hardswish) →
+    ``classifier`` (Linear). Anything else is refused at construction (``ModelError``), not silently
+    mis-explained.
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        check_fusable(model)
+        self.model = model
+        # Static sizes, so the exported graph has a fixed [N, C, h, w] cam shape instead of shape arithmetic.
+        h, w = spec_of(model).input_size
+        was_training = model.training
+        model.eval()  # a probe in train mode would update BatchNorm running statistics
+        with torch.no_grad():
+            feat = model.forward_features(torch.zeros(1, 3, int(h), int(w)))
+        model.train(was_training)
+        self.channels, self.feat_h, self.feat_w = (int(v) for v in feat.shape[1:])
+        self.num_classes = int(model.classifier.out_features)
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        m = self.model
+        k, h, w = self.channels, self.feat_h, self.feat_w
+        feat = m.forward_features(image)  # = output of the CAM layer, [N, K, h, w]
+        if not torch.jit.is_tracing() and tuple(feat.shape[1:]) != (k, h, w):
+            raise ValueError(f"input {tuple(image.shape)} does not match the model's input_size "
+                             f"{tuple(spec_of(m).input_size)}")
+        flat = feat.reshape(-1, k, h * w)
+        w_conv = m.conv_head.weight.reshape(m.conv_head.out_channels, k)  # [M, K]
+        w_lin = m.classifier.weight  # [C, M]
+        # Head, written out so the ONNX graph shares conv_head/classifier weights with the CAM branch.
+        pooled = flat.mean(dim=2)  # global average pooling, [N, K]
+        z = F.linear(pooled, w_conv, m.conv_head.bias)  # conv_head pre-activation, [N, M]
+        logits = F.linear(F.hardswish(z), w_lin, m.classifier.bias)  # [N, C]
+        dact = hardswish_grad(z)  # [N, M]
+        grads = torch.matmul(dact.unsqueeze(1) * w_lin, w_conv)  # [N, C, K] = h*w * d logit_c / d A_k
+        cam = torch.relu(torch.matmul(grads, flat) * (1.0 / (h * w)))  # [N, C, h*w]
+        return logits, cam.reshape(-1, self.num_classes, h, w)
+
+
+def hardswish_grad(z: torch.Tensor) -> torch.Tensor:
+    """d hardswish / dz exactly as torch's autograd computes it: 0 for z <= -3, z/3 + 1/2 for -3 < z < 3,
+    1 for z >= 3. Note it is *not* a clamp: it dips to -1/2 just above -3 and jumps from 3/2 to 1 at 3."""
+    zero, one = torch.zeros((), dtype=z.dtype), torch.ones((), dtype=z.dtype)
+    return torch.where(z <= -3.0, zero, torch.where(z >= 3.0, one, z / 3.0 + 0.5))
+
+
+def check_fusable(model: nn.Module) -> None:
+    """Raise ``ModelError`` listing every reason ``FusedCamWrapper`` cannot explain ``model`` (none: it can)."""
+    spec = spec_of(model)
+    blocks = getattr(model, "blocks", None)
+    problems = []
+    if blocks is None or spec.cam_layer != f"blocks.{len(blocks) - 1}":
+        problems.append(f"cam_layer {spec.cam_layer!r} is not the last block feeding global pooling")
+    pool = getattr(model, "global_pool", None)
+    if getattr(pool, "pool_type", None) != "avg":
+        problems.append("global_pool is not average pooling")
+    conv = getattr(model, "conv_head", None)
+    if not isinstance(conv, nn.Conv2d) or conv.kernel_size != (1, 1) or conv.groups != 1:
+        problems.append("conv_head is not a 1x1 convolution")
+    if not isinstance(getattr(model, "norm_head", nn.Identity()), nn.Identity):
+        problems.append("norm_head is not Identity")
+    if not isinstance(getattr(model, "act2", None), nn.Hardswish):
+        problems.append("act2 is not hardswish")
+    if not isinstance(getattr(model, "classifier", None), nn.Linear):
+        problems.append("classifier is not a Linear layer")
+    if problems:
+        raise ModelError(f"cannot fuse Grad-CAM into {spec.arch}: " + "; ".join(problems))
