@@ -84,7 +84,7 @@ def options_from_args(args: argparse.Namespace):
     """Validate the command line (user mistakes raise ConfigError) and build ``ViewerOptions``."""
     from sonolens.pipeline.run_cli import default_sample
 
-    from .window import StudyOptions, ViewerOptions
+    from .options import StudyOptions, ViewerOptions
 
     automation = bool(args.exit_after_frames or args.exit_after_seconds or args.screenshot or args.report)
     if args.exit_after_frames is not None and args.exit_after_frames < 1:

@@ -109,7 +109,8 @@ def probe(imports: list[str] = ()) -> dict[str, Any]:
 def prepare_student(onnx_out: str | None = None, int8_src: str | None = None, int8_out: str | None = None,
                     seed: int = 0) -> dict[str, Any]:
     """Export a random-init student (when no bundled one exists) and/or quantise a student to INT8."""
-    from sonolens.models.export import export_random_student, quantize_int8
+    from sonolens.models.onnx_export import export_random_student
+    from sonolens.models.quantize import quantize_int8
 
     out: dict[str, Any] = {}
     if onnx_out:
@@ -135,11 +136,11 @@ def _torch_threads(n: int) -> None:
 def _build_torch_model(arch: str, kwargs: dict[str, Any], checkpoint: str | None):
     """(model, init label) — a checkpoint when given, else random init (speed does not depend on weights)."""
     if checkpoint:
-        from sonolens.models.export import load_checkpoint
+        from sonolens.models.checkpoint import load_checkpoint
 
         return load_checkpoint(checkpoint), f"checkpoint:{checkpoint}"
     if arch == "student":
-        from sonolens.models.export import build_random_student
+        from sonolens.models.random_student import build_random_student
 
         return build_random_student(seed=0, **kwargs), "random init"
     from sonolens.models.registry import create_model
@@ -159,13 +160,13 @@ def torch_model(arch: str, kwargs: dict[str, Any] | None = None, checkpoint: str
     model, init = _build_torch_model(arch, dict(kwargs or {}), checkpoint)
     build_s = time.perf_counter() - t0
     model.eval()
-    h, w = (int(v) for v in model.sonolens_cfg.input_size)
+    h, w = (int(v) for v in model.sonolens_spec.input_size)
     x = torch.randn(1, 3, h, w, generator=torch.Generator().manual_seed(0))
     n_params = sum(p.numel() for p in model.parameters())
     with torch.inference_mode():
         ms, wall = time_calls(lambda: model(x), iters, warmup, max_s)
     return {**_timing_result(ms, wall), "framework": f"PyTorch {torch.__version__} eager",
-            "arch": getattr(model.sonolens_cfg, "arch", arch), "init": init, "input_size": [h, w],
+            "arch": getattr(model.sonolens_spec, "arch", arch), "init": init, "input_size": [h, w],
             "params": int(n_params), "size_mb": n_params * 4 / 1e6, "size_basis": "parameter bytes, fp32",
             "threads": torch.get_num_threads(), "build_s": build_s, "rss_after_import_mb": rss_import}
 

@@ -38,7 +38,6 @@ class FrameQueue:
         self._items: deque[Frame] = deque()
         self._cond = threading.Condition()
         self._closed = False
-        self.put_count = 0
         self.dropped = 0
         self.dropped_indices: list[int] = []  # which frames were dropped (bounded: see _MAX_DROP_LOG)
         self.max_depth = 0
@@ -63,7 +62,6 @@ class FrameQueue:
                     if self._on_drop is not None:
                         self._on_drop(old)
             self._items.append(replace(frame, t_enqueued_ns=time.perf_counter_ns()))
-            self.put_count += 1
             self.max_depth = max(self.max_depth, len(self._items))
             self._cond.notify_all()
             return True

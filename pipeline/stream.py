@@ -143,10 +143,6 @@ class Pipeline:
         return True
 
     @property
-    def running(self) -> bool:
-        return self.worker.is_alive() and not self.worker.finished.is_set()
-
-    @property
     def error(self) -> SonolensError | None:
         return self.capture.error or self.worker.error
 

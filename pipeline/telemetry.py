@@ -102,11 +102,6 @@ class Telemetry:
         with self._lock:
             self.extra_stages.setdefault(stage, []).append(ms)
 
-    @property
-    def frames_processed(self) -> int:
-        with self._lock:
-            return len(self._rows)
-
     def live(self) -> dict:
         """Sliding-window stats for a HUD: fps in/processed and p50/p95 per stage."""
         with self._lock:

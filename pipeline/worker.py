@@ -61,7 +61,6 @@ class InferenceWorker(threading.Thread):
         self.class_names: tuple[str, ...] = tuple(engine.meta.class_names) if engine is not None else ()
         self._stop_evt = threading.Event()
         self.error: SonolensError | None = None
-        self.processed = 0
         self.finished = threading.Event()
 
     # -- sinks (any thread) -----------------------------------------------------------------------------------
@@ -120,7 +119,6 @@ class InferenceWorker(threading.Thread):
                                                top_class=result.top_class, top_prob=result.top_prob))
                 for sink in self._sinks:
                     sink(result)
-                self.processed += 1
         except SonolensError as exc:
             self.error = exc
         except Exception as exc:

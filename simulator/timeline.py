@@ -39,6 +39,7 @@ class Timeline:
             self.period_s, self.first_s = (4.0, 2.0) if kind == "sweep" else (6.0, 3.0)
 
     def elevation(self, t_s: float) -> float:
+        """Probe elevation (mm) ``t_s`` seconds into the scan."""
         return self.Y0_MM + self.speed * t_s
 
     def lesion(self, k: int) -> Lesion:

@@ -16,12 +16,13 @@ so every rank takes the same best/early-stop decisions; only rank 0 writes.
 Reproducibility: the run directory gets the resolved config, seed, package versions and git commit; every epoch
 reseeds torch/numpy/random from ``(seed, epoch)``, so a run resumed from ``last.pt`` replays the same epochs as
 an uninterrupted one. Outputs: ``metrics.csv`` (one row per epoch), ``best.pt`` (best validation accuracy, ties
-→ lower validation loss) and ``last.pt`` in ``models.export``'s checkpoint format, ``summary.json``, and
+→ lower validation loss) and ``last.pt`` in ``models.checkpoint``'s format, ``summary.json``, and
 TensorBoard events when ``torch.utils.tensorboard`` imports.
 
 CPU time: decoded images are cached in memory (train: grayscale uint8, shrunk to at most ``cache_max_side`` ×
-the input size; validation: already resized exactly like the runtime, so an epoch's validation is one pass of
-the network over a ready tensor).
+the input size; validation: already resized by the runtime's ``pipeline.preprocess.resize_gray``, so an epoch's
+validation is one pass of the network over a ready tensor, normalised on the device through the runtime's own
+``normalisation_lut`` — bit for bit the tensors ``sonolens run`` and ``sonolens eval`` would feed).
 """
 
 from __future__ import annotations
@@ -120,19 +121,37 @@ class CachedImageDataset:
 
 
 def runtime_resized(samples, input_size: Sequence[int]):
-    """uint8 [N, 1, H, W]: each image resized exactly as the runtime does (grayscale, INTER_AREA)."""
-    import cv2
+    """uint8 torch tensor [N, 1, H, W]: each image (full frame, grayscale) resized by the runtime's
+    ``pipeline.preprocess.resize_gray`` to ``input_size = (H, W)``; normalise with ``validation_input``."""
     import torch
+
+    from sonolens.pipeline.preprocess import resize_gray
 
     from .data import load_gray
 
-    h, w = int(input_size[0]), int(input_size[1])
-    arr = np.stack([cv2.resize(load_gray(s.path), (w, h), interpolation=cv2.INTER_AREA) for s in samples])
+    arr = np.stack([resize_gray(load_gray(s.path), input_size) for s in samples])
     return torch.from_numpy(arr).unsqueeze(1)
 
 
+def lut_tensor(spec, device=None):
+    """The runtime's normalisation table of ``spec`` (``pipeline.preprocess.spec_lut``) as a float32 torch
+    tensor [3, 256] on ``device``."""
+    import torch
+
+    from sonolens.pipeline.preprocess import spec_lut
+
+    return torch.from_numpy(spec_lut(spec).copy()).to(device)
+
+
+def validation_input(images_u8, lut):
+    """uint8 [B, 1, H, W] (``runtime_resized``) → float32 [B, 3, H, W] by table lookup ``lut[c, v]`` ([3, 256],
+    ``lut_tensor``, same device): the exact values of ``pipeline.preprocess.normalise_gray``."""
+    return lut[:, images_u8[:, 0].long()].permute(1, 0, 2, 3).contiguous()
+
+
 def normalise(x01, mean: Sequence[float], std: Sequence[float]):
-    """[B, C, H, W] in [0, 1] (C = 1 or 3) → 3-channel ``(x - mean) / std``."""
+    """[B, C, H, W] in [0, 1] (C = 1 or 3) → 3-channel ``(x - mean) / std``: the training batches, which are
+    augmented floats (validation uses ``validation_input``)."""
     import torch
 
     m = torch.tensor(mean, dtype=x01.dtype, device=x01.device).view(1, -1, 1, 1)
@@ -142,14 +161,15 @@ def normalise(x01, mean: Sequence[float], std: Sequence[float]):
     return (x01 - m) / s
 
 
-def model_input(x01, cfg_model) -> Any:
-    """The batch as ``cfg_model`` (a ModelConfig) expects it: its input size and its mean/std."""
+def model_input(x01, spec) -> Any:
+    """An augmented training batch [B, C, H0, W0] in [0, 1] as the model with ``spec`` (a ``ModelSpec``) expects
+    it: resized (bilinear, antialiased) to its input size if needed and normalised with its mean/std."""
     import torch.nn.functional as F
 
-    h, w = int(cfg_model.input_size[0]), int(cfg_model.input_size[1])
+    h, w = int(spec.input_size[0]), int(spec.input_size[1])
     if tuple(x01.shape[-2:]) != (h, w):
         x01 = F.interpolate(x01, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
-    return normalise(x01, cfg_model.mean, cfg_model.std)
+    return normalise(x01, spec.mean, spec.std)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -298,27 +318,6 @@ def build_scheduler(optimizer, cfg: dict[str, Any], steps_per_epoch: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def checkpoint_payload(model, model_name: str, provenance: dict[str, Any]) -> dict[str, Any]:
-    """The checkpoint format ``models.export.load_checkpoint`` reads."""
-    import dataclasses
-
-    cfg = model.sonolens_cfg
-    model_cfg = dataclasses.asdict(cfg)
-    for key in ("class_names", "input_size", "mean", "std"):
-        model_cfg[key] = list(model_cfg[key])
-    return {"model_name": model_name, "model_cfg": model_cfg,
-            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            "provenance": dict(provenance)}
-
-
-def _atomic_save(obj: Any, path: Path) -> None:
-    import torch
-
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, str(tmp))
-    os.replace(tmp, path)
-
-
 # --------------------------------------------------------------------------------------------------------
 # One epoch
 # --------------------------------------------------------------------------------------------------------
@@ -337,21 +336,27 @@ class EpochStats:
                             dtype=torch.float64, device=device)
 
 
-def evaluate_cached(model, images_u8, targets, cfg_model, device, batch_size: int,
+def evaluate_cached(model, images_u8, targets, spec, device, batch_size: int,
                     class_names: Sequence[str], amp_dtype=None) -> dict[str, Any]:
-    """Loss/accuracy/macro-F1/AUC on runtime-resized uint8 images (``runtime_resized``)."""
+    """Loss/accuracy/macro-F1/AUC of ``model`` on uint8 images [N, 1, H, W] already resized to ``spec.input_size``
+    (``runtime_resized``), normalised as the runtime does (``validation_input``); ``ValueError`` on a size
+    mismatch."""
     import torch
     import torch.nn.functional as F
 
     from .evaluate import evaluate_predictions
 
+    if tuple(images_u8.shape[-2:]) != tuple(spec.input_size):
+        raise ValueError(f"validation images are {tuple(images_u8.shape[-2:])}, the model expects "
+                         f"{tuple(spec.input_size)}: resize them with runtime_resized")
     model.eval()
+    lut = lut_tensor(spec, device)
     logits = []
     with torch.no_grad():
         for i in range(0, len(images_u8), batch_size):
-            x = images_u8[i:i + batch_size].to(device, non_blocking=True).float().div_(255.0)
+            x = validation_input(images_u8[i:i + batch_size].to(device, non_blocking=True), lut)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                logits.append(model(model_input(x, cfg_model)).float().cpu())
+                logits.append(model(x).float().cpu())
     logits_t = torch.cat(logits)
     y = torch.as_tensor(targets)
     loss = float(F.cross_entropy(logits_t, y))
@@ -394,13 +399,13 @@ def build_model(cfg: dict[str, Any], class_names: Sequence[str]):
 
 
 def load_teacher(cfg: dict[str, Any], class_names: Sequence[str], device):
-    from sonolens.models.export import load_checkpoint
+    from sonolens.models.checkpoint import load_checkpoint
 
     path = cfg["teacher"]["checkpoint"]
     if not path:
         raise ConfigError("distill needs teacher.checkpoint=PATH (a teacher's best.pt from 'sonolens train teacher')")
     teacher = load_checkpoint(resolve_path(path))
-    t_classes = tuple(teacher.sonolens_cfg.class_names)
+    t_classes = tuple(teacher.sonolens_spec.class_names)
     if t_classes != tuple(class_names):
         raise ConfigError(f"teacher classes {t_classes} differ from the student's {tuple(class_names)}")
     teacher.requires_grad_(False)
@@ -443,6 +448,8 @@ def run(mode: str, cfg: dict[str, Any], resume: str | Path | None = None) -> Run
     import torch
     import torch.distributed as dist
     from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+
+    from sonolens.models.checkpoint import save_checkpoint
 
     from .augment import AugmentConfig, train_transform
     from .data import ImageDataset
@@ -513,7 +520,7 @@ def run(mode: str, cfg: dict[str, Any], resume: str | Path | None = None) -> Run
     seed_everything(seed)
     model = build_model(cfg, class_names)
     model_name = cfg["model"]["name"]
-    s_cfg = model.sonolens_cfg
+    s_spec = model.sonolens_spec
     teacher = None
     if mode == "distill":
         teacher = load_teacher(cfg, class_names, device)
@@ -545,7 +552,7 @@ def run(mode: str, cfg: dict[str, Any], resume: str | Path | None = None) -> Run
                   "git_commit": env["git"]["commit"], **data_prov}
     if teacher is not None:
         provenance["teacher"] = {"checkpoint": str(cfg["teacher"]["checkpoint"]),
-                                 "arch": teacher.sonolens_cfg.arch,
+                                 "arch": teacher.sonolens_spec.arch,
                                  "kd": {k: float(v) for k, v in kd.items()}}
 
     start_epoch, best, history = 0, {"epoch": -1, "val_acc": -1.0, "val_loss": math.inf}, []
@@ -578,9 +585,12 @@ def run(mode: str, cfg: dict[str, Any], resume: str | Path | None = None) -> Run
             except ImportError:
                 writer = None
         if teacher is not None:
-            tm = evaluate_cached(teacher, val_images, val_targets, teacher.sonolens_cfg, device, world_batch,
-                                 class_names, amp_dtype)
-            print(f"[{cfg['name']}] teacher {teacher.sonolens_cfg.arch}: val acc {tm['accuracy']:.3f} "
+            t_spec = teacher.sonolens_spec
+            t_images = (val_images if tuple(t_spec.input_size) == tuple(input_size)
+                        else runtime_resized(val_samples, t_spec.input_size))
+            tm = evaluate_cached(teacher, t_images, val_targets, t_spec, device, world_batch, class_names, amp_dtype)
+            del t_images
+            print(f"[{cfg['name']}] teacher {t_spec.arch}: val acc {tm['accuracy']:.3f} "
                   f"macro-F1 {tm['macro_f1']:.3f}", file=sys.stderr)
 
     epochs = int(cfg["train"]["epochs"])
@@ -606,8 +616,8 @@ def run(mode: str, cfg: dict[str, Any], resume: str | Path | None = None) -> Run
                 t_logits = None
                 if teacher is not None:
                     with torch.no_grad():
-                        t_logits = teacher(model_input(x01, teacher.sonolens_cfg)).float()
-                s_logits = model(model_input(x01, s_cfg)).float()
+                        t_logits = teacher(model_input(x01, teacher.sonolens_spec)).float()
+                s_logits = model(model_input(x01, s_spec)).float()
             parts = loss_fn(s_logits, y, t_logits)
             optimizer.zero_grad(set_to_none=True)
             parts.total.backward()
@@ -629,7 +639,7 @@ def run(mode: str, cfg: dict[str, Any], resume: str | Path | None = None) -> Run
             stats = EpochStats(float(t[0]), float(t[1]), float(t[2]), int(t[3]), int(t[4]))
         train_s = time.perf_counter() - t0
         t1 = time.perf_counter()
-        vm = evaluate_cached(core, val_images, val_targets, s_cfg, device, world_batch, class_names, amp_dtype)
+        vm = evaluate_cached(core, val_images, val_targets, s_spec, device, world_batch, class_names, amp_dtype)
         val_s = time.perf_counter() - t1
         epoch_times.append(train_s + val_s)
         improved = (vm["accuracy"] > best["val_acc"]
@@ -647,11 +657,10 @@ def run(mode: str, cfg: dict[str, Any], resume: str | Path | None = None) -> Run
         if d.main:
             prov = {**provenance, "epoch": epoch, "val_accuracy": vm["accuracy"], "val_macro_f1": vm["macro_f1"]}
             if improved:
-                _atomic_save(checkpoint_payload(core, model_name, prov), best_path)
-            last = checkpoint_payload(core, model_name, prov)
-            last.update({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                         "epoch": epoch, "best": best, "config": cfg})
-            _atomic_save(last, last_path)
+                save_checkpoint(core, best_path, model_name=model_name, provenance=prov)
+            save_checkpoint(core, last_path, model_name=model_name, provenance=prov,
+                            training_state={"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                                            "epoch": epoch, "best": best, "config": cfg})
             _write_history(csv_path, history)
             if writer is not None:
                 for k, v in row.items():

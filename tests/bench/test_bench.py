@@ -27,7 +27,7 @@ FLAT_KEYS = ("teacher_over_student", "offline_teacher_over_student", "gradcam_ov
 
 @pytest.fixture(scope="module")
 def student_pair(random_student, tmp_path_factory) -> tuple[Path, Path]:
-    from sonolens.models.export import quantize_int8
+    from sonolens.models.quantize import quantize_int8
 
     int8 = tmp_path_factory.mktemp("int8") / "random_student_int8.onnx"
     quantize_int8(random_student, int8)

@@ -19,9 +19,12 @@ from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from sonolens.models import create_model
-from sonolens.models.export import (FusedCamWrapper, RANDOM_PROVENANCE, build_random_student, cli_main,
-                                    export_onnx, hardswish_grad, load_checkpoint, quantize_int8, read_meta,
-                                    save_checkpoint)
+from sonolens.models.cam_fusion import FusedCamWrapper, hardswish_grad
+from sonolens.models.checkpoint import load_checkpoint, save_checkpoint
+from sonolens.models.onnx_export import export_onnx, read_spec
+from sonolens.models.quantize import quantize_int8
+from sonolens.models.random_student import RANDOM_PROVENANCE, build_random_student
+from sonolens.training.export_cli import cli_main
 from sonolens.pipeline.cam import cam_for_display
 from sonolens.pipeline.engines import OnnxEngine
 from sonolens.pipeline.errors import ModelError
@@ -131,7 +134,7 @@ def test_fused_cam_equals_gradcam_on_busi_image(student, busi_dir):
 
 def test_wrapper_refuses_a_head_it_cannot_fuse(student):
     other = build_random_student(seed=1)
-    other.sonolens_cfg = dataclasses.replace(other.sonolens_cfg, cam_layer="blocks.4")
+    other.sonolens_spec = dataclasses.replace(other.sonolens_spec, cam_layer="blocks.4")
     with pytest.raises(ModelError, match="cam_layer"):
         FusedCamWrapper(other)
 
@@ -173,7 +176,7 @@ def test_metadata_round_trip_and_other_classes_sizes(tmp_path):
                          mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
     written = export_onnx(model, tmp_path / "m.onnx",
                           meta_overrides={"version": "7", "provenance": {"dataset": "toy", "split": "s1"}})
-    assert read_meta(tmp_path / "m.onnx") == written
+    assert read_spec(tmp_path / "m.onnx") == written
     engine = OnnxEngine(tmp_path / "m.onnx")
     assert engine.meta == written
     assert written.class_names == ("a", "b") and written.input_size == (256, 192) and written.version == "7"
@@ -214,8 +217,9 @@ def test_int8_loads_keeps_metadata_and_mostly_agrees(random_student, tmp_path):
 def test_checkpoint_round_trip(tmp_path, student):
     save_checkpoint(student, tmp_path / "c.pt", provenance={"dataset": "BUSI", "config_hash": "abc"})
     loaded = load_checkpoint(tmp_path / "c.pt")
-    assert loaded.sonolens_cfg == student.sonolens_cfg
-    assert loaded.sonolens_provenance == {"dataset": "BUSI", "config_hash": "abc"}
+    # The whole spec comes back; the given provenance replaces the random student's.
+    assert loaded.sonolens_spec == dataclasses.replace(student.sonolens_spec,
+                                                       provenance={"dataset": "BUSI", "config_hash": "abc"})
     x = _inputs(1, 0)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), student(x))
@@ -305,7 +309,7 @@ def test_pretrained_file_missing(tmp_path):
 
 def test_student_config():
     model = create_model("mobilenetv3_small_100")
-    cfg = model.sonolens_cfg
+    cfg = model.sonolens_spec
     assert cfg.arch == "mobilenetv3_small_100" and cfg.cam_layer == "blocks.5"
     assert model.get_submodule(cfg.cam_layer) is model.blocks[-1]
     assert model.classifier.out_features == len(cfg.class_names) == 3

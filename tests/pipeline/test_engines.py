@@ -208,7 +208,7 @@ def test_cam_for_display_edge_cases():
 def torch_engine():
     torch = pytest.importorskip("torch")
 
-    from sonolens.models.export import build_random_student
+    from sonolens.models.random_student import build_random_student
     from sonolens.models.torch_engine import TorchEngine
 
     before = torch.get_num_threads()  # TorchEngine(threads=1) sets torch's global thread count
@@ -242,7 +242,7 @@ def test_torch_engine_single_class_and_logits_only(torch_engine):
 
 
 def test_torch_engine_from_checkpoint(tmp_path, torch_engine):
-    from sonolens.models.export import save_checkpoint
+    from sonolens.models.checkpoint import save_checkpoint
     from sonolens.models.torch_engine import TorchEngine
 
     save_checkpoint(torch_engine.model, tmp_path / "c.pt")

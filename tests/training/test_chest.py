@@ -256,7 +256,7 @@ def test_lung_mask_falls_back_to_the_prior_for_an_opaque_lung():
 # --------------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def chest_students(tmp_path_factory):
-    from sonolens.models.export import export_random_student
+    from sonolens.models.onnx_export import export_random_student
 
     d = tmp_path_factory.mktemp("chest_models")
     paths = []
@@ -315,7 +315,7 @@ def _samples(root: Path) -> list[Sample]:
 
 
 def test_cam_compare_without_a_lung_class_skips_lung_mass(tmp_path, random_student):
-    from sonolens.models.export import export_random_student
+    from sonolens.models.onnx_export import export_random_student
 
     other = tmp_path / "other.onnx"
     export_random_student(other, seed=3)  # BUSI classes, like the conftest student

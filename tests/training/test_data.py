@@ -16,7 +16,7 @@ import torch
 from sonolens.pipeline.errors import ConfigError
 from sonolens.training import audit as audit_mod
 from sonolens.training import splits as splits_mod
-from sonolens.training.augment import eval_transform, preprocess_like_runtime, train_transform
+from sonolens.training.augment import eval_transform, train_transform
 from sonolens.training.data import (BUSI_CLASSES, ImageDataset, Sample, class_counts, read_busi,
                                     read_class_folders, read_split_csv)
 
@@ -292,17 +292,23 @@ def test_committed_splits_are_regenerated_exactly(busi_audit, protocol: str, nam
 # ---------------------------------------------------------------- transforms
 
 def test_eval_transform_is_the_runtime_preprocessing():
+    from sonolens.pipeline.modelfile import ModelSpec
+    from sonolens.pipeline.preprocess import preprocess_image
+
     rng = np.random.default_rng(0)
     gray = rng.integers(0, 256, (300, 257), dtype=np.uint8)
-    ref = preprocess_like_runtime(gray, (224, 192), MEAN, STD)
+    spec = ModelSpec(arch="x", class_names=("a", "b"), input_size=(224, 192), mean=MEAN, std=STD)
+    ref = preprocess_image(gray, spec)[0]
     assert ref.dtype == np.float32 and ref.shape == (3, 224, 192)
+    # The formula, by hand: INTER_AREA resize, then (v/255 - mean) / std per channel.
     expect = cv2.resize(gray, (192, 224), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
-    np.testing.assert_allclose(ref[1], (expect - MEAN[1]) / STD[1], rtol=0, atol=1e-6)
+    for c in range(3):
+        np.testing.assert_allclose(ref[c], (expect - MEAN[c]) / STD[c], rtol=0, atol=1e-6)
     tf = eval_transform((224, 192), MEAN, STD)
     three = torch.from_numpy(gray).expand(3, -1, -1)
     assert torch.equal(tf(three), torch.from_numpy(ref))
     assert torch.equal(tf(gray), torch.from_numpy(ref))
-    flat = preprocess_like_runtime(np.full((10, 10), 51, np.uint8), 4, MEAN, STD)
+    flat = eval_transform(4, MEAN, STD)(np.full((10, 10), 51, np.uint8)).numpy()
     np.testing.assert_allclose(flat[:, 0, 0], [(0.2 - m) / s for m, s in zip(MEAN, STD)], atol=1e-6)
 
 

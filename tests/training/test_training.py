@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from sonolens.models import create_model
-from sonolens.models.export import export_onnx, load_checkpoint
+from sonolens.models.checkpoint import checkpoint_payload, checkpoint_spec, load_checkpoint
+from sonolens.models.onnx_export import export_onnx
 from sonolens.pipeline.errors import ConfigError, ModelError
 from sonolens.training import evaluate as ev
 from sonolens.training import train as tr
@@ -115,10 +116,10 @@ def _check_run_dir(out: Path, epochs: int = 2) -> list[dict[str, str]]:
     env = json.loads((out / "env.json").read_text())
     assert env["seed"] == 0 and env["packages"]["torch"] and "commit" in env["git"]
     ckpt = torch.load(out / "best.pt", map_location="cpu", weights_only=True)
-    assert {"model_name", "model_cfg", "state_dict", "provenance"} <= set(ckpt)
+    assert {"model_name", "model_spec", "state_dict"} <= set(ckpt)
     # best.pt is the epoch with the best validation accuracy (ties -> lower validation loss)
     best = max(rows, key=lambda r: (float(r["val_acc"]), -float(r["val_loss"])))
-    assert ckpt["provenance"]["epoch"] == int(best["epoch"])
+    assert checkpoint_spec(ckpt)[1].provenance["epoch"] == int(best["epoch"])
     return rows
 
 
@@ -251,7 +252,7 @@ def test_hybrid_paper_loads_branches_from_local_file(tmp_path):
         for branch in ("vit", "cnn"):
             a, b = getattr(src, branch).state_dict(), getattr(m, branch).state_dict()
             assert all(torch.equal(a[k], b[k]) for k in a)
-        assert m.sonolens_cfg.extra["init"].startswith("file:")
+        assert m.sonolens_spec.builder_args["init"].startswith("file:")
     torch.save({"vit": src.vit.state_dict()}, tmp_path / "half.pth")
     with pytest.raises(ModelError, match="cnn"):
         create_model("hybrid_paper", pretrained_file=str(tmp_path / "half.pth"), **TINY_PAPER)
@@ -293,7 +294,8 @@ def test_hybrid_offline_uses_the_imagenet_cnn_and_renormalises():
     assert torch.equal(m.cnn.conv_stem.weight, src["_conv_stem.weight"])
     # Inputs are ImageNet-normalised; the CNN branch gets the 0.5/0.5 normalisation its weights expect.
     raw = torch.rand(1, 3, 8, 8)
-    imnet = (raw - torch.tensor(m.sonolens_cfg.mean).view(1, 3, 1, 1)) / torch.tensor(m.sonolens_cfg.std).view(1, 3, 1, 1)
+    spec = m.sonolens_spec
+    imnet = (raw - torch.tensor(spec.mean).view(1, 3, 1, 1)) / torch.tensor(spec.std).view(1, 3, 1, 1)
     assert torch.allclose(m.cnn_renorm(imnet), (raw - 0.5) / 0.5, atol=1e-5)
     m.eval()
     assert m(torch.randn(2, 3, 64, 64)).shape == (2, 3)
@@ -331,11 +333,11 @@ def test_teacher_variants_build_and_round_trip(tmp_path, name, kwargs):
     m = create_model(name, class_names=("normal", "pneumonia"), input_size=(64, 64), vit_dim=32, vit_depth=1,
                      vit_heads=2, **kwargs) if "offline" in name else \
         create_model(name, class_names=("normal", "pneumonia"), input_size=(64, 64), **kwargs)
-    assert m.sonolens_cfg.num_classes == 2 and m.sonolens_cfg.mean == (0.485, 0.456, 0.406)
+    assert m.sonolens_spec.num_classes == 2 and m.sonolens_spec.mean == (0.485, 0.456, 0.406)
     path = tmp_path / "ckpt.pt"
-    torch.save(tr.checkpoint_payload(m, name, {}), path)
-    back = load_checkpoint(path)  # rebuilt from model_cfg.extra, no download
-    assert back.sonolens_cfg.extra == m.sonolens_cfg.extra
+    torch.save(checkpoint_payload(m, model_name=name, provenance={}), path)
+    back = load_checkpoint(path)  # rebuilt from the spec's builder_args, no download
+    assert back.sonolens_spec == m.sonolens_spec
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         assert torch.allclose(back(x), m.eval()(x), atol=1e-5)
@@ -352,8 +354,8 @@ def test_train_teacher_end_to_end(teacher_run, dataset):
     r = ev.evaluate_model(teacher_run / "best.pt", read_split_csv(split, root, "test"), n_boot=50)
     assert r["n"] == 3 and len(r["probs"][0]) == 3  # a teacher checkpoint evaluates like a student's
     t = load_checkpoint(teacher_run / "best.pt")
-    assert t.sonolens_cfg.arch == "hybrid_offline" and t.sonolens_cfg.extra["vit_depth"] == 1
-    assert t.sonolens_cfg.mean == (0.5, 0.5, 0.5)  # this tiny teacher normalises unlike the student
+    assert t.sonolens_spec.arch == "hybrid_offline" and t.sonolens_spec.builder_args["vit_depth"] == 1
+    assert t.sonolens_spec.mean == (0.5, 0.5, 0.5)  # this tiny teacher normalises unlike the student
 
 
 def test_train_baseline_end_to_end(baseline_run):
@@ -361,7 +363,7 @@ def test_train_baseline_end_to_end(baseline_run):
     assert all(float(r["train_kd"]) == 0 for r in rows)
     cfg = (baseline_run / "config.yaml").read_text()
     assert "mode: baseline" in cfg and "mobilenetv3_small_100" in cfg
-    assert load_checkpoint(baseline_run / "best.pt").sonolens_cfg.input_size == (64, 64)
+    assert load_checkpoint(baseline_run / "best.pt").sonolens_spec.input_size == (64, 64)
 
 
 def test_distill_teacher_frozen_and_sees_the_same_batch(dataset, teacher_run, tmp_path, monkeypatch):
@@ -397,13 +399,13 @@ def test_distill_teacher_frozen_and_sees_the_same_batch(dataset, teacher_run, tm
     # Same augmented batch, each model with its own normalisation (teacher 0.5/0.5, student ImageNet).
     n_train = len(seen["student"])
     assert n_train == 2 * 2  # 9 images, batch 4, drop_last: 2 steps x 2 epochs
-    tc, sc = teacher.sonolens_cfg, student.sonolens_cfg
+    tc, sc = teacher.sonolens_spec, student.sonolens_spec
     for t_in, s_in in zip(seen["teacher"][-n_train:], seen["student"]):
         t_raw = t_in * torch.tensor(tc.std).view(1, 3, 1, 1) + torch.tensor(tc.mean).view(1, 3, 1, 1)
         s_raw = s_in * torch.tensor(sc.std).view(1, 3, 1, 1) + torch.tensor(sc.mean).view(1, 3, 1, 1)
         assert torch.allclose(t_raw, s_raw, atol=1e-5)
         assert t_raw.min() >= -1e-5 and t_raw.max() <= 1 + 1e-5
-    prov = torch.load(out / "best.pt", map_location="cpu", weights_only=True)["provenance"]
+    prov = load_checkpoint(out / "best.pt").sonolens_spec.provenance
     assert prov["mode"] == "distill" and prov["teacher"]["arch"] == "hybrid_offline"
 
 
@@ -432,10 +434,10 @@ def test_resume_reproduces_an_uninterrupted_run(dataset, baseline_run, tmp_path,
 
 
 def test_model_input_resizes_and_normalises():
-    from sonolens.models.registry import ModelConfig
+    from sonolens.pipeline.modelfile import ModelSpec
 
     x = torch.rand(2, 3, 32, 32)
-    cfg = ModelConfig(arch="x", input_size=(16, 16), mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.5))
+    cfg = ModelSpec(arch="x", class_names=CLASSES, input_size=(16, 16), mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.5))
     y = tr.model_input(x, cfg)
     ref = F.interpolate(x, size=(16, 16), mode="bilinear", align_corners=False, antialias=True)
     ref = (ref - torch.tensor(cfg.mean).view(1, 3, 1, 1)) / torch.tensor(cfg.std).view(1, 3, 1, 1)
@@ -523,12 +525,11 @@ def test_eval_onnx_and_checkpoint_agree(dataset, baseline_run, tmp_path):
         assert a[key] == b[key], key
     # The checkpoint path preprocesses like the runtime: same probabilities as a hand-made runtime input.
     from sonolens.pipeline.engines import OnnxEngine
-    from sonolens.pipeline.preprocess import normalisation_lut, preprocess_gray
+    from sonolens.pipeline.preprocess import preprocess_image
 
     engine = OnnxEngine(onnx_path)
     gray = cv2.cvtColor(cv2.imread(str(samples[0].path)), cv2.COLOR_BGR2GRAY)
-    logits, _ = engine.run(preprocess_gray(gray, engine.meta.input_size,
-                                           normalisation_lut(engine.meta.mean, engine.meta.std)))
+    logits, _ = engine.run(preprocess_image(gray, engine.meta))
     assert np.allclose(ev._softmax(logits.astype(np.float64)), b["probs"][0], atol=1e-4)
 
 
@@ -580,7 +581,7 @@ def test_same_config_runs_under_torchrun_ddp(dataset, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     _check_run_dir(out)
     assert json.loads((out / "env.json").read_text())["world_size"] == 2
-    assert load_checkpoint(out / "best.pt").sonolens_cfg.input_size == (64, 64)
+    assert load_checkpoint(out / "best.pt").sonolens_spec.input_size == (64, 64)
 
 
 def test_sensitivity_specificity_and_auc_for_any_positive_class():
