@@ -1,16 +1,23 @@
-"""Recording sink: overlay burned into an mp4, on its own thread so the encoder never stalls inference.
+"""Recording sink: the overlay burned into an MP4, on its own thread so the encoder never stalls inference.
 
-Frames are handed over through a ``block`` queue: a recording keeps every processed frame; if the encoder falls
-persistently behind, the worker waits (and the wait shows up in the telemetry) rather than frames vanishing.
-The file is closed in ``finally`` so a crash in the pipeline still leaves a playable recording up to that point.
+* Live runs (``block=False``): the recorder never slows the live path. Frames wait in a queue bounded by bytes
+  (``max_bytes``, default 192 MiB: 8 frames of 4K, 90 of 960×720); when the encoder falls behind, a new frame is
+  dropped and counted in ``dropped`` (reported separately from the pipeline's own drops).
+* Offline runs (``block=True``, ``--max-rate``): every processed frame is recorded; the worker waits for room
+  (the wait shows up in the telemetry as delivery time).
+* The file is a fragmented MP4 with every finished fragment (≤ 2 s) flushed to disk, and each frame keeps its
+  source timestamp (a variable-rate source is recorded at its own times): see ``videoio.VideoWriter``.
+* A write error (a full disk) stops the recorder; the next ``__call__`` raises it as a one-line
+  ``SonolensError``, which ends the run with exit 2 after every other report is written.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
+from collections import deque
 from pathlib import Path
+from typing import Any
 
 from .errors import SonolensError
 from .messages import Result
@@ -18,58 +25,98 @@ from .overlay import OverlayStyle, draw_overlay
 from .videoio import VideoWriter
 
 log = logging.getLogger(__name__)
-_END = object()
+
+HudSource = Any  # Callable[[], dict] | None: live telemetry for the burned-in HUD
 
 
 class Recorder:
-    def __init__(self, path: str | Path, fps: float, style: OverlayStyle | None = None, hud_source=None,
-                 capacity: int = 64) -> None:
+    def __init__(self, path: str | Path, fps: float, style: OverlayStyle | None = None, hud_source: HudSource = None,
+                 *, block: bool = False, max_bytes: int = 192 << 20) -> None:
         self.path = Path(path)
         self.fps = fps
         self.style = style or OverlayStyle()
-        self.hud_source = hud_source  # callable returning a dict for the burned-in HUD (live telemetry)
-        self._q: queue.Queue = queue.Queue(maxsize=capacity)
+        self.hud_source = hud_source
+        self.block = block
+        self.max_bytes = int(max_bytes)
+        self._items: deque[tuple[Result, dict | None, int]] = deque()
+        self._bytes = 0
+        self._cond = threading.Condition()
+        self._closing = False
         self._writer: VideoWriter | None = None
         self.frames_written = 0
+        self.dropped = 0
         self.error: SonolensError | None = None
         self._thread = threading.Thread(target=self._run, name="sonolens-recorder", daemon=True)
         self._thread.start()
 
     def __call__(self, result: Result) -> None:
+        """Queue ``result`` for the recording (worker thread). Raises the recorder's error once it has failed."""
         if self.error is not None:
             raise self.error
+        nbytes = int(result.frame.nbytes)
         hud = self.hud_source() if self.hud_source else None
-        self._q.put((result, hud))
+        with self._cond:
+            if self.block:
+                while self._bytes and self._bytes + nbytes > self.max_bytes and self.error is None:
+                    self._cond.wait(0.1)
+            elif self._bytes and self._bytes + nbytes > self.max_bytes:
+                self.dropped += 1
+                return
+            self._items.append((result, hud, nbytes))
+            self._bytes += nbytes
+            self._cond.notify_all()
+
+    def _next(self) -> tuple[Result, dict | None, int] | None:
+        with self._cond:
+            while not self._items and not self._closing:
+                self._cond.wait(0.1)
+            return self._items.popleft() if self._items else None
 
     def _run(self) -> None:
         try:
-            while True:
-                item = self._q.get()
-                if item is _END:
-                    break
-                result, hud = item
+            while (item := self._next()) is not None:
+                result, hud, nbytes = item
                 img = draw_overlay(result, self.style, hud)
                 if self._writer is None:
-                    # fragmented MP4: a killed process still leaves a playable file, losing at most the last fragment
-                    self._writer = VideoWriter(self.path, self.fps, size=(img.shape[1], img.shape[0]), fragmented=True)
-                self._writer.write(img)
+                    self._writer = VideoWriter(self.path, self.fps, size=(img.shape[1], img.shape[0]),
+                                               fragmented=True, timestamps=True)
+                self._writer.write(img, _frame_time(result))
                 self.frames_written += 1
+                with self._cond:
+                    self._bytes -= nbytes
+                    self._cond.notify_all()
         except SonolensError as exc:
             self.error = exc
         except Exception as exc:
-            log.exception("recorder failed")
+            log.debug("recorder failed", exc_info=True)
             self.error = SonolensError(f"recording to {self.path} failed: {exc}")
         finally:
-            if self._writer is not None:
-                self._writer.close()
-            # drain so a producer blocked on put() is released
-            while not self._q.empty():
-                try:
-                    self._q.get_nowait()
-                except queue.Empty:
-                    break
+            try:
+                if self._writer is not None:
+                    self._writer.close()
+            except SonolensError as exc:
+                self.error = self.error or exc
+            with self._cond:  # release a producer waiting for room
+                self._items.clear()
+                self._bytes = 0
+                self._closing = True
+                self._cond.notify_all()
 
     def close(self) -> None:
-        if self._thread.is_alive():
-            self._q.put(_END)
-            self._thread.join()
+        """Write what is queued, finish the file and stop the thread (idempotent). Raises a write error."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def stats(self) -> dict[str, Any]:
+        return {"path": str(self.path), "frames_written": self.frames_written, "dropped": self.dropped,
+                "error": str(self.error) if self.error else None}
+
+
+def _frame_time(result: Result) -> float | None:
+    """The source time of the frame (its pts), or its capture time when the source has none (cameras)."""
+    t = result.timings
+    return t.pts_s if t.pts_s is not None else t.t_captured_ns / 1e9

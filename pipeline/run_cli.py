@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-from .errors import ConfigError
+from .errors import ConfigError, SonolensError, SourceError
+from .outputs import check_writable, write_text_atomic
+from .shutdown import ShutdownSignals
 from .stream import PipelineConfig, build, load_config, run_to_end
 
 DEFAULT_SAMPLE = "assets/sample_videos/sweep.mp4"
@@ -37,7 +38,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=None, help="stop after N captured frames")
     p.add_argument("--queue", choices=["latest", "block"], default=None,
                    help="latest: drop (and count) the oldest waiting frame; block: process every frame. "
-                        "Default: latest with --realtime, block with --max-rate or --record")
+                        "Default: latest with --realtime, block with --max-rate")
     p.add_argument("--loop", action="store_true", default=None, help="restart the file at its end")
     p.add_argument("--start", type=float, default=None, dest="start_s", help="start offset in seconds")
     p.add_argument("--speed", type=float, default=None, help="playback speed factor for --realtime")
@@ -68,6 +69,8 @@ def _fmt(report: dict) -> str:
 
 
 def cli_main(argv: list[str]) -> int:
+    """``sonolens run``. Exit 0; 2 with one line for bad input or a fault (the reports are still written);
+    128 + N after signal N (Ctrl-C: 130, SIGTERM: 143), after a clean shutdown that wrote the reports."""
     args = parser().parse_args(argv)
     source = args.source or default_sample()
     if source is None:
@@ -76,38 +79,60 @@ def cli_main(argv: list[str]) -> int:
                                           "threads", "cam", "ema", "csv")}
     if args.model is not None:
         flags["model"] = None if args.model.lower() in ("off", "none") else args.model
-    if args.record and flags["queue"] is None:
-        flags["queue"] = "block"  # a recording keeps every frame
     if args.config:
         cfg = load_config(args.config, source=source, **flags)
     else:
         cfg = PipelineConfig(source=source, **{k: v for k, v in flags.items() if v is not None})
     if args.model is not None and flags.get("model") is None:
         cfg.model = None
-    for out in (args.json, args.csv, args.record):
-        if out and not Path(out).resolve().parent.is_dir():
-            raise ConfigError(f"output folder does not exist: {Path(out).parent}")
+    # every output is checked before the first frame: a report must not fail after an hour of processing
+    outputs = {"report": args.json, "per-frame CSV": cfg.csv, "recording": args.record}
+    given = [(what, Path(p).resolve()) for what, p in outputs.items() if p]
+    for i, (what, path) in enumerate(given):
+        if any(path == other for _, other in given[:i]):
+            raise ConfigError(f"the {what} and another output are the same file: {path}")
+        check_writable(path, what)
 
-    sinks = []
-    recorder = None
-    pipe = build(cfg, sinks)
-    if args.record:
-        from .record import Recorder
+    with ShutdownSignals() as signals:
+        pipe = build(cfg)
+        recorder = None
+        if args.record:
+            from .record import Recorder
 
-        recorder = Recorder(args.record, fps=pipe.info.fps or 30.0,
-                            hud_source=lambda: {"fps": round(pipe.telemetry.live_fps(), 1)})
-        pipe.add_sink(recorder)
-        pipe.add_closer(recorder.close)
-    report = run_to_end(pipe)
-    if recorder is not None:
-        report["recording"] = {"path": str(args.record), "frames_written": recorder.frames_written}
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2))
-    if not args.quiet:
-        print(_fmt(report))
+            # live: the recorder drops (and counts) frames rather than slow the live path; offline: keeps all
+            recorder = Recorder(args.record, fps=pipe.info.fps or 30.0, block=not cfg.realtime,
+                                hud_source=lambda: {"fps": round(pipe.telemetry.live_fps(), 1)})
+            pipe.add_sink(recorder)
+            pipe.add_closer(recorder.close)
+        report = run_to_end(pipe)
+        if recorder is not None:
+            report["recording"] = recorder.stats()
+        if signals.received is not None:
+            report["interrupted_by"] = signal_name(signals.received)
+        errors = []
+        if args.json:
+            try:
+                write_text_atomic(args.json, json.dumps(report, indent=2), "report")
+            except SonolensError as exc:
+                errors.append(exc)
+        if not args.quiet:
+            print(_fmt(report))
     if pipe.error is not None:
         raise pipe.error
-    if report["frames_processed"] == 0:
-        print("sonolens: warning: no frame was processed", file=sys.stderr)
-        return 1
+    if errors:
+        raise errors[0]
+    if signals.exit_code is not None:
+        return signals.exit_code
+    if report["frames_in"] == 0:
+        after = f" after --start {cfg.start_s:g} s (past its end?)" if cfg.start_s else ""
+        raise SourceError(f"{report['source']['name']}: no frame was read{after}")
     return 0
+
+
+def signal_name(signum: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return str(signum)

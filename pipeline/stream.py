@@ -51,6 +51,27 @@ class PipelineConfig:
     csv: str | None = None
     telemetry_window: int = 120
 
+    def __post_init__(self) -> None:
+        """Reject values that cannot mean what was asked, in one line each (the CLI exits 2)."""
+        import math
+
+        if not (isinstance(self.speed, (int, float)) and math.isfinite(self.speed) and self.speed > 0):
+            raise ConfigError(f"--speed must be a positive number (1 = real time), got {self.speed}")
+        if self.frames is not None and self.frames < 1:
+            raise ConfigError(f"--frames must be at least 1, got {self.frames}")
+        if not (math.isfinite(self.start_s) and self.start_s >= 0):
+            raise ConfigError(f"--start must be a time in seconds >= 0, got {self.start_s}")
+        if not 0.0 <= self.ema < 1.0:
+            raise ConfigError(f"--ema must be in [0, 1), got {self.ema}")
+        if self.threads < 0:
+            raise ConfigError(f"--threads must be >= 0 (0 = ONNX Runtime's default), got {self.threads}")
+        if self.queue_capacity is not None and self.queue_capacity < 1:
+            raise ConfigError(f"queue capacity must be >= 1, got {self.queue_capacity}")
+        if self.roi_frames < 1:
+            raise ConfigError(f"roi_frames must be >= 1, got {self.roi_frames}")
+        if not (math.isfinite(self.slideshow_fps) and self.slideshow_fps > 0):
+            raise ConfigError(f"slideshow fps must be positive, got {self.slideshow_fps}")
+
     @property
     def queue_policy(self) -> str:
         return self.queue or ("latest" if self.realtime else "block")
@@ -103,6 +124,7 @@ class Pipeline:
         self.worker = InferenceWorker(self.queue, engine, preprocess, self.telemetry, self.postprocess, sinks,
                                       cam=cfg.cam, cam_class=cfg.cam_class)
         self._closers: list[Callable[[], None]] = []
+        self.close_errors: list[SonolensError] = []
         self._stopped = False
         self.t_start: float | None = None
         self.t_end: float | None = None
@@ -144,7 +166,8 @@ class Pipeline:
 
     @property
     def error(self) -> SonolensError | None:
-        return self.capture.error or self.worker.error
+        """The first error of the run: the source's, the worker's (a sink's included), or one met while closing."""
+        return self.capture.error or self.worker.error or (self.close_errors[0] if self.close_errors else None)
 
     def stop(self) -> None:
         """Stop capture and inference, join threads, release the source, close sinks. Idempotent."""
@@ -160,15 +183,14 @@ class Pipeline:
                 if t.is_alive():
                     log.warning("%s did not stop within 5 s", t.name)
         self.t_end = time.perf_counter()
-        try:
-            self.source.close()
-        finally:
-            for fn in self._closers:
-                try:
-                    fn()
-                except Exception:  # one failing closer must not keep the others (study logs) from closing
-                    log.exception("closing a sink failed")
-            self.telemetry.close()
+        for fn in (self.source.close, *self._closers, self.telemetry.close):
+            try:  # one failing closer must not keep the others (recording, study log, CSV) from closing
+                fn()
+            except SonolensError as exc:
+                self.close_errors.append(exc)
+            except Exception as exc:
+                log.debug("closing failed", exc_info=True)
+                self.close_errors.append(SonolensError(f"closing failed: {exc}"))
 
     def report(self) -> dict:
         """The end-of-run report (the JSON of ``sonolens run --json``)."""

@@ -1,6 +1,8 @@
 """Per-frame timestamps in, per-stage statistics out — live (sliding window) and at the end (all frames).
 
-Every number the HUD or a report shows comes from here, computed from the frames' own monotonic timestamps,
+Memory is bounded whatever the length of a run: the end-of-run percentiles come from one log-bucketed histogram
+per stage (``stats.LatencyHistogram``, within 0.5 %; count, mean and max exact), the live numbers from a fixed
+window of the last frames. Every number the HUD or a report shows comes from here, computed from the frames' own monotonic timestamps,
 so a displayed FPS is the real one. ``fps_processed`` is results delivered per second over the span of the run;
 ``fps_in`` is frames captured per second. Dropped frames come from the queue's own counter.
 """
@@ -13,11 +15,14 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 
+from .errors import ConfigError, SonolensError
 from .messages import STAGES, Timings
+from .outputs import reason
+from .stats import LatencyHistogram
 
 CSV_FIELDS = ("index", "status", "pts_s", "t_captured_ns", "t_enqueued_ns", "t_dequeued_ns", "t_preprocessed_ns",
               "t_inferred_ns", "t_delivered_ns", "top_class", "top_prob")
@@ -65,32 +70,63 @@ class Telemetry:
 
     def __init__(self, window: int = 120, csv_path: str | Path | None = None) -> None:
         self._lock = threading.Lock()
-        self._rows: list[FrameRow] = []  # every frame, for end-of-run stats
+        # end-of-run statistics in bounded memory: a histogram per stage, counts and the span of delivery times
+        self._hist: dict[str, LatencyHistogram] = {s: LatencyHistogram() for s in STAGES}
+        self._n = 0
+        self._first_delivered_ns: int | None = None
+        self._last_delivered_ns: int | None = None
         self._window: deque[FrameRow] = deque(maxlen=window)
         self._csv_file: IO[str] | None = None
-        self._csv = None
-        if csv_path is not None:
-            self._csv_file = open(csv_path, "w", newline="", encoding="utf-8")
-            self._csv = csv.writer(self._csv_file)
-            self._csv.writerow(CSV_FIELDS)
+        self._csv: Any = None
+        self.csv_path = Path(csv_path) if csv_path is not None else None
+        if self.csv_path is not None:
+            try:
+                self._csv_file = open(self.csv_path, "w", newline="", encoding="utf-8")
+                self._csv = csv.writer(self._csv_file)
+                self._csv.writerow(CSV_FIELDS)
+            except OSError as exc:
+                raise ConfigError(f"cannot write the per-frame CSV to {self.csv_path}: {reason(exc)}") from None
         self._capture_times: deque[int] = deque(maxlen=window)
-        self.extra_stages: dict[str, list[float]] = {}
+        self.extra_stages: dict[str, LatencyHistogram] = {}
 
     def record(self, row: FrameRow) -> None:
         """Called by the worker once per delivered frame."""
+        stages = row.timings.stage_ms()
         with self._lock:
-            self._rows.append(row)
+            for name, ms in stages.items():
+                self._hist[name].add(ms)
+            self._n += 1
+            t = row.timings.t_delivered_ns
+            if self._first_delivered_ns is None:
+                self._first_delivered_ns = t
+            self._last_delivered_ns = t
             self._window.append(row)
             if self._csv is not None:
-                self._csv.writerow(row.csv_row())
-                if len(self._rows) % 30 == 0:  # a crash loses at most a second of rows
-                    self._csv_file.flush()
+                self._write_csv(row.csv_row(), flush=self._n % 30 == 0)  # a crash loses at most a second of rows
 
     def record_drop(self, index: int, pts_s: float | None, t_captured_ns: int, t_enqueued_ns: int) -> None:
         """A frame the ``latest`` queue evicted: it gets a CSV row too, so no frame vanishes from the record."""
         with self._lock:
             if self._csv is not None:
-                self._csv.writerow((index, "dropped", pts_s, t_captured_ns, t_enqueued_ns, "", "", "", "", "", ""))
+                self._write_csv((index, "dropped", pts_s, t_captured_ns, t_enqueued_ns, "", "", "", "", "", ""))
+
+    def _write_csv(self, row: tuple, flush: bool = False) -> None:
+        """Write one CSV row (lock held). A write error (full disk) closes the CSV and raises one line."""
+        try:
+            self._csv.writerow(row)
+            if flush and self._csv_file is not None:
+                self._csv_file.flush()
+        except OSError as exc:
+            self._abandon_csv()
+            raise SonolensError(f"writing the per-frame CSV to {self.csv_path} failed: {reason(exc)}") from None
+
+    def _abandon_csv(self) -> None:
+        f, self._csv_file, self._csv = self._csv_file, None, None
+        if f is not None:
+            try:
+                f.close()
+            except OSError:
+                pass
 
     def note_capture(self, t_captured_ns: int) -> None:
         """Capture times of *all* frames (dropped included), for the live input FPS."""
@@ -100,7 +136,7 @@ class Telemetry:
     def add_sample(self, stage: str, ms: float) -> None:
         """Latency measured outside the worker (e.g. capture→pixels from the viewer)."""
         with self._lock:
-            self.extra_stages.setdefault(stage, []).append(ms)
+            self.extra_stages.setdefault(stage, LatencyHistogram()).add(ms)
 
     def live(self) -> dict:
         """Sliding-window stats for a HUD: fps in/processed and p50/p95 per stage."""
@@ -124,23 +160,23 @@ class Telemetry:
         return (n - 1) / ((last - first) / 1e9) if last > first else 0.0
 
     def summary(self) -> dict:
-        """All-frames stats for the end-of-run report."""
+        """All-frames stats for the end-of-run report (percentiles to within 0.5 %, see ``stats``)."""
         with self._lock:
-            rows = list(self._rows)
-            extra = {k: list(v) for k, v in self.extra_stages.items()}
-        stages = stage_arrays(rows)
-        lat = {s: percentiles(v) for s, v in stages.items()}
-        lat.update({k: percentiles(v) for k, v in extra.items()})
-        return {
-            "frames_processed": len(rows),
-            "fps_processed": rate([r.timings.t_delivered_ns for r in rows]),
-            "latency_ms": lat,
-        }
+            lat = {name: h.summary() for name, h in self._hist.items()}
+            lat.update({name: h.summary() for name, h in self.extra_stages.items()})
+            n, t0, t1 = self._n, self._first_delivered_ns, self._last_delivered_ns
+        fps = (n - 1) / ((t1 - t0) / 1e9) if n >= 2 and t0 is not None and t1 is not None and t1 > t0 else 0.0
+        return {"frames_processed": n, "fps_processed": fps, "latency_ms": lat}
 
     def close(self) -> None:
+        """Flush and close the CSV (idempotent); a failing flush (full disk) raises one line."""
         with self._lock:
-            if self._csv_file is not None:
-                self._csv_file.flush()
-                self._csv_file.close()
-                self._csv_file = None
-                self._csv = None
+            f = self._csv_file
+            if f is None:
+                return
+            try:
+                f.flush()
+            except OSError as exc:
+                self._abandon_csv()
+                raise SonolensError(f"writing the per-frame CSV to {self.csv_path} failed: {reason(exc)}") from None
+            self._abandon_csv()

@@ -34,7 +34,10 @@ import numpy as np
 
 from .errors import ConfigError, SourceError
 
-__all__ = ["VideoWriter", "pick_codec", "fps_fraction"]
+__all__ = ["VideoWriter", "pick_codec", "fps_fraction", "TIMESTAMP_BASE"]
+
+TIMESTAMP_BASE = Fraction(1, 90000)
+"""Time base of a writer with per-frame timestamps: MPEG's 90 kHz clock."""
 
 
 def pick_codec() -> str:
@@ -69,7 +72,7 @@ class VideoWriter:
 
     def __init__(self, path: str | os.PathLike, fps: float, size: tuple[int, int] | None = None, crf: int = 23,
                  preset: str = "veryfast", *, codec: str | None = None, fragmented: bool = False,
-                 gop: int | None = None) -> None:
+                 gop: int | None = None, timestamps: bool = False) -> None:
         self.path = Path(path)
         self.fps = fps_fraction(fps)
         self.crf = int(crf)
@@ -77,6 +80,9 @@ class VideoWriter:
         self.codec = codec or pick_codec()
         self.fragmented = fragmented
         self.gop = int(gop) if gop else max(1, round(2 * float(self.fps)))
+        self.timestamps = timestamps
+        self._last_pts: int | None = None
+        self._pts_origin: float | None = None
         self.frames_written = 0
         self._input_size: tuple[int, int] | None = None
         self.size: tuple[int, int] | None = None  # encoded (even) size, known once the stream exists
@@ -94,7 +100,9 @@ class VideoWriter:
                 pass
         except OSError as exc:
             raise ConfigError(f"cannot write video {self.path}: {_reason(exc)}") from None
-        options = {"movflags": "frag_keyframe+empty_moov+default_base_moof"} if fragmented \
+        # fragmented: a self-contained fragment at every keyframe, and FFmpeg's write buffer flushed at every packet,
+        # so each finished fragment is in the file (not in a 256 KiB buffer) when the process is killed
+        options = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"} if fragmented \
             else {"movflags": "+faststart"}
         try:
             self._container = av.open(str(self.path), mode="w", format="mp4", options=options)
@@ -111,12 +119,14 @@ class VideoWriter:
         enc_w, enc_h = width + (width & 1), height + (height & 1)
         if self.codec == "libx264":
             options = {"crf": str(self.crf), "preset": self.preset}
+            if self.fragmented:  # no B-frames or look-ahead: a frame is in the file as soon as its fragment ends
+                options["tune"] = "zerolatency"
         else:  # mpeg4: fixed quantiser; x264 crf 18..28 looks roughly like qscale 2..8
             options = {"qscale": str(int(np.clip(round((self.crf - 14) * 0.6), 1, 31)))}
         stream = self._container.add_stream(self.codec, rate=self.fps, options=options)
         stream.width, stream.height = enc_w, enc_h
         stream.pix_fmt = "yuv420p"
-        stream.codec_context.time_base = 1 / self.fps
+        stream.codec_context.time_base = TIMESTAMP_BASE if self.timestamps else 1 / self.fps
         stream.codec_context.gop_size = self.gop
         if self.codec == "mpeg4":
             stream.codec_context.flags |= av.codec.context.Flags.qscale
@@ -124,8 +134,13 @@ class VideoWriter:
         self.size = (enc_w, enc_h)
 
     # -- writing -------------------------------------------------------------------------------------------
-    def write(self, rgb: np.ndarray) -> None:
-        """Append one frame (``H×W×3`` RGB uint8, or ``H×W`` grayscale uint8); its pts is its index."""
+    def write(self, rgb: np.ndarray, pts_s: float | None = None) -> None:
+        """Append one frame (``H×W×3`` RGB uint8, or ``H×W`` grayscale uint8).
+
+        Without ``timestamps`` its pts is its index (constant rate ``fps``). With ``timestamps=True`` the frame is
+        shown at ``pts_s`` seconds (``TIMESTAMP_BASE`` resolution; a variable-rate source keeps its timing); a
+        ``pts_s`` that is None or not after the previous frame's is placed one nominal frame interval after it.
+        """
         if self._closed:
             raise ConfigError(f"cannot write to {self.path}: the video writer is closed")
         frame = np.asarray(rgb)
@@ -145,7 +160,7 @@ class VideoWriter:
             padded[:h, :w] = frame
             frame = padded
         vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-        vf.pts = self.frames_written
+        vf.pts = self._next_pts(pts_s)
         vf.time_base = self._stream.codec_context.time_base
         try:
             for packet in self._stream.encode(vf):
@@ -154,6 +169,25 @@ class VideoWriter:
             raise SourceError(f"writing video {self.path} failed at frame {self.frames_written}: "
                               f"{_reason(exc)}") from None
         self.frames_written += 1
+
+    def _next_pts(self, pts_s: float | None) -> int:
+        """The frame's pts: its index, or (``timestamps``) its time since the first frame in 1/90000 s, never
+        decreasing — after a loop or a seek back the clock continues one frame interval after the last frame."""
+        if not self.timestamps:
+            return self.frames_written
+        den = TIMESTAMP_BASE.denominator
+        step = max(1, round(den / float(self.fps)))
+        if pts_s is None:
+            pts = 0 if self._last_pts is None else self._last_pts + step
+        else:
+            if self._pts_origin is None:
+                self._pts_origin = pts_s
+            pts = round((pts_s - self._pts_origin) * den)
+            if self._last_pts is not None and pts <= self._last_pts:
+                self._pts_origin = pts_s - (self._last_pts + step) / den
+                pts = self._last_pts + step
+        self._last_pts = pts
+        return pts
 
     def close(self) -> None:
         """Flush the encoder and finish the file. Safe to call twice; a file with no frames is removed."""

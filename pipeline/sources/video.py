@@ -234,7 +234,8 @@ class VideoSource(Source):
             ) from None
         expected = self.info.frame_count
         if from_start and start_s <= 0 and expected and yielded < expected - 1:
-            log.warning("%s ended after %d of %d frames (truncated file?)", self.name, yielded, expected)
+            # the frames before the cut have been delivered; the run ends with this error (exit 2), not as a success
+            raise SourceError(f"{self.name} ends after {yielded} of its {expected} frames (a truncated file?)")
 
     def _raw(self, frame: av.VideoFrame | RawFrame, pts: float | None) -> RawFrame:
         return frame if isinstance(frame, RawFrame) else RawFrame(self._to_rgb(frame), pts)

@@ -1,0 +1,116 @@
+"""Faults lose nothing: signals, full and read-only disks, a closed pipe, impossible flags (issue: faults).
+
+Every case runs the real ``sonolens run`` in a subprocess. Disks are real: small or read-only tmpfs mounts (tests
+run as root, where ``chmod`` proves nothing). Nothing waits on a clock: a running pipeline is detected from the
+rows its CSV has flushed.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import NEUTRAL_CWD, REPO, assert_one_line_error, sonolens_proc
+
+SAMPLE = REPO / "assets" / "sample_videos" / "sweep.mp4"  # 640x480, 360 frames at 30 fps
+
+
+def _decodable_frames(path: Path) -> int:
+    import av
+
+    n = 0
+    try:
+        with av.open(str(path)) as c:
+            for _ in c.decode(video=0):
+                n += 1
+    except av.FFmpegError:
+        pass
+    return n
+
+
+def _start(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "sonolens", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=NEUTRAL_CWD)
+
+
+def _wait_for_rows(csv_path: Path, proc: subprocess.Popen, rows: int, timeout: float = 60) -> None:
+    """Block until the run has flushed ``rows`` CSV rows (it flushes every 30) — proof it is processing frames."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"sonolens ended early: {proc.returncode} {proc.stderr.read()}")
+        if csv_path.exists() and csv_path.read_text().count("\n") > rows:
+            return
+        time.sleep(0.05)
+    proc.kill()
+    pytest.fail("the run did not start processing in time")
+
+
+@pytest.mark.parametrize("signals,code", [((signal.SIGTERM,), 143), ((signal.SIGINT,), 130),
+                                          ((signal.SIGINT, signal.SIGINT), 130),
+                                          ((signal.SIGTERM, signal.SIGTERM), 143)])
+def test_signal_shuts_down_cleanly_and_keeps_report_and_recording(tmp_path, random_student, signals, code):
+    rep, rows, rec = tmp_path / "r.json", tmp_path / "f.csv", tmp_path / "o.mp4"
+    proc = _start("run", str(SAMPLE), "--model", str(random_student), "--loop", "--json", str(rep),
+                  "--csv", str(rows), "--record", str(rec), "--quiet")
+    _wait_for_rows(rows, proc, 60)
+    for sig in signals:  # a second signal during shutdown must not cut the recording or the report short
+        proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert "Traceback" not in err
+    report = json.loads(rep.read_text())
+    assert report["interrupted_by"] == signal.Signals(signals[0]).name
+    written = report["recording"]["frames_written"]
+    assert written >= 60 and _decodable_frames(rec) == written  # finished properly: every frame playable
+
+
+def test_outputs_checked_before_the_run(tmp_path, tmpfs, random_student):
+    ro = tmpfs("64k", ro=True)
+    start = ["run", str(SAMPLE), "--model", str(random_student), "--max-rate"]
+    assert_one_line_error(sonolens_proc(*start, "--json", str(ro / "r.json")), "Read-only file system")
+    assert_one_line_error(sonolens_proc(*start, "--csv", str(ro / "f.csv")), "Read-only file system")
+    assert_one_line_error(sonolens_proc(*start, "--record", str(ro / "o.mp4")), "Read-only file system")
+    assert_one_line_error(sonolens_proc(*start, "--json", str(tmp_path)), "is a folder")
+    assert_one_line_error(sonolens_proc(*start, "--json", str(tmp_path / "no" / "r.json")), "does not exist")
+    same = str(tmp_path / "x")
+    assert_one_line_error(sonolens_proc(*start, "--json", same, "--csv", same), "same file")
+
+
+def test_csv_filling_the_disk_keeps_the_report_on_a_healthy_disk(tmp_path, tmpfs):
+    full = tmpfs("16k")
+    rep = tmp_path / "r.json"
+    proc = sonolens_proc("run", str(SAMPLE), "--model", "off", "--max-rate", "--json", str(rep),
+                         "--csv", str(full / "f.csv"))
+    assert_one_line_error(proc, "per-frame CSV", "No space left on device")
+    report = json.loads(rep.read_text())
+    assert "No space left on device" in report["error"] and report["frames_processed"] > 0
+
+
+def test_recording_filling_the_disk_is_one_line_and_the_report_survives(tmp_path, tmpfs, random_student):
+    full = tmpfs("96k")
+    rep = tmp_path / "r.json"
+    proc = sonolens_proc("run", str(SAMPLE), "--model", str(random_student), "--max-rate", "--json", str(rep),
+                         "--record", str(full / "o.mp4"))
+    assert_one_line_error(proc, "o.mp4")
+    report = json.loads(rep.read_text())
+    assert report["error"] and report["recording"]["error"]
+
+
+def test_broken_pipe_is_quiet(random_student):
+    cmd = f"{sys.executable} -m sonolens run {SAMPLE} --model off --max-rate --frames 30 | head -c 10 > /dev/null"
+    r = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True, cwd=NEUTRAL_CWD,
+                       timeout=120)
+    assert "Traceback" not in r.stderr and "BrokenPipe" not in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("flags,needle", [(["--speed", "0"], "--speed"), (["--speed", "-1"], "--speed"),
+                                          (["--frames", "0"], "--frames"), (["--start", "999"], "--start 999"),
+                                          (["--ema", "1.5"], "--ema")])
+def test_impossible_flags_are_one_line(flags, needle):
+    assert_one_line_error(sonolens_proc("run", str(SAMPLE), "--model", "off", "--max-rate", *flags), needle)
