@@ -41,8 +41,7 @@ from torch import nn
 from sonolens.pipeline.errors import ModelError
 from sonolens.pipeline.modelfile import ModelSpec
 
-from .registry import (IMAGENET_MEAN, IMAGENET_STD, create_model, default_spec, register_model,
-                       with_overrides)
+from .registry import IMAGENET_MEAN, IMAGENET_STD, create_model, default_spec, register_model, with_overrides
 
 PAPER_VIT = "vit_base_patch16_224.augreg_in21k"
 PAPER_CNN = "convnext_tiny.fb_in1k"
@@ -181,6 +180,8 @@ def load_branches(model: nn.Module, path: str | os.PathLike, branches: Sequence[
             from timm.layers import resample_abs_pos_embed
 
             grid = getattr(getattr(module, "patch_embed", None), "grid_size", None)
+            if grid is None:
+                raise ModelError(f"{path}: branch '{name}' has a position embedding but no patch grid to resample to")
             prefix_tokens = getattr(module, "num_prefix_tokens", 1)
             sd["pos_embed"] = resample_abs_pos_embed(sd["pos_embed"], new_size=list(grid),
                                                      num_prefix_tokens=prefix_tokens)
@@ -337,7 +338,7 @@ class HybridOffline(nn.Module):
     data a ViT from pixels would. ``vit_tokens="patches"``: a tiny ViT from scratch on image patches.
     """
 
-    pretrained_branches = ("cnn",)
+    pretrained_branches: tuple[str, ...] = ("cnn",)
 
     def __init__(self, cnn: nn.Module | None, input_size: Sequence[int], num_classes: int, in_mean, in_std,
                  p: dict[str, Any], with_cnn_features: bool = True):
@@ -356,6 +357,7 @@ class HybridOffline(nn.Module):
             mod.requires_grad_(False)
         h, w = int(input_size[0]), int(input_size[1])
         if self.vit_tokens == "cnn":
+            assert cnn is not None  # checked above
             stride = 32
             n_tokens = -(-h // stride) * -(-w // stride)  # ceil: TF "same" padding rounds up
             self.vit = TokenTransformer(cnn.num_features, n_tokens, p["vit_dim"], p["vit_depth"], p["vit_heads"],
@@ -386,7 +388,7 @@ class HybridOffline(nn.Module):
             return [cnn]
         return [cnn.conv_stem, cnn.bn1, *list(cnn.blocks)[:k]]
 
-    def train(self, mode: bool = True) -> "HybridOffline":
+    def train(self, mode: bool = True) -> HybridOffline:
         super().train(mode)
         for mod in self._frozen_cnn_modules():
             mod.eval()  # frozen BatchNorm: ImageNet running statistics, not this batch's
@@ -394,24 +396,29 @@ class HybridOffline(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         parts = []
-        fmap = None
+        fmap: Any = None
         if self.vit_tokens == "cnn" or self.with_cnn_features:
-            fmap = self.cnn.forward_features(self.cnn_renorm(x))  # [B, 1280, h, w]
+            fmap = self._cnn_branch().forward_features(self.cnn_renorm(x))  # [B, 1280, h, w]
         if self.vit_tokens == "cnn":
             parts.append(self.vit(fmap.flatten(2).transpose(1, 2)))
         else:
             parts.append(self.vit(x))
         if self.with_cnn_features:
-            parts.append(self.cnn.forward_head(fmap))  # global average pool (timm), [B, 1280]
+            parts.append(self._cnn_branch().forward_head(fmap))  # global average pool (timm), [B, 1280]
         return torch.cat(parts, dim=1)
+
+    def _cnn_branch(self) -> nn.Module:
+        """The CNN branch; the constructor guarantees it exists whenever ``forward_features`` needs it."""
+        assert self.cnn is not None
+        return self.cnn
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.forward_features(x))
 
 
-_OFFLINE_DEFAULTS = {"cnn_name": LITE_CNN, "cnn_freeze_blocks": 0, "vit_tokens": "cnn", "vit_dim": 192, "vit_depth": 4, "vit_heads": 3,
-                     "vit_patch": 16, "vit_drop": 0.1, "drop_path": 0.1, "cnn_drop_path": 0.1,
-                     "head_hidden": 512, "dropout": 0.4}
+_OFFLINE_DEFAULTS = {"cnn_name": LITE_CNN, "cnn_freeze_blocks": 0, "vit_tokens": "cnn", "vit_dim": 192,
+                     "vit_depth": 4, "vit_heads": 3, "vit_patch": 16, "vit_drop": 0.1, "drop_path": 0.1,
+                     "cnn_drop_path": 0.1, "head_hidden": 512, "dropout": 0.4}
 
 
 @register_model("hybrid_offline")

@@ -36,7 +36,8 @@ class TorchEngine:
 
     def __init__(self, model_or_checkpoint: nn.Module | str | os.PathLike, threads: int = 0):
         from_checkpoint = not isinstance(model_or_checkpoint, nn.Module)
-        model = load_checkpoint(Path(model_or_checkpoint)) if from_checkpoint else model_or_checkpoint
+        model: nn.Module = (model_or_checkpoint if isinstance(model_or_checkpoint, nn.Module)
+                            else load_checkpoint(Path(model_or_checkpoint)))
         if getattr(model, "sonolens_spec", None) is None:
             raise ModelError("TorchEngine needs a model built by sonolens.models.create_model (no sonolens_spec)")
         if threads > 0:
@@ -70,4 +71,5 @@ class TorchEngine:
                 cams[c] = grad_cam(input_tensor=tensor, targets=[ClassifierOutputTarget(c)])[0]
                 if logits is None:
                     logits = grad_cam.outputs[0].detach().numpy().copy()
+        assert logits is not None  # at least one class ran
         return logits, cams

@@ -17,10 +17,11 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .errors import SonolensError, SourceError
+from .errors import SonolensError, SourceDisconnected, SourceError
 from .frame_queue import FrameQueue
 from .messages import Frame
-from .sources.base import Source
+from .reconnect import NO_RECONNECT, ConnectionLog, ReconnectPolicy, reopen
+from .sources.base import Source, SourceInfo
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class CaptureThread(threading.Thread):
         capture_hook: CaptureHook | None = None,
         clock: Callable[[], int] = time.perf_counter_ns,
         wait: Callable[[float], bool] | None = None,
+        reconnect: ReconnectPolicy = NO_RECONNECT,
     ) -> None:
         super().__init__(name="sonolens-capture", daemon=True)
         self.source = source
@@ -55,6 +57,8 @@ class CaptureThread(threading.Thread):
         self._speed = speed
         self.on_capture = on_capture  # gets each frame's t_captured_ns (live input FPS counts dropped frames too)
         self.capture_hook = capture_hook
+        self.reconnect = reconnect  # what to do when a live source disconnects (default: end the run)
+        self.connection = ConnectionLog()
         # clock() -> ns and wait(seconds) -> True when stopping: injectable so pacing is testable with a fake clock
         self._clock = clock
         self.frames_in = 0
@@ -113,47 +117,58 @@ class CaptureThread(threading.Thread):
                 return True
         return not self._stop_evt.is_set()
 
-    def run(self) -> None:
-        info = self.source.info
+    def _one_pass(self, info: SourceInfo) -> tuple[bool, int]:
+        """Read the source once from ``start_s``; returns (go on?, frames produced). Raises the source's errors."""
         paced = self.realtime and not info.live
         fallback_dt = 1.0 / info.fps if info.fps else 1.0 / 30.0
+        produced = 0
+        t0_ns = pts0 = None
+        last_pts = None
+        for raw in self.source.frames(self.start_s):
+            if not self._wait_turn():
+                return False, produced
+            pts = raw.pts_s
+            if pts is None:
+                pts = (last_pts + fallback_dt) if last_pts is not None else 0.0
+            last_pts = pts
+            if paced:
+                with self._lock:
+                    if self._rebase or t0_ns is None:
+                        t0_ns, pts0, self._rebase = self._clock(), pts, False
+                    speed = self._speed
+                due_ns = t0_ns + int((pts - pts0) / speed * 1e9)
+                delay = (due_ns - self._clock()) / 1e9
+                if delay > 0 and self._wait(delay):
+                    return False, produced
+            t = self._clock()
+            pixels = raw.pixels if self.capture_hook is None else self.capture_hook(raw.pixels, t)
+            frame = Frame(index=self.frames_in, pixels=pixels, pts_s=raw.pts_s, t_captured_ns=t,
+                          discontinuity=produced == 0)
+            if self.t_first_ns is None:
+                self.t_first_ns = t
+            self.t_last_ns = t
+            if self.on_capture is not None:
+                self.on_capture(t)
+            self.frames_in += 1
+            produced += 1
+            if not self.queue.put(frame):
+                return False, produced
+            if self.max_frames is not None and self.frames_in >= self.max_frames:
+                return False, produced
+        return True, produced
+
+    def run(self) -> None:
+        info = self.source.info
         try:
             while not self._stop_evt.is_set():
-                produced = 0
-                t0_ns = pts0 = None
-                last_pts = None
-                for raw in self.source.frames(self.start_s):
-                    if not self._wait_turn():
-                        break
-                    pts = raw.pts_s
-                    if pts is None:
-                        pts = (last_pts + fallback_dt) if last_pts is not None else 0.0
-                    last_pts = pts
-                    if paced:
-                        with self._lock:
-                            if self._rebase or t0_ns is None:
-                                t0_ns, pts0, self._rebase = self._clock(), pts, False
-                            speed = self._speed
-                        due_ns = t0_ns + int((pts - pts0) / speed * 1e9)
-                        delay = (due_ns - self._clock()) / 1e9
-                        if delay > 0 and self._wait(delay):
-                            break
-                    t = self._clock()
-                    pixels = raw.pixels if self.capture_hook is None else self.capture_hook(raw.pixels, t)
-                    frame = Frame(index=self.frames_in, pixels=pixels, pts_s=raw.pts_s, t_captured_ns=t,
-                                  discontinuity=produced == 0)
-                    if self.t_first_ns is None:
-                        self.t_first_ns = t
-                    self.t_last_ns = t
-                    if self.on_capture is not None:
-                        self.on_capture(t)
-                    self.frames_in += 1
-                    produced += 1
-                    if not self.queue.put(frame):
-                        return
-                    if self.max_frames is not None and self.frames_in >= self.max_frames:
-                        return
-                if not self.loop or self._stop_evt.is_set():
+                try:
+                    go_on, produced = self._one_pass(info)
+                except SourceDisconnected as exc:
+                    if self.reconnect.attempts == 0:
+                        raise
+                    info = reopen(self.source, self.reconnect, self._stop_evt, self.connection, exc)
+                    continue  # the next pass starts with a discontinuity
+                if not go_on or not self.loop or self._stop_evt.is_set():
                     return
                 if produced == 0:
                     raise SourceError(f"{info.name}: no frames to loop over")

@@ -20,3 +20,11 @@ class ModelError(SonolensError):
 
 class ConfigError(SonolensError):
     """An option or configuration value is invalid."""
+
+
+class SourceDisconnected(SourceError):
+    """A live source (camera, network stream, OpenIGTLink server) lost its connection or has not started yet.
+
+    The capture thread's reconnect policy (``pipeline.reconnect``) reopens the source after a back-off when the
+    user asked for it (``--reconnect``); otherwise it ends the run like any ``SourceError``.
+    """

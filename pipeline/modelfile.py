@@ -103,7 +103,7 @@ class ModelSpec:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "ModelSpec":
+    def from_dict(cls, d: Mapping[str, Any]) -> ModelSpec:
         """The spec stored in ``d``. Unknown keys are ignored and missing optional keys take their defaults;
         a missing ``format`` is taken as the current one (checkpoints), another format is a ``ValueError``,
         a missing required field a ``KeyError``."""
@@ -121,7 +121,7 @@ class ModelSpec:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "ModelSpec":
+    def from_json(cls, text: str) -> ModelSpec:
         """Inverse of ``to_json``; the ONNX metadata must state ``format`` explicitly."""
         d = json.loads(text)
         if not isinstance(d, dict):
@@ -130,7 +130,7 @@ class ModelSpec:
             raise ValueError(f"unsupported model format {d.get('format')!r} (expected {FORMAT!r})")
         return cls.from_dict(d)
 
-    def with_fields(self, **changes: Any) -> "ModelSpec":
+    def with_fields(self, **changes: Any) -> ModelSpec:
         """``dataclasses.replace`` with ``provenance`` and ``builder_args`` *merged* into the current dicts."""
         for key in ("provenance", "builder_args"):
             if key in changes:

@@ -46,6 +46,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (0 = default)")
     p.add_argument("--no-cam", dest="cam", action="store_false", default=None, help="skip the Grad-CAM output")
     p.add_argument("--ema", type=float, default=None, help="probability smoothing factor in [0, 1)")
+    p.add_argument("--reconnect", type=int, nargs="?", const=10, default=None, metavar="N",
+                   help="live sources: when the connection drops (or a stream starts late), reopen it with back-off, "
+                        "up to N attempts in a row (default N: 10); disconnects and gaps go in the report")
     p.add_argument("--record", default=None, metavar="OUT.mp4", help="write the video with the overlay burned in")
     p.add_argument("--json", default=None, metavar="REPORT.json", help="write the end-of-run report")
     p.add_argument("--csv", default=None, metavar="FRAMES.csv", help="write one row per frame with every timestamp")
@@ -76,7 +79,7 @@ def cli_main(argv: list[str]) -> int:
     if source is None:
         raise ConfigError("no SOURCE given and the bundled sample (assets/sample_videos/sweep.mp4) was not found")
     flags = {k: getattr(args, k) for k in ("realtime", "frames", "queue", "loop", "start_s", "speed", "roi",
-                                          "threads", "cam", "ema", "csv")}
+                                          "threads", "cam", "ema", "csv", "reconnect")}
     if args.model is not None:
         flags["model"] = None if args.model.lower() in ("off", "none") else args.model
     if args.config:

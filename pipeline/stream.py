@@ -20,6 +20,7 @@ from .errors import ConfigError, SonolensError
 from .frame_queue import FrameQueue
 from .messages import Frame
 from .postprocess import standard_postprocessor
+from .reconnect import NO_RECONNECT, ConnectionLog, ReconnectPolicy, open_with_retry
 from .preprocess import Preprocessor
 from .roi import Roi, parse_roi
 from .sources import open_source
@@ -50,6 +51,7 @@ class PipelineConfig:
     slideshow_fps: float = 1.0  # stills/folders: seconds per image = 1/slideshow_fps
     csv: str | None = None
     telemetry_window: int = 120
+    reconnect: int = 0  # live sources: reopen up to N times in a row after a disconnect or a late start (0 = never)
 
     def __post_init__(self) -> None:
         """Reject values that cannot mean what was asked, in one line each (the CLI exits 2)."""
@@ -67,10 +69,16 @@ class PipelineConfig:
             raise ConfigError(f"--threads must be >= 0 (0 = ONNX Runtime's default), got {self.threads}")
         if self.queue_capacity is not None and self.queue_capacity < 1:
             raise ConfigError(f"queue capacity must be >= 1, got {self.queue_capacity}")
+        if self.reconnect < 0:
+            raise ConfigError(f"--reconnect must be >= 0 attempts, got {self.reconnect}")
         if self.roi_frames < 1:
             raise ConfigError(f"roi_frames must be >= 1, got {self.roi_frames}")
         if not (math.isfinite(self.slideshow_fps) and self.slideshow_fps > 0):
             raise ConfigError(f"slideshow fps must be positive, got {self.slideshow_fps}")
+
+    @property
+    def reconnect_policy(self) -> ReconnectPolicy:
+        return ReconnectPolicy(attempts=self.reconnect) if self.reconnect else NO_RECONNECT
 
     @property
     def queue_policy(self) -> str:
@@ -118,7 +126,7 @@ class Pipeline:
         self.postprocess = standard_postprocessor(cfg.ema)
         self.capture = CaptureThread(source, self.queue, realtime=cfg.realtime, loop=cfg.loop, start_s=cfg.start_s,
                                      max_frames=cfg.frames, speed=cfg.speed, on_capture=self.telemetry.note_capture,
-                                     capture_hook=capture_hook)
+                                     capture_hook=capture_hook, reconnect=cfg.reconnect_policy)
         preprocess: Preprocess = self.preprocessor if wrap_preprocessor is None else wrap_preprocessor(
             self.preprocessor)
         self.worker = InferenceWorker(self.queue, engine, preprocess, self.telemetry, self.postprocess, sinks,
@@ -217,6 +225,7 @@ class Pipeline:
             "fps_processed": s["fps_processed"],
             "wall_s": (self.t_end or time.perf_counter()) - (self.t_start or time.perf_counter()),
             "latency_ms": s["latency_ms"],
+            "connection": self.capture.connection.summary() if self.info.live else None,
             "error": str(self.error) if self.error else None,
         }
 
@@ -242,12 +251,15 @@ def build(cfg: PipelineConfig, sinks: list[Sink] | tuple[Sink, ...] = (), engine
     if cfg.queue_policy not in ("latest", "block"):
         raise ConfigError(f"--queue must be latest or block, got {cfg.queue_policy!r}")
     source = open_source(cfg.source, fps=cfg.slideshow_fps)
-    info = source.open()
+    conn = ConnectionLog()
+    info = open_with_retry(source, cfg.reconnect_policy, conn)  # a live stream that starts late is waited for
     try:
         if engine is None:
             engine = open_engine(cfg.model, cfg.threads)
-        return Pipeline(cfg, source, info, engine, list(sinks), capture_hook=capture_hook,
+        pipe = Pipeline(cfg, source, info, engine, list(sinks), capture_hook=capture_hook,
                         wrap_preprocessor=wrap_preprocessor)
+        pipe.capture.connection = conn
+        return pipe
     except BaseException:
         source.close()
         raise

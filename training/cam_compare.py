@@ -206,7 +206,7 @@ def map_metrics(cam01: np.ndarray, mask: np.ndarray | None) -> dict[str, float]:
 # --------------------------------------------------------------------------------------------------------
 # Statistics
 # --------------------------------------------------------------------------------------------------------
-def bootstrap_mean(values: Sequence[float], n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
+def bootstrap_mean(values: Sequence[float] | np.ndarray, n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
     """Mean, percentile-bootstrap 95 % CI and n of the finite ``values`` (CI None when n < 2)."""
     v = np.asarray(values, np.float64)
     v = v[np.isfinite(v)]
@@ -220,8 +220,8 @@ def bootstrap_mean(values: Sequence[float], n_boot: int = 2000, seed: int = 0) -
     return res
 
 
-def paired_comparison(first: Sequence[float], second: Sequence[float], n_boot: int = 2000, seed: int = 0,
-                      n_perm: int = 10000) -> dict[str, Any]:
+def paired_comparison(first: Sequence[float] | np.ndarray, second: Sequence[float] | np.ndarray, n_boot: int = 2000,
+                      seed: int = 0, n_perm: int = 10000) -> dict[str, Any]:
     """second − first over the images where both are finite: mean difference with bootstrap 95 % CI, a
     two-sided sign-flip permutation p-value, and the share of images where second > first."""
     a, b = np.asarray(first, np.float64), np.asarray(second, np.float64)
@@ -346,6 +346,7 @@ def compare(model_paths: Sequence[str | Path], samples: Sequence[Any], *,
         maps = []
         for run, eng in zip(runs, engines):
             logits, cam = eng.run(preprocess_image(gray, eng.meta), want_cam=True)
+            assert cam is not None  # every engine has_cam (checked above)
             probs = _softmax(logits)
             c = int(np.argmax(probs)) if which == "predicted" else int(y[i]) if which == "true" else int(which)
             m = cam_for_display(cam, c, (map_size, map_size))
@@ -415,6 +416,7 @@ def compare(model_paths: Sequence[str | Path], samples: Sequence[Any], *,
                 row += [f"{run.metrics[i][m]:.6f}" for m in metric_names]
             if use_lung:
                 lm = masks[i]
+                assert lm is not None  # use_lung: every image has a mask
                 row += [f"{lm.mask.mean():.4f}", "/".join(lm.sides)]
             w.writerow(row)
     result["per_image_csv"] = str(per_image)
@@ -425,12 +427,13 @@ def compare(model_paths: Sequence[str | Path], samples: Sequence[Any], *,
                 [labels[i] for i in order], [Path(files[i]).name for i in order],
                 [[runs[j].probs[i] for j in range(2)] for i in order],
                 [[runs[j].cam_class[i] for j in range(2)] for i in order],
-                [masks[i].mask if masks[i] is not None else None for i in order], names, classes)
+                [m.mask if m is not None else None for m in (masks[i] for i in order)], names, classes)
     result["figure"] = {"path": str(figure), "files": [files[i] for i in order]}
     if use_lung:
         dbg = sorted(debug_idx, key=lambda i: (labels[i], files[i]))
         mask_png = out / "lung_masks.png"
-        save_mask_debug(mask_png, [keep_gray[i] for i in dbg], [masks[i] for i in dbg],
+        dbg_masks = [m for m in (masks[i] for i in dbg) if m is not None]  # use_lung: none is None
+        save_mask_debug(mask_png, [keep_gray[i] for i in dbg], dbg_masks,
                         [f"{labels[i]} {Path(files[i]).name}" for i in dbg])
         result["lung_masks_png"] = str(mask_png)
     (out / "cam_metrics.json").write_text(json.dumps(result, indent=1), encoding="utf-8")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import yaml
 
@@ -187,6 +187,14 @@ def find_config(path: str | Path) -> Path:
             return c
     bundled = ", ".join(sorted(x.stem for x in CONFIG_DIR.glob("*.yaml")))
     raise ConfigError(f"config {str(path)!r} not found (bundled configs: {bundled})")
+
+
+@overload
+def resolve_path(path: str | Path) -> Path: ...
+
+
+@overload
+def resolve_path(path: None) -> None: ...
 
 
 def resolve_path(path: str | Path | None) -> Path | None:

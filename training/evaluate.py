@@ -122,9 +122,9 @@ def evaluate_predictions(y_true: Sequence[int], probs: np.ndarray, class_names: 
         "auc_positive_class": positive,
         "auc_malignant": None,
     }
-    pos_idx = names.index(positive) if positive in names else None
-    is_pos = (y == pos_idx) if pos_idx is not None else None
-    both = is_pos is not None and 0 < is_pos.sum() < len(y)
+    pos_idx = names.index(positive) if positive in names else -1
+    is_pos = y == pos_idx  # all False when the positive class is not the model's
+    both = bool(0 < is_pos.sum() < len(y))
     if both:
         auc = float(_auc_weighted(p[:, pos_idx], is_pos, np.ones((1, len(y))))[0])
         called = pred == pos_idx

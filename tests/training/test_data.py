@@ -17,8 +17,15 @@ from sonolens.pipeline.errors import ConfigError
 from sonolens.training import audit as audit_mod
 from sonolens.training import splits as splits_mod
 from sonolens.training.augment import eval_transform, train_transform
-from sonolens.training.data import (BUSI_CLASSES, ImageDataset, Sample, class_counts, read_busi,
-                                    read_class_folders, read_split_csv)
+from sonolens.training.data import (
+    BUSI_CLASSES,
+    ImageDataset,
+    Sample,
+    class_counts,
+    read_busi,
+    read_class_folders,
+    read_split_csv,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 SPLIT_DIR = REPO / "training" / "split_csv"
@@ -71,7 +78,8 @@ def test_read_class_folders_ignores_masks_and_non_images(synthetic: Path):
     assert "b2_mask.png" not in names and "notes.txt" not in names
     assert class_counts(samples) == {"benign": 5, "malignant": 5}  # corrupt.png is listed: the audit reports it
     assert all(s.path.parent.name == s.label for s in samples)
-    assert [s.path for s in samples] == sorted((s.path for s in samples), key=lambda p: p.relative_to(synthetic).as_posix())
+    paths = [s.path for s in samples]
+    assert paths == sorted(paths, key=lambda p: p.relative_to(synthetic).as_posix())
 
 
 def test_read_class_folders_lowercases_labels(tmp_path: Path):

@@ -445,6 +445,72 @@ def test_model_input_resizes_and_normalises():
 
 
 # --------------------------------------------------------------------------------------------------------
+# One preprocessing: runtime, evaluation and the training loop's validation feed identical tensors
+# --------------------------------------------------------------------------------------------------------
+PARITY_SPEC_ARGS = {"arch": "x", "class_names": CLASSES, "input_size": (64, 48), "mean": (0.5, 0.4, 0.3),
+                    "std": (0.2, 0.25, 0.3)}
+
+
+def _scans(tmp_path: Path, n: int = 3) -> list[tuple[Path, np.ndarray, tuple[int, int, int, int]]]:
+    """``n`` image files of different sizes (saved like the dataset: 3 equal channels) and, for each, the live
+    frame a scanner would show: the same pixels as RGB inside a noisy border, at ROI ``(x, y, w, h)``."""
+    rng = np.random.default_rng(5)
+    out = []
+    for i, (h, w) in enumerate([(181, 157), (97, 203), (240, 240)][:n]):
+        gray = _image(CLASSES[i % 3], rng, size=max(h, w))[:h, :w]
+        path = tmp_path / f"scan{i}.png"
+        assert cv2.imwrite(str(path), cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR))
+        x, y = 23 + i, 41
+        frame = rng.integers(0, 60, (h + 80, w + 60, 3), dtype=np.uint8)
+        frame[y:y + h, x:x + w] = gray[:, :, None]
+        out.append((path, frame, (x, y, w, h)))
+    return out
+
+
+def test_runtime_and_evaluation_preprocess_identically(tmp_path):
+    from sonolens.pipeline.modelfile import ModelSpec
+    from sonolens.pipeline.preprocess import Preprocessor
+
+    spec = ModelSpec(**PARITY_SPEC_ARGS)
+    for path, frame, roi in _scans(tmp_path):
+        runtime, got_roi = Preprocessor(spec, roi=roi)(frame)
+        evaluation = ev.runtime_input(path, spec)
+        assert got_roi == roi and runtime.shape == (1, 3, 64, 48) and runtime.dtype == np.float32
+        assert np.array_equal(runtime, evaluation)
+        assert runtime.std() > 0.1  # a real picture, not a constant that would match anything
+
+
+def test_train_validation_pass_feeds_the_runtime_tensors(tmp_path):
+    from sonolens.pipeline.modelfile import ModelSpec
+    from sonolens.pipeline.preprocess import Preprocessor
+    from sonolens.training.data import Sample
+
+    spec = ModelSpec(**PARITY_SPEC_ARGS)
+    scans = _scans(tmp_path)
+
+    class Recorder(torch.nn.Module):
+        """Records what the validation pass feeds it; predicts nothing useful."""
+
+        def __init__(self):
+            super().__init__()
+            self.seen: list[torch.Tensor] = []
+
+        def forward(self, x):
+            self.seen.append(x.detach().clone())
+            return torch.zeros(x.shape[0], len(CLASSES))
+
+    images = tr.runtime_resized([Sample(p, "benign") for p, _, _ in scans], spec.input_size)
+    model = Recorder()
+    tr.evaluate_cached(model, images, [0, 1, 2], spec, torch.device("cpu"), batch_size=2, class_names=CLASSES)
+    fed = torch.cat(model.seen).numpy()
+    assert fed.shape == (3, 3, 64, 48) and fed.dtype == np.float32
+    for i, (_, frame, roi) in enumerate(scans):
+        assert np.array_equal(fed[i:i + 1], Preprocessor(spec, roi=roi)(frame)[0]), i
+    with pytest.raises(ValueError, match="runtime_resized"):
+        tr.evaluate_cached(model, images[:, :, :32], [0, 1, 2], spec, torch.device("cpu"), 2, CLASSES)
+
+
+# --------------------------------------------------------------------------------------------------------
 # Evaluation
 # --------------------------------------------------------------------------------------------------------
 def test_metrics_match_hand_calculation():
