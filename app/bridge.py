@@ -119,7 +119,8 @@ class FrameBridge(QObject):
     def __call__(self, result: Result) -> None:
         if not self.enabled:
             return
-        area = tuple(self.settings.area)  # read once: the GUI may resize meanwhile
+        aw, ah = self.settings.area  # read once: the GUI may resize meanwhile
+        area = (aw, ah)
         rgb, rect, blended = render_rgb(result, self.settings, area)
         image = to_qimage(rgb)
         df = DisplayFrame(result, image, rect, area, blended, time.perf_counter_ns(), self.generation)
@@ -142,7 +143,7 @@ class FrameBridge(QObject):
                        cam=np.zeros((7, 7), np.float32), cam_class=0)
         for heat in (True, False):
             st = RenderSettings(heatmap=heat, alpha=self.settings.alpha, colormap=self.settings.colormap,
-                                show_predictions=True, area=tuple(self.settings.area))
+                                show_predictions=True, area=self.settings.area)
             to_qimage(render_rgb(dummy, st)[0])
 
     def take(self) -> DisplayFrame | None:

@@ -57,7 +57,6 @@ class DisplayStats:
     window: int = 120
     paint_times_ns: list[int] = field(default_factory=list)  # one per *new* frame painted
     frames_displayed: int = 0
-    frames_skipped: int = 0  # the GUI was behind and a newer frame replaced a pending one, or paused discards
     stages: dict[str, list[float]] = field(default_factory=dict)  # whole run, ms
     selfcheck_ok: int = 0
     selfcheck_failed: int = 0

@@ -227,9 +227,8 @@ def cli_main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     opts = options_from_args(args)
     _ensure_display(opts.automation)
-    from PyQt6.QtCore import QTimer
-
     import cv2
+    from PyQt6.QtCore import QTimer
 
     # OpenCV's own thread pool (resize, colour maps) on top of the pipeline's threads oversubscribes a small CPU
     # and stretches the latency tail: the viewer runs each OpenCV call on the thread that makes it.

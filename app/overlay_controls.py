@@ -115,7 +115,7 @@ class OverlayControls(QObject):
         df = pb.current
         if df is None or not pb.still:
             return
-        area = tuple(self.settings.area)
+        area = self.settings.area
         rgb, rect, blended = render_rgb(df.result, self.settings, area)
         pb.current = replace(df, image=to_qimage(rgb), rect=rect, area=area, heatmap=blended)
         self.ui.view.set_frame(pb.current)

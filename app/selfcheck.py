@@ -89,7 +89,8 @@ class PixelProbe:
             arr = cv2.resize(arr, (rect.width(), rect.height()), interpolation=cv2.INTER_AREA)
         return arr
 
-    def measure(self, frame_shape: tuple[int, ...], image_rect: tuple[int, int, int, int]) -> tuple[int | None, float | None]:
+    def measure(self, frame_shape: tuple[int, ...], image_rect: tuple[int, int, int, int]
+                ) -> tuple[int | None, float | None]:
         """Read the stamp of the frame drawn at ``image_rect`` (view coordinates of the whole padded frame).
 
         Returns (stamped capture time in ns, latency in ms), or (None, None) when no stamp could be read.
@@ -132,18 +133,25 @@ class SelfCheck:
     def method(self) -> str | None:
         return self.probe.method
 
-    def measure(self, df: DisplayFrame, telemetry: Telemetry, since_ns: int | None) -> float | None:
-        """Read back the stamp of ``df`` (just painted). Counts as a latency sample only when it was captured
-        at or after ``since_ns`` (None: paused — a frame held back by pause/step waited for the user, not for
-        the pipeline). Returns the sample in ms, or None."""
+    def read(self, df: DisplayFrame) -> tuple[int, float] | None:
+        """The stamp of ``df`` (just painted) read back from the window: (capture time in ns, latency in ms), or
+        None when it could not be read."""
         rect = self.view.image_rect(df)
         t_stamp, ms = self.probe.measure(df.result.frame.shape, rect) if rect else (None, None)
-        if ms is None:
+        if t_stamp is None or ms is None:
             self.stats.selfcheck_failed += 1
             return None
         self.stats.selfcheck_ok += 1
-        if since_ns is None or t_stamp < since_ns:
+        return t_stamp, ms
+
+    def measure(self, df: DisplayFrame, telemetry: Telemetry, since_ns: int | None) -> float | None:
+        """``read`` ``df``; the latency counts as a sample only when the frame was captured at or after
+        ``since_ns`` (None: paused — a frame held back by pause/step waited for the user, not for the pipeline).
+        Returns the sample in ms, or None."""
+        got = self.read(df)
+        if got is None or since_ns is None or got[0] < since_ns:
             return None
+        ms = got[1]
         self.stats.add("capture_to_pixels", ms)
         telemetry.add_sample("capture_to_pixels", ms)
         return ms

@@ -57,13 +57,17 @@ class StatusPresenter:
         """Rates, drops and per-stage latency (pipeline and display side), and the study panel."""
         win, pb = self.win, self.win.playback
         pipe, stats = pb.pipe, win.stats
-        live = pipe.telemetry.live() if pipe else {"fps_processed": 0.0, "latency_ms": {}}
+        fps_processed, latency = 0.0, {}
+        if pipe is not None:
+            live = pipe.telemetry.live()
+            fps_processed, latency = float(live["fps_processed"]), dict(live["latency_ms"])
         fps_in = self.input_rate.sample(pipe.capture.frames_in) if pipe else 0.0
-        disp = {k: stats.live(k) for k in ("result_to_paint", "capture_to_pixels") if k in stats.stages}
-        lines = hud_lines(fps_in=fps_in, fps_processed=live["fps_processed"],
+        disp: dict[str, dict] = {k: stats.live(k) for k in ("result_to_paint", "capture_to_pixels")
+                                 if k in stats.stages}
+        lines = hud_lines(fps_in=fps_in, fps_processed=fps_processed,
                           fps_display=stats.meter.rate() if not (pb.paused or pb.is_ended) else 0.0,
                           dropped_pipeline=pb.frames_dropped_queue, skipped_display=pb.frames_skipped,
-                          pipeline_latency=live["latency_ms"], display_latency=disp, speed=self.opts.speed)
+                          pipeline_latency=latency, display_latency=disp, speed=self.opts.speed)
         if win.selfcheck is not None and win.selfcheck.method:
             lines.append(f"  (stamp read back: {win.selfcheck.method} grab)")
         self.ui.hud.setText("\n".join(lines))

@@ -27,9 +27,10 @@ import math
 import os
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from sonolens import __version__
 from sonolens.pipeline.errors import ConfigError

@@ -21,8 +21,8 @@ import json
 import math
 import sys
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -161,7 +161,8 @@ def analyse(recs: StudyRecords, onsets: Sequence[int] = ()) -> tuple[list[dict],
     summary = {
         "log": str(recs.path), "participant": h.get("participant"), "condition": h.get("condition"),
         "source": h.get("source"), "complete": recs.complete, "torn_last_line": recs.torn_last_line,
-        "frames_displayed": len(recs.frames), "frames_predictions_shown": sum(bool(f.get("shown")) for f in recs.frames),
+        "frames_displayed": len(recs.frames),
+        "frames_predictions_shown": sum(bool(f.get("shown")) for f in recs.frames),
         "duration_s": span, "calls": len(calls), "calls_by_label": dict(Counter(c for c in calls if c)),
         "calls_with_model": len(pairs),
         "agreement": (sum(agrees) / len(agrees)) if agrees else None,
@@ -203,7 +204,8 @@ def format_summary(s: dict) -> str:
     lines = [
         f"{s['participant']} [{s['condition']}] {Path(s['log']).name}: {s['frames_displayed']} frames shown "
         f"over {s['duration_s']:.1f} s{'' if s['complete'] else ' (incomplete: no end record)'}",
-        f"  calls {s['calls']}" + (f" {s['calls_by_label']}" if s["calls_by_label"] else "") + f"; agreement with model {num(s['agreement'], '{:.0%}')} "
+        f"  calls {s['calls']}" + (f" {s['calls_by_label']}" if s["calls_by_label"] else "")
+        + f"; agreement with model {num(s['agreement'], '{:.0%}')} "
         f"(n={s['calls_with_model']}), Cohen's kappa {num(s['cohen_kappa'])}",
         "  reaction time from previous call: " + ("n/a" if not rt else f"median {rt['median']:.2f} s")
         + ("" if not s["rt_onset_s"] else f"; from lesion onset: median {s['rt_onset_s']['median']:.2f} s"),

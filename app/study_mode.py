@@ -49,7 +49,7 @@ class StudySession(QObject):
         model = None if meta is None else {
             "arch": meta.arch, "classes": list(meta.class_names), "input_size": list(meta.input_size),
             "trained": meta.trained, "version": meta.version, "provenance": meta.provenance,
-            "path": (str(Path(self.opts.model).resolve()) if Path(str(self.opts.model)).is_file()
+            "path": (str(Path(str(self.opts.model)).resolve()) if Path(str(self.opts.model)).is_file()
                      else str(self.opts.model))}
         self.log = StudyLog(s.log, participant=s.participant, condition=s.condition, source=str(self.opts.source),
                             model=model, class_names=list(meta.class_names) if meta else [],
@@ -68,11 +68,15 @@ class StudySession(QObject):
         if self.log is None or key > len(labels):
             return
         cur = self.win.playback.current
-        r = cur.result if cur else None
-        has_model = r is not None and r.probs.size > 0
-        label = self.log.call(key, r.index if r else None, model_top=r.top_class if has_model else None,
-                              model_probs=r.probs if has_model else None, class_names=r.class_names if r else ())
-        self.win.ui.status_bar.showMessage(f"call recorded: {label} (frame {r.index if r else '–'})", 3000)
+        if cur is None:
+            label = self.log.call(key, None, model_top=None, model_probs=None, class_names=())
+        else:
+            r = cur.result
+            has_model = r.probs.size > 0
+            label = self.log.call(key, r.index, model_top=r.top_class if has_model else None,
+                                  model_probs=r.probs if has_model else None, class_names=r.class_names)
+        frame = cur.result.index if cur else "–"
+        self.win.ui.status_bar.showMessage(f"call recorded: {label} (frame {frame})", 3000)
         self.changed.emit()
 
     def flag(self) -> None:

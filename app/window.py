@@ -1,6 +1,6 @@
 """The viewer window: puts the layout and the controllers together and handles what happens after each paint.
 
-One concern per module, each a controller with a reference to this window:
+One concern per module (the controllers keep a reference to this window):
 
 * ``layout.ViewerLayout`` — widgets, menus, actions and shortcuts (``ui``);
 * ``playback.Playback`` — the pipeline's lifecycle: open a source, frames in, pause/step/loop/speed, its end;
@@ -11,8 +11,9 @@ One concern per module, each a controller with a reference to this window:
 * ``automation.Automation`` — errors, exit codes, ``finish`` and the report of a scripted run;
 * ``status.StatusPresenter`` — status bar, HUD, study panel.
 
-Controllers announce what happened with Qt signals (``happened`` events go to the study log, ``changed`` to the
-status bar), so none of them calls the study log or the status bar itself.
+Playback, recording and study mode announce what happened with Qt signals (``happened`` events go to the study
+log, ``changed`` to the status bar), so none of them calls the study log or the status bar itself; the window
+connects them (``_connect``) and runs what follows each paint (statistics, self-check, study log, automation).
 """
 
 from __future__ import annotations
@@ -86,10 +87,10 @@ class ViewerWindow(QMainWindow):
                           (ui.act_about, ui.show_about)):
             act.triggered.connect(lambda _=False, slot=slot: slot())
         ui.act_loop.triggered.connect(pb.set_loop)
-        for source in (pb, rec):
-            source.happened.connect(study.on_event)
-        for source in (pb, rec, study):
-            source.changed.connect(self.presenter.refresh)
+        for happened in (pb.happened, rec.happened):
+            happened.connect(study.on_event)
+        for changed in (pb.changed, rec.changed, study.changed):
+            changed.connect(self.presenter.refresh)
         pb.started.connect(self._pipeline_started)
         pb.stopping.connect(lambda _pipe: rec.stop())
         pb.ended.connect(self.automation.stream_ended)
@@ -154,9 +155,9 @@ class ViewerWindow(QMainWindow):
         self.stats.add("ready_to_paint", (t_paint_ns - df.t_ready_ns) / 1e6)  # signal delivery + paint
         self.stats.add("capture_to_paint", (t_paint_ns - t.t_captured_ns) / 1e6)
         c2p = None
-        pb = self.playback
-        if self.selfcheck is not None and pb.is_live(df):
-            c2p = self.selfcheck.measure(df, pb.pipe.telemetry, None if pb.paused else pb.resume_ns)
+        pb, pipe = self.playback, self.playback.pipe
+        if self.selfcheck is not None and pipe is not None and pb.is_live(df):
+            c2p = self.selfcheck.measure(df, pipe.telemetry, None if pb.paused else pb.resume_ns)
         self.study.log_frame(df, t_paint_ns, c2p)
         self.automation.frame_displayed()
 
