@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from sonolens.pipeline.engines import EngineOutput
 from sonolens.pipeline.errors import ModelError
 from sonolens.pipeline.modelfile import ModelSpec
 
@@ -47,6 +48,11 @@ class TorchEngine:
                                                   "provenance": {"cam": "pytorch-grad-cam GradCAM (eager)"}})
         self.has_cam = self.meta.cam_layer is not None
         self.cam_layer = model.get_submodule(self.meta.cam_layer) if self.has_cam else None
+
+    def infer(self, x: np.ndarray, want_cam: bool = True) -> EngineOutput:
+        """The worker's interface (``pipeline.engines.Engine``): no out-of-domain score in eager PyTorch."""
+        logits, cam = self.run(x, want_cam)
+        return EngineOutput(logits=logits, cam=cam)
 
     def run(self, x: np.ndarray, want_cam: bool = True,
             class_idx: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:

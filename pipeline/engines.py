@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -23,13 +24,24 @@ BUNDLED_MODELS = {"busi": "busi_student.onnx", "chest-xray": "chest_xray_student
 DEFAULT_BUNDLED = "busi"
 
 
+@dataclass(frozen=True, slots=True)
+class EngineOutput:
+    """One image's model outputs: ``logits`` [C]; ``cam`` [C, h, w] (ReLU'd, not normalised) or None;
+    ``ood_score`` — the graph's out-of-domain score (higher is further from the training data) or None when the
+    model file has no gate."""
+
+    logits: np.ndarray
+    cam: np.ndarray | None = None
+    ood_score: float | None = None
+
+
 class Engine(Protocol):
     """What the worker needs from an engine."""
 
     meta: ModelSpec
 
-    def run(self, x: np.ndarray, want_cam: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
-        """``x``: float32 [1, 3, H, W], normalised. Returns logits [C] and cam [C, h, w] (or None)."""
+    def infer(self, x: np.ndarray, want_cam: bool = True) -> EngineOutput:
+        """``x``: float32 [1, 3, H, W], normalised (``pipeline.preprocess``)."""
         ...
 
 
@@ -102,6 +114,9 @@ class OnnxEngine:
         if "logits" not in outputs:
             raise ModelError(f"{name}: the graph has no 'logits' output (outputs: {', '.join(outputs)})")
         self.has_cam = bool(meta.has_cam and "cam" in outputs)
+        self.has_ood = "ood_score" in outputs
+        if meta.ood and not self.has_ood:
+            raise ModelError(f"{name}: metadata has an out-of-domain gate but the graph has no 'ood_score' output")
         if meta.has_cam and "cam" not in outputs:
             raise ModelError(f"{name}: metadata says has_cam but the graph has no 'cam' output")
         # One real run: checks the shapes the graph actually produces (symbolic dims can't be checked
@@ -123,6 +138,16 @@ class OnnxEngine:
         self.cam_size: tuple[int, int] | None = (int(cam.shape[1]), int(cam.shape[2])) if cam is not None else None
 
     # -- inference ------------------------------------------------------------------------------------
+    def infer(self, x: np.ndarray, want_cam: bool = True) -> EngineOutput:
+        """``x``: float32 [1, 3, H, W] → ``EngineOutput`` (logits, CAM when wanted, OOD score when the file has
+        one) from one ONNX Runtime call. The OOD score is fetched whenever present: it costs nothing extra."""
+        x = self._check_input(x)
+        names = ["logits"] + (["cam"] if want_cam and self.has_cam else []) + (["ood_score"] if self.has_ood else [])
+        got = dict(zip(names, self.session.run(names, {self.input_name: x})))
+        score = got.get("ood_score")
+        return EngineOutput(logits=got["logits"][0], cam=got["cam"][0] if "cam" in got else None,
+                            ood_score=float(np.asarray(score).reshape(-1)[0]) if score is not None else None)
+
     def run(self, x: np.ndarray, want_cam: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
         """``x``: float32 [1, 3, H, W]. Returns ``(logits [C], cam [C, h, w] or None)``.
 
@@ -133,16 +158,27 @@ class OnnxEngine:
 
     def run_batch(self, x: np.ndarray, want_cam: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
         """Batched form: ``x`` [N, 3, H, W] → logits [N, C], cam [N, C, h, w] or None."""
-        if x.dtype != np.float32:
-            x = x.astype(np.float32)
-        if x.ndim != 4 or x.shape[1] != 3 or tuple(x.shape[2:]) != tuple(self.meta.input_size):
-            h, w = self.meta.input_size
-            raise ModelError(f"input of shape {tuple(x.shape)} does not fit the model (expects [N, 3, {h}, {w}])")
+        x = self._check_input(x)
         if want_cam and self.has_cam:
             logits, cam = self.session.run(["logits", "cam"], {self.input_name: x})
             return logits, cam
         (logits,) = self.session.run(["logits"], {self.input_name: x})
         return logits, None
+
+    def ood_scores(self, x: np.ndarray) -> np.ndarray:
+        """Batched OOD scores ``[N]`` for ``x`` [N, 3, H, W]; a ``ModelError`` when the file has no gate."""
+        if not self.has_ood:
+            raise ModelError(f"{self.path}: the model file has no out-of-domain gate ('ood_score' output)")
+        (score,) = self.session.run(["ood_score"], {self.input_name: self._check_input(x)})
+        return np.asarray(score, dtype=np.float32).reshape(-1)
+
+    def _check_input(self, x: np.ndarray) -> np.ndarray:
+        if x.dtype != np.float32:
+            x = x.astype(np.float32)
+        if x.ndim != 4 or x.shape[1] != 3 or tuple(x.shape[2:]) != tuple(self.meta.input_size):
+            h, w = self.meta.input_size
+            raise ModelError(f"input of shape {tuple(x.shape)} does not fit the model (expects [N, 3, {h}, {w}])")
+        return x
 
     def __repr__(self) -> str:
         return (f"OnnxEngine({str(self.path)!r}, arch={self.meta.arch}, classes={list(self.meta.class_names)}, "

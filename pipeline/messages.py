@@ -71,6 +71,10 @@ class Timings:
         }
 
 
+STATE_TEXT = {"out_of_domain": "Outside the model's training domain \u2014 no prediction", "no_image": "No image"}
+"""What the viewer and the recording show instead of class bars and heat map while a frame's state holds."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Result:
     """The worker's answer for one frame, built by keyword and never changed after (it crosses threads).
@@ -82,7 +86,11 @@ class Result:
     * ``cam``: [h, w] float32 Grad-CAM of ``cam_class`` at the model's CAM resolution (7×7 for 224×224), ReLU
       applied, *not* normalised — ``pipeline.cam.heatmap(cam, size)`` turns it into the [0, 1] map that
       pytorch-grad-cam would give; None when the CAM is off or no model runs;
-    * ``cam_class``: the class index ``cam`` belongs to (-1 without a model).
+    * ``cam_class``: the class index ``cam`` belongs to (-1 without a model);
+    * ``ood_score``: the model's out-of-domain score (None when its file has no gate);
+    * ``state``: ``ok`` | ``out_of_domain`` | ``no_image`` (``postprocess.STATES``). Outside ``ok`` the overlay
+      shows no prediction (``probs`` and ``cam`` are still here for logs and research);
+    * ``no_image``: why the input-health check found no image (``blank``, ``uniform``, ``frozen``, ``air``) or None.
     """
 
     index: int
@@ -94,6 +102,14 @@ class Result:
     raw_probs: np.ndarray = field(default_factory=_empty)
     cam: np.ndarray | None = None
     cam_class: int = -1
+    ood_score: float | None = None
+    state: str = "ok"
+    no_image: str | None = None
+
+    @property
+    def shows_prediction(self) -> bool:
+        """True when a model ran and the frame is in its domain: only then are class bars and heat map drawn."""
+        return self.state == "ok" and self.probs.size > 0
 
     @property
     def top_class(self) -> int:

@@ -6,6 +6,8 @@ A sonolens model is an ONNX file with
 * output ``logits``: float32 ``[N, C]``;
 * output ``cam`` (optional): float32 ``[N, C, h, w]`` — the Grad-CAM map of *every* class at the CAM layer's
   resolution, ReLU applied, not yet normalised or upsampled (see ``pipeline.cam``);
+* output ``ood_score`` (optional): float32 ``[N]`` — how far the image lies outside the training data (higher is
+  further; method and threshold in ``ModelSpec.ood``), computed inside the graph from the same forward pass;
 * metadata property ``sonolens`` holding ``ModelSpec.to_json()``.
 
 The same ``ModelSpec`` is attached to every torch model the registry builds (``model.sonolens_spec``), stored in
@@ -49,6 +51,10 @@ class ModelSpec:
     * ``provenance`` — dataset, citation, split, config hash, commit, exporter versions… (JSON values);
     * ``builder_args`` — keyword arguments of the registered builder beyond these fields (a teacher's
       ``vit_dim``…), so a checkpoint rebuilds the same architecture; JSON values;
+    * ``temperature`` — probability calibration by temperature scaling (Guo et al., ICML 2017):
+      ``p = softmax(logits / temperature)``; 1.0 = uncalibrated;
+    * ``ood`` — the out-of-domain gate: ``{"method": "...", "threshold": float, ...}``; a frame whose graph output
+      ``ood_score`` exceeds ``threshold`` is outside the model's training domain. Empty: no gate (older files);
     * ``format`` — ``FORMAT``.
 
     Sequences are normalised to tuples of the right type on construction, so ``replace(spec, mean=[...])`` and
@@ -66,6 +72,8 @@ class ModelSpec:
     trained: bool = False
     provenance: dict[str, Any] = field(default_factory=dict)
     builder_args: dict[str, Any] = field(default_factory=dict)
+    temperature: float = 1.0
+    ood: dict[str, Any] = field(default_factory=dict)
     format: str = FORMAT
 
     def __post_init__(self) -> None:
@@ -78,6 +86,12 @@ class ModelSpec:
         put("std", tuple(float(v) for v in self.std))
         put("provenance", dict(self.provenance or {}))
         put("builder_args", dict(self.builder_args or {}))
+        put("ood", dict(self.ood or {}))
+        put("temperature", float(self.temperature))
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be positive, got {self.temperature}")
+        if self.ood and not isinstance(self.ood.get("threshold"), (int, float)):
+            raise ValueError("ood needs a numeric 'threshold'")
         if not self.class_names:
             raise ValueError("class_names is empty")
         if len(self.input_size) != 2 or min(self.input_size) < 1:
@@ -131,8 +145,8 @@ class ModelSpec:
         return cls.from_dict(d)
 
     def with_fields(self, **changes: Any) -> ModelSpec:
-        """``dataclasses.replace`` with ``provenance`` and ``builder_args`` *merged* into the current dicts."""
-        for key in ("provenance", "builder_args"):
+        """``dataclasses.replace`` with ``provenance``, ``builder_args`` and ``ood`` *merged* into the current dicts."""
+        for key in ("provenance", "builder_args", "ood"):
             if key in changes:
                 changes[key] = {**getattr(self, key), **(changes[key] or {})}
         return replace(self, **changes)

@@ -14,7 +14,7 @@ import numpy as np
 from sonolens import RESEARCH_NOTICE
 
 from .cam import heatmap
-from .messages import Result
+from .messages import STATE_TEXT, Result
 
 COLORMAPS = {"jet": cv2.COLORMAP_JET, "inferno": cv2.COLORMAP_INFERNO, "turbo": cv2.COLORMAP_TURBO,
              "viridis": cv2.COLORMAP_VIRIDIS, "hot": cv2.COLORMAP_HOT}
@@ -28,6 +28,7 @@ class OverlayStyle:
     show_roi: bool = True
     show_bars: bool = True
     show_hud: bool = True
+    warning: str | None = None  # burned into every frame (e.g. "untrained model"), above the research notice
 
 
 def blend_heatmap(frame: np.ndarray, cam: np.ndarray, roi: tuple[int, int, int, int], alpha: float = 0.4,
@@ -56,7 +57,7 @@ def draw_overlay(result: Result, style: OverlayStyle | None = None, hud: dict | 
     """Everything burned into one RGB frame: heatmap, ROI box, probability bars, top label, HUD, notice."""
     style = style or OverlayStyle()
     frame = result.frame
-    if style.heatmap and result.cam is not None:
+    if style.heatmap and result.cam is not None and result.shows_prediction:
         img = blend_heatmap(frame, result.cam, result.roi, style.alpha, style.colormap)
     else:
         img = frame.copy() if frame.ndim == 3 else cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
@@ -66,7 +67,10 @@ def draw_overlay(result: Result, style: OverlayStyle | None = None, hud: dict | 
         x, y, rw, rh = result.roi
         cv2.rectangle(img, (x, y), (x + rw - 1, y + rh - 1), (0, 200, 255), 1)
     line = int(26 * s * 1.6)
-    if style.show_bars and result.probs.size:
+    if result.state in STATE_TEXT:  # no prediction: say why instead of bars and heat map
+        text = STATE_TEXT[result.state].replace("\u2014", "-")  # Hershey fonts are ASCII
+        _text(img, text, (10, 10 + line), 0.7 * s * 1.6, (255, 200, 80))
+    elif style.show_bars and result.probs.size:
         bar_w = int(160 * s * 1.6)
         for i, (name, p) in enumerate(zip(result.class_names, result.probs)):
             y0 = 10 + i * line
@@ -78,8 +82,12 @@ def draw_overlay(result: Result, style: OverlayStyle | None = None, hud: dict | 
         y_label = 10 + len(result.class_names) * line + line
         _text(img, f"{result.label} ({100 * float(result.probs[result.top_class]):.0f}%)", (10, y_label), 0.7 * s * 1.6,
               (255, 230, 120))
-    if style.show_hud and hud:
-        parts = [f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}" for k, v in hud.items()]
+    if style.show_hud and (hud or result.ood_score is not None):
+        parts = [f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}" for k, v in (hud or {}).items()]
+        if result.ood_score is not None:
+            parts.append(f"ood score {result.ood_score:.2f}")
         _text(img, "  ".join(parts), (10, h - 12 - line), 0.45 * s * 1.6, (180, 255, 180))
+    if style.warning:
+        _text(img, style.warning, (10, h - 14 - 2 * line), 0.45 * s * 1.6, (255, 120, 120))
     _text(img, RESEARCH_NOTICE, (10, h - 10), 0.45 * s * 1.6, (255, 200, 200))
     return img

@@ -1,7 +1,8 @@
 """The post-processing stage between the engine and the sinks: logits in, the probabilities a user sees out.
 
-Everything that turns one frame's model output into what is shown lives here, as a chain of small stages:
-softmax today, then (issue order) probability calibration, out-of-domain scoring and temporal smoothing. Stages
+Everything that turns one frame's model output into what is shown lives here: calibrated softmax (temperature
+scaling, ``ModelSpec.temperature``), then a chain of small stages — temporal smoothing and the frame state gate
+(``ok`` / ``out_of_domain`` / ``no_image``, with hysteresis). Stages
 that keep state across frames (smoothing, hysteresis) are ``reset()`` at every discontinuity of the frame
 sequence — the first frame after a start, a loop or a seek (``Frame.discontinuity``) and a change of source — so a
 smoothed value never carries over from one clip (or one end of a clip) to another.
@@ -27,17 +28,27 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return (e / e.sum()).astype(np.float32)
 
 
+STATES = ("ok", "out_of_domain", "no_image")
+"""A frame's state: ``ok`` (a prediction is shown), ``out_of_domain`` (the model's OOD score is above the model
+file's threshold: no prediction), ``no_image`` (the input-health check found no image: no prediction)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Prediction:
     """One frame's model output as it moves through the stages.
 
-    ``logits``: [C] float32 as the model gave them; ``raw_probs``: [C] their softmax, never changed by a stage;
-    ``probs``: [C] what the stages made of them (what the overlay shows).
+    ``logits``: [C] float32 as the model gave them; ``raw_probs``: [C] ``softmax(logits / temperature)``, never
+    changed by a stage; ``probs``: [C] what the stages made of them (what the overlay shows); ``ood_score``: the
+    model's out-of-domain score (None without a gate); ``no_image``: why the input-health check found no image
+    (None when there is one); ``state``: one of ``STATES`` (set by ``StateGate``).
     """
 
     logits: np.ndarray
     raw_probs: np.ndarray
     probs: np.ndarray
+    ood_score: float | None = None
+    no_image: str | None = None
+    state: str = "ok"
 
 
 class PostStage(Protocol):
@@ -78,16 +89,66 @@ class EmaSmoothing:
         self._state = None
 
 
+class StateGate:
+    """The frame state with hysteresis: a new state is taken only after it has held for ``hold`` frames in a row
+    (5 frames ≈ 0.17 s at 30 Hz), so the overlay does not flicker between a prediction and "no prediction" on
+    frames near the threshold. After ``reset()`` the first frame's state is taken at once.
+
+    ``threshold`` None: no out-of-domain gate (a model file without one, or ``--no-gate``); ``check_image``
+    False: the input-health result is ignored too. ``changes`` counts state changes (for "changes per second").
+    """
+
+    def __init__(self, threshold: float | None, *, hold: int = 5, check_image: bool = True) -> None:
+        if hold < 1:
+            raise ConfigError(f"state hold must be >= 1 frame, got {hold}")
+        self.threshold = threshold
+        self.hold = int(hold)
+        self.check_image = check_image
+        self.changes = 0
+        self.reset()
+
+    def reset(self) -> None:
+        self._state: str | None = None
+        self._candidate: str | None = None
+        self._run = 0
+
+    def candidate(self, pred: Prediction) -> str:
+        if self.check_image and pred.no_image is not None:
+            return "no_image"
+        if self.threshold is not None and pred.ood_score is not None and pred.ood_score > self.threshold:
+            return "out_of_domain"
+        return "ok"
+
+    def __call__(self, pred: Prediction) -> Prediction:
+        cand = self.candidate(pred)
+        if self._state is None:
+            self._state = cand
+        elif cand == self._state:
+            self._candidate, self._run = None, 0
+        else:
+            self._run = self._run + 1 if cand == self._candidate else 1
+            self._candidate = cand
+            if self._run >= self.hold:
+                self._state, self._candidate, self._run = cand, None, 0
+                self.changes += 1
+        return replace(pred, state=self._state)
+
+
 class PostProcessor:
-    """The chain: ``softmax`` then each stage in order. ``reset()`` resets every stage."""
+    """Calibrated softmax, then each stage in order. ``reset()`` resets every stage."""
 
-    def __init__(self, stages: Sequence[PostStage] = ()) -> None:
+    def __init__(self, stages: Sequence[PostStage] = (), temperature: float = 1.0) -> None:
+        if not temperature > 0:
+            raise ConfigError(f"temperature must be positive, got {temperature}")
         self.stages = list(stages)
+        self.temperature = float(temperature)
 
-    def __call__(self, logits: np.ndarray) -> Prediction:
-        """[C] logits → ``Prediction`` with ``raw_probs`` (softmax) and ``probs`` (after the stages)."""
-        raw = softmax(logits)
-        pred = Prediction(logits=np.asarray(logits, dtype=np.float32).reshape(-1), raw_probs=raw, probs=raw)
+    def __call__(self, logits: np.ndarray, *, ood_score: float | None = None,
+                 no_image: str | None = None) -> Prediction:
+        """[C] logits (+ the engine's OOD score and the input-health verdict) → ``Prediction``."""
+        z = np.asarray(logits, dtype=np.float32).reshape(-1)
+        raw = softmax(z / self.temperature if self.temperature != 1.0 else z)
+        pred = Prediction(logits=z, raw_probs=raw, probs=raw, ood_score=ood_score, no_image=no_image)
         for stage in self.stages:
             pred = stage(pred)
         return pred
@@ -96,10 +157,18 @@ class PostProcessor:
         for stage in self.stages:
             stage.reset()
 
+    @property
+    def gate(self) -> StateGate | None:
+        return next((s for s in self.stages if isinstance(s, StateGate)), None)
 
-def standard_postprocessor(ema: float = 0.0) -> PostProcessor:
-    """The chain the pipeline uses: smoothing only when ``ema`` > 0."""
-    return PostProcessor([EmaSmoothing(ema)] if ema > 0.0 else [])
+
+def standard_postprocessor(ema: float = 0.0, *, temperature: float = 1.0, ood_threshold: float | None = None,
+                           gate: bool = True, hold: int = 5) -> PostProcessor:
+    """The chain the pipeline uses: smoothing when ``ema`` > 0, then the state gate (inert with ``gate=False``)."""
+    stages: list[PostStage] = [EmaSmoothing(ema)] if ema > 0.0 else []
+    stages.append(StateGate(ood_threshold if gate else None, hold=hold, check_image=gate))
+    return PostProcessor(stages, temperature=temperature)
 
 
-__all__ = ["softmax", "Prediction", "PostStage", "EmaSmoothing", "PostProcessor", "standard_postprocessor"]
+__all__ = ["softmax", "STATES", "Prediction", "PostStage", "EmaSmoothing", "StateGate", "PostProcessor",
+           "standard_postprocessor"]

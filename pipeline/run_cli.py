@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from .errors import ConfigError, SonolensError, SourceError
 from .outputs import check_writable, write_text_atomic
+from .overlay import OverlayStyle
 from .shutdown import ShutdownSignals
 from .stream import PipelineConfig, build, load_config, run_to_end
 
@@ -46,6 +48,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (0 = default)")
     p.add_argument("--no-cam", dest="cam", action="store_false", default=None, help="skip the Grad-CAM output")
     p.add_argument("--ema", type=float, default=None, help="probability smoothing factor in [0, 1)")
+    p.add_argument("--no-gate", dest="gate", action="store_false", default=None,
+                   help="research: predict on every frame, even outside the model's training domain or without an "
+                        "image (the score and the state are still logged)")
     p.add_argument("--reconnect", type=int, nargs="?", const=10, default=None, metavar="N",
                    help="live sources: when the connection drops (or a stream starts late), reopen it with back-off, "
                         "up to N attempts in a row (default N: 10); disconnects and gaps go in the report")
@@ -64,8 +69,13 @@ def _fmt(report: dict) -> str:
         f"{report['frames_dropped']} dropped ({report['mode']}, queue={report['queue']['policy']}, "
         f"cam={'on' if report['cam'] else 'off'})",
         f"fps in {report['fps_in']:.1f}, processed {report['fps_processed']:.1f}; roi {report['roi']}",
-        "latency ms      p50     p95     p99     max",
     ]
+    pred = report.get("predictions")
+    if pred:
+        states = ", ".join(f"{k} {v}" for k, v in pred["frames_by_state"].items())
+        tops = ", ".join(f"{k} {v}" for k, v in pred["frames_by_top_class"].items())
+        lines.append(f"frames by state: {states}; by top class (ok frames): {tops}")
+    lines.append("latency ms      p50     p95     p99     max")
     for stage, s in lat.items():
         lines.append(f"  {stage:<18}{s['p50']:7.2f} {s['p95']:7.2f} {s['p99']:7.2f} {s['max']:7.2f}")
     return "\n".join(lines)
@@ -79,7 +89,7 @@ def cli_main(argv: list[str]) -> int:
     if source is None:
         raise ConfigError("no SOURCE given and the bundled sample (assets/sample_videos/sweep.mp4) was not found")
     flags = {k: getattr(args, k) for k in ("realtime", "frames", "queue", "loop", "start_s", "speed", "roi",
-                                          "threads", "cam", "ema", "csv", "reconnect")}
+                                          "threads", "cam", "ema", "csv", "reconnect", "gate")}
     if args.model is not None:
         flags["model"] = None if args.model.lower() in ("off", "none") else args.model
     if args.config:
@@ -103,10 +113,14 @@ def cli_main(argv: list[str]) -> int:
             from .record import Recorder
 
             # live: the recorder drops (and counts) frames rather than slow the live path; offline: keeps all
+            untrained = [w for w in pipe.warnings() if "untrained" in w]
             recorder = Recorder(args.record, fps=pipe.info.fps or 30.0, block=not cfg.realtime,
+                                style=OverlayStyle(warning=untrained[0].upper() if untrained else None),
                                 hud_source=lambda: {"fps": round(pipe.telemetry.live_fps(), 1)})
             pipe.add_sink(recorder)
             pipe.add_closer(recorder.close)
+        for warning in pipe.warnings():
+            print(f"sonolens: warning: {warning}", file=sys.stderr)
         report = run_to_end(pipe)
         if recorder is not None:
             report["recording"] = recorder.stats()

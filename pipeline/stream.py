@@ -51,6 +51,7 @@ class PipelineConfig:
     slideshow_fps: float = 1.0  # stills/folders: seconds per image = 1/slideshow_fps
     csv: str | None = None
     telemetry_window: int = 120
+    gate: bool = True  # the frame-state gate (out-of-domain score and input health); False: predict on every frame
     reconnect: int = 0  # live sources: reopen up to N times in a row after a disconnect or a late start (0 = never)
 
     def __post_init__(self) -> None:
@@ -119,11 +120,15 @@ class Pipeline:
         self.source = source
         self.info = info
         self.engine = engine
-        self.telemetry = Telemetry(window=cfg.telemetry_window, csv_path=cfg.csv)
+        spec = engine.meta if engine is not None else None
+        self.telemetry = Telemetry(window=cfg.telemetry_window, csv_path=cfg.csv,
+                                   class_names=spec.class_names if spec else ())
         self.queue = FrameQueue(cfg.queue_policy, cfg.queue_capacity, on_drop=self._on_drop)
         roi = parse_roi(cfg.roi) if isinstance(cfg.roi, str) else cfg.roi
         self.preprocessor = Preprocessor(engine.meta if engine else None, roi=roi, roi_frames=cfg.roi_frames)
-        self.postprocess = standard_postprocessor(cfg.ema)
+        self.postprocess = standard_postprocessor(
+            cfg.ema, temperature=spec.temperature if spec else 1.0,
+            ood_threshold=float(spec.ood["threshold"]) if spec and spec.ood else None, gate=cfg.gate)
         self.capture = CaptureThread(source, self.queue, realtime=cfg.realtime, loop=cfg.loop, start_s=cfg.start_s,
                                      max_frames=cfg.frames, speed=cfg.speed, on_capture=self.telemetry.note_capture,
                                      capture_hook=capture_hook, reconnect=cfg.reconnect_policy)
@@ -200,6 +205,28 @@ class Pipeline:
                 log.debug("closing failed", exc_info=True)
                 self.close_errors.append(SonolensError(f"closing failed: {exc}"))
 
+    def warnings(self) -> list[str]:
+        """What a user must know about this run's predictions (printed once, in the report, the HUD, the video)."""
+        meta = self.engine.meta if self.engine else None
+        out = []
+        if meta is not None and not meta.trained:
+            out.append("the model is untrained (random weights): its predictions mean nothing")
+        if meta is not None and not meta.ood:
+            out.append("the model file has no out-of-domain gate: every frame gets a prediction")
+        elif meta is not None and not self.cfg.gate:
+            out.append("the out-of-domain gate is off (--no-gate): every frame gets a prediction")
+        return out
+
+    def _gate_report(self, frames: int) -> dict | None:
+        gate = self.postprocess.gate
+        meta = self.engine.meta if self.engine else None
+        if gate is None or meta is None:
+            return None
+        span_s = ((self.capture.t_last_ns or 0) - (self.capture.t_first_ns or 0)) / 1e9
+        return {"enabled": self.cfg.gate, "method": meta.ood.get("method") if meta.ood else None,
+                "threshold": gate.threshold, "hold_frames": gate.hold, "state_changes": gate.changes,
+                "state_changes_per_s": gate.changes / span_s if span_s > 0 else 0.0}
+
     def report(self) -> dict:
         """The end-of-run report (the JSON of ``sonolens run --json``)."""
         s = self.telemetry.summary()
@@ -212,7 +239,9 @@ class Pipeline:
                        "frame_count": self.info.frame_count},
             "model": None if meta is None else {"arch": meta.arch, "classes": list(meta.class_names),
                                                 "input_size": list(meta.input_size), "trained": meta.trained,
-                                                "version": meta.version},
+                                                "version": meta.version, "temperature": meta.temperature},
+            "gate": self._gate_report(s["frames_processed"]),
+            "warnings": self.warnings(),
             "mode": "realtime" if self.cfg.realtime else "max-rate",
             "queue": {"policy": self.queue.policy, "capacity": self.queue.capacity, "max_depth": self.queue.max_depth},
             "cam": self.worker.cam_enabled,
@@ -225,6 +254,7 @@ class Pipeline:
             "fps_processed": s["fps_processed"],
             "wall_s": (self.t_end or time.perf_counter()) - (self.t_start or time.perf_counter()),
             "latency_ms": s["latency_ms"],
+            "predictions": s["predictions"],
             "connection": self.capture.connection.summary() if self.info.live else None,
             "error": str(self.error) if self.error else None,
         }

@@ -20,12 +20,18 @@ from typing import IO, Any
 import numpy as np
 
 from .errors import ConfigError, SonolensError
-from .messages import STAGES, Timings
+from .messages import STAGES, Result, Timings
 from .outputs import reason
 from .stats import LatencyHistogram
 
 CSV_FIELDS = ("index", "status", "pts_s", "t_captured_ns", "t_enqueued_ns", "t_dequeued_ns", "t_preprocessed_ns",
               "t_inferred_ns", "t_delivered_ns", "top_class", "top_prob")
+CSV_TAIL = ("cam_class", "ood_score", "state", "no_image")
+"""After ``CSV_FIELDS`` come ``p_<class>`` (each class's probability) and ``CSV_TAIL``."""
+
+
+def csv_header(class_names: Sequence[str]) -> tuple[str, ...]:
+    return (*CSV_FIELDS, *(f"p_{c}" for c in class_names), *CSV_TAIL)
 
 
 def percentiles(values: np.ndarray | list[float]) -> dict[str, float]:
@@ -46,17 +52,31 @@ def rate(t_ns: np.ndarray | list[int]) -> float:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FrameRow:
-    """One processed frame as telemetry keeps it: its timings and the top class (-1 / NaN without a model)."""
+    """One processed frame as telemetry keeps it: its timings, every class's probability, the top class
+    (-1 / NaN without a model), the CAM class, the out-of-domain score and the frame state."""
 
     index: int
     timings: Timings
     top_class: int = -1
     top_prob: float = float("nan")
+    probs: tuple[float, ...] = ()
+    cam_class: int = -1
+    ood_score: float | None = None
+    state: str = "ok"
+    no_image: str | None = None
 
-    def csv_row(self) -> tuple:
+    @classmethod
+    def of(cls, r: Result) -> FrameRow:
+        return cls(index=r.index, timings=r.timings, top_class=r.top_class, top_prob=r.top_prob,
+                   probs=tuple(float(p) for p in r.probs), cam_class=r.cam_class, ood_score=r.ood_score,
+                   state=r.state, no_image=r.no_image)
+
+    def csv_row(self, n_classes: int) -> tuple:
         t = self.timings
+        probs = self.probs if len(self.probs) == n_classes else ("",) * n_classes
         return (self.index, "processed", t.pts_s, t.t_captured_ns, t.t_enqueued_ns, t.t_dequeued_ns,
-                t.t_preprocessed_ns, t.t_inferred_ns, t.t_delivered_ns, self.top_class, self.top_prob)
+                t.t_preprocessed_ns, t.t_inferred_ns, t.t_delivered_ns, self.top_class, self.top_prob, *probs,
+                self.cam_class, "" if self.ood_score is None else self.ood_score, self.state, self.no_image or "")
 
 
 def stage_arrays(rows: Sequence[FrameRow]) -> dict[str, np.ndarray]:
@@ -68,11 +88,18 @@ def stage_arrays(rows: Sequence[FrameRow]) -> dict[str, np.ndarray]:
 class Telemetry:
     """Thread-safe collector. ``record`` is called by the worker once per delivered frame."""
 
-    def __init__(self, window: int = 120, csv_path: str | Path | None = None) -> None:
+    def __init__(self, window: int = 120, csv_path: str | Path | None = None,
+                 class_names: Sequence[str] = ()) -> None:
         self._lock = threading.Lock()
         # end-of-run statistics in bounded memory: a histogram per stage, counts and the span of delivery times
         self._hist: dict[str, LatencyHistogram] = {s: LatencyHistogram() for s in STAGES}
         self._n = 0
+        self.class_names = tuple(class_names)
+        # prediction summary, bounded: frames per state, frames per top class and summed probabilities (ok frames)
+        self._states: dict[str, int] = {}
+        self._top_counts = np.zeros(len(self.class_names), dtype=np.int64)
+        self._prob_sums = np.zeros(len(self.class_names), dtype=np.float64)
+        self._n_ok = 0
         self._first_delivered_ns: int | None = None
         self._last_delivered_ns: int | None = None
         self._window: deque[FrameRow] = deque(maxlen=window)
@@ -83,7 +110,7 @@ class Telemetry:
             try:
                 self._csv_file = open(self.csv_path, "w", newline="", encoding="utf-8")
                 self._csv = csv.writer(self._csv_file)
-                self._csv.writerow(CSV_FIELDS)
+                self._csv.writerow(csv_header(self.class_names))
             except OSError as exc:
                 raise ConfigError(f"cannot write the per-frame CSV to {self.csv_path}: {reason(exc)}") from None
         self._capture_times: deque[int] = deque(maxlen=window)
@@ -100,15 +127,21 @@ class Telemetry:
             if self._first_delivered_ns is None:
                 self._first_delivered_ns = t
             self._last_delivered_ns = t
+            self._states[row.state] = self._states.get(row.state, 0) + 1
+            if row.state == "ok" and len(row.probs) == len(self.class_names) and row.top_class >= 0:
+                self._n_ok += 1
+                self._top_counts[row.top_class] += 1
+                self._prob_sums += row.probs
             self._window.append(row)
             if self._csv is not None:
-                self._write_csv(row.csv_row(), flush=self._n % 30 == 0)  # a crash loses at most a second of rows
+                self._write_csv(row.csv_row(len(self.class_names)), flush=self._n % 30 == 0)  # a crash loses at most a second of rows
 
     def record_drop(self, index: int, pts_s: float | None, t_captured_ns: int, t_enqueued_ns: int) -> None:
         """A frame the ``latest`` queue evicted: it gets a CSV row too, so no frame vanishes from the record."""
         with self._lock:
             if self._csv is not None:
-                self._write_csv((index, "dropped", pts_s, t_captured_ns, t_enqueued_ns, "", "", "", "", "", ""))
+                blanks = ("",) * (len(CSV_FIELDS) - 5 + len(self.class_names) + len(CSV_TAIL))
+                self._write_csv((index, "dropped", pts_s, t_captured_ns, t_enqueued_ns, *blanks))
 
     def _write_csv(self, row: tuple, flush: bool = False) -> None:
         """Write one CSV row (lock held). A write error (full disk) closes the CSV and raises one line."""
@@ -165,8 +198,20 @@ class Telemetry:
             lat = {name: h.summary() for name, h in self._hist.items()}
             lat.update({name: h.summary() for name, h in self.extra_stages.items()})
             n, t0, t1 = self._n, self._first_delivered_ns, self._last_delivered_ns
+            predictions = self._prediction_summary()
         fps = (n - 1) / ((t1 - t0) / 1e9) if n >= 2 and t0 is not None and t1 is not None and t1 > t0 else 0.0
-        return {"frames_processed": n, "fps_processed": fps, "latency_ms": lat}
+        return {"frames_processed": n, "fps_processed": fps, "latency_ms": lat, "predictions": predictions}
+
+    def _prediction_summary(self) -> dict | None:
+        """Frames per state, and over the frames with a prediction: frames per top class and mean probabilities."""
+        if not self.class_names:
+            return None
+        ok = self._n_ok
+        return {
+            "frames_by_state": {s: self._states.get(s, 0) for s in ("ok", "out_of_domain", "no_image")},
+            "frames_by_top_class": {c: int(k) for c, k in zip(self.class_names, self._top_counts)},
+            "mean_prob": {c: (float(v / ok) if ok else None) for c, v in zip(self.class_names, self._prob_sums)},
+        }
 
     def close(self) -> None:
         """Flush and close the CSV (idempotent); a failing flush (full disk) raises one line."""

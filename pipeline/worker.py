@@ -19,6 +19,7 @@ import numpy as np
 from .engines import Engine
 from .errors import SonolensError
 from .frame_queue import FrameQueue
+from .health import InputHealth
 from .messages import Frame, Result, Timings
 from .postprocess import PostProcessor
 from .telemetry import FrameRow, Telemetry
@@ -54,6 +55,7 @@ class InferenceWorker(threading.Thread):
         self.preprocess = preprocess
         self.telemetry = telemetry
         self.postprocess = postprocess
+        self.health = InputHealth()
         self._sinks: tuple[Sink, ...] = tuple(sinks)
         self._sinks_lock = threading.Lock()
         self.cam_enabled = bool(cam and engine is not None and engine.meta.has_cam)
@@ -88,16 +90,19 @@ class InferenceWorker(threading.Thread):
             t_inf = time.perf_counter_ns()
             timings = self._timings(frame, t_pre, t_inf)
             return Result(index=frame.index, frame=frame.pixels, roi=roi, timings=timings)
-        logits, cams = self.engine.run(x, want_cam=self.cam_enabled)
+        out = self.engine.infer(x, want_cam=self.cam_enabled)
         t_inf = time.perf_counter_ns()
         if frame.discontinuity:
             self.postprocess.reset()
-        pred = self.postprocess(logits)
+            self.health.reset()
+        spec = self.engine.meta
+        no_image = self.health(x, spec.mean[0], spec.std[0])
+        pred = self.postprocess(out.logits, ood_score=out.ood_score, no_image=no_image)
         cls = int(np.argmax(pred.probs)) if self.cam_class is None else int(self.cam_class)
-        cam = cams[cls] if cams is not None else None
+        cam = out.cam[cls] if out.cam is not None else None
         return Result(index=frame.index, frame=frame.pixels, roi=roi, timings=self._timings(frame, t_pre, t_inf),
                       class_names=self.class_names, probs=pred.probs, raw_probs=pred.raw_probs, cam=cam,
-                      cam_class=cls)
+                      cam_class=cls, ood_score=pred.ood_score, state=pred.state, no_image=pred.no_image)
 
     @staticmethod
     def _timings(frame: Frame, t_pre: int, t_inf: int) -> Timings:
@@ -115,8 +120,7 @@ class InferenceWorker(threading.Thread):
                         break
                     continue
                 result = self._process(frame)
-                self.telemetry.record(FrameRow(index=result.index, timings=result.timings,
-                                               top_class=result.top_class, top_prob=result.top_prob))
+                self.telemetry.record(FrameRow.of(result))
                 for sink in self._sinks:
                     sink(result)
         except SonolensError as exc:

@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 
+from sonolens.pipeline.engines import EngineOutput
 from sonolens.pipeline.errors import SourceError
 from sonolens.pipeline.messages import RawFrame
 from sonolens.pipeline.modelfile import ModelSpec
@@ -44,11 +45,21 @@ class ScriptedSource(Source):
 class FakeEngine:
     """Returns logits that depend on the input's mean, so EMA and probabilities are checkable; optional delay."""
 
-    def __init__(self, delay_s: float = 0.0, classes=("normal", "benign", "malignant")):
+    def __init__(self, delay_s: float = 0.0, classes=("normal", "benign", "malignant"), ood_threshold=None,
+                 temperature: float = 1.0):
+        """With ``ood_threshold`` the engine has an out-of-domain gate whose score is the input's mean grey level
+        (0..255): a bright image is "outside the domain"."""
+        ood = {"method": "mean-grey", "threshold": float(ood_threshold)} if ood_threshold is not None else {}
         self.meta = ModelSpec(arch="fake", class_names=tuple(classes), input_size=(32, 32),
-                              mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), cam_layer="x", has_cam=True)
+                              mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), cam_layer="x", has_cam=True,
+                              temperature=temperature, ood=ood)
         self.delay_s = delay_s
         self.calls = 0
+
+    def infer(self, x: np.ndarray, want_cam: bool = True) -> EngineOutput:
+        logits, cam = self.run(x, want_cam)
+        grey = float((x[0, 0] * 0.25 + 0.5).mean() * 255.0)
+        return EngineOutput(logits=logits, cam=cam, ood_score=grey if self.meta.ood else None)
 
     def run(self, x: np.ndarray, want_cam: bool = True):
         assert x.shape == (1, 3, 32, 32) and x.dtype == np.float32
