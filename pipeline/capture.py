@@ -175,7 +175,7 @@ class CaptureThread(threading.Thread):
         except SonolensError as exc:
             self.error = exc
         except Exception as exc:  # a decoder or driver failure we did not anticipate: report, don't hang
-            log.exception("capture failed")
+            log.debug("capture failed", exc_info=True)
             self.error = SourceError(f"{info.name}: capture failed: {exc}")
         finally:
             self.queue.close()

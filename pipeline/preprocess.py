@@ -14,14 +14,18 @@ from the frames seen so far is used.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from functools import lru_cache
 
 import cv2
 import numpy as np
 
+from .errors import ConfigError
 from .modelfile import ModelSpec
 from .roi import Roi, clamp_roi, detect_roi
+
+log = logging.getLogger(__name__)
 
 
 def normalisation_lut(mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
@@ -87,6 +91,19 @@ def preprocess_image(pixels: np.ndarray, spec: ModelSpec, roi: Roi | None = None
     return preprocess_gray(to_gray(crop(pixels, roi)), spec.input_size, spec_lut(spec) if lut is None else lut)
 
 
+def checked_roi(roi: Roi, width: int, height: int, what: str) -> Roi:
+    """``roi`` clamped to a ``width``×``height`` frame; ``ConfigError`` when none of it is inside, a one-line
+    warning when it had to be clamped."""
+    x, y, w, h = roi
+    if x >= width or y >= height or x + w <= 0 or y + h <= 0:
+        raise ConfigError(f"{what} {x},{y},{w},{h} lies outside the {width}x{height} frame")
+    clamped = clamp_roi(roi, width, height)
+    if tuple(clamped) != tuple(roi):
+        log.warning("%s %d,%d,%d,%d does not fit the %dx%d frame: using %d,%d,%d,%d", what, x, y, w, h, width,
+                    height, *clamped)
+    return clamped
+
+
 class Preprocessor:
     """The runtime's per-frame preprocessing: ROI tracking plus ``preprocess_image``.
 
@@ -94,26 +111,38 @@ class Preprocessor:
     is detected over the first ``roi_frames`` frames.
     """
 
-    def __init__(self, meta: ModelSpec | None, roi: Roi | None = None, roi_frames: int = 8) -> None:
+    def __init__(self, meta: ModelSpec | None, roi: Roi | None = None, roi_frames: int = 8, *,
+                 roi_hint: Roi | None = None) -> None:
         self.meta = meta
         self.fixed_roi = roi
+        self.roi_hint = roi_hint  # the source's own statement of its image region (DICOM ultrasound regions)
         self.roi_frames = max(1, roi_frames)
         self._seen: list[np.ndarray] = []
+        self._size: tuple[int, int] | None = None
         self.roi: Roi | None = None
         self.roi_final = False
         self.lut = spec_lut(meta) if meta else None
 
     def update_roi(self, pixels: np.ndarray) -> Roi:
-        """Return the ROI for this frame, refining the automatic one over the first frames."""
+        """Return the ROI for this frame, refining the automatic one over the first frames.
+
+        Priority: the user's ROI (``--roi``), then the source's hint, then detection over the first ``roi_frames``
+        frames. When the frame size changes mid-stream, the ROI is found again at the new size. A user ROI that
+        lies outside the frame is a ``ConfigError``; one that has to be clamped is a one-line warning.
+        """
         h, w = pixels.shape[:2]
-        if self.fixed_roi is not None:
-            if self.roi is None:
-                self.roi = clamp_roi(self.fixed_roi, w, h)
-                self.roi_final = True
-            return self.roi
+        if self._size != (w, h):
+            if self._size is not None:
+                log.warning("the source changed size from %dx%d to %dx%d: finding the image region again",
+                            *self._size, w, h)
+            self._size = (w, h)
+            self._seen.clear()
+            self.roi, self.roi_final = None, False
+            if self.fixed_roi is not None:
+                self.roi, self.roi_final = checked_roi(self.fixed_roi, w, h, "--roi"), True
+            elif self.roi_hint is not None:
+                self.roi, self.roi_final = checked_roi(self.roi_hint, w, h, "the source's image region"), True
         if not self.roi_final:
-            if self.roi is not None and pixels.shape[:2] != self._seen[0].shape[:2]:
-                self._seen.clear()  # the source changed size: start over
             self._seen.append(pixels)
             if len(self._seen) == 1 or len(self._seen) >= self.roi_frames:
                 self.roi = detect_roi(self._seen)

@@ -19,6 +19,9 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
+
 from .errors import SonolensError
 from .messages import Result
 from .overlay import OverlayStyle, draw_overlay
@@ -43,6 +46,7 @@ class Recorder:
         self._cond = threading.Condition()
         self._closing = False
         self._writer: VideoWriter | None = None
+        self._size: tuple[int, int] = (0, 0)
         self.frames_written = 0
         self.dropped = 0
         self.error: SonolensError | None = None
@@ -80,6 +84,9 @@ class Recorder:
                 if self._writer is None:
                     self._writer = VideoWriter(self.path, self.fps, size=(img.shape[1], img.shape[0]),
                                                fragmented=True, timestamps=True)
+                    self._size = (img.shape[1], img.shape[0])
+                elif (img.shape[1], img.shape[0]) != self._size:
+                    img = letterbox(img, self._size)  # the source changed size: an MP4 keeps one frame size
                 self._writer.write(img, _frame_time(result))
                 self.frames_written += 1
                 with self._cond:
@@ -114,6 +121,19 @@ class Recorder:
     def stats(self) -> dict[str, Any]:
         return {"path": str(self.path), "frames_written": self.frames_written, "dropped": self.dropped,
                 "error": str(self.error) if self.error else None}
+
+
+def letterbox(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``img`` (H×W×3 uint8) scaled to fit ``size = (width, height)`` with its aspect kept, centred on black."""
+    w, h = size
+    ih, iw = img.shape[:2]
+    s = min(w / iw, h / ih)
+    nw, nh = max(1, round(iw * s)), max(1, round(ih * s))
+    out = np.zeros((h, w, 3), np.uint8)
+    x0, y0 = (w - nw) // 2, (h - nh) // 2
+    interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
+    out[y0:y0 + nh, x0:x0 + nw] = cv2.resize(img, (nw, nh), interpolation=interp)
+    return out
 
 
 def _frame_time(result: Result) -> float | None:

@@ -125,7 +125,8 @@ class Pipeline:
                                    class_names=spec.class_names if spec else ())
         self.queue = FrameQueue(cfg.queue_policy, cfg.queue_capacity, on_drop=self._on_drop)
         roi = parse_roi(cfg.roi) if isinstance(cfg.roi, str) else cfg.roi
-        self.preprocessor = Preprocessor(engine.meta if engine else None, roi=roi, roi_frames=cfg.roi_frames)
+        self.preprocessor = Preprocessor(engine.meta if engine else None, roi=roi, roi_frames=cfg.roi_frames,
+                                         roi_hint=getattr(info, "roi_hint", None))
         self.postprocess = standard_postprocessor(
             cfg.ema, temperature=spec.temperature if spec else 1.0,
             ood_threshold=float(spec.ood["threshold"]) if spec and spec.ood else None, gate=cfg.gate)

@@ -29,6 +29,11 @@ Sink = Callable[[Result], None]
 Preprocess = Callable[[np.ndarray], "tuple[np.ndarray | None, tuple[int, int, int, int]]"]
 
 
+def _name(sink: Sink) -> str:
+    """A readable name for a sink in an error message (``Recorder``, ``FrameBridge``, a function's name)."""
+    return getattr(sink, "__name__", None) or type(sink).__name__
+
+
 class InferenceWorker(threading.Thread):
     """One thread that turns queued ``Frame``s into ``Result``s.
 
@@ -122,11 +127,17 @@ class InferenceWorker(threading.Thread):
                 result = self._process(frame)
                 self.telemetry.record(FrameRow.of(result))
                 for sink in self._sinks:
-                    sink(result)
+                    try:
+                        sink(result)
+                    except SonolensError:
+                        raise
+                    except Exception as exc:  # a bug in a sink: one line for the user, the traceback in the log
+                        log.debug("sink %r failed", sink, exc_info=True)
+                        raise SonolensError(f"{_name(sink)} failed on frame {result.index}: {exc}") from None
         except SonolensError as exc:
             self.error = exc
         except Exception as exc:
-            log.exception("inference worker failed")
+            log.debug("inference worker failed", exc_info=True)
             self.error = SonolensError(f"inference failed: {exc}")
         finally:
             self.queue.close()  # tell the capture thread nobody is listening any more

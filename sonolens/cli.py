@@ -49,6 +49,11 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
+def _lower_level(record) -> bool:
+    record.levelname_lower = record.levelname.lower()
+    return True
+
+
 def tune_process() -> None:
     """Process-wide settings that only a command-line entry point may make.
 
@@ -62,6 +67,17 @@ def tune_process() -> None:
 
     # OpenCV (the fallback decoder and camera backend) bundles its own FFmpeg and logs warnings to stderr.
     os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+    # sonolens's own warnings are one line each, like its errors ("sonolens: warning: ...")
+    import logging
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("sonolens: %(levelname_lower)s: %(message)s"))
+    handler.addFilter(_lower_level)
+    root = logging.getLogger("sonolens")
+    if not root.handlers:
+        root.addHandler(handler)
+        root.setLevel(logging.WARNING)
+        root.propagate = False
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
     if sys.platform.startswith("linux"):
         try:

@@ -2,8 +2,11 @@
 
 Spec strings:
   ``camera:N`` / ``/dev/videoN`` / ``rtsp://…`` / ``http(s)://…`` / ``udp://…``  → :class:`CameraSource`
+                                               (devices through OpenCV, network streams through PyAV)
+  ``igtl://host:port[/device]``                                           → ``IgtlSource`` (OpenIGTLink IMAGE)
   ``phantom:KIND``                                                        → ``PhantomSource`` (synthetic)
   an existing folder                                                      → :class:`FolderSource`
+  a ``.dcm``/``.dicom`` file, or any file with the ``DICM`` preamble        → :class:`DicomSource`
   a ``.png/.jpg/.jpeg/.bmp/.tif/.tiff`` file                              → :class:`ImageSource`
   any other file                                                          → :class:`VideoSource`
 """
@@ -16,11 +19,13 @@ from ..errors import SourceError
 from ..messages import RawFrame
 from .base import Source, SourceInfo
 from .camera import CameraSource
+from .dicom import DicomSource, is_dicom_path
 from .stills import IMAGE_EXTENSIONS, FolderSource, ImageSource
 from .video import OpenCVVideoSource, VideoSource
 
 __all__ = [
     "CameraSource",
+    "DicomSource",
     "FolderSource",
     "IMAGE_EXTENSIONS",
     "ImageSource",
@@ -53,6 +58,10 @@ def open_source(spec: str, *, fps: float | None = None) -> Source:
         return CameraSource(int(device) if device.isdigit() else device)
     if lower.startswith("/dev/video") or lower.startswith(_STREAM_PREFIXES):
         return CameraSource(spec)
+    if lower.startswith("igtl://"):
+        from .igtl import IgtlSource
+
+        return IgtlSource.from_url(spec)
     if lower.startswith("phantom:"):
         kind = spec.split(":", 1)[1].strip()
         try:
@@ -67,6 +76,8 @@ def open_source(spec: str, *, fps: float | None = None) -> Source:
     if not path.exists():
         hint = f" (for a camera, use camera:{spec})" if spec.isdigit() else ""
         raise SourceError(f"no such file: {spec}{hint}")
+    if path.is_file() and is_dicom_path(path):
+        return DicomSource(path)
     if path.suffix.lower() in IMAGE_EXTENSIONS:
         return ImageSource(path)
     return VideoSource(path)

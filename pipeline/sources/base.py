@@ -20,12 +20,14 @@ class SourceInfo:
     """What is known about a source once open. ``fps`` is None for stills and unknown camera rates."""
 
     name: str
-    kind: str  # "video" | "camera" | "image" | "folder" | "phantom"
+    kind: str  # "video" | "camera" | "image" | "folder" | "phantom" | "igtl"
     width: int
     height: int
     fps: float | None
     frame_count: int | None  # None when unknown (cameras, some containers)
     live: bool  # True for cameras/phantoms: frames arrive in real time by themselves
+    # (x, y, w, h) of the image area when the source knows it (DICOM Sequence of Ultrasound Regions), else None
+    roi_hint: tuple[int, int, int, int] | None = None
 
 
 class Source(ABC):

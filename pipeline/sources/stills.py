@@ -3,7 +3,10 @@
 Stills are read with ``cv2.imdecode(IMREAD_UNCHANGED)`` on the file's bytes (``cv2.imread`` cannot open
 non-ASCII paths on Windows), then brought to what a ``RawFrame`` carries: uint8 RGB, or uint8 gray for
 gray files. 16-bit files are scaled by 1/257 (full range → full range, so an 8-bit image saved as 16-bit
-comes back exactly); alpha is dropped.
+comes back exactly); alpha is dropped. The EXIF orientation is applied (``pipeline.orientation``), so a photo
+taken in portrait is upright. DICOM files (``.dcm``, or no extension and the ``DICM`` preamble) are read by
+``sources.dicom`` (first frame of a multi-frame file). ``read_still`` is the one still reader: the training and
+evaluation image loader (``training.data.load_gray``) calls it too.
 
 A folder is searched recursively, so a folder-per-class dataset (``busi/benign/…``, ``busi/malignant/…``)
 plays as one slideshow. Files are decoded lazily, one per frame, so a folder of thousands of images opens
@@ -23,7 +26,9 @@ import numpy as np
 
 from ..errors import SourceError
 from ..messages import RawFrame
+from ..orientation import apply_orientation, exif_orientation
 from .base import Source, SourceInfo
+from .dicom import DICOM_EXTENSIONS, DicomUnavailable, has_dicom_preamble, is_dicom_path, read_dicom_still
 
 log = logging.getLogger(__name__)
 
@@ -37,17 +42,23 @@ DEFAULT_EXCLUDE = ("*_mask.*", "*_mask_[0-9]*.*")
 
 
 def read_still(path: Path) -> np.ndarray | None:
-    """The image at ``path`` as uint8 RGB (H×W×3) or gray (H×W), or None when it cannot be decoded."""
+    """The image at ``path``, upright, as uint8 RGB (H×W×3) or gray (H×W), or None when it cannot be decoded.
+
+    A DICOM file that cannot be read raises ``SourceError`` instead (one line saying why: a missing extra, a
+    transfer syntax without a decoder), because "unreadable" would hide what the user has to fix."""
+    path = Path(path)
+    if is_dicom_path(path):
+        return read_dicom_still(path)
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError:
         return None
     if data.size == 0:
         return None
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)  # IMREAD_UNCHANGED ignores EXIF: applied below, once
     if image is None or image.size == 0:
         return None
-    return to_uint8_rgb_or_gray(image)
+    return apply_orientation(to_uint8_rgb_or_gray(image), exif_orientation(data))
 
 
 def to_uint8_rgb_or_gray(image: np.ndarray) -> np.ndarray:
@@ -150,7 +161,8 @@ class FolderSource(Source):
         found = [
             p
             for p in self.folder.glob(pattern)
-            if p.suffix.lower() in IMAGE_EXTENSIONS
+            if (p.suffix.lower() in IMAGE_EXTENSIONS or p.suffix.lower() in DICOM_EXTENSIONS
+                or (not p.suffix and p.is_file() and has_dicom_preamble(p)))
             and not p.name.startswith(".")
             and not any(fnmatch.fnmatch(p.name.lower(), ex) for ex in self.exclude)
             and p.is_file()
@@ -162,6 +174,17 @@ class FolderSource(Source):
             self.skipped_paths.append(path)
             log.warning("%s: skipping unreadable image %s", self.name, path.relative_to(self.folder))
 
+    def _read(self, path: Path) -> np.ndarray | None:
+        """``read_still``, with one bad DICOM file skipped like any unreadable image; a missing DICOM extra or
+        decoder still ends the slideshow with its one-line error (every DICOM file of the folder would fail)."""
+        try:
+            return read_still(path)
+        except DicomUnavailable:
+            raise
+        except SourceError as exc:
+            log.debug("%s", exc)
+            return None
+
     def open(self) -> SourceInfo:
         if not self.folder.exists():
             raise SourceError(f"no such folder: {self.folder}")
@@ -170,10 +193,10 @@ class FolderSource(Source):
         self.paths = self._list()
         self.skipped_paths = []
         if not self.paths:
-            exts = "/".join(sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS))
+            exts = "/".join(sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS | {".dcm"}))
             raise SourceError(f"{self.name} contains no images ({exts})")
         for index, path in enumerate(self.paths):
-            pixels = read_still(path)
+            pixels = self._read(path)
             if pixels is not None:
                 self._first = (index, pixels)
                 break
@@ -203,7 +226,7 @@ class FolderSource(Source):
             if first is not None and first[0] == index:
                 pixels = first[1]
             else:
-                pixels = read_still(path)
+                pixels = self._read(path)
             if pixels is None:
                 self._skip(path)
                 continue
