@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
-
 def _empty() -> np.ndarray:
     return np.zeros(0, dtype=np.float32)
 

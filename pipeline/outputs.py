@@ -23,14 +23,19 @@ def reason(exc: OSError) -> str:
 def check_writable(path: str | os.PathLike, what: str) -> Path:
     """Raise a one-line ``ConfigError`` unless ``path`` can be created or overwritten; return it as a Path.
 
-    Creates the file if it does not exist (an empty file is left until the run writes it).
+    Creates missing parent folders (``--record out/overlay.mp4`` makes ``out/``) and the file itself if it does
+    not exist (an empty file is left until the run writes it).
     """
     p = Path(path)
     if p.is_dir():
         raise ConfigError(f"cannot write the {what} to {p}: it is a folder")
     parent = p.parent if str(p.parent) else Path(".")
-    if not parent.is_dir():
-        raise ConfigError(f"cannot write the {what} to {p}: folder {parent} does not exist")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(f"cannot write the {what} to {p}: {parent} is a file, not a folder") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot write the {what} to {p}: cannot create folder {parent} ({reason(exc)})") from None
     try:
         with open(p, "ab"):
             pass

@@ -94,7 +94,7 @@ class StampLayout:
     margin: int  # black rows above and below the cells
 
     @classmethod
-    def for_width(cls, width: int, height: int) -> "StampLayout":
+    def for_width(cls, width: int, height: int) -> StampLayout:
         for cols in (64, 32, 16):
             cell = width // cols
             if cell >= MIN_CELL:

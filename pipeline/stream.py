@@ -20,8 +20,8 @@ from .errors import ConfigError, SonolensError
 from .frame_queue import FrameQueue
 from .messages import Frame
 from .postprocess import standard_postprocessor
-from .reconnect import NO_RECONNECT, ConnectionLog, ReconnectPolicy, open_with_retry
 from .preprocess import Preprocessor
+from .reconnect import NO_RECONNECT, ConnectionLog, ReconnectPolicy, open_with_retry
 from .roi import Roi, parse_roi
 from .sources import open_source
 from .sources.base import Source, SourceInfo
@@ -158,7 +158,7 @@ class Pipeline:
         """Something to close after the threads stop (recorder, log files)."""
         self._closers.append(fn)
 
-    def start(self) -> "Pipeline":
+    def start(self) -> Pipeline:
         self.t_start = time.perf_counter()
         self.worker.start()
         self.capture.start()

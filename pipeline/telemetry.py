@@ -2,9 +2,9 @@
 
 Memory is bounded whatever the length of a run: the end-of-run percentiles come from one log-bucketed histogram
 per stage (``stats.LatencyHistogram``, within 0.5 %; count, mean and max exact), the live numbers from a fixed
-window of the last frames. Every number the HUD or a report shows comes from here, computed from the frames' own monotonic timestamps,
-so a displayed FPS is the real one. ``fps_processed`` is results delivered per second over the span of the run;
-``fps_in`` is frames captured per second. Dropped frames come from the queue's own counter.
+window of the last frames. Every number the HUD or a report shows comes from here, computed from the frames' own
+monotonic timestamps, so a displayed FPS is the real one. ``fps_processed`` is results delivered per second over
+the span of the run; ``fps_in`` is frames captured per second. Dropped frames come from the queue's own counter.
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ def csv_header(class_names: Sequence[str]) -> tuple[str, ...]:
 def percentiles(values: np.ndarray | list[float]) -> dict[str, float]:
     a = np.asarray(values, dtype=np.float64)
     if a.size == 0:
-        return {"p50": float("nan"), "p95": float("nan"), "p99": float("nan"), "max": float("nan"), "mean": float("nan")}
+        nan = float("nan")
+        return {"p50": nan, "p95": nan, "p99": nan, "max": nan, "mean": nan}
     p50, p95, p99 = np.percentile(a, [50, 95, 99])
     return {"p50": float(p50), "p95": float(p95), "p99": float(p99), "max": float(a.max()), "mean": float(a.mean())}
 
@@ -134,7 +135,8 @@ class Telemetry:
                 self._prob_sums += row.probs
             self._window.append(row)
             if self._csv is not None:
-                self._write_csv(row.csv_row(len(self.class_names)), flush=self._n % 30 == 0)  # a crash loses at most a second of rows
+                # flushed every 30 rows: a crash loses at most a second of rows
+                self._write_csv(row.csv_row(len(self.class_names)), flush=self._n % 30 == 0)
 
     def record_drop(self, index: int, pts_s: float | None, t_captured_ns: int, t_enqueued_ns: int) -> None:
         """A frame the ``latest`` queue evicted: it gets a CSV row too, so no frame vanishes from the record."""

@@ -211,7 +211,7 @@ class VideoWriter:
         if error is not None:
             raise SourceError(f"finishing video {self.path} failed: {_reason(error)}")
 
-    def __enter__(self) -> "VideoWriter":
+    def __enter__(self) -> VideoWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -15,7 +15,8 @@ from . import RESEARCH_NOTICE, __version__
 
 # name -> (module:function, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("sonolens.pipeline.run_cli:cli_main", "headless pipeline: source -> queue -> inference -> report/recording"),
+    "run": ("sonolens.pipeline.run_cli:cli_main",
+            "headless pipeline: source -> queue -> inference -> report/recording"),
     "view": ("sonolens.app.main:cli_main", "the live PyQt6 overlay viewer (needs the 'app' extra)"),
     "bench": ("sonolens.bench.cli:cli_main", "benchmark suite, writes BENCHMARKS.md and JSON"),
     "simulate": ("sonolens.simulator.cli:cli_main", "render a B-mode phantom clip to mp4"),

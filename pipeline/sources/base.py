@@ -43,10 +43,10 @@ class Source(ABC):
     def frames(self, start_s: float = 0.0) -> Iterator[RawFrame]:
         """Yield frames from ``start_s`` seconds on. Calling it again restarts from ``start_s`` (used to loop)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - a no-op default: sources without resources need not override it
         """Release the device or file. Safe to call twice."""
 
-    def __enter__(self) -> "Source":
+    def __enter__(self) -> Source:
         self.open()
         return self
 

@@ -15,12 +15,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from conftest import NEUTRAL_CWD, has_torch
 
 from sonolens.pipeline.cam import cam_for_display, normalize_cam, upsample
-from sonolens.pipeline.engines import (BUNDLED_MODELS, OnnxEngine, bundled_model_path, default_model_path,
-                                       load_engine)
+from sonolens.pipeline.engines import BUNDLED_MODELS, OnnxEngine, bundled_model_path, default_model_path, load_engine
 from sonolens.pipeline.errors import ModelError
 from sonolens.pipeline.modelfile import META_KEY
 

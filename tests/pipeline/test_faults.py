@@ -77,7 +77,9 @@ def test_outputs_checked_before_the_run(tmp_path, tmpfs, random_student):
     assert_one_line_error(sonolens_proc(*start, "--csv", str(ro / "f.csv")), "Read-only file system")
     assert_one_line_error(sonolens_proc(*start, "--record", str(ro / "o.mp4")), "Read-only file system")
     assert_one_line_error(sonolens_proc(*start, "--json", str(tmp_path)), "is a folder")
-    assert_one_line_error(sonolens_proc(*start, "--json", str(tmp_path / "no" / "r.json")), "does not exist")
+    (tmp_path / "a_file").write_text("x")
+    assert_one_line_error(sonolens_proc(*start, "--json", str(tmp_path / "a_file" / "r.json")), "not a folder")
+    assert_one_line_error(sonolens_proc(*start, "--json", str(ro / "new" / "r.json")), "cannot create folder")
     same = str(tmp_path / "x")
     assert_one_line_error(sonolens_proc(*start, "--json", same, "--csv", same), "same file")
 

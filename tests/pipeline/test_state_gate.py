@@ -11,7 +11,7 @@ from fakes import FakeEngine, ScriptedSource
 
 from sonolens.pipeline.health import InputHealth
 from sonolens.pipeline.messages import RawFrame, Result, Timings
-from sonolens.pipeline.postprocess import Prediction, PostProcessor, StateGate, softmax
+from sonolens.pipeline.postprocess import PostProcessor, Prediction, StateGate, softmax
 from sonolens.pipeline.stream import Pipeline, PipelineConfig, run_to_end
 
 

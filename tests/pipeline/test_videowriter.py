@@ -6,11 +6,10 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from decode_clip import decode_clip
 
 from sonolens.pipeline.errors import ConfigError
 from sonolens.pipeline.videoio import VideoWriter
-
-from decode_clip import decode_clip
 
 
 @pytest.mark.parametrize("fps,codec", [(12.69, None), (30.0, None), (25.0, "mpeg4")])

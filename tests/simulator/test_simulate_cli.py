@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import av
+from decode_clip import decode_clip
 
 from sonolens.simulator.cli import SAMPLES, cli_main
-
-from decode_clip import decode_clip
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -39,7 +38,7 @@ def test_simulate_cli_errors_are_one_line(tmp_path, capsys):
 def test_committed_sample_clips_match_the_recipe():
     folder = REPO / "assets" / "sample_videos"
     total = 0
-    for name, (kind, _, seconds) in SAMPLES.items():
+    for name, (_kind, _, seconds) in SAMPLES.items():
         path = folder / name
         assert path.exists(), f"{path} missing: run sonolens simulate --samples {folder}"
         total += path.stat().st_size
