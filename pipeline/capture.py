@@ -136,6 +136,7 @@ class CaptureThread(threading.Thread):
                     if self._rebase or t0_ns is None:
                         t0_ns, pts0, self._rebase = self._clock(), pts, False
                     speed = self._speed
+                assert pts0 is not None
                 due_ns = t0_ns + int((pts - pts0) / speed * 1e9)
                 delay = (due_ns - self._clock()) / 1e9
                 if delay > 0 and self._wait(delay):

@@ -12,12 +12,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from .capture import CaptureHook, CaptureThread
 from .engines import Engine
 from .errors import ConfigError, SonolensError
-from .frame_queue import FrameQueue
+from .frame_queue import FrameQueue, Policy
 from .messages import Frame
 from .postprocess import standard_postprocessor
 from .preprocess import Preprocessor
@@ -82,8 +82,9 @@ class PipelineConfig:
         return ReconnectPolicy(attempts=self.reconnect) if self.reconnect else NO_RECONNECT
 
     @property
-    def queue_policy(self) -> str:
-        return self.queue or ("latest" if self.realtime else "block")
+    def queue_policy(self) -> Policy:
+        policy = self.queue or ("latest" if self.realtime else "block")
+        return cast(Policy, policy)  # build() rejects anything else with one line
 
 
 def load_config(path: str | Path, **overrides: Any) -> PipelineConfig:

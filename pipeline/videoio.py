@@ -28,9 +28,11 @@ from __future__ import annotations
 import os
 from fractions import Fraction
 from pathlib import Path
+from typing import cast
 
 import av
 import numpy as np
+from av.video.stream import VideoStream
 
 from .errors import ConfigError, SourceError
 
@@ -86,7 +88,7 @@ class VideoWriter:
         self.frames_written = 0
         self._input_size: tuple[int, int] | None = None
         self.size: tuple[int, int] | None = None  # encoded (even) size, known once the stream exists
-        self._stream = None
+        self._stream: VideoStream | None = None
         self._closed = False
         if not 0 <= self.crf <= 51:
             raise ConfigError(f"crf must be in 0..51, got {crf}")
@@ -123,7 +125,7 @@ class VideoWriter:
                 options["tune"] = "zerolatency"
         else:  # mpeg4: fixed quantiser; x264 crf 18..28 looks roughly like qscale 2..8
             options = {"qscale": str(int(np.clip(round((self.crf - 14) * 0.6), 1, 31)))}
-        stream = self._container.add_stream(self.codec, rate=self.fps, options=options)
+        stream = cast(VideoStream, self._container.add_stream(self.codec, rate=self.fps, options=options))
         stream.width, stream.height = enc_w, enc_h
         stream.pix_fmt = "yuv420p"
         stream.codec_context.time_base = TIMESTAMP_BASE if self.timestamps else 1 / self.fps
@@ -151,19 +153,21 @@ class VideoWriter:
         h, w = frame.shape[:2]
         if self._stream is None:
             self._open_stream(w, h)
-        if (w, h) != self._input_size:
-            iw, ih = self._input_size
+        stream, input_size, size = self._stream, self._input_size, self.size
+        assert stream is not None and input_size is not None and size is not None
+        if (w, h) != input_size:
+            iw, ih = input_size
             raise ConfigError(f"frame {self.frames_written} of {self.path} is {w}x{h}, the video is {iw}x{ih}")
-        enc_w, enc_h = self.size
+        enc_w, enc_h = size
         if (w, h) != (enc_w, enc_h):  # odd size: pad with black to even
             padded = np.zeros((enc_h, enc_w, 3), np.uint8)
             padded[:h, :w] = frame
             frame = padded
         vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
         vf.pts = self._next_pts(pts_s)
-        vf.time_base = self._stream.codec_context.time_base
+        vf.time_base = stream.codec_context.time_base
         try:
-            for packet in self._stream.encode(vf):
+            for packet in stream.encode(vf):
                 self._container.mux(packet)
         except (OSError, av.FFmpegError) as exc:
             raise SourceError(f"writing video {self.path} failed at frame {self.frames_written}: "

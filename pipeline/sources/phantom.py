@@ -47,9 +47,12 @@ class PhantomSource(Source):
             raise SourceError(str(exc)) from None
         if not (isinstance(fps, numbers.Real) and math.isfinite(fps) and fps > 0):
             raise SourceError(f"phantom fps must be a positive number, got {fps!r}")
-        self.seed, self.fps, self.size, self.seconds = int(seed), float(fps), (int(size[0]), int(size[1])), seconds
-        self.realtime = bool(realtime)
-        self.frames_skipped = 0
+        self.seed: int = int(seed)
+        self.fps: float = float(fps)
+        self.size: tuple[int, int] = (int(size[0]), int(size[1]))
+        self.seconds: float | None = seconds
+        self.realtime: bool = bool(realtime)
+        self.frames_skipped: int = 0
         self._phantom: Phantom | None = None
         self.info = SourceInfo(name=f"phantom:{kind}", kind="phantom", width=self.size[0], height=self.size[1],
                                fps=self.fps, frame_count=None, live=self.realtime)
@@ -59,6 +62,7 @@ class PhantomSource(Source):
         """The renderer (opens the source if needed): ground truth via ``phantom.truth(i)``."""
         if self._phantom is None:
             self.open()
+        assert self._phantom is not None
         return self._phantom
 
     def open(self) -> SourceInfo:
