@@ -77,6 +77,7 @@ def write_clip(kind: str, out: str | Path, seconds: float, seed: int = 0, fps: f
     with _as_source_error():
         phantom = Phantom(kind, seed=seed, fps=fps, size=size, seconds=seconds)
     n = phantom.frame_count
+    assert n is not None  # seconds > 0 was checked: a finite clip
     out = Path(out)
     t0 = last = time.perf_counter()
     with VideoWriter(out, fps, size=size, crf=crf, preset=preset) as writer:

@@ -40,7 +40,7 @@ from .errors import PhantomError
 from .kinds import check_kind
 from .lesions import Lesion, paint_lesion
 from .noise import SEED_NOISE, SEED_SPECKLE, rng_for
-from .screen import draw_clock, draw_screen, make_layout
+from .screen import Layout, draw_clock, draw_screen, make_layout
 from .timeline import Timeline
 from .tissue import Tissue
 
@@ -85,6 +85,27 @@ class Phantom:
     FOCUS_MM = 18.0
     NOISE_DB_AT_BOTTOM = -30.0  # electronic noise after TGC, re gland echo
     TOP_DB = 18.0               # echo level shown white (gland speckle ≈ grey 150)
+
+    seed: int
+    fps: float
+    seconds: float | None
+    layout: Layout
+    ui: bool
+    tissue: Tissue
+    timeline: Timeline
+    _gh: int
+    _gw: int
+    _kz: np.ndarray
+    _kx: np.ndarray
+    _kz_i: np.ndarray
+    _kx_i: np.ndarray
+    _dz_grid: float
+    _tgc_db: np.ndarray
+    _env2_floor: float
+    _log_scale: float
+    _log_offset: float
+    _noise: list[np.ndarray]
+    _screen: np.ndarray
 
     def __init__(self, kind: str, seed: int = 0, fps: float = 30.0, size: tuple[int, int] = (640, 480),
                  seconds: float | None = None, *, depth_mm: float = 40.0, probe_mm: float = 38.0,
@@ -186,7 +207,7 @@ class Phantom:
         # incoherent smoothing of the intensity (what a scanner's speckle reduction and display interpolation
         # do): fills the one-pixel null lines that raw Rayleigh speckle shows in a log display
         env2 = cv2.sepFilter2D(env2, -1, self._kx_i, self._kz_i, borderType=cv2.BORDER_REFLECT)
-        cv2.max(env2, self._env2_floor, dst=env2)
+        cv2.max(env2, self._env2_floor, dst=env2)  # type: ignore[call-overload]  # a scalar works; the stub lacks it
         cv2.log(env2, dst=env2)
         return cv2.convertScaleAbs(env2, alpha=self._log_scale, beta=self._log_offset)
 
