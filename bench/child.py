@@ -60,23 +60,45 @@ def peak_rss_mb() -> float:
     return ru_maxrss_mb()
 
 
-def latency_stats(ms: list[float]) -> dict[str, float]:
+NOISE_BLOCKS = 5
+
+
+def noise_ms(ms: list[float], blocks: int = NOISE_BLOCKS) -> float | None:
+    """How much the median of these repeats moves within the run: half the range of the medians of ``blocks``
+    consecutive blocks of them (None below 2 repeats a block). Two medians closer than their combined noise
+    are not a measurable difference (``assemble.difference``)."""
+    import numpy as np
+
+    a = np.asarray(ms, dtype=np.float64)
+    if a.size < 2 * blocks:
+        return None
+    meds = [float(np.median(b)) for b in np.array_split(a, blocks)]
+    return (max(meds) - min(meds)) / 2
+
+
+def latency_stats(ms: list[float]) -> dict[str, float | None]:
     import numpy as np
 
     a = np.asarray(ms, dtype=np.float64)
     if a.size == 0:
         return {"n": 0}
-    p50, p95, p99 = np.percentile(a, [50, 95, 99])
+    p10, p50, p90, p95, p99 = np.percentile(a, [10, 50, 90, 95, 99])
     return {"n": int(a.size), "p50": float(p50), "p95": float(p95), "p99": float(p99), "mean": float(a.mean()),
-            "min": float(a.min()), "max": float(a.max())}
+            "min": float(a.min()), "max": float(a.max()), "p10": float(p10), "p90": float(p90),
+            "noise_ms": noise_ms(ms)}
 
 
-def time_calls(fn: Callable[[], Any], iters: int, warmup: int, max_s: float) -> tuple[list[float], float]:
+def time_calls(fn: Callable[[], Any], iters: int, warmup: int, max_s: float, threads: int | None = None
+               ) -> tuple[list[float], float, dict[str, Any]]:
     """Call ``fn`` ``warmup`` times untimed, then up to ``iters`` times (stopping early after ``max_s`` seconds,
-    but never before 3 calls). Returns per-call milliseconds and the wall time of the timed calls."""
+    but never before 3 calls). Returns per-call milliseconds, the wall time of the timed calls, and the CPU record
+    of the timed calls (``contention.CpuWatch``: what the process got from the CPU meanwhile)."""
+    from .contention import CpuWatch
+
     for _ in range(max(0, warmup)):
         fn()
     out: list[float] = []
+    watch = CpuWatch()
     t_start = time.perf_counter()
     for i in range(max(1, iters)):
         t0 = time.perf_counter()
@@ -84,19 +106,33 @@ def time_calls(fn: Callable[[], Any], iters: int, warmup: int, max_s: float) -> 
         out.append((time.perf_counter() - t0) * 1e3)
         if i >= 2 and time.perf_counter() - t_start > max_s:
             break
-    return out, time.perf_counter() - t_start
+    wall = time.perf_counter() - t_start
+    return out, wall, watch.record(threads=threads, compute_bound=True)
 
 
-def _timing_result(ms: list[float], wall_s: float) -> dict[str, Any]:
+def _timing_result(ms: list[float], wall_s: float, cpu: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Latency percentiles, the measured throughput (calls / wall time of the timed loop) and the CPU record."""
     return {"latency_ms": latency_stats(ms), "throughput_ips": len(ms) / wall_s if wall_s > 0 else 0.0,
-            "iters": len(ms)}
+            "iters": len(ms), "wall_s": wall_s, "contention": cpu}
+
+
+def vm_rss_mb() -> float | None:
+    """Resident set size of this process now (``VmRSS`` of ``/proc/self/status``), MB; None where unreadable."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 # --------------------------------------------------------------------------------------------------------
 # Tasks
 # --------------------------------------------------------------------------------------------------------
 @task("probe")
-def probe(imports: list[str] = ()) -> dict[str, Any]:
+def probe(imports: tuple[str, ...] | list[str] = ()) -> dict[str, Any]:
     """Import the given modules and nothing else: checks the subprocess plumbing itself."""
     import importlib
 
@@ -125,12 +161,21 @@ def prepare_student(onnx_out: str | None = None, int8_src: str | None = None, in
     return out
 
 
-def _torch_threads(n: int) -> None:
-    """``n`` > 0: ``torch.set_num_threads(n)``; 0 keeps torch's default (one per core)."""
+def _torch_threads(n: int) -> str:
+    """Set torch's intra-op thread count and say how it was chosen. ``n`` > 0: exactly ``n``. 0: the cores free
+    right now (``contention.free_cores``: usable cores minus those other processes keep busy, at least 1), because
+    torch's default of one thread per core spin-waits for any thread the scheduler parks: measured on 2 cores with
+    one kept busy, 2 threads timed the student at 511 ms and 1 thread near its quiet 3.6 ms."""
     import torch
+
+    from .contention import free_cores
 
     if n > 0:
         torch.set_num_threads(int(n))
+        return f"{n} (--torch-threads)"
+    free, basis = free_cores()
+    torch.set_num_threads(free)
+    return f"{free} (auto: {basis})"
 
 
 def _build_torch_model(arch: str, kwargs: dict[str, Any], checkpoint: str | None):
@@ -154,7 +199,7 @@ def torch_model(arch: str, kwargs: dict[str, Any] | None = None, checkpoint: str
     """Eager PyTorch forward, batch 1, ``torch.inference_mode``: latency, throughput, parameter bytes."""
     import torch
 
-    _torch_threads(torch_threads)
+    threads_basis = _torch_threads(torch_threads)
     rss_import = peak_rss_mb()
     t0 = time.perf_counter()
     model, init = _build_torch_model(arch, dict(kwargs or {}), checkpoint)
@@ -164,17 +209,19 @@ def torch_model(arch: str, kwargs: dict[str, Any] | None = None, checkpoint: str
     x = torch.randn(1, 3, h, w, generator=torch.Generator().manual_seed(0))
     n_params = sum(p.numel() for p in model.parameters())
     with torch.inference_mode():
-        ms, wall = time_calls(lambda: model(x), iters, warmup, max_s)
-    return {**_timing_result(ms, wall), "framework": f"PyTorch {torch.__version__} eager",
+        ms, wall, cpu = time_calls(lambda: model(x), iters, warmup, max_s, threads=torch.get_num_threads())
+    return {**_timing_result(ms, wall, cpu), "framework": f"PyTorch {torch.__version__} eager",
             "arch": getattr(model.sonolens_spec, "arch", arch), "init": init, "input_size": [h, w],
             "params": int(n_params), "size_mb": n_params * 4 / 1e6, "size_basis": "parameter bytes, fp32",
-            "threads": torch.get_num_threads(), "build_s": build_s, "rss_after_import_mb": rss_import}
+            "threads": torch.get_num_threads(), "threads_basis": threads_basis, "build_s": build_s,
+            "rss_after_import_mb": rss_import}
 
 
 @task("onnx_model")
 def onnx_model(path: str, want_cam: bool = True, threads: int = 0, iters: int = 200, warmup: int = 10,
                max_s: float = 10.0) -> dict[str, Any]:
-    """ONNX Runtime through the runtime's own ``OnnxEngine`` (the call the inference worker makes)."""
+    """ONNX Runtime through the runtime's own ``OnnxEngine.infer`` (the call the inference worker makes: logits,
+    the CAM when wanted, and the out-of-domain score when the file has one)."""
     import numpy as np
     import onnxruntime as ort
 
@@ -184,8 +231,9 @@ def onnx_model(path: str, want_cam: bool = True, threads: int = 0, iters: int = 
     engine = OnnxEngine(path, threads=threads)
     h, w = engine.meta.input_size
     x = np.random.default_rng(0).standard_normal((1, 3, int(h), int(w))).astype(np.float32)
-    ms, wall = time_calls(lambda: engine.run(x, want_cam=want_cam), iters, warmup, max_s)
-    return {**_timing_result(ms, wall), "framework": f"ONNX Runtime {ort.__version__}",
+    ms, wall, cpu = time_calls(lambda: engine.infer(x, want_cam=want_cam), iters, warmup, max_s,
+                               threads=threads or None)
+    return {**_timing_result(ms, wall, cpu), "framework": f"ONNX Runtime {ort.__version__}",
             "arch": engine.meta.arch, "init": "trained" if engine.meta.trained else "random init",
             "trained": bool(engine.meta.trained), "input_size": [int(h), int(w)],
             "size_mb": Path(path).stat().st_size / 1e6, "size_basis": "ONNX file size",
@@ -202,15 +250,19 @@ def gradcam(checkpoint: str | None = None, iters: int = 30, warmup: int = 2, max
 
     from sonolens.models.torch_engine import TorchEngine
 
-    _torch_threads(torch_threads)
+    threads_basis = _torch_threads(torch_threads)
     model, init = _build_torch_model("student", {}, checkpoint)
     engine = TorchEngine(model)
     h, w = engine.meta.input_size
     x = np.random.default_rng(0).standard_normal((1, 3, int(h), int(w))).astype(np.float32)
-    one, wall_one = time_calls(lambda: engine.run(x, want_cam=True, class_idx=0), iters, warmup, max_s)
-    every, wall_all = time_calls(lambda: engine.run(x, want_cam=True), max(1, iters // 2), 0, max_s)
-    return {"top_class": _timing_result(one, wall_one), "all_classes": _timing_result(every, wall_all),
-            "classes": len(engine.meta.class_names), "init": init, "threads": torch.get_num_threads(),
+    n = torch.get_num_threads()
+    one, wall_one, cpu_one = time_calls(lambda: engine.run(x, want_cam=True, class_idx=0), iters, warmup, max_s,
+                                        threads=n)
+    every, wall_all, cpu_all = time_calls(lambda: engine.run(x, want_cam=True), max(1, iters // 2), 0, max_s,
+                                          threads=n)
+    return {"top_class": _timing_result(one, wall_one, cpu_one), "all_classes": _timing_result(every, wall_all,
+                                                                                                cpu_all),
+            "classes": len(engine.meta.class_names), "init": init, "threads": n, "threads_basis": threads_basis,
             "framework": f"PyTorch {torch.__version__} + pytorch-grad-cam GradCAM"}
 
 
@@ -231,11 +283,14 @@ def naive(clip: str, frames: int, class_mode: str = "top", checkpoint: str | Non
     from sonolens.pipeline.preprocess import Preprocessor
     from sonolens.pipeline.sources import open_source
 
-    _torch_threads(torch_threads)
+    from .contention import CpuWatch
+
+    threads_basis = _torch_threads(torch_threads)
     model, init = _build_torch_model("student", {}, checkpoint)
     engine = TorchEngine(model)
     pre = Preprocessor(engine.meta)
     x0, _ = pre(_first_pixels(clip))
+    assert x0 is not None  # a Preprocessor with a model always returns the input tensor
     engine.run(x0, want_cam=True, class_idx=0)  # warm-up: the first backward pass sets autograd up (~seconds)
     pre = Preprocessor(engine.meta)
     source = open_source(clip)
@@ -245,6 +300,7 @@ def naive(clip: str, frames: int, class_mode: str = "top", checkpoint: str | Non
     pre_ms: list[float] = []
     inf_ms: list[float] = []
     top = 0
+    watch = CpuWatch()
     t_start = time.perf_counter()
 
     def more() -> bool:
@@ -262,6 +318,7 @@ def naive(clip: str, frames: int, class_mode: str = "top", checkpoint: str | Non
                 got += 1
                 t1 = time.perf_counter_ns()
                 x, _roi = pre(raw.pixels)
+                assert x is not None
                 t2 = time.perf_counter_ns()
                 logits, _cams = engine.run(x, want_cam=True, class_idx=top if class_mode == "top" else None)
                 top = int(np.argmax(logits))
@@ -273,11 +330,12 @@ def naive(clip: str, frames: int, class_mode: str = "top", checkpoint: str | Non
             if got == 0:
                 break
     finally:
+        cpu = watch.record(threads=torch.get_num_threads(), compute_bound=True)
         source.close()
     n = len(t_done)
     fps = (n - 1) / ((t_done[-1] - t_done[0]) / 1e9) if n > 1 and t_done[-1] > t_done[0] else 0.0
     return {"frames": n, "frames_asked": frames, "fps": fps, "class_mode": class_mode, "init": init,
-            "threads": torch.get_num_threads(),
+            "threads": torch.get_num_threads(), "threads_basis": threads_basis, "contention": cpu,
             "source": {"name": info.name, "width": info.width, "height": info.height, "fps": info.fps},
             "latency_ms": {"decode": latency_stats(decode_ms), "preprocess": latency_stats(pre_ms),
                            "inference_gradcam": latency_stats(inf_ms)}}
@@ -300,14 +358,19 @@ def pipeline(runs: list[dict[str, Any]], concurrent: bool = False) -> dict[str, 
     together (``concurrent``: several streams in one process, the way one app would serve several probes)."""
     from sonolens.pipeline.stream import PipelineConfig, build, run_to_end
 
+    from .contention import CpuWatch
+
     cfgs = [PipelineConfig(**r) for r in runs]
     if not concurrent:
-        reports = []
+        reports, cpu = [], []
         for cfg in cfgs:
             pipe = build(cfg)
+            watch = CpuWatch(poll=True)
             reports.append(run_to_end(pipe))
-        return {"reports": reports}
+            cpu.append(watch.record(compute_bound=not cfg.realtime))
+        return {"reports": reports, "contention": cpu}
     pipes = [build(cfg) for cfg in cfgs]
+    watch = CpuWatch(poll=True)
     t0 = time.perf_counter()
     try:
         for p in pipes:
@@ -318,7 +381,8 @@ def pipeline(runs: list[dict[str, Any]], concurrent: bool = False) -> dict[str, 
         for p in pipes:
             p.stop()
     wall = time.perf_counter() - t0
-    return {"reports": [p.report() for p in pipes], "wall_s": wall}
+    rec = watch.record(compute_bound=not any(c.realtime for c in cfgs))
+    return {"reports": [p.report() for p in pipes], "wall_s": wall, "contention": [rec] * len(pipes)}
 
 
 @task("run_cli")
@@ -329,6 +393,113 @@ def run_cli(argv: list[str]) -> dict[str, Any]:
 
     rc = cli_main(list(argv))
     return {"rc": int(rc), "argv": list(argv)}
+
+
+def rss_growth(samples: list[tuple[float, float | None]], warmup_s: float) -> dict[str, Any]:
+    """Memory growth of a soak from ``(seconds since start, VmRSS MB)`` samples, after ``warmup_s``.
+
+    ``growth_mb``: the median of the last three samples minus the median of the first three after warm-up (one
+    sample each when there are fewer); ``slope_mb_per_min``: least-squares slope over the samples after warm-up;
+    ``peak_mb``: the largest sample of the whole run."""
+    import numpy as np
+
+    post = [(t, r) for t, r in samples if t >= warmup_s and r is not None]
+    out: dict[str, Any] = {"warmup_s": warmup_s, "samples": len(samples), "samples_after_warmup": len(post),
+                           "peak_mb": max((r for _, r in samples if r is not None), default=None),
+                           "start_mb": None, "end_mb": None, "growth_mb": None, "slope_mb_per_min": None,
+                           "span_s": None}
+    if len(post) < 2:
+        return out
+    k = 3 if len(post) >= 6 else 1
+    start = float(np.median([r for _, r in post[:k]]))
+    end = float(np.median([r for _, r in post[-k:]]))
+    t = np.asarray([p[0] for p in post]) / 60.0
+    r = np.asarray([p[1] for p in post])
+    slope = float(np.polyfit(t, r, 1)[0]) if np.ptp(t) > 0 else None
+    out.update(start_mb=start, end_mb=end, growth_mb=end - start, slope_mb_per_min=slope,
+               span_s=post[-1][0] - post[0][0])
+    return out
+
+
+@task("soak")
+def soak(source: str, model: str | None, seconds: float, interval_s: float = 5.0, warmup_s: float | None = None,
+         rate_hz: float = 30.0) -> dict[str, Any]:
+    """The realtime pipeline (CAM on, the clip looped, paced at ``rate_hz``) for ``seconds``, with this process's
+    resident memory (``VmRSS``) sampled every ``interval_s``: memory growth after warm-up and drops over a long
+    run. Warm-up (default: 20 % of the run, at most 2 minutes) covers allocator and ONNX Runtime arenas settling."""
+    from sonolens.pipeline.sources import open_source
+    from sonolens.pipeline.stream import PipelineConfig, build
+
+    from .contention import CpuWatch
+
+    probe = open_source(source)
+    try:
+        fps = probe.open().fps or rate_hz
+    finally:
+        probe.close()
+    cfg = PipelineConfig(source=source, model=model, realtime=True, loop=True, cam=True, speed=rate_hz / fps)
+    pipe = build(cfg)
+    warmup = min(120.0, 0.2 * seconds) if warmup_s is None else float(warmup_s)
+    samples: list[tuple[float, float | None]] = []
+    watch = CpuWatch(poll=True)
+    pipe.start()
+    t0 = time.perf_counter()
+    samples.append((0.0, vm_rss_mb()))
+    ended_early = False
+    try:
+        while (left := t0 + seconds - time.perf_counter()) > 0:
+            if pipe.wait(min(interval_s, left)):  # the source ended or failed
+                ended_early = True
+                break
+            samples.append((time.perf_counter() - t0, vm_rss_mb()))
+    finally:
+        pipe.stop()
+    cpu = watch.record(compute_bound=False)
+    rep = pipe.report()
+    return {"report": rep, "seconds": seconds, "ran_s": time.perf_counter() - t0, "rate_hz": rate_hz,
+            "speed": cfg.speed, "interval_s": interval_s, "rss_mb": [[round(t, 2), r] for t, r in samples],
+            "memory": rss_growth(samples, warmup), "ended_early": ended_early, "contention": cpu}
+
+
+@task("record")
+def record(argv: list[str], report_json: str) -> dict[str, Any]:
+    """``sonolens run ARGV`` (with ``--record``) in this process, as ``run_cli`` runs it, plus the time its final
+    ``Pipeline.stop()`` takes: capture and worker joined, the recorder's queued frames encoded and the file
+    finished, i.e. how long a user waits for the recording once the run ends."""
+    from sonolens.pipeline import run_cli as rc
+
+    from .contention import CpuWatch
+
+    timing: dict[str, float] = {}
+    original = rc.run_to_end
+
+    def timed_run_to_end(pipe, *a, **k):
+        real_stop = pipe.stop
+
+        def stop() -> None:
+            t0 = time.perf_counter()
+            try:
+                real_stop()
+            finally:
+                timing.setdefault("stop_s", time.perf_counter() - t0)
+
+        pipe.stop = stop
+        return original(pipe, *a, **k)
+
+    rc.run_to_end = timed_run_to_end
+    watch = CpuWatch(poll=True)
+    try:
+        code = rc.cli_main(list(argv))
+    finally:
+        rc.run_to_end = original
+    cpu = watch.record(compute_bound=False)
+    rep = json.loads(Path(report_json).read_text())
+    out_path = Path((rep.get("recording") or {}).get("path") or "")
+    size = None
+    if out_path.is_file():
+        size = out_path.stat().st_size / 1e6
+        out_path.unlink()  # a temp file of the benchmark: only its size is kept
+    return {"rc": int(code), "report": rep, "stop_s": timing.get("stop_s"), "file_mb": size, "contention": cpu}
 
 
 # --------------------------------------------------------------------------------------------------------

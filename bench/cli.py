@@ -11,7 +11,15 @@ One run writes ``benchmarks/bench.json`` (every number, plus machine, versions, 
    (one thread: decode → preprocess → eager PyTorch + pytorch-grad-cam) on the same clip;
 4. how the cost grows with frame size, ONNX Runtime threads and concurrent streams;
 5. a per-stage latency CDF plot;
-6. the peak RSS of ``sonolens run`` in a process that proves torch was never imported.
+6. the peak RSS of ``sonolens run`` in a process that proves torch was never imported;
+7. recording a 3840×2160 source with ``sonolens run --realtime --record``: input fps against the source's, the
+   recorder's drops, peak RSS and the time the run takes to stop (not in ``--quick``);
+8. with ``--soak MINUTES``: the realtime pipeline at 30 Hz on the bundled sample, looped, for that long, with
+   resident memory sampled every few seconds (growth after warm-up) and the drops.
+
+Every timed task also records what its process got from the CPU (``contention.py``); a figure measured while
+other processes competed for the cores is flagged "contended: not a result" in the report instead of being printed
+as one, and the ratios built on it are withheld.
 
 Every measurement runs in a fresh subprocess (``child.py``) so its peak RSS is its own and no measurement
 inherits another's threads, caches or imports; this parent process never imports torch. ``--quick`` and
@@ -38,10 +46,10 @@ from typing import Any
 
 from sonolens.pipeline.errors import ConfigError
 
-from .assemble import TARGETS, assemble, headline
+from .assemble import TARGETS, assemble, display_path, headline
 from .child import disable_av_log_callback
 from .env import machine_info, versions
-from .plan import PLANS, REPO, SECTIONS, Plan, build_jobs, make_size_clips, resolve_inputs
+from .plan import DEFAULT_SECTIONS, PLANS, REPO, SECTIONS, Plan, build_jobs, make_size_clips, resolve_inputs
 from .report import render_markdown, write_plots
 from .runner import execute, run_child
 
@@ -53,14 +61,16 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="sonolens bench",
         description="Measure every speed/memory claim side by side (models, Grad-CAM, end-to-end pipeline, "
-                    "scaling, memory); writes BENCHMARKS.md, benchmarks/bench.json and PNG plots. The full run "
-                    "takes ~10 minutes on 2 cores: run it on a quiet machine.")
+                    "scaling, memory, 4K recording, optional soak); writes BENCHMARKS.md, benchmarks/bench.json and "
+                    "PNG plots. The full run takes ~10 minutes on 2 cores (plus --soak MINUTES): run it on a quiet "
+                    "machine; figures measured while other processes compete for the CPU are flagged, not reported.")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="~1-2 minute version: fewer iterations and frames, "
-                                                          "skips the slowest parts")
+                                                          "skips the slowest parts and the 4K recording")
     mode.add_argument("--smoke", action="store_true", help="seconds-long plumbing check with tiny teacher "
                                                           "stand-ins (tests); its numbers mean nothing")
-    p.add_argument("--out-dir", default=None, help="where BENCHMARKS.md and benchmarks/ go (default: repo root)")
+    p.add_argument("--out-dir", default=None, help="where BENCHMARKS.md and benchmarks/ go (default: repo root; "
+                                                   "created when missing)")
     p.add_argument("--student", default=None, help="student ONNX file (default: bundled busi_student.onnx, else "
                                                   "a random-init export, flagged)")
     p.add_argument("--student-int8", default=None, help="INT8 student (default: the *_int8.onnx sibling, else "
@@ -70,10 +80,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", default=None, help="folder of sample clips (default: assets/sample_videos)")
     p.add_argument("--shared-videos", default=None, help="folder of real recordings (default: ../shared/videos)")
     p.add_argument("--torch-threads", type=int, default=None,
-                   help="torch intra-op threads for the PyTorch rows and the naive way (default: torch's own, one "
-                        "per core; on a busy 2-core machine 2 threads can be ~100x slower than 1)")
-    p.add_argument("--sections", default=",".join(SECTIONS),
-                   help=f"comma-separated subset of {','.join(SECTIONS)} (default: all)")
+                   help="torch intra-op threads for the PyTorch rows and the naive way (default, or 0: the cores "
+                        "free when each measurement starts; torch's own one-per-core default can be ~100x slower "
+                        "on a busy 2-core machine)")
+    p.add_argument("--sections", default=None,
+                   help=f"comma-separated subset of {','.join(SECTIONS)} (default: all but soak; --quick also "
+                        f"leaves out record4k; --soak always adds soak)")
+    p.add_argument("--soak", type=float, default=None, metavar="MINUTES",
+                   help="also run the soak section for MINUTES (e.g. 30): realtime pipeline at 30 Hz on the bundled "
+                        "sample looped, resident memory sampled every few seconds, growth after warm-up and drops")
     return p
 
 
@@ -85,13 +100,21 @@ def cli_main(argv: list[str]) -> int:
         if args.torch_threads < 0:
             raise ConfigError(f"--torch-threads must be >= 0, got {args.torch_threads}")
         plan = replace(plan, torch_threads=args.torch_threads)
-    sections = {s.strip() for s in args.sections.split(",") if s.strip()}
-    unknown = sorted(sections - set(SECTIONS))
-    if unknown:
-        raise ConfigError(f"--sections: unknown section(s) {', '.join(unknown)}; known: {', '.join(SECTIONS)}")
-    out_dir = Path(args.out_dir) if args.out_dir else REPO
-    if not out_dir.is_dir():
-        raise ConfigError(f"--out-dir {str(out_dir)!r} is not a folder")
+    if args.sections is None:
+        sections = set(DEFAULT_SECTIONS[plan.mode])
+    else:
+        sections = {s.strip() for s in args.sections.split(",") if s.strip()}
+        unknown = sorted(sections - set(SECTIONS))
+        if unknown:
+            raise ConfigError(f"--sections: unknown section(s) {', '.join(unknown)}; known: {', '.join(SECTIONS)}")
+    if args.soak is not None:
+        if not (args.soak > 0 and args.soak < float("inf")):
+            raise ConfigError(f"--soak must be a positive number of minutes, got {args.soak:g}")
+        plan = replace(plan, soak_minutes=float(args.soak))
+        sections.add("soak")
+    if "soak" in sections and plan.soak_minutes is None:
+        raise ConfigError("--sections soak needs --soak MINUTES")
+    out_dir = make_out_dir(args.out_dir)
     report = run_bench(plan, sections, args, out_dir, command="sonolens bench" + "".join(
         " " + shlex.quote(a) for a in argv))
     t = report["targets"]
@@ -100,6 +123,21 @@ def cli_main(argv: list[str]) -> int:
     print(f"wrote {out_dir / 'BENCHMARKS.md'} and {out_dir / 'benchmarks' / 'bench.json'} "
           f"({report['duration_s']:.0f} s; targets met: {passed}/{measured} measured)")
     return 0
+
+
+def make_out_dir(arg: str | None) -> Path:
+    """``--out-dir`` (default: the repository root), created with its parents when missing; a ``ConfigError`` (one
+    line, exit 2) when it cannot be."""
+    out_dir = Path(arg) if arg else REPO
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out-dir {str(out_dir)!r} is not a folder")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--out-dir {str(out_dir)!r} cannot be created: {exc.strerror or exc}") from None
+    if not out_dir.is_dir():
+        raise ConfigError(f"--out-dir {str(out_dir)!r} is not a folder")
+    return out_dir
 
 
 def run_bench(plan: Plan, sections: set[str], args: argparse.Namespace, out_dir: Path, command: str
@@ -121,15 +159,21 @@ def run_bench(plan: Plan, sections: set[str], args: argparse.Namespace, out_dir:
         if "scaling" in sections and inp.scale_clip is not None:
             say(f"re-encoding {inp.scale_clip.name} at {len(plan.sizes)} frame sizes into a temp dir")
             size_clips = make_size_clips(inp.scale_clip, plan.sizes, plan.size_base_frames, workdir)
-        jobs = build_jobs(inp, plan, sections, workdir, size_clips)
+        record_clip = None
+        if "record4k" in sections and inp.standin_clip is not None:
+            w, h = plan.record_size
+            say(f"re-encoding {plan.record_clip_frames} frames of {inp.standin_clip.name} at {w}×{h} into a temp dir")
+            record_clip = make_size_clips(inp.standin_clip, (plan.record_size,), plan.record_clip_frames,
+                                          workdir)[f"{w}x{h}"]
+        jobs = build_jobs(inp, plan, sections, workdir, size_clips, record_clip)
         results = execute(jobs, plan, say)
         say("assembling the report")
-        body = assemble(inp, plan, sections, results, size_clips)
+        body = assemble(inp, plan, sections, results, size_clips, record_clip)
         cores = os.cpu_count() or 1
         if load_start[0] > 0.5 * cores:
             body["notes"].append(f"The machine was busy when the run started (load average {load_start[0]:.1f} on "
-                                 f"{cores} cores): every speed below is pessimistic. PyTorch with one thread per "
-                                 f"core suffers most (OpenMP spin-waiting under contention).")
+                                 f"{cores} cores). Each timed figure carries its own CPU record; those measured "
+                                 f"while other processes competed for the cores are flagged below.")
         body["task_seconds"] = {k: round(sum(r.get("seconds", 0.0) for r in v), 2) for k, v in results.items()}
         bench_dir = out_dir / "benchmarks"
         bench_dir.mkdir(parents=True, exist_ok=True)
@@ -140,8 +184,9 @@ def run_bench(plan: Plan, sections: set[str], args: argparse.Namespace, out_dir:
         "duration_s": time.perf_counter() - t0, "sections": sorted(sections),
         "machine": {**machine_info(), "loadavg_start": list(load_start), "loadavg_end": list(os.getloadavg())},
         "versions": versions(), "plan": asdict(plan),
-        "student": {"path": str(inp.student), "source": inp.student_source, "trained": inp.student_trained,
-                    "int8_path": str(inp.int8), "int8_source": inp.int8_source},
+        "student": {"path": display_path(inp.student), "source": inp.student_source,
+                    "trained": inp.student_trained, "int8_path": display_path(inp.int8),
+                    "int8_source": inp.int8_source},
         **body, "plots": {k: str(Path("benchmarks") / Path(v).name) for k, v in plots.items()},
     }
     report.update(headline(report))

@@ -16,10 +16,31 @@ from .runner import Job, run_child
 
 REPO = Path(__file__).resolve().parents[1]
 SONOSITE = "itkpocus_sonosite-anon-eye1-video.mp4"
-SECTIONS = ("models", "gradcam", "pipeline", "scaling", "memory")
+SECTIONS = ("models", "gradcam", "pipeline", "scaling", "memory", "record4k", "soak")
+# What each mode measures when --sections is not given. The soak runs only when asked for (--soak MINUTES); the 4K
+# recording (re-encoding a 4K clip, then recording it in realtime) is left out of --quick.
+DEFAULT_SECTIONS = {
+    "full": ("models", "gradcam", "pipeline", "scaling", "memory", "record4k"),
+    "quick": ("models", "gradcam", "pipeline", "scaling", "memory"),
+    "smoke": ("models", "gradcam", "pipeline", "scaling", "memory", "record4k"),
+}
 FRAME_SIZES = ((350, 350), (640, 480), (960, 720), (1280, 960), (1920, 1080))
 TINY_PAPER = {"vit_name": "vit_tiny_patch16_224", "cnn_name": "convnext_atto", "head_hidden": 16}
 TINY_OFFLINE = {"vit_dim": 32, "vit_depth": 1, "vit_heads": 2, "head_hidden": 16}
+
+
+def display_path(p: str | Path | None) -> str | None:
+    """A path as the report shows it: relative to the repository when inside it, else its last part only (no
+    machine paths: home folders, temp dirs)."""
+    if p is None:
+        return None
+    path = Path(p).resolve()
+    root = REPO.resolve()
+    if path.is_relative_to(root):
+        return path.relative_to(root).as_posix() or "."
+    if path.is_relative_to(root.parent / "shared"):  # the checkout's ../shared (datasets, videos)
+        return "../" + path.relative_to(root.parent).as_posix()
+    return path.name
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -58,7 +79,13 @@ class Plan:
     streams_realtime_frames: int = 250
     run_rss_frames: int = 300
     tiny_teachers: bool = False  # smoke only: tiny stand-ins for the teachers (numbers meaningless)
-    torch_threads: int = 0  # 0: torch's default (one per core)
+    torch_threads: int = 0  # 0: auto, the cores free when the measurement starts (contention.free_cores)
+    record_size: tuple[int, int] = (3840, 2160)  # the 4K recording section: source frame size
+    record_clip_frames: int = 60  # frames of the stand-in sample re-encoded at that size (2 s at 30 fps)
+    record_frames: int = 300  # frames captured in realtime (the clip looped): 10 s at 30 fps
+    soak_minutes: float | None = None  # --soak MINUTES
+    soak_interval_s: float = 5.0  # VmRSS sampling period of the soak
+    soak_rate_hz: float = 30.0
 
 
 PLANS = {
@@ -76,7 +103,8 @@ PLANS = {
                   clip_max_rate_frames=10, clip_realtime_s=0.25, sample_limit=1, shared_all=False,
                   group_tables=True, sizes=((96, 64), (128, 96)), size_base_frames=4, size_max_rate_frames=8,
                   size_realtime_frames=4, threads=(1,), threads_frames=8, streams=(1, 2), streams_max_rate_frames=8,
-                  streams_realtime_frames=4, run_rss_frames=8, tiny_teachers=True, torch_threads=1),
+                  streams_realtime_frames=4, run_rss_frames=8, tiny_teachers=True, torch_threads=1,
+                  record_size=(128, 96), record_clip_frames=4, record_frames=8, soak_interval_s=0.25),
 }
 
 
@@ -176,7 +204,7 @@ def resolve_inputs(args: argparse.Namespace, plan: Plan, workdir: Path, say) -> 
     samples_dir = Path(args.samples) if args.samples else REPO / "assets" / "sample_videos"
     samples = sorted(samples_dir.glob("*.mp4")) if samples_dir.is_dir() else []
     if not samples:
-        notes.append(f"No bundled sample clips under {samples_dir}: that table is empty.")
+        notes.append(f"No bundled sample clips under {display_path(samples_dir)}: that table is empty.")
     standin = next((p for p in samples if p.name == "sweep.mp4"), samples[0] if samples else None)
     if plan.sample_limit is not None:
         samples = samples[: plan.sample_limit]
@@ -186,10 +214,11 @@ def resolve_inputs(args: argparse.Namespace, plan: Plan, workdir: Path, say) -> 
         key = shared / SONOSITE if (shared / SONOSITE).is_file() else None
     else:
         vids, key = [], None
-        notes.append(f"{shared} is absent: the ../shared/videos rows and the SonoSite targets are skipped; "
+        notes.append(f"{display_path(shared)} is absent: the ../shared/videos rows and the SonoSite targets are "
+                     "skipped; "
                      "scaling runs use the bundled sweep sample instead.")
     if vids and key is None:
-        notes.append(f"{SONOSITE} not found in {shared}: the SonoSite targets are not measured.")
+        notes.append(f"{SONOSITE} not found in {display_path(shared)}: the SonoSite targets are not measured.")
     if not plan.shared_all:
         vids = [v for v in vids if v == key]
     return Inputs(student=student, student_source=source,
@@ -261,8 +290,8 @@ def table_runs(clip: Path, model: Path, plan: Plan) -> list[dict[str, Any]]:
     return runs
 
 
-def build_jobs(inp: Inputs, plan: Plan, sections: set[str], workdir: Path, size_clips: dict[str, Path]
-               ) -> list[Job]:
+def build_jobs(inp: Inputs, plan: Plan, sections: set[str], workdir: Path, size_clips: dict[str, Path],
+               record_clip: Path | None = None) -> list[Job]:
     jobs: list[Job] = []
     student = inp.student
     if "models" in sections:
@@ -351,10 +380,24 @@ def build_jobs(inp: Inputs, plan: Plan, sections: set[str], workdir: Path, size_
             jobs.append(Job(f"streams:{n}", [{"task": "pipeline", "args": {"runs": mr, "concurrent": True}},
                                              {"task": "pipeline", "args": {"runs": rt, "concurrent": True}}],
                             False, f"scaling: {n} concurrent stream(s)"))
+    if "record4k" in sections and record_clip is not None:
+        w, h = plan.record_size
+        out, rep = workdir / "record_4k.mp4", workdir / "record_4k.json"
+        argv = [str(record_clip), "--model", str(student), "--realtime", "--loop", "--frames",
+                str(plan.record_frames), "--record", str(out), "--json", str(rep), "--quiet"]
+        jobs.append(Job("record4k", [{"task": "record", "args": {"argv": argv, "report_json": str(rep)}}], False,
+                        f"recording: {w}×{h} source, --realtime --record", own_process=True))
+    if "soak" in sections and plan.soak_minutes and inp.standin_clip is not None:
+        seconds = plan.soak_minutes * 60.0
+        jobs.append(Job("soak", [{"task": "soak", "args": dict(
+            source=str(inp.standin_clip), model=str(student), seconds=seconds, interval_s=plan.soak_interval_s,
+            rate_hz=plan.soak_rate_hz)}], False,
+            f"soak: {plan.soak_minutes:g} min of --realtime at {plan.soak_rate_hz:g} Hz on {inp.standin_clip.name}",
+            own_process=True, timeout_s=seconds + 300.0))
     if "memory" in sections:
-        clip = inp.scale_clip
-        if clip is not None:
-            argv = [str(clip), "--model", str(student), "--max-rate", "--loop", "--frames",
+        rss_clip = inp.scale_clip
+        if rss_clip is not None:
+            argv = [str(rss_clip), "--model", str(student), "--max-rate", "--loop", "--frames",
                     str(plan.run_rss_frames), "--quiet", "--json", str(workdir / "run_rss.json")]
             jobs.append(Job("run_rss", [{"task": "run_cli", "args": {"argv": argv}}], False,
                             "memory: peak RSS of 'sonolens run'", own_process=True))

@@ -27,8 +27,7 @@ def run_child(tasks: list[dict[str, Any]], timeout: float = 600.0) -> dict[str, 
         spec.write_text(json.dumps({"tasks": tasks}))
         cmd = [sys.executable, "-m", "sonolens.bench.child", str(spec), str(out)]
         try:
-            proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout,
-                                  cwd=tmp)
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp)
             failure = None if proc.returncode == 0 and out.is_file() else \
                 f"bench subprocess exited with status {proc.returncode}: {_tail(proc.stderr)}"
         except subprocess.TimeoutExpired:
@@ -53,6 +52,7 @@ class Job:
     torch: bool
     label: str = ""
     own_process: bool = False  # always in a process of its own, even when the plan groups jobs
+    timeout_s: float = 600.0  # of its subprocess (a pooled group gets the largest of its jobs')
 
 
 def execute(jobs: list[Job], plan: Plan, say) -> dict[str, list[dict[str, Any]]]:
@@ -71,7 +71,7 @@ def execute(jobs: list[Job], plan: Plan, say) -> dict[str, list[dict[str, Any]]]
     for job in alone:
         i += 1
         say(f"[{i}/{n}] {job.label or job.key}")
-        ans = run_child(job.tasks)
+        ans = run_child(job.tasks, timeout=job.timeout_s)
         out[job.key] = [dict(r, isolated=(k == 0)) for k, r in enumerate(ans["results"])]
         for r in ans["results"]:
             if not r.get("ok"):
@@ -83,7 +83,7 @@ def execute(jobs: list[Job], plan: Plan, say) -> dict[str, list[dict[str, Any]]]
         i += 1
         say(f"[{i}/{n}] {len(group)} {'torch' if torch_group else 'runtime'} jobs in one process: "
             + ", ".join(j.key for j in group))
-        ans = run_child([t for j in group for t in j.tasks])
+        ans = run_child([t for j in group for t in j.tasks], timeout=max(j.timeout_s for j in group))
         results = iter(ans["results"])
         first = True
         for job in group:

@@ -13,8 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from sonolens.bench.assemble import TARGETS, headline
+from sonolens.bench.assemble import TARGETS, assemble, contended, difference, headline
+from sonolens.bench.child import noise_ms, rss_growth
 from sonolens.bench.cli import cli_main
+from sonolens.bench.contention import NOT_A_RESULT, CpuWatch, free_cores, judge, make_record
+from sonolens.bench.plan import PLANS, Inputs, display_path
+from sonolens.bench.plan import REPO as BENCH_REPO
 from sonolens.bench.report import HEADLINE_DIGITS, fmt, render_markdown, stage_latencies_from_csv
 from sonolens.bench.runner import run_child
 
@@ -91,6 +95,8 @@ def _report_with(**values):
                                               "capture_to_result_ms": {"p99": values.get("p99", 9.0)}}}},
         "run_memory": {"peak_rss_mb": values.get("rss", 200.0), "torch_imported": values.get("torch", False),
                        "isolated": True},
+        "soak": {"ok": True, "minutes": values.get("soak_min", 30.0), "counts_for_target": values.get("soak_min", 30.0)
+                 >= 30, "memory": {"growth_mb": values.get("growth", 2.0)}, "frames_dropped": values.get("sdrop", 0)},
     }
     return rep
 
@@ -98,7 +104,7 @@ def _report_with(**values):
 def test_headline_targets_pass_and_fail():
     good = headline(_report_with(t=15.0))
     assert all(good["targets"][k]["pass"] is True for k in TARGETS), good["targets"]
-    bad = headline(_report_with(fwd=9.0, fps=100.0, drop=3, p99=40.0, rss=900.0))
+    bad = headline(_report_with(fwd=9.0, fps=100.0, drop=3, p99=40.0, rss=900.0, growth=10.0, sdrop=4))
     assert all(bad["targets"][k]["pass"] is False for k in TARGETS), bad["targets"]
     assert bad["max_rate_fps_sonosite_cam"] == 100.0 and bad["realtime_dropped_sonosite"] == 3
 
@@ -109,6 +115,193 @@ def test_headline_does_not_count_a_stand_in_clip_or_a_torch_import():
     assert h["run_peak_rss_mb"] is None
     assert h["targets"]["max_rate_fps_sonosite_cam"]["pass"] is None
     assert h["targets"]["run_peak_rss_mb"]["pass"] is None
+
+
+def test_a_short_soak_is_measured_but_not_counted_against_the_30_minute_target():
+    h = headline(_report_with(soak_min=0.5, growth=50.0))
+    assert h["soak_rss_growth_mb"] == 50.0
+    t = h["targets"]["soak_rss_growth_mb"]
+    assert t["pass"] is None and "30 min" in t["note"]
+
+
+# --------------------------------------------------------------------------------------------------------
+# Contention: figures measured while other processes competed for the CPU are flagged, not printed as results
+# --------------------------------------------------------------------------------------------------------
+def _rec(cpu_per_wall=1.0, share=0.01, others=0.1, wall=2.0, compute_bound=True, threads=1):
+    run_ns = None if share is None else int(1e9 * (1 - share))
+    wait_ns = None if share is None else int(1e9 * share)
+    return make_record(wall_s=wall, cpu_s=cpu_per_wall * wall, run_ns=run_ns, wait_ns=wait_ns,
+                       others_busy_cores=others, threads=threads, compute_bound=compute_bound,
+                       loadavg_before=[2.3, 1.0, 0.5], loadavg_after=[2.5, 1.1, 0.5], usable=2)
+
+
+def test_a_timing_record_with_cpu_far_below_wall_is_flagged():
+    v = judge(_rec(cpu_per_wall=0.14, share=None, others=None))
+    assert v["contended"] and v["judged"]
+    assert "0.14 CPU-s per wall-s" in v["reasons"][0]
+
+
+def test_a_clean_timing_record_is_not_flagged():
+    v = judge(_rec(), {"n": 100, "p10": 3.4, "p50": 3.6, "p90": 4.1})
+    assert v == {"contended": False, "judged": True, "reasons": [], "context": v["context"]}
+    assert "load average 2.3 → 2.5" in v["context"]
+
+
+def test_run_queue_waits_count_only_while_other_processes_are_busy():
+    # the pipeline's own decode/inference/encoder threads queue behind each other on 2 cores: not contention
+    assert not judge(_rec(share=0.6, others=0.1, compute_bound=False))["contended"]
+    v = judge(_rec(share=0.6, others=1.2, compute_bound=False))
+    assert v["contended"] and "run queue 60%" in v["reasons"][0]
+    assert judge(_rec(share=0.6, others=None, compute_bound=False))["contended"]  # others unknown: the wait decides
+
+
+def test_busy_neighbours_flag_a_task_wanting_every_core_where_the_run_queue_is_unknown():
+    assert judge(_rec(share=None, others=1.0, threads=2))["contended"]
+    assert not judge(_rec(share=None, others=1.0, threads=1))["contended"]
+
+
+def test_widely_spread_repeats_are_flagged_and_too_short_a_loop_is_not_judged():
+    v = judge(_rec(), {"n": 30, "p10": 3.6, "p90": 500.0})
+    assert v["contended"] and "spread" in v["reasons"][0]
+    short = judge(_rec(cpu_per_wall=0.1, wall=0.001))
+    assert not short["contended"] and not short["judged"]
+
+
+def test_cpu_watch_records_a_busy_loop_of_this_process():
+    w = CpuWatch(poll=True, poll_s=0.01)
+    x = 0
+    for i in range(200_000):  # a few tens of ms of work; no timing is asserted
+        x += i
+    rec = w.record(threads=1, compute_bound=True)
+    assert rec["wall_s"] > 0 and rec["cpu_s"] >= 0 and rec["usable_cores"] >= 1
+    assert {"cpu_per_wall", "run_delay_share", "others_busy_cores", "loadavg_before", "loadavg_after"} <= set(rec)
+    free, basis = free_cores(sample_s=0.01)
+    assert 1 <= free <= rec["usable_cores"] and "usable cores" in basis
+
+
+def _model_answer(p50, cpu_per_wall=1.0, noise=0.01, throughput=None, torch=False):
+    lat = {"n": 200, "p50": p50, "p99": p50 * 1.2, "mean": p50, "p10": p50 * 0.95, "p90": p50 * 1.1,
+           "noise_ms": noise}
+    return [{"ok": True, "isolated": True, "peak_rss_mb": 100.0, "torch_imported": torch, "result": {
+        "latency_ms": lat, "throughput_ips": throughput or 1000.0 / p50 * 0.8, "wall_s": 2.0,
+        "contention": _rec(cpu_per_wall=cpu_per_wall, share=None, others=None),
+        "framework": "fake", "init": "checkpoint:" + str(BENCH_REPO / "runs" / "t" / "best.pt"), "arch": "x",
+        "input_size": [224, 224], "size_mb": 6.0, "size_basis": "fake", "threads": 1}}]
+
+
+def _assembled(**over):
+    results = {"teacher_paper": _model_answer(350.0, torch=True), "teacher_offline": _model_answer(22.0, torch=True),
+               "student_torch": _model_answer(3.6, torch=True), "student_onnx_fp32": _model_answer(1.10),
+               "student_onnx_fp32_cam": _model_answer(1.08, throughput=777.0)}
+    results.update(over)
+    inp = Inputs(student=BENCH_REPO / "models" / "weights" / "busi_student.onnx", student_source="bundled",
+                 student_trained=True, int8=Path("/tmp/x/student_int8.onnx"), int8_source="given",
+                 teacher_checkpoint=Path("/home/someone/work/runs/busi_teacher_offline/best.pt"), samples=[],
+                 shared_dir=None, shared_videos=[], key_clip=None)
+    rep = assemble(inp, PLANS["quick"], {"models"}, results, {})
+    rep.update(schema=1, command="sonolens bench --quick", mode="quick", date="2026-01-01T00:00:00+00:00",
+               duration_s=60.0, machine={"cpu_model": "cpu", "logical_cores": 2, "usable_cores": 2, "ram_gb": 8.0,
+                                         "simd": [], "loadavg_start": [2.3], "loadavg_end": [2.5]},
+               versions={"python": "3"}, student={"path": "models/weights/busi_student.onnx", "source": "bundled",
+                                                  "trained": True, "int8_path": "student_int8.onnx",
+                                                  "int8_source": "given"}, plots={})
+    rep.update(headline(rep))
+    return rep, render_markdown(rep)
+
+
+def test_contended_figures_are_flagged_in_the_report_and_their_ratios_withheld():
+    rep, md = _assembled(teacher_paper=_model_answer(2152.0, cpu_per_wall=0.3, torch=True),
+                         student_torch=_model_answer(511.0, cpu_per_wall=0.2, torch=True))
+    assert contended(rep["models"]["teacher_paper"]) and contended(rep["models"]["student_torch"])
+    assert not contended(rep["models"]["student_onnx_fp32_cam"])
+    assert rep["teacher_over_student"] is None and rep["ratios"]["teacher_over_student_torch"] is None
+    assert "teacher_over_student" in rep["ratios"]["withheld"]
+    assert rep["offline_teacher_over_student"] == pytest.approx(22.0 / 1.08)  # both sides clean: a result
+    assert "2152" not in md and "511" not in md and "1992" not in md  # neither the figures nor their ratios
+    assert md.count(NOT_A_RESULT) >= 4
+    assert "## Contention" in md and "2 figure(s)" in md and "0.30 CPU-s per wall-s" in md
+
+
+def test_a_clean_report_says_so_and_prints_the_figures():
+    rep, md = _assembled()
+    assert rep["contended"] == [] and f"| {NOT_A_RESULT}" not in md
+    assert "None detected" in md
+    assert fmt(rep["teacher_over_student"], 1) + "×" in md
+
+
+def test_a_contended_headline_figure_is_not_counted_against_its_target():
+    rep, md = _assembled(student_onnx_fp32_cam=_model_answer(6.5, cpu_per_wall=0.2))
+    t = rep["targets"]["model_forward_p50_ms"]
+    assert rep["model_forward_p50_ms"] is None and t["pass"] is None and t["contended"] and t["measured"] == 6.5
+    assert "not a result (contended)" in md
+
+
+def test_throughput_is_measured_and_differences_within_noise_are_not_claimed():
+    rep, md = _assembled()
+    assert rep["ratios"]["student_throughput_ips"] == 777.0  # calls / wall time, not 1000 / p50 (926)
+    assert "777.0 images/s (measured" in md and "925.9" not in md
+    # 1.08 vs 1.10 ms with ±0.01 ms of noise each: within the band (±0.014)? no: 0.02 > 0.014 -> measurable
+    d = difference({"p50": 1.10, "noise_ms": 0.01}, {"p50": 1.08, "noise_ms": 0.01})
+    assert d["measurable"] is True and d["diff_ms"] == pytest.approx(-0.02)
+    d = difference({"p50": 1.10, "noise_ms": 0.05}, {"p50": 1.08, "noise_ms": 0.05})
+    assert d["measurable"] is False and d["noise_ms"] == pytest.approx(0.0707, abs=1e-3)
+
+
+def test_the_cam_branch_within_noise_reads_no_measurable_difference():
+    from sonolens.bench.report import _cam_extra_sentence
+
+    text = _cam_extra_sentence(difference({"p50": 1.10, "noise_ms": 0.05}, {"p50": 1.08, "noise_ms": 0.05}))
+    assert "no measurable difference (±0.07 ms)" in text and "adds" not in text
+    assert "adds 0.40 ms" in _cam_extra_sentence(difference({"p50": 1.1, "noise_ms": 0.01},
+                                                            {"p50": 1.5, "noise_ms": 0.01}))
+
+
+def test_noise_band_comes_from_block_medians_of_the_repeats():
+    assert noise_ms([1.0] * 9) is None  # fewer than 2 a block
+    assert noise_ms([1.0] * 10 + [2.0] * 10 + [1.0] * 30) == pytest.approx(0.5)
+
+
+def test_report_prints_no_machine_paths():
+    rep, md = _assembled()
+    assert rep["models"]["teacher_offline"]["checkpoint"] == "best.pt"  # outside the repository: the name only
+    assert rep["models"]["student_onnx_fp32"]["file"] == "models/weights/busi_student.onnx"  # inside: relative
+    assert "/home/someone" not in md and "/tmp/x" not in md and str(BENCH_REPO) not in md
+    assert "/home/someone" not in str(rep) and str(BENCH_REPO) not in str(rep)
+    assert display_path(BENCH_REPO / "runs" / "a" / "best.pt") == "runs/a/best.pt"
+    assert display_path("/somewhere/else/best.pt") == "best.pt"
+    assert display_path(BENCH_REPO.parent / "shared" / "videos") == "../shared/videos"
+
+
+# --------------------------------------------------------------------------------------------------------
+# Soak: memory growth after warm-up (a fake clock: samples given as (seconds, MB))
+# --------------------------------------------------------------------------------------------------------
+def test_rss_growth_after_warmup_from_samples():
+    samples = [(0.0, 50.0), (10.0, 120.0)] + [(20.0 + 10 * i, 130.0 + 0.1 * i) for i in range(20)]
+    g = rss_growth(samples, warmup_s=20.0)
+    assert g["samples_after_warmup"] == 20 and g["peak_mb"] == pytest.approx(131.9)
+    assert g["start_mb"] == pytest.approx(130.1) and g["end_mb"] == pytest.approx(131.8)
+    assert g["growth_mb"] == pytest.approx(1.7) and g["slope_mb_per_min"] == pytest.approx(0.6)
+    assert rss_growth([(0.0, 50.0)], warmup_s=1.0)["growth_mb"] is None
+
+
+@pytest.mark.slow
+def test_a_two_second_soak_reports_memory_and_drops(student_pair, tmp_path):
+    student, int8 = student_pair
+    out = tmp_path / "soak"
+    argv = ["--smoke", "--sections", "soak", "--soak", str(2 / 60), "--out-dir", str(out), "--student",
+            str(student), "--student-int8", str(int8)]
+    assert cli_main(argv) == 0
+    rep = json.loads((out / "benchmarks" / "bench.json").read_text())
+    sk = rep["soak"]
+    for k in ("minutes", "ran_s", "frames_in", "frames_processed", "frames_dropped", "dropped_per_min", "fps_in",
+              "capture_to_result_ms", "memory", "rss_mb", "contention", "counts_for_target"):
+        assert k in sk, k
+    assert sk["frames_in"] > 0 and len(sk["rss_mb"]) >= 2 and sk["counts_for_target"] is False
+    for k in ("growth_mb", "slope_mb_per_min", "peak_mb", "start_mb", "end_mb", "warmup_s"):
+        assert k in sk["memory"], k
+    assert "soak_rss_growth_mb" in rep["targets"] and "soak_dropped" in rep["targets"]
+    md = (out / "BENCHMARKS.md").read_text()
+    assert "## 8. Soak" in md and render_markdown(rep) == md
 
 
 def test_stage_latencies_from_a_run_csv(tmp_path):
@@ -131,10 +324,11 @@ def test_stage_latencies_from_a_run_csv(tmp_path):
 @pytest.mark.slow
 def test_smoke_run_writes_json_markdown_and_plots(student_pair, tmp_path):
     student, int8 = student_pair
-    argv = ["--smoke", "--out-dir", str(tmp_path), "--student", str(student), "--student-int8", str(int8)]
+    out = tmp_path / "not" / "yet"  # --out-dir is created
+    argv = ["--smoke", "--out-dir", str(out), "--student", str(student), "--student-int8", str(int8)]
     assert cli_main(argv) == 0
-    rep = json.loads((tmp_path / "benchmarks" / "bench.json").read_text())
-    md = (tmp_path / "BENCHMARKS.md").read_text()
+    rep = json.loads((out / "benchmarks" / "bench.json").read_text())
+    md = (out / "BENCHMARKS.md").read_text()
 
     # provenance of the run
     for key in ("command", "date", "machine", "versions", "student", "targets"):
@@ -153,20 +347,30 @@ def test_smoke_run_writes_json_markdown_and_plots(student_pair, tmp_path):
         t = rep["targets"][key]
         assert {"target", "pass", "value"} <= set(t)
         assert t["value"] == rep[key]
-    for key in ("teacher_over_student", "offline_teacher_over_student", "gradcam_over_fused", "model_forward_p50_ms",
-                "run_peak_rss_mb"):
-        assert rep[key] is not None, key  # measured whether or not ../shared exists
+    # measured whether or not ../shared exists, unless flagged as contended (this machine may be busy)
+    withheld = rep["ratios"]["withheld"]
+    assert rep["teacher_over_student"] is not None or "teacher_over_student" in withheld
+    assert rep["offline_teacher_over_student"] is not None or "offline_teacher_over_student" in withheld
+    assert rep["gradcam_over_fused"] is not None or rep["contended"]
+    assert rep["model_forward_p50_ms"] is not None or rep["targets"]["model_forward_p50_ms"].get("contended")
+    assert rep["run_peak_rss_mb"] is not None
     for key in FLAT_KEYS:
         if rep[key] is not None:
             assert fmt(rep[key], HEADLINE_DIGITS[key]) in md, key
+        elif rep["targets"].get(key, {}).get("contended"):
+            assert NOT_A_RESULT in md
 
-    # every model row measured, with the numbers the table needs
+    # every model row measured, with the numbers the table needs (or flagged) and its CPU record
     assert set(rep["models"]) == {"teacher_paper", "teacher_offline", "student_torch", "student_onnx_fp32",
                                   "student_onnx_fp32_cam", "student_onnx_int8", "student_onnx_int8_cam"}
     for name, m in rep["models"].items():
         assert m["measured"], (name, m.get("error"))
         assert m["latency_ms"]["p50"] > 0 and m["size_mb"] > 0 and m["peak_rss_mb"] > 0
-        assert fmt(m["latency_ms"]["p50"], 2) in md
+        assert {"cpu_per_wall", "run_delay_share", "contended", "reasons"} <= set(m["contention"]), name
+        if contended(m):
+            assert any(m["label"] in line and NOT_A_RESULT in line for line in md.splitlines()), name
+        else:
+            assert fmt(m["latency_ms"]["p50"], 2) in md
     for name in ("student_onnx_fp32", "student_onnx_fp32_cam", "student_onnx_int8", "student_onnx_int8_cam"):
         assert rep["models"][name]["torch_imported"] is False, name  # the ONNX path runs without torch
 
@@ -179,8 +383,22 @@ def test_smoke_run_writes_json_markdown_and_plots(student_pair, tmp_path):
     assert rep["scaling"]["frame_size"] and rep["scaling"]["streams"]
     assert len(rep["scaling"]["streams"][-1]["max_rate_cam"]["per_stream"]) == rep["scaling"]["streams"][-1]["streams"]
 
+    # the recording section ran (tiny in smoke mode) and reports what a 4K run reports
+    rec = rep["recording_4k"]
+    assert rec["ok"], rec
+    for k in ("source_fps", "fps_in", "fps_in_over_source", "recorder_dropped", "recorder_frames_written",
+              "pipeline_dropped", "peak_rss_mb", "stop_s", "contention"):
+        assert k in rec, k
+    assert rec["frames_in"] > 0 and rec["torch_imported"] is False
+    assert "## 7. Recording" in md
+    assert "soak" not in rep  # only with --soak
+
+    # no machine paths outside the command line
+    body = md.replace(rep["command"], "")
+    assert str(tmp_path) not in body and str(REPO) not in body
+
     # plots exist and are linked; the Markdown is a pure function of the JSON
-    assert (tmp_path / "benchmarks" / "latency_cdf.png").stat().st_size > 0
+    assert (out / "benchmarks" / "latency_cdf.png").stat().st_size > 0
     assert "benchmarks/latency_cdf.png" in md
     assert render_markdown(rep) == md
 
@@ -204,9 +422,14 @@ def test_unknown_flag_exits_2_and_bad_values_are_one_line(tmp_path, capsys):
         main(["bench", "--smoke", "--no-such-flag"])
     assert exc.value.code == 2
     assert "unrecognized arguments: --no-such-flag" in capsys.readouterr().err
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
     for argv, words in ((["--sections", "models,nope"], "unknown section(s) nope"),
                         (["--torch-threads", "-1"], "--torch-threads must be >= 0"),
-                        (["--out-dir", str(tmp_path / "missing")], "is not a folder")):
+                        (["--soak", "0"], "--soak must be a positive number of minutes"),
+                        (["--sections", "soak"], "--sections soak needs --soak MINUTES"),
+                        (["--out-dir", str(blocker / "sub")], "cannot be created"),
+                        (["--out-dir", str(blocker)], "is not a folder")):
         assert main(["bench", "--smoke", *argv]) == 2, argv
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("sonolens: error: ") and words in err[0], err
