@@ -55,6 +55,9 @@ def parser() -> argparse.ArgumentParser:
                    help="live sources: when the connection drops (or a stream starts late), reopen it with back-off, "
                         "up to N attempts in a row (default N: 10); disconnects and gaps go in the report")
     p.add_argument("--record", default=None, metavar="OUT.mp4", help="write the video with the overlay burned in")
+    p.add_argument("--igtl-send", default=None, metavar="HOST:PORT",
+                   help="send each result to an OpenIGTLink server (e.g. 3D Slicer): probabilities as a STRING, "
+                        "the heat map as an IMAGE (needs the 'igtl' extra)")
     p.add_argument("--json", default=None, metavar="REPORT.json", help="write the end-of-run report")
     p.add_argument("--csv", default=None, metavar="FRAMES.csv", help="write one row per frame with every timestamp")
     p.add_argument("--config", default=None, help="YAML file of pipeline settings (flags override it)")
@@ -119,6 +122,12 @@ def cli_main(argv: list[str]) -> int:
                                 hud_source=lambda: {"fps": round(pipe.telemetry.live_fps(), 1)})
             pipe.add_sink(recorder)
             pipe.add_closer(recorder.close)
+        if args.igtl_send:
+            from .igtl_sink import IgtlSink
+
+            igtl = IgtlSink(args.igtl_send)  # connects now: a wrong address fails before the first frame
+            pipe.add_sink(igtl)
+            pipe.add_closer(igtl.close)
         for warning in pipe.warnings():
             print(f"sonolens: warning: {warning}", file=sys.stderr)
         report = run_to_end(pipe)

@@ -1,10 +1,13 @@
-"""Live cameras and streams (a USB grabber on ``/dev/video0``, an index, an RTSP/HTTP/UDP URL) via OpenCV.
+"""Live cameras and streams: a USB grabber (``/dev/video0``, an index) via OpenCV, a network stream (RTSP, HTTP,
+UDP, TCP, SRT, RTMP URLs) via PyAV (``sources.network.StreamCapture``).
 
 Why a reader thread: ``VideoCapture.read()`` can block for a long time when a device is unplugged or a
 network stream stalls (V4L2 waits up to 10 s, a dead RTSP server longer). The thread owns the capture and
 does nothing but read; ``frames()`` waits for it with a timeout, so a camera that disappears becomes a
-``SourceError`` within ``stall_timeout_s`` instead of a hung pipeline. The thread keeps only the newest
-frame and the capture buffer is set to one frame, so what the pipeline gets is never stale.
+``SourceDisconnected`` within ``stall_timeout_s`` instead of a hung pipeline (and ``--reconnect`` can reopen it).
+The thread keeps only the newest frame (``sources.live.LatestFrame``) and the capture buffer is set to one frame,
+so what the pipeline gets is never stale; every frame it overwrites is counted in ``frames_skipped``
+(``frames handed out + frames_skipped = frames_received``).
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..errors import SourceError
+from ..errors import SourceDisconnected, SourceError
 from ..messages import RawFrame
 from .base import Source, SourceInfo
+from .live import LatestFrame
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +34,17 @@ __all__ = ["CameraSource"]
 _NETWORK = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 
 
+def is_network_spec(spec: int | str) -> bool:
+    return isinstance(spec, str) and bool(_NETWORK.match(spec))
+
+
 def _default_capture(spec: int | str) -> Any:
-    """Open ``spec`` with OpenCV. Network streams get FFmpeg's open/read timeouts so they cannot block forever."""
-    if isinstance(spec, str) and _NETWORK.match(spec):
-        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 5000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 5000]
-        return cv2.VideoCapture(spec, cv2.CAP_FFMPEG, params)
+    """A network stream through PyAV (timestamps, pacing, one-line errors: OpenCV's FFmpeg backend can abort the
+    process on a stream it cannot seek); a device through OpenCV."""
+    if is_network_spec(spec):
+        from .network import StreamCapture
+
+        return StreamCapture(str(spec), name=_display_name(spec))
     return cv2.VideoCapture(spec)
 
 
@@ -46,15 +56,17 @@ def _display_name(spec: int | str) -> str:
 
 
 class CameraSource(Source):
-    """A live OpenCV capture: ``spec`` is a device index, a device path or a stream URL.
+    """A live capture: ``spec`` is a device index, a device path or a stream URL.
 
-    ``pts_s`` is seconds since the first frame, from the monotonic clock at the moment the frame was read.
-    ``start_s`` is ignored (a live source cannot seek). A camera that fails to deliver a frame for
-    ``stall_timeout_s`` (or whose ``read()`` fails ``max_failed_reads`` times in a row) raises
-    ``SourceError("camera 0 stopped delivering frames")`` from ``frames()``.
+    ``pts_s``: for a device, seconds since the first frame from the monotonic clock at the moment the frame was
+    read; for a network stream, the stream's own timestamps (``StreamCapture``). ``start_s`` is ignored (a live
+    source cannot seek). A camera that fails to deliver a frame for ``stall_timeout_s`` (or whose ``read()`` fails
+    ``max_failed_reads`` times in a row) raises ``SourceDisconnected("camera 0 stopped delivering frames")`` from
+    ``frames()``. A network stream that ends by itself (a file served over HTTP) ends ``frames()``.
 
-    ``capture_factory(spec)`` builds the capture object (default: ``cv2.VideoCapture``, with timeouts for
-    network streams); tests pass a fake that has ``isOpened/read/set/get/release``.
+    ``capture_factory(spec)`` builds the capture object (default: ``cv2.VideoCapture`` for devices,
+    ``StreamCapture`` for URLs); tests pass a fake that has ``isOpened/read/set/get/release``. A capture that
+    also has ``read_frame(stop) -> (ok, rgb, pts_s) | None`` (None: the stream ended) is read through that.
     """
 
     def __init__(
@@ -62,7 +74,7 @@ class CameraSource(Source):
         spec: int | str,
         *,
         fps: float | None = None,
-        stall_timeout_s: float = 2.0,
+        stall_timeout_s: float | None = None,
         first_frame_timeout_s: float = 5.0,
         max_failed_reads: int = 25,
         capture_factory: Callable[[int | str], Any] | None = None,
@@ -72,28 +84,45 @@ class CameraSource(Source):
         self.spec = spec
         self.name = _display_name(spec)
         self.requested_fps = fps
-        self.stall_timeout_s = stall_timeout_s
+        # a network stream may legitimately pause longer than a USB camera (FFmpeg's own read timeout is 5 s)
+        self.stall_timeout_s = stall_timeout_s if stall_timeout_s is not None else (
+            6.0 if is_network_spec(spec) else 2.0)
         self.first_frame_timeout_s = first_frame_timeout_s
         self.max_failed_reads = max_failed_reads
         self.capture_factory = capture_factory
         self._thread: threading.Thread | None = None
-        self._cond = threading.Condition()
         self._stop = threading.Event()
-        self._latest: np.ndarray | None = None
-        self._latest_t: float = 0.0
-        self._seq = 0  # number of frames the reader has produced
-        self._seen = 0  # the last frame number handed out by frames()
-        self._error: str | None = None
-        self._t_first: float | None = None
+        self._slot: LatestFrame | None = None
+        self._cap: Any = None
+        self._counts_before = (0, 0)  # (received, skipped) of earlier sessions (before a reconnect)
+
+    # ------------------------------------------------------------------ counters
+    @property
+    def frames_received(self) -> int:
+        """Every frame the device or stream delivered, over all sessions."""
+        return self._counts_before[0] + self._session_counts()[0]
+
+    @property
+    def frames_skipped(self) -> int:
+        """Frames received but never handed to the pipeline (overwritten by a newer one, or over the stream's rate)."""
+        return self._counts_before[1] + self._session_counts()[1]
+
+    def _session_counts(self) -> tuple[int, int]:
+        slot, cap = self._slot, self._cap
+        if slot is None:
+            return 0, 0
+        discarded = int(getattr(cap, "frames_discarded", 0) or 0)
+        return slot.frames_received + discarded, slot.frames_skipped + discarded
 
     # ------------------------------------------------------------------ open / close
     def open(self) -> SourceInfo:
         self.close()
         self._stop = threading.Event()
-        self._latest, self._seq, self._seen, self._error, self._t_first = None, 0, 0, None, None
         factory = self.capture_factory or _default_capture
         try:
             cap = factory(self.spec)
+        except SourceError:
+            raise
         except cv2.error as err:  # OpenCV raises for malformed URLs and the like
             raise SourceError(f"{self.name} could not be opened ({err})") from None
         if cap is None or not cap.isOpened():
@@ -106,14 +135,20 @@ class CameraSource(Source):
         fps = cap.get(cv2.CAP_PROP_FPS)
         fps = float(fps) if fps and 0.0 < fps < 1000.0 else None
 
+        self._slot, self._cap = LatestFrame(), cap
         self._thread = threading.Thread(
-            target=self._read_loop, args=(cap, self._stop), name=f"sonolens-{self.name}", daemon=True
+            target=self._read_loop, args=(cap, self._stop, self._slot), name=f"sonolens-{self.name}", daemon=True
         )
         self._thread.start()
-        first = self._wait_for(0, self.first_frame_timeout_s)
+        try:
+            first = self._slot.peek(self.first_frame_timeout_s)
+        except SourceError:
+            self.close()
+            raise
         if first is None:
             self.close()
-            raise SourceError(f"{self.name} opened but delivered no frame within {self.first_frame_timeout_s:g} s")
+            raise SourceDisconnected(
+                f"{self.name} opened but delivered no frame within {self.first_frame_timeout_s:g} s")
         height, width = first[0].shape[:2]
         self.info = SourceInfo(
             name=self.name, kind="camera", width=width, height=height, fps=fps, frame_count=None, live=True
@@ -123,75 +158,76 @@ class CameraSource(Source):
     def close(self) -> None:
         """Stop the reader; it releases the capture itself once its current ``read()`` returns."""
         self._stop.set()
-        with self._cond:
-            self._cond.notify_all()
+        if self._slot is not None:
+            self._slot.close()
         if self._thread is not None:
             self._thread.join(timeout=1.0)
             if self._thread.is_alive():
                 log.warning("%s: reader still blocked in read(); leaving it to finish on its own", self.name)
             self._thread = None
+        if self._slot is not None:
+            received, skipped = self._session_counts()
+            self._counts_before = (self._counts_before[0] + received, self._counts_before[1] + skipped)
+            self._slot = None
+            self._cap = None
 
     # ------------------------------------------------------------------ reader thread
-    def _read_loop(self, cap: Any, stop: threading.Event) -> None:
+    def _read_loop(self, cap: Any, stop: threading.Event, slot: LatestFrame) -> None:
         failures = 0
         last_good = time.monotonic()
+        t_first: float | None = None
+        read_frame = getattr(cap, "read_frame", None)
         try:
             while not stop.is_set():
-                ok, image = cap.read()
+                if read_frame is not None:
+                    got = read_frame(stop)
+                    if got is None:  # the stream ended by itself
+                        if not stop.is_set():
+                            slot.finish()
+                        return
+                    ok, pixels, pts = got
+                else:
+                    ok, image = cap.read()
+                    pixels, pts = (_to_rgb(image), None) if ok and image is not None else (None, None)
                 now = time.monotonic()
                 if stop.is_set():
                     break
-                if ok and image is not None:
+                if ok and pixels is not None:
                     failures, last_good = 0, now
-                    pixels = _to_rgb(image)
-                    with self._cond:
-                        if self._t_first is None:
-                            self._t_first = now
-                        self._latest, self._latest_t = pixels, now - self._t_first
-                        self._seq += 1
-                        self._cond.notify_all()
+                    if pts is None:
+                        if t_first is None:
+                            t_first = now
+                        pts = now - t_first
+                    slot.put(pixels, pts)
                     continue
                 failures += 1
                 if failures >= self.max_failed_reads or now - last_good > self.stall_timeout_s:
-                    self._fail(f"{self.name} stopped delivering frames")
+                    slot.fail(SourceDisconnected(f"{self.name} stopped delivering frames"))
                     return
                 stop.wait(0.01)  # a failed read returns at once: don't spin
+        except SourceError as err:
+            slot.fail(err)
         except Exception as err:  # a driver error must reach the consumer, not die silently in this thread
-            self._fail(f"{self.name} stopped delivering frames ({type(err).__name__}: {err})")
+            slot.fail(SourceDisconnected(f"{self.name} stopped delivering frames ({type(err).__name__}: {err})"))
         finally:
             cap.release()
 
-    def _fail(self, message: str) -> None:
-        with self._cond:
-            self._error = message
-            self._cond.notify_all()
-
-    def _wait_for(self, seen: int, timeout_s: float) -> tuple[np.ndarray, float, int] | None:
-        """The newest frame after frame number ``seen``, or None on timeout; raises the reader's error."""
-        deadline = time.monotonic() + timeout_s
-        with self._cond:
-            while self._seq <= seen and self._error is None and not self._stop.is_set():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return None
-                self._cond.wait(remaining)
-            if self._seq > seen:
-                return self._latest, self._latest_t, self._seq
-            if self._error is not None:
-                raise SourceError(self._error)
-            return None
-
     # ------------------------------------------------------------------ frames
     def frames(self, start_s: float = 0.0) -> Iterator[RawFrame]:
-        if self._thread is None:
+        slot = self._slot
+        if self._thread is None or slot is None:
             raise RuntimeError("CameraSource.frames() called before open()")
-        while not self._stop.is_set():
-            got = self._wait_for(self._seen, self.stall_timeout_s)
+        stop = self._stop
+        begin = getattr(self._cap, "begin", None)
+        if begin is not None:
+            begin()  # a stream served from a file starts its clock now (see network.StreamCapture)
+        while not stop.is_set():
+            got = slot.take(self.stall_timeout_s)
             if got is None:
-                if self._stop.is_set():
+                if stop.is_set() or slot.ended:
                     return
-                raise SourceError(f"{self.name} stopped delivering frames")
-            pixels, pts, self._seen = got
+                raise SourceDisconnected(f"{self.name} stopped delivering frames")
+            pixels, pts = got
             yield RawFrame(pixels, pts)
 
 

@@ -114,9 +114,10 @@ def _quiet() -> Iterator[None]:
 def _import_pydicom(name: str) -> Any:
     try:
         import pydicom
-        import pydicom.pixels  # noqa: F401
+        import pydicom.pixels  # noqa: F401  (pydicom >= 3: frame-by-frame decoding)
     except ImportError:
-        raise DicomUnavailable(f"{name} is a DICOM file; reading DICOM needs pydicom ({EXTRA_HINT})") from None
+        raise DicomUnavailable(f"{name} is a DICOM file; reading DICOM needs pydicom 3 or later ({EXTRA_HINT})") \
+            from None
     return pydicom
 
 
@@ -269,13 +270,12 @@ def _scale(arr: np.ndarray, ds: Any) -> np.ndarray:
     a = arr.astype(np.float64)
     center, width = ds.get("WindowCenter"), ds.get("WindowWidth")
     if center is not None and width is not None and arr.ndim == 2:
-        first = (lambda v: float(v[0]) if hasattr(v, "__len__") and not isinstance(v, str) else float(v))
         try:
-            c, w = first(center), first(width)
+            c, w = float(_as_list(center)[0]), float(_as_list(width)[0])
         except (TypeError, ValueError, IndexError):
             c = w = float("nan")
         if math.isfinite(c) and math.isfinite(w) and w > 1:
-            return np.clip((a - (c - 0.5)) / (w - 1) * 255.0 + 127.5, 0, 255).astype(np.uint8)
+            return np.clip(np.rint((a - (c - 0.5)) / (w - 1) * 255.0 + 127.5), 0, 255).astype(np.uint8)
     bits = int(ds.get("BitsStored") or (8 * arr.dtype.itemsize))
     signed = int(ds.get("PixelRepresentation") or 0) == 1
     lo = -(2 ** (bits - 1)) if signed else 0
@@ -325,12 +325,18 @@ class _Reader:
         if self.video_format is not None:
             yield from self._video_frames(start)
             return
-        from pydicom.pixels import iter_pixels
+        from pydicom.pixels import iter_pixels, pixel_array
 
         index = start
         try:
-            with _quiet():
-                it = iter_pixels(str(self.path), indices=range(start, self.frame_count))
+            native_422 = not self.syntax.is_compressed and \
+                str(self.ds.get("PhotometricInterpretation", "")).upper() == "YBR_FULL_422"
+            it: Iterator[np.ndarray]
+            if native_422:  # pydicom 3.0's iter_pixels miscounts the frame length of native 4:2:2 data
+                it = (pixel_array(str(self.path), index=i) for i in range(start, self.frame_count))
+            else:
+                with _quiet():
+                    it = iter_pixels(str(self.path), indices=range(start, self.frame_count))
             while True:
                 with _quiet():
                     arr = next(it, None)

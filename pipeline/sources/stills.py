@@ -223,6 +223,7 @@ class FolderSource(Source):
         first, self._first = self._first, None
         for index in range(start, len(self.paths)):
             path = self.paths[index]
+            pixels: np.ndarray | None
             if first is not None and first[0] == index:
                 pixels = first[1]
             else:

@@ -4,24 +4,36 @@ Why PyAV: it gives real presentation timestamps, frame-threaded decoding (``thre
 direct YUV→RGB conversion whose ``ndarray`` is a view over the converted frame, so each frame costs one
 decode plus one colour conversion and no extra copy. The conversion goes through one ``VideoReformatter``
 kept for the whole file: ``frame.to_ndarray(format="rgb24")`` would build a new swscale context for every
-decoded frame, which measured ~2× slower end to end on a 960×720 H.264 clip. ``open()`` decodes the first frame to prove the file
-really works (a renamed text file, a cut-off mp4 or an empty stream is reported there, with the file name),
-and keeps it so it is not decoded twice.
+decoded frame, which measured ~2× slower end to end on a 960×720 H.264 clip. ``open()`` decodes the first frame to
+prove the file really works (a renamed text file, a cut-off mp4 or an empty stream is reported there, with the file
+name), and keeps it so it is not decoded twice.
+
+Timing comes from the frames, not from container guesses (``_scan`` reads the packet index once at ``open()``,
+without decoding): a raw H.264/HEVC/MJPEG elementary stream, whose timestamps FFmpeg invents at 25 fps, is paced
+at the codec's own rate (the SPS timing of an H.264 stream); frames without a timestamp before the first one that
+has one (the pre-roll a stream-copy cut leaves in a Matroska file) are decoded but not shown, as players do;
+``pts_s`` never decreases; ``info.fps`` of a variable-rate file is the measured mean rate of its frames and
+``info.frame_count`` the number of frames a player shows (None when it cannot be counted). The display matrix
+(phone videos shot in portrait) is applied to every frame (``pipeline.orientation``).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import av
 import cv2
-from av.video.reformatter import VideoReformatter
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from ..errors import SourceError
 from ..messages import RawFrame
+from ..orientation import apply_orientation, frame_orientation
 from .base import Source, SourceInfo
 
 log = logging.getLogger(__name__)
@@ -44,14 +56,150 @@ def _ffmpeg_reason(err: Exception) -> str:
     return getattr(err, "strerror", None) or str(err) or type(err).__name__
 
 
-def _rate(stream) -> float | None:
-    """Frames per second as a float; non-integer rates such as 4428/349 (≈12.69) are kept exact-ish."""
-    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+# Demuxers of elementary streams: their timestamps are FFmpeg's invention (a frame counter at a guessed 25 fps).
+_ELEMENTARY_FORMATS = frozenset({
+    "h264", "hevc", "vvc", "mpegvideo", "m4v", "mjpeg", "mpjpeg", "cavsvideo", "avs2", "avs3", "rawvideo",
+    "jpeg_pipe", "image2pipe", "obu", "dirac", "vc1",
+})
+SCAN_BUDGET = 200_000  # packets read at open() to count frames and measure the rate (~1 s; ~2 h of 30 fps video)
+
+
+def _rate(stream, elementary: bool = False) -> float | None:
+    """Frames per second as a float; non-integer rates such as 4428/349 (≈12.69) are kept exact-ish. For an
+    elementary stream the codec's rate (from the bitstream) comes first: the container's is a 25 fps guess."""
+    codec_rate = getattr(stream.codec_context, "framerate", None)
+    order = (codec_rate, stream.guessed_rate, stream.average_rate) if elementary else (
+        stream.average_rate, stream.guessed_rate, stream.base_rate, codec_rate)
+    for rate in order:
         if rate:
             value = float(rate)
             if 0.0 < value < 10_000.0:
                 return value
     return None
+
+
+def is_elementary(container) -> bool:
+    """True for a raw elementary stream (no container timestamps of its own)."""
+    return any(name in _ELEMENTARY_FORMATS for name in (container.format.name or "").split(","))
+
+
+@dataclass(frozen=True)
+class _Scan:
+    """What the packets say, before decoding: frames a player shows, whether any has a timestamp, the rate."""
+
+    frames: int | None  # None: not counted (over budget, or the scan failed)
+    has_pts: bool
+    mean_fps: float | None  # measured over the shown frames' timestamps
+    variable: bool  # frame intervals differ by more than rounding
+    first_pts: float | None = None  # the earliest presentation time shown (demuxed containers only)
+
+
+def _rate_from_times(times: list[float]) -> tuple[float | None, bool]:
+    """(mean rate, variable?) of presentation times (any order)."""
+    if len(times) < 2:
+        return None, False
+    ts = sorted(times)
+    span = ts[-1] - ts[0]
+    if span <= 0:
+        return None, False
+    deltas = np.diff(np.asarray(ts))
+    deltas = deltas[deltas > 0]
+    if deltas.size == 0:
+        return None, False
+    median = float(np.median(deltas))
+    variable = bool(np.max(np.abs(deltas - median)) > 0.25 * median + 1e-3)
+    return (len(ts) - 1) / span, variable
+
+
+def _scan(path: Path, elementary: bool, budget: int | None = None) -> _Scan:
+    """Count the frames a player shows and measure their rate from the packets (no decoding).
+
+    MP4/MOV carry a full sample index: it is read without touching the media data (entries flagged *discard*, the
+    pre-roll an edit list hides, are not shown). Other containers are demuxed once, up to ``budget`` packets:
+    empty and discard-flagged packets and, in a file that has timestamps, the untimestamped pre-roll packets
+    before the first timestamped one are not counted.
+    """
+    budget = SCAN_BUDGET if budget is None else budget
+    try:
+        with av.open(str(path), mode="r") as container:
+            stream = container.streams.video[0]
+            tb = float(stream.time_base) if stream.time_base else 0.0
+            entries = None
+            try:
+                entries = stream.index_entries if stream.frames and not elementary else None
+                if entries is not None and len(entries) != stream.frames:
+                    entries = None
+            except (AttributeError, av.FFmpegError):
+                entries = None
+            if entries is not None:
+                shown = [e.timestamp * tb for e in entries if not e.is_discard]
+                mean, variable = _rate_from_times(shown)
+                if stream.average_rate:  # MOV's is frames / duration over the whole index: the mean already
+                    mean = float(stream.average_rate)
+                return _Scan(len(shown), True, mean, variable)
+            count, seen_pts, times, leading, end = 0, False, [], 0, None
+            for packet in container.demux(stream):
+                if packet.size == 0 or packet.is_discard:
+                    continue
+                if count + leading >= budget:
+                    return _Scan(None, seen_pts or not elementary, None, False)
+                if packet.pts is None and not seen_pts:
+                    leading += 1
+                    continue
+                if packet.pts is not None:
+                    seen_pts = True
+                    times.append(packet.pts * tb)
+                    if packet.duration:
+                        stop = (packet.pts + packet.duration) * tb
+                        end = stop if end is None else max(end, stop)
+                count += 1
+            if not seen_pts or elementary:
+                return _Scan(count + leading, False, None, False)
+            mean, variable = _rate_from_times(times)
+            if end is not None and times and end > min(times):
+                mean = len(times) / (end - min(times))  # frames / duration, as ffprobe's avg_frame_rate
+            return _Scan(count, True, mean, variable, min(times) if times else None)
+    except (av.FFmpegError, IndexError, OSError):
+        return _Scan(None, not elementary, None, False)
+
+
+class _Timeline:
+    """Turns decoded frames into ``pts_s`` for one decoding pass.
+
+    ``by_index``: ``index / fps`` (elementary streams; files without any timestamp). Otherwise the frame's time
+    relative to the stream start; an untimestamped frame before the first timestamped one of a pass that started
+    at the beginning is pre-roll (``SKIP``); a later untimestamped frame gets the previous time plus one frame
+    interval; and no time is ever smaller than the previous one.
+    """
+
+    SKIP = object()
+
+    def __init__(self, by_index: bool, fps: float | None, t0: float, index: int = 0,
+                 hide_preroll: bool = True) -> None:
+        self.by_index, self.fps, self.t0 = by_index, fps, t0
+        self.index = index
+        self.hide_preroll = hide_preroll
+        self.last: float | None = None
+
+    def __call__(self, frame: av.VideoFrame):
+        if self.by_index:
+            pts = self.index / self.fps if self.fps else None
+            self.index += 1
+            return pts
+        t = frame.time
+        if t is None:
+            if self.last is None:
+                if self.hide_preroll:
+                    return self.SKIP
+                pts = 0.0
+            else:
+                pts = self.last + (1.0 / self.fps if self.fps else 0.0)
+        else:
+            pts = t - self.t0
+        if self.last is not None and pts < self.last:
+            pts = self.last
+        self.last = pts
+        return pts
 
 
 class VideoSource(Source):
@@ -71,11 +219,12 @@ class VideoSource(Source):
         self.name = self.path.name
         self.thread_type = threads
         self.backend: str | None = None  # "pyav" | "opencv" once open
-        self._container: av.container.InputContainer | None = None
-        self._stream = None
+        self._container: Any = None  # av.container.InputContainer once open
+        self._stream: Any = None  # its first video stream
         self._fallback: OpenCVVideoSource | None = None
         self._first: RawFrame | None = None  # decoded at open(), handed out by the first frames() call
         self._fresh_decoder: Iterator[av.VideoFrame] | None = None  # decoder positioned after _first
+        self._fresh_timeline: _Timeline | None = None  # and the timing state of that pass
         self._fps: float | None = None
         self._t0 = 0.0  # stream start time (s), subtracted from frame.time
         self._has_pts = True
@@ -114,19 +263,36 @@ class VideoSource(Source):
         stream = container.streams.video[0]
         stream.thread_type = self.thread_type
         self._stream = stream
-        self._fps = _rate(stream)
-        self._t0 = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        elementary = is_elementary(container)
+        scan = _scan(self.path, elementary)
+        self._has_pts = scan.has_pts and not elementary
+        self._fps = scan.mean_fps if scan.variable and scan.mean_fps else _rate(stream, elementary)
+        start, tb = stream.start_time, stream.time_base
+        self._t0 = float(start * tb) if start is not None and tb is not None else 0.0
+        if scan.first_pts is not None and scan.first_pts < self._t0:
+            # FFmpeg takes the start from the first packet in decoding order; with B-frames an earlier one may follow
+            self._t0 = scan.first_pts
 
         decoder = container.decode(stream)
+        timeline = self._timeline()
+        skipped = 0
         try:
-            first = next(decoder, None)
+            while True:
+                first = next(decoder, None)
+                if first is None:
+                    if skipped and self._has_pts:  # no frame had a timestamp after all: number them instead
+                        self._has_pts, skipped = False, 0
+                        decoder, timeline = self._seek(0.0), self._timeline()
+                        continue
+                    raise SourceError(f"{self.name} contains no video frames")
+                pts = timeline(first)
+                if pts is not _Timeline.SKIP:
+                    break
+                skipped += 1
         except av.FFmpegError as err:
             raise SourceError(f"{self.name}: the first frame cannot be decoded ({_ffmpeg_reason(err)})") from None
-        if first is None:
-            raise SourceError(f"{self.name} contains no video frames")
-        self._has_pts = first.time is not None
-        self._first = RawFrame(self._to_rgb(first), self._pts(first, 0))
-        self._fresh_decoder = decoder
+        self._first = RawFrame(self._to_rgb(first), pts)
+        self._fresh_decoder, self._fresh_timeline = decoder, timeline
         height, width = self._first.pixels.shape[:2]
         return SourceInfo(
             name=self.name,
@@ -134,9 +300,12 @@ class VideoSource(Source):
             width=width,
             height=height,
             fps=self._fps,
-            frame_count=stream.frames or None,
+            frame_count=scan.frames,
             live=False,
         )
+
+    def _timeline(self, index: int = 0) -> _Timeline:
+        return _Timeline(not self._has_pts, self._fps, self._t0, index)
 
     def close(self) -> None:
         if self._fallback is not None:
@@ -151,13 +320,9 @@ class VideoSource(Source):
 
     # ------------------------------------------------------------------ frames
     def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
-        """H×W×3 uint8 RGB; a view over a freshly allocated RGB frame, so arrays never alias each other."""
-        return self._rgb.reformat(frame, format="rgb24").to_ndarray()
-
-    def _pts(self, frame: av.VideoFrame, index: int) -> float | None:
-        if frame.time is not None:
-            return frame.time - self._t0
-        return index / self._fps if self._fps else None
+        """H×W×3 uint8 RGB, upright (display matrix applied); a view over a freshly allocated RGB frame (or a fresh
+        rotated copy), so arrays never alias each other."""
+        return apply_orientation(self._rgb.reformat(frame, format="rgb24").to_ndarray(), frame_orientation(frame))
 
     def frames(self, start_s: float = 0.0) -> Iterator[RawFrame]:
         """Frames from the one on screen at ``start_s`` (the last with ``pts_s <= start_s``) to the end."""
@@ -167,25 +332,34 @@ class VideoSource(Source):
         if self._container is None:
             raise RuntimeError("VideoSource.frames() called before open()")
         start_s = max(0.0, float(start_s))
-        first, decoder = self._first, self._fresh_decoder
-        self._first = self._fresh_decoder = None  # a later call must seek
-        if decoder is not None and first is not None and start_s < (first.pts_s or 0.0) + 1.0:
+        first, decoder, timeline = self._first, self._fresh_decoder, self._fresh_timeline
+        self._first = self._fresh_decoder = self._fresh_timeline = None  # a later call must seek
+        if decoder is not None and first is not None and timeline is not None \
+                and start_s < (first.pts_s or 0.0) + 1.0:
             # The decoder still sits just after the frame open() decoded: carry on from there.
-            yield from self._decode(decoder, start_s, held=first, index=1)
+            yield from self._decode(decoder, start_s, held=first, timeline=timeline)
         else:
-            yield from self._decode(self._seek(start_s), start_s, held=None, index=0)
+            decoder = self._seek(start_s)
+            yield from self._decode(decoder, start_s, held=None, timeline=self._timeline())
 
-    def _seek(self, start_s: float) -> Iterator[av.VideoFrame]:
+    def _seek(self, start_s: float) -> Iterator[Any]:
         """A decoder positioned at the keyframe at or before ``start_s``."""
         stream = self._stream
-        if self._has_pts:
-            target = int((start_s + self._t0) / stream.time_base) if start_s > 0 else (stream.start_time or 0)
+        if self._has_pts and start_s > 0:
+            target = int((start_s + self._t0) / stream.time_base)
             try:
                 self._container.seek(target, stream=stream, backward=True, any_frame=False)
-                return self._container.decode(stream)
+                decoder = self._container.decode(stream)
+                frame = next(decoder, None)
+                # A keyframe without a timestamp (pre-roll) cannot be found by seeking: FFmpeg lands on a later one.
+                # Landing after start_s would show the wrong frame: decode from the beginning instead.
+                if frame is not None and (frame.time is None or frame.time - self._t0 <= start_s + 1e-3):
+                    return itertools.chain([frame], decoder)
+                log.debug("%s: seek to %.3f s landed later; decoding from the start", self.name, start_s)
             except av.FFmpegError as err:
                 log.debug("%s: seek failed (%s); reopening", self.name, _ffmpeg_reason(err))
-        # No timestamps to seek by, or a container that cannot seek: decode again from the beginning.
+        # From the start, no timestamps to seek by, or a container that cannot seek: decode again from the beginning
+        # (a seek to 0 can skip an untimestamped pre-roll keyframe, which the frames after it need).
         self._container.close()
         try:
             self._container = av.open(str(self.path), mode="r")
@@ -196,7 +370,7 @@ class VideoSource(Source):
         return self._container.decode(self._stream)
 
     def _decode(
-        self, decoder: Iterator[av.VideoFrame], start_s: float, held: RawFrame | None, index: int
+        self, decoder: Iterator[av.VideoFrame], start_s: float, held: RawFrame | None, timeline: _Timeline
     ) -> Iterator[RawFrame]:
         """Decode forward. Until a frame later than ``start_s`` appears, the latest frame at or before it
         is *held* (not converted); it is yielded first, so a seek lands on the frame a player would show
@@ -209,8 +383,9 @@ class VideoSource(Source):
         yielded = 0
         try:
             for frame in decoder:
-                pts = self._pts(frame, index)
-                index += 1
+                pts = timeline(frame)
+                if pts is _Timeline.SKIP:  # pre-roll: decoded as a reference, never shown
+                    continue
                 if not started:
                     if pts is not None and pts <= limit:
                         pending, pending_pts = frame, pts
