@@ -122,6 +122,7 @@ def cli_main(argv: list[str]) -> int:
                                 hud_source=lambda: {"fps": round(pipe.telemetry.live_fps(), 1)})
             pipe.add_sink(recorder)
             pipe.add_closer(recorder.close)
+        igtl = None
         if args.igtl_send:
             from .igtl_sink import IgtlSink
 
@@ -133,6 +134,8 @@ def cli_main(argv: list[str]) -> int:
         report = run_to_end(pipe)
         if recorder is not None:
             report["recording"] = recorder.stats()
+        if igtl is not None:
+            report["igtl_send"] = igtl.stats()
         if signals.received is not None:
             report["interrupted_by"] = signal_name(signals.received)
         errors = []

@@ -207,6 +207,19 @@ class Pipeline:
                 log.debug("closing failed", exc_info=True)
                 self.close_errors.append(SonolensError(f"closing failed: {exc}"))
 
+    def _source_report(self) -> dict:
+        """What the source is and, for live sources, how many frames it received and overwrote before the pipeline
+        took them (``frames_received = frames_in + frames_skipped``, counted by the source itself)."""
+        info = self.info
+        out = {"spec": _safe_spec(self.cfg.source, info.name), "name": info.name, "kind": info.kind,
+               "width": info.width, "height": info.height, "fps": info.fps, "frame_count": info.frame_count,
+               "roi_hint": list(info.roi_hint) if info.roi_hint else None}
+        for counter in ("frames_received", "frames_skipped"):
+            value = getattr(self.source, counter, None)
+            if isinstance(value, int):
+                out[counter] = value
+        return out
+
     def warnings(self) -> list[str]:
         """What a user must know about this run's predictions (printed once, in the report, the HUD, the video)."""
         meta = self.engine.meta if self.engine else None
@@ -236,9 +249,7 @@ class Pipeline:
         fps_in = (self.capture.frames_in - 1) / ((t1 - t0) / 1e9) if t0 and t1 and t1 > t0 else 0.0
         meta = self.engine.meta if self.engine else None
         return {
-            "source": {"spec": self.cfg.source, "name": self.info.name, "kind": self.info.kind,
-                       "width": self.info.width, "height": self.info.height, "fps": self.info.fps,
-                       "frame_count": self.info.frame_count},
+            "source": self._source_report(),
             "model": None if meta is None else {"arch": meta.arch, "classes": list(meta.class_names),
                                                 "input_size": list(meta.input_size), "trained": meta.trained,
                                                 "version": meta.version, "temperature": meta.temperature},
@@ -260,6 +271,14 @@ class Pipeline:
             "connection": self.capture.connection.summary() if self.info.live else None,
             "error": str(self.error) if self.error else None,
         }
+
+
+def _safe_spec(spec: str, name: str) -> str:
+    """The source as the user gave it, without credentials of a stream URL (``rtsp://user:pw@host`` → host)."""
+    if "://" in spec and "@" in spec.split("://", 1)[1].split("/", 1)[0]:
+        scheme, rest = spec.split("://", 1)
+        return f"{scheme}://{rest.split('@', 1)[1]}"
+    return spec
 
 
 def open_engine(model: str | None, threads: int = 0) -> Engine | None:
