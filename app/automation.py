@@ -4,8 +4,10 @@ With any of those flags (``opts.automation``) nobody is at the window: error dia
 message is also one line on stderr), and the exit code says how the run went — 0 when frames were shown and the
 source ended cleanly, 1 when none were or the source failed, 2 when the model or source could not be opened.
 
-``finish`` is the one way out, for scripted runs and a normal close alike: freeze the run, log and measure every
-painted frame, grab the screenshot, close recordings and the pipeline, write the report and the study log's end.
+``finish`` is the one way out, for scripted runs, a normal close, Ctrl-C/SIGTERM (``interrupt``: exit code
+128 + N, see ``app.signals``) and a study log that cannot be written (``study_failed``: exit code 2) alike: freeze
+the run, log and measure every painted frame, grab the screenshot, close recordings and the pipeline, write the
+study log's end and the report.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from PyQt6.QtGui import QGuiApplication
 from PyQt6.QtWidgets import QMessageBox
 
 from sonolens.pipeline.stream import Pipeline
+
+from .widgets import RED, style_dialog
 
 if TYPE_CHECKING:
     from .window import ViewerWindow
@@ -40,6 +44,7 @@ class Automation:
         self._final_pipe: Pipeline | None = None  # the pipeline of the run, kept for the report
         self._t_start = time.perf_counter()
         self.error_box: QMessageBox | None = None
+        self.interrupted_by: str | None = None  # SIGINT / SIGTERM ended the session
         if self.opts.exit_after_seconds:
             QTimer.singleShot(int(self.opts.exit_after_seconds * 1000), lambda: self.finish(self.rc_at_end()))
 
@@ -52,10 +57,11 @@ class Automation:
             self._print_error(message)
             box = QMessageBox(QMessageBox.Icon.Critical, "sonolens", message, QMessageBox.StandardButton.Ok,
                               self.win)
+            style_dialog(box)
             box.setModal(False)
             box.show()
             self.error_box = box
-        else:
+        else:  # modal; readable through the application's dark palette (``main.make_app``)
             QMessageBox.critical(self.win, "sonolens", message)
 
     def _print_error(self, message: str) -> None:
@@ -80,6 +86,23 @@ class Automation:
         if self.opts.automation:
             self.win.exit_code = 2
             QTimer.singleShot(0, lambda: self.finish(2))
+
+    def study_failed(self, message: str) -> None:
+        """Slot for ``StudySession.failed``: the study log could not be written (a full disk). The session is
+        over (its end record is written): show the error in the window, one line on stderr, exit code 2."""
+        view = self.win.ui.view
+        view.state_text, view.state_color = f"study log stopped: {message}", RED
+        view.update()
+        if not self.finishing:
+            self.fatal(message)
+
+    def interrupt(self, signum: int) -> None:
+        """SIGINT or SIGTERM: the normal way out (recordings, report, study log end), exit code 128 + N."""
+        if self.finishing:
+            return
+        self.interrupted_by = signal_name(signum)
+        self.win.exit_code = 128 + int(signum)
+        self.finish(self.win.exit_code)
 
     def stream_ended(self, error: str) -> None:
         """Slot for ``Playback.ended``: report a source error; an automated run finishes."""
@@ -126,9 +149,10 @@ class Automation:
         self._final_pipe = pb.pipe
         win.recording.close_all()
         pb.stop_pipeline(wait=True)
+        end = {"interrupted_by": self.interrupted_by} if self.interrupted_by else {}
+        win.study.close(frames_displayed=win.stats.frames_displayed, exit_code=rc, **end)
         if self.opts.report:
             Path(self.opts.report).write_text(json.dumps(self.report(), indent=2, default=str))
-        win.study.close(frames_displayed=win.stats.frames_displayed, exit_code=rc)
         win.exit_hook(rc)
 
     def report(self) -> dict:
@@ -151,6 +175,8 @@ class Automation:
             "errors": list(self.errors),
             "wall_s": time.perf_counter() - self._t_start,
             "pipeline": pipe.report() if pipe is not None else None,
+            "warnings": list(win.ui.warnings),
+            "interrupted_by": self.interrupted_by,
         }
         study = win.study.report()
         if study is not None:
@@ -158,4 +184,13 @@ class Automation:
         return out
 
 
-__all__ = ["Automation"]
+def signal_name(signum: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return str(signum)
+
+
+__all__ = ["Automation", "signal_name"]

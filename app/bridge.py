@@ -62,7 +62,8 @@ def render_rgb(result: Result, st: RenderSettings, area: tuple[int, int] | None 
     times slower than bilinear and only matters against aliasing at strong reduction).
     """
     frame = result.frame
-    blended = bool(st.heatmap and st.show_predictions and result.cam is not None)
+    # no heat map on a frame without a prediction (out of the model's domain, no image): the state text says why
+    blended = bool(st.heatmap and st.show_predictions and result.cam is not None and result.state == "ok")
     img = cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB) if frame.ndim == 2 else frame
     fh, fw = img.shape[:2]
     rect = fit_rect(fw, fh, *(st.area if area is None else area))

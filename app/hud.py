@@ -33,6 +33,14 @@ class RateMeter:
             self._t.popleft()
         return rate(list(self._t))
 
+    def last_rate(self) -> float:
+        """The rate as it was at the last event (what a HUD keeps showing once events stop: a pause, the end of a
+        stream), without dropping anything."""
+        if not self._t:
+            return 0.0
+        last = self._t[-1]
+        return rate([t for t in self._t if last - t <= self.max_age_ns])
+
 
 class CounterRate:
     """Rate of a monotonically increasing counter sampled now and then (e.g. ``capture.frames_in``)."""

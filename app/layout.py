@@ -7,6 +7,8 @@ also added to the window itself, so its shortcut works in full screen, where the
 
 from __future__ import annotations
 
+import html
+
 from PyQt6.QtCore import Qt
 from PyQt6.QtGui import QAction, QFont, QKeySequence
 from PyQt6.QtWidgets import (
@@ -29,7 +31,7 @@ from sonolens.pipeline.overlay import COLORMAPS
 
 from .bridge import RenderSettings
 from .options import ViewerOptions
-from .widgets import ProbBars, VideoView
+from .widgets import ProbBars, VideoView, style_dialog
 
 SHORTCUTS = [
     ("Ctrl+O", "open a video, image or folder"), ("Ctrl+K", "open a camera (asks for its index)"),
@@ -90,6 +92,13 @@ class ViewerLayout:
         self.model_label.setObjectName("muted")
         self.model_label.setWordWrap(True)
         lay.addWidget(self.model_label)
+        self.warnings_label = QLabel("")  # the pipeline's warnings (untrained model, no gate, gate off)
+        self.warnings_label.setObjectName("warnings")
+        self.warnings_label.setWordWrap(True)
+        self.warnings_label.setTextFormat(Qt.TextFormat.RichText)
+        self.warnings_label.setVisible(False)
+        lay.addWidget(self.warnings_label)
+        self.warnings: list[str] = []
 
         lay.addWidget(_separator())
         lay.addWidget(_heading("Overlay"))
@@ -162,6 +171,13 @@ class ViewerLayout:
         self.model_label.setText(f"model: {meta.arch} · {', '.join(meta.class_names)}"
                                  + ("" if meta.trained else " · <span style='color:#f85149'><b>UNTRAINED"
                                                             "</b> (random weights)</span>"))
+
+    def show_warnings(self, warnings: list[str]) -> None:
+        """What the user must know about the predictions (``Pipeline.warnings()``), in red under the model line."""
+        self.warnings = list(warnings)
+        self.warnings_label.setText("<br>".join(f"<span style='color:#f85149'>⚠ {html.escape(w)}</span>"
+                                                for w in self.warnings))
+        self.warnings_label.setVisible(bool(self.warnings))
 
     # -- menus and shortcuts ---------------------------------------------------------------------------------------
     def _action(self, menu: QMenu, text: str, shortcuts=(), checkable: bool = False) -> QAction:
@@ -237,15 +253,18 @@ class ViewerLayout:
         box = QMessageBox(QMessageBox.Icon.NoIcon, "Keyboard shortcuts",
                           f"<table>{rows}</table><p><i>{RESEARCH_NOTICE}</i></p>", QMessageBox.StandardButton.Close,
                           self.win)
+        style_dialog(box)  # light text on a dark ground, whatever the platform's palette
         box.setModal(False)
         box.show()
         self.help_box = box
         return box
 
     def show_about(self) -> None:
-        QMessageBox.about(self.win, "About sonolens",
+        box = QMessageBox(QMessageBox.Icon.NoIcon, "About sonolens",
                           f"sonolens {__version__}: real-time ultrasound AI overlay on a CPU.<br><b>{RESEARCH_NOTICE}"
-                          "</b><br>Never a diagnostic device.")
+                          "</b><br>Never a diagnostic device.", QMessageBox.StandardButton.Close, self.win)
+        style_dialog(box)
+        box.exec()
 
 
 __all__ = ["ViewerLayout", "SHORTCUTS", "STUDY_SHORTCUTS"]

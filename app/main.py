@@ -9,6 +9,11 @@ Automation: ``--exit-after-frames N --screenshot OUT.png --report OUT.json`` run
 offscreen platform when there is no display), grabs the whole window after the N-th frame is painted and
 writes the report. ``--report`` turns on ``--selfcheck`` (``--no-selfcheck`` to keep the frame unpadded), so the
 report always has a ``capture_to_pixels`` figure measured from the window's pixels.
+
+Ctrl-C and SIGTERM take the window's normal way out — study log end record, recordings, screenshot, report — and
+the exit code is 128 + N (130, 143); a second signal while that runs is ignored (``app.signals``). A study log that
+cannot be written (a full disk) ends the session with its end record, the error shown in the window, one line on
+stderr and exit code 2. ``--log`` naming a file that already holds a session is refused: one session per log.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from pathlib import Path
 from sonolens import RESEARCH_NOTICE
 from sonolens.pipeline.errors import ConfigError
 
-from .study import CONDITIONS
+from .study import CONDITIONS, check_new_log
 
 
 def parser() -> argparse.ArgumentParser:
@@ -44,6 +49,9 @@ def parser() -> argparse.ArgumentParser:
                    help="read files as fast as possible instead of at their frame rate")
     p.add_argument("--ema", type=float, default=0.0, help="probability smoothing factor in [0, 1)")
     p.add_argument("--no-cam", dest="cam", action="store_false", help="no Grad-CAM output (no heat map)")
+    p.add_argument("--no-gate", dest="gate", action="store_false",
+                   help="research: predict on every frame, even outside the model's training domain or without an "
+                        "image (the score and the state are still shown and logged; the window says the gate is off)")
     p.add_argument("--no-heatmap", dest="heatmap", action="store_false", help="start with the heat map hidden")
     p.add_argument("--opacity", type=float, default=0.4, help="heat map opacity in [0, 1] (default 0.4)")
     p.add_argument("--colormap", default="jet", help="heat map colormap: jet, inferno, turbo, viridis, hot")
@@ -119,6 +127,7 @@ def options_from_args(args: argparse.Namespace):
             raise ConfigError(f"--study needs --condition ({' | '.join(CONDITIONS)})")
         log = args.log or f"study_{args.participant}_{args.condition}_{_dt.datetime.now():%Y%m%d_%H%M%S}.jsonl"
         _check_out(log, "--log")
+        check_new_log(log)  # a log holds one session: never append to an earlier one
         study = StudyOptions(args.participant, args.condition, log)
         if args.condition == "off":
             model = None  # 'off' runs no model at all
@@ -127,8 +136,9 @@ def options_from_args(args: argparse.Namespace):
         raise ConfigError("no SOURCE given and the bundled sample (assets/sample_videos/sweep.mp4) was not found")
     selfcheck = args.selfcheck if args.selfcheck is not None else bool(args.report)
     return ViewerOptions(source=source, model=model, roi=args.roi, threads=args.threads, loop=args.loop,
-                         speed=args.speed, realtime=args.realtime, ema=args.ema, cam=args.cam, heatmap=args.heatmap,
-                         alpha=args.opacity, colormap=args.colormap, selfcheck=selfcheck, study=study,
+                         speed=args.speed, realtime=args.realtime, ema=args.ema, gate=args.gate, cam=args.cam,
+                         heatmap=args.heatmap, alpha=args.opacity, colormap=args.colormap, selfcheck=selfcheck,
+                         study=study,
                          exit_after_frames=args.exit_after_frames, exit_after_seconds=args.exit_after_seconds,
                          screenshot=args.screenshot, report=args.report, snapshot_dir=args.snapshot_dir,
                          record_dir=args.record_dir, automation=automation)
@@ -181,9 +191,12 @@ def make_app(argv0: str = "sonolens"):
 
     qInstallMessageHandler(_qt_messages)
 
+    from .widgets import dark_palette
+
     app = QApplication.instance() or QApplication([argv0])
     app.setApplicationName("sonolens")
     app.setStyle("Fusion")
+    app.setPalette(dark_palette())  # dialogs (file, camera, errors) get the dark ground the style sheet assumes
     app.setStyleSheet(DARK_QSS)
     return app
 
@@ -237,14 +250,22 @@ def cli_main(argv: list[str]) -> int:
     # (5 ms by default) while another runs Python code; 1 ms trims that wait from the display latency's tail.
     sys.setswitchinterval(0.001)
     app = make_app()
-    win = create_window(opts, args.size, args.screen, args.fullscreen)
+    from .signals import QtShutdownSignals
 
-    def go() -> None:
-        win.start()
+    windows: list = []
+    # Ctrl-C / SIGTERM: the window's normal way out (study log end, recordings, report), exit code 128 + N. They
+    # are delivered from the event loop, which runs only once the window exists.
+    with QtShutdownSignals(lambda signum: windows[0].automation.interrupt(signum) if windows else None) as signals:
+        win = create_window(opts, args.size, args.screen, args.fullscreen)
+        windows.append(win)
 
-    QTimer.singleShot(0, go)  # start the pipeline once the window is on screen
-    rc = app.exec()
-    return int(rc or win.exit_code)
+        def go() -> None:
+            if not win.automation.finishing:  # a signal may have ended the session before it started
+                win.start()
+
+        QTimer.singleShot(0, go)  # start the pipeline once the window is on screen
+        rc = app.exec()
+    return int(rc or win.exit_code or signals.exit_code or 0)
 
 
 __all__ = ["cli_main", "parser", "options_from_args", "create_window", "make_app"]

@@ -30,6 +30,7 @@ class ViewerOptions:
     realtime: bool = True
     queue: str | None = None
     ema: float = 0.0
+    gate: bool = True  # the frame-state gate; False (--no-gate, research): a prediction on every frame
     cam: bool = True
     heatmap: bool = True
     alpha: float = 0.4
@@ -53,7 +54,7 @@ class ViewerOptions:
         """The pipeline settings for playing ``source`` with these options."""
         return PipelineConfig(source=source, model=self.model, realtime=self.realtime, loop=self.loop,
                               speed=self.speed, roi=self.roi, threads=self.threads, cam=self.cam, ema=self.ema,
-                              queue=self.queue)
+                              queue=self.queue, gate=self.gate)
 
 
 __all__ = ["StudyOptions", "ViewerOptions"]

@@ -5,24 +5,44 @@ A recording is a ``pipeline.record.Recorder`` added to the running pipeline as o
 thread, so the display is not slowed by it. It follows the heat-map style live. Stopping detaches it at once
 (``Pipeline.remove_sink``) and finishes the file on a background thread; ``close_all`` waits for those files
 (at exit).
+
+A recording is the source's picture at the source's size: with the latency self-check on, frames arrive padded
+with the stamp band below the image (``pipeline.stamp``), and ``ImageRows`` hands the recorder only the image
+rows above it. A warning the pipeline gives about the model being untrained is burned into every frame.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PyQt6.QtCore import QObject, pyqtSignal
 
+from sonolens.pipeline.messages import Result
 from sonolens.pipeline.overlay import OverlayStyle
+from sonolens.pipeline.stamp import band_height
 from sonolens.pipeline.stream import Pipeline
 
 if TYPE_CHECKING:
     from sonolens.pipeline.record import Recorder
 
     from .window import ViewerWindow
+
+
+class ImageRows:
+    """Sink wrapper: ``sink`` gets each result with the frame cut to the source's image rows (the rows above the
+    self-check stamp band; a view, no copy). The ROI lies above the band already."""
+
+    def __init__(self, sink: Recorder) -> None:
+        self.sink = sink
+
+    def __call__(self, result: Result) -> None:
+        f = result.frame
+        rows = f.shape[0] - band_height(f.shape[1])
+        self.sink(replace(result, frame=f[:rows]) if rows < f.shape[0] else result)
 
 
 class Recording(QObject):
@@ -36,6 +56,7 @@ class Recording(QObject):
         self.win = win
         self.opts = win.opts
         self.recorder: Recorder | None = None
+        self._sink: Recorder | ImageRows | None = None  # what was added to the pipeline (the recorder, or wrapped)
         self._pipe: Pipeline | None = None  # the pipeline the recorder is a sink of
         self._closing: list[Recorder] = []  # stopped recorders, finishing their files
 
@@ -70,23 +91,26 @@ class Recording(QObject):
 
         out = Path(self.opts.record_dir) / self._file_name("sonolens", "mp4")
         st = self.win.settings
+        untrained = [w for w in pipe.warnings() if "untrained" in w]  # as ``sonolens run --record`` burns it in
         style = OverlayStyle(heatmap=st.heatmap, alpha=st.alpha, colormap=st.colormap,
-                             show_roi=self.opts.show_predictions, show_bars=self.opts.show_predictions, show_hud=True)
+                             show_roi=self.opts.show_predictions, show_bars=self.opts.show_predictions, show_hud=True,
+                             warning=untrained[0].upper() if untrained else None)
         self.recorder = Recorder(out, fps=pipe.info.fps or 30.0, style=style,
                                  hud_source=lambda: {"fps": round(pipe.telemetry.live()["fps_processed"], 1)})
         self._pipe = pipe
-        pipe.add_sink(self.recorder)
+        self._sink = ImageRows(self.recorder) if self.opts.selfcheck else self.recorder
+        pipe.add_sink(self._sink)
         self.win.ui.status_bar.showMessage(f"recording to {out}", 4000)
         self.happened.emit("record_start", self._frame_index(), {"path": str(out)})
 
     def stop(self) -> None:
         """Detach the recorder (if any) and finish its file in the background."""
-        rec, pipe = self.recorder, self._pipe
-        self.recorder = self._pipe = None
+        rec, sink, pipe = self.recorder, self._sink, self._pipe
+        self.recorder = self._sink = self._pipe = None
         if rec is None:
             return
         if pipe is not None:
-            pipe.remove_sink(rec)
+            pipe.remove_sink(sink)
         threading.Thread(target=rec.close, name="sonolens-record-close", daemon=True).start()
         self._closing.append(rec)
         self.win.ui.status_bar.showMessage(f"recording saved: {rec.path}", 4000)

@@ -3,6 +3,7 @@ study panel, and the bars' placeholder before the first prediction. It only read
 
 from __future__ import annotations
 
+import textwrap
 from typing import TYPE_CHECKING
 
 from .hud import CounterRate, hud_lines
@@ -10,6 +11,8 @@ from .widgets import MUTED, NOTICE, RED, TEXT
 
 if TYPE_CHECKING:
     from .window import ViewerWindow
+
+HUD_COLUMNS = 36  # characters of the HUD's monospace font that fit the side panel
 
 
 class StatusPresenter:
@@ -20,6 +23,7 @@ class StatusPresenter:
         self.opts = win.opts
         self.ui = win.ui
         self.input_rate = CounterRate()
+        self._fps_in = 0.0  # the last input rate measured while frames were coming (kept while still)
 
     def refresh(self) -> None:
         """Status bar (source, frame, speed, loop, recording, self-check) and the state in the view's strip."""
@@ -41,7 +45,9 @@ class StatusPresenter:
             parts.append("self-check on: the strip below the image encodes each frame's capture time")
         self.ui.status_label.setText("   ·   ".join(parts))
         view = self.ui.view
-        if pb.last_error:
+        if self.win.study.error:
+            view.state_text, view.state_color = f"study log stopped: {self.win.study.error}", RED
+        elif pb.last_error:
             view.state_text, view.state_color = f"source error: {pb.last_error}", RED
         elif pb.is_ended:
             view.state_text, view.state_color = "■ end of stream", NOTICE
@@ -61,18 +67,43 @@ class StatusPresenter:
         if pipe is not None:
             live = pipe.telemetry.live()
             fps_processed, latency = float(live["fps_processed"]), dict(live["latency_ms"])
-        fps_in = self.input_rate.sample(pipe.capture.frames_in) if pipe else 0.0
+        # paused or ended, nothing new arrives: the rates stay at their last values instead of falling to 0
+        still = pb.paused or pb.is_ended or win.automation.finishing
+        if pipe is not None and not still:
+            self._fps_in = self.input_rate.sample(pipe.capture.frames_in)
+        fps_display = stats.meter.last_rate() if still else stats.meter.rate()
         disp: dict[str, dict] = {k: stats.live(k) for k in ("result_to_paint", "capture_to_pixels")
                                  if k in stats.stages}
-        lines = hud_lines(fps_in=fps_in, fps_processed=fps_processed,
-                          fps_display=stats.meter.rate() if not (pb.paused or pb.is_ended) else 0.0,
-                          dropped_pipeline=pb.frames_dropped_queue, skipped_display=pb.frames_skipped,
-                          pipeline_latency=latency, display_latency=disp, speed=self.opts.speed)
+        lines = [ln for w in self.ui.warnings  # the HUD is narrow: each warning's first clause, wrapped
+                 for ln in textwrap.wrap(w.split(":")[0], HUD_COLUMNS, initial_indent="⚠ ", subsequent_indent="  ")]
+        n_warn = len(lines)
+        lines += hud_lines(fps_in=self._fps_in if pipe is not None else 0.0, fps_processed=fps_processed,
+                           fps_display=fps_display, dropped_pipeline=pb.frames_dropped_queue,
+                           skipped_display=pb.frames_skipped, pipeline_latency=latency, display_latency=disp,
+                           speed=self.opts.speed)
+        if still and stats.frames_displayed:
+            lines.insert(n_warn + 1, "  (rates as at the last frame)")
+        score = self.ood_line()
+        if score:
+            lines.append(score)
         if win.selfcheck is not None and win.selfcheck.method:
             lines.append(f"  (stamp read back: {win.selfcheck.method} grab)")
         self.ui.hud.setText("\n".join(lines))
         if win.study.active and self.ui.study_label is not None:
             self.ui.study_label.setText(win.study.panel_text())
+
+    def ood_line(self) -> str:
+        """The out-of-domain score of the frame on screen and the model's threshold, when the model has a gate
+        (not in the blinded and off study conditions: the score is the model's)."""
+        engine, cur = self.win.engine, self.win.playback.current
+        if engine is None or not engine.meta.ood or not self.opts.show_predictions:
+            return ""
+        thr = engine.meta.ood.get("threshold")
+        r = cur.result if cur is not None else None
+        score = "  –" if r is None or r.ood_score is None else f"{r.ood_score:.2f}"
+        limit = f" / {float(thr):.2f}" if thr is not None else ""
+        state = "" if r is None else f"  {r.state}" + (f" ({r.no_image})" if r.no_image else "")
+        return f"ood score {score}{limit}{'  (gate off)' if not self.opts.gate else state}"
 
     def bars_placeholder(self) -> None:
         """What the bars say before (or instead of) predictions."""

@@ -1,30 +1,43 @@
-"""The reader-study log: JSON Lines that survive a killed process.
+"""The reader-study log: JSON Lines that survive a killed process and a full disk.
 
-One file per session. Records, one JSON object per line, each with a ``type``:
+One file per session: ``StudyLog`` refuses a file that already holds a session (``--log`` of an earlier one), so
+a log's header always describes every record in it. Records, one JSON object per line, each with a ``type``:
 
 * ``header`` (first line): participant, condition (``ai`` | ``blinded`` | ``off``), source, model metadata,
   class names and the call keys, start time (ISO 8601 and Unix seconds), sonolens version, ``t0_ns`` (the
-  perf_counter origin of every ``t_s`` below);
+  perf_counter origin of every ``t_s`` below), whether the frame-state gate is on (``gate``);
 * ``frame``: one per frame *displayed* — index, source pts, wall time, ``t_s`` since the session start,
   probabilities and the model's top class (also when they were hidden: ``shown`` says whether the clinician saw
-  them), ``capture_to_result_ms`` and ``capture_to_pixels_ms`` (the self-check measurement, when available);
-* ``event``: ``call`` (the clinician's answer, ``label``/``class_index``, with the model's top class at that
-  moment), ``flag``, ``freeze``, ``unfreeze``, ``end_of_stream``, ``source_error`` … each with the frame index on
-  screen and the time;
-* ``end`` (last line after a normal exit): counts.
+  them), the frame's ``state`` (``ok`` | ``out_of_domain`` | ``no_image``: only ``ok`` frames show a prediction),
+  ``ood_score`` (None when the model has no gate), ``no_image`` (why there was no image), ``capture_to_result_ms``
+  and ``capture_to_pixels_ms`` (the self-check measurement, when available);
+* ``event``: ``call`` (the clinician's answer, ``label``/``class_index``, with the model's top class and the
+  frame's state ``model_state`` at that moment), ``flag``, ``freeze``, ``unfreeze``, ``end_of_stream``,
+  ``source_error`` … each with the frame index on screen and the time;
+* ``end`` (last line): counts, the exit code, and ``error`` when the session ended because the log could not be
+  written (``interrupted_by`` after Ctrl-C or SIGTERM).
 
-Durability: every line is written with one ``write`` and flushed at once, and a background thread calls
+Durability: every line is written with one ``write`` of the whole line, and a background thread calls
 ``os.fsync`` about once a second, so a killed process loses at most the line being written (a torn last line)
-and a power loss at most ~1 s. ``read_log`` tolerates a torn last line. This module has no Qt import, so the
-export tool can use it without a display.
+and a power loss at most ~1 s. A full disk does not tear the log: before each line the log makes sure the line
+and ``RESERVE`` bytes after it are allocated on disk (``fallocate`` without changing the size), so when the disk
+fills up the log stops *before* a line fails, sets ``error`` and still has room for its ``end`` record. Where the
+filesystem cannot reserve space, a line that fails half-way is cut off, so the log ends at its last whole line.
+``read_sessions`` splits a file at each header (logs written before one session per file was enforced) and
+reports torn lines instead of failing on them. This module has no Qt import, so the export tool can use it
+without a display.
 """
 
 from __future__ import annotations
 
+import ctypes
 import datetime as _dt
+import errno
 import json
 import math
 import os
+import re
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -52,8 +65,71 @@ def _clean(value: Any) -> Any:
     return value
 
 
+RESERVE = 4096  # bytes kept allocated past the log's end: room for the end record when the disk fills up
+_NO_RESERVE_ERRNOS = {errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL, errno.ENODEV, errno.ESPIPE}
+
+
+def _libc():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.fallocate
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_FALLOCATE = _libc()
+_KEEP_SIZE = 1  # FALLOC_FL_KEEP_SIZE
+
+
+def _reserve(fd: int, offset: int, length: int) -> None:
+    """Allocate [offset, offset + length) of ``fd`` without changing its size; OSError when it cannot."""
+    if _FALLOCATE is None:
+        raise OSError(errno.EOPNOTSUPP, "fallocate is not available")
+    if _FALLOCATE(fd, _KEEP_SIZE, offset, length) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+
+
+def describe_session(path: str | os.PathLike) -> str:
+    """"participant P07, condition ai, started 2025-…" from a log's first line, or "" when it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            head = json.loads(f.readline().decode("utf-8"))
+        return (f"participant {head.get('participant')}, condition {head.get('condition')}, started "
+                f"{head.get('start_time')}")
+    except (OSError, ValueError, AttributeError):
+        return ""
+
+
+def check_new_log(path: str | os.PathLike) -> None:
+    """Refuse (``ConfigError``, one line) a log file that already holds a session: a log holds one session. An
+    empty file is fine (e.g. made by ``mktemp``)."""
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ConfigError(f"cannot write study log {p}: {exc.strerror or exc}") from None
+    if not p.is_file():
+        raise ConfigError(f"study log {p} is not a file")
+    if size > 0:
+        who = describe_session(p)
+        raise ConfigError(f"study log {p} already holds a session{f' ({who})' if who else ''}: a log holds one "
+                          "session; give --log a new file name (or leave it out for a dated one)")
+
+
 class StudyLog:
-    """Append-only JSONL writer. Thread-safe; ``close()`` writes the ``end`` record and syncs."""
+    """Append-only JSONL writer of one session. Thread-safe; ``close()`` writes the ``end`` record and syncs.
+
+    A write error (a full disk) never raises: it sets ``error`` (one line) and the log writes nothing more but its
+    ``end`` record, which ``RESERVE`` keeps room for. The window checks ``error`` after writing (``StudySession``).
+    """
 
     def __init__(self, path: str | os.PathLike, *, participant: str, condition: str, source: str,
                  model: dict | None, class_names: Sequence[str] = (), call_labels: Sequence[str] = DEFAULT_CALL_LABELS,
@@ -63,16 +139,17 @@ class StudyLog:
         self.path = Path(path)
         if not self.path.parent.is_dir():
             raise ConfigError(f"study log folder does not exist: {self.path.parent}")
-        try:
-            self._f = open(self.path, "a", encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"cannot write study log {self.path}: {exc.strerror or exc}") from None
+        self._fd = self._open_new()
         self.condition = condition
         self.call_labels = tuple(call_labels)
         self.t0_ns = time.perf_counter_ns()
         self._lock = threading.Lock()
         self._closed = False
-        self.frames = 0
+        self._size = 0
+        self._can_reserve = True
+        self.error: str | None = None
+        self.end_written = False
+        self.frames = 0  # records written (a record the log could not write is not counted)
         self.events = 0
         self._dirty = False
         self._stop = threading.Event()
@@ -84,89 +161,165 @@ class StudyLog:
             "start_time": _dt.datetime.fromtimestamp(now, _dt.timezone.utc).astimezone().isoformat(),
             "start_unix": now, "t0_ns": self.t0_ns, "sonolens_version": __version__, **(extra or {}),
         })
+        if self.error is not None:  # not even the header fits: no session, nothing left behind
+            message = self.error
+            with self._lock:
+                self._closed = True
+                os.close(self._fd)
+            if self._size == 0:
+                self.path.unlink(missing_ok=True)
+            raise ConfigError(message)
+        self._sync_fd = os.dup(self._fd)  # the syncer's own descriptor: fsync never holds the writers' lock
         self._syncer = threading.Thread(target=self._sync_loop, args=(fsync_interval_s,), name="sonolens-studylog",
                                         daemon=True)
         self._syncer.start()
+
+    def _open_new(self) -> int:
+        """A new file (or an empty one); a file that holds a session is refused (``check_new_log``)."""
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+        try:
+            return os.open(self.path, flags | os.O_EXCL, 0o644)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise ConfigError(f"cannot write study log {self.path}: {exc.strerror or exc}") from None
+        check_new_log(self.path)  # raises unless the file is empty
+        try:
+            return os.open(self.path, flags)
+        except OSError as exc:
+            raise ConfigError(f"cannot write study log {self.path}: {exc.strerror or exc}") from None
 
     # -- writing ------------------------------------------------------------------------------------------------
     def t_s(self, t_ns: int | None = None) -> float:
         return ((time.perf_counter_ns() if t_ns is None else t_ns) - self.t0_ns) / 1e9
 
-    def _write(self, record: dict) -> None:
-        line = json.dumps(_clean(record), separators=(",", ":")) + "\n"
+    @staticmethod
+    def _encode(record: dict) -> bytes:
+        return (json.dumps(_clean(record), separators=(",", ":")) + "\n").encode("utf-8")
+
+    def _write(self, record: dict) -> bool:
+        data = self._encode(record)
         with self._lock:
-            if self._closed:
-                return
-            self._f.write(line)  # one write per line: a kill can tear only this line
-            self._f.flush()
-            self._dirty = True
+            if self._closed or self.error is not None:
+                return False
+            return self._append(data, reserve=True)
+
+    def _append(self, data: bytes, *, reserve: bool) -> bool:
+        """Append one whole line (lock held). ``reserve``: first make sure the line and ``RESERVE`` bytes after
+        it are allocated, so the disk filling up stops the log here rather than in the middle of a line."""
+        end = self._size
+        if reserve and self._can_reserve:
+            try:
+                _reserve(self._fd, end, len(data) + RESERVE)
+            except OSError as exc:
+                if exc.errno in _NO_RESERVE_ERRNOS:
+                    self._can_reserve = False  # this filesystem cannot: rely on cutting off a torn line
+                else:
+                    self._fail(exc)
+                    return False
+        written = 0
+        try:
+            while written < len(data):
+                written += os.write(self._fd, data[written:])
+        except OSError as exc:
+            if written:  # a torn line: cut it off, so the log ends at its last whole line
+                try:
+                    os.ftruncate(self._fd, end)
+                except OSError:
+                    pass
+            self._fail(exc)
+            return False
+        self._size = end + len(data)
+        self._dirty = True
+        return True
+
+    def _fail(self, exc: OSError) -> None:
+        if self.error is None:
+            self.error = f"cannot write study log {self.path}: {exc.strerror or exc}"
 
     def frame(self, index: int, *, pts_s: float | None, probs: Sequence[float] | None, top_class: int | None,
               shown: bool, capture_to_result_ms: float | None, capture_to_pixels_ms: float | None = None,
-              t_ns: int | None = None) -> None:
-        self.frames += 1
-        self._write({"type": "frame", "index": int(index), "pts_s": pts_s, "wall_time": time.time(),
+              t_ns: int | None = None, state: str | None = None, ood_score: float | None = None,
+              no_image: str | None = None) -> None:
+        self.frames += self._write({"type": "frame", "index": int(index), "pts_s": pts_s, "wall_time": time.time(),
                      "t_s": self.t_s(t_ns), "probs": None if probs is None else [float(p) for p in probs],
-                     "top_class": top_class, "shown": bool(shown), "capture_to_result_ms": capture_to_result_ms,
+                     "top_class": top_class, "shown": bool(shown), "state": state, "ood_score": ood_score,
+                     "no_image": no_image, "capture_to_result_ms": capture_to_result_ms,
                      "capture_to_pixels_ms": capture_to_pixels_ms})
 
     def event(self, kind: str, frame_index: int | None, **fields: Any) -> None:
-        self.events += 1
-        self._write({"type": "event", "kind": kind, "frame_index": frame_index, "wall_time": time.time(),
-                     "t_s": self.t_s(), **fields})
+        self.events += self._write({"type": "event", "kind": kind, "frame_index": frame_index,
+                                    "wall_time": time.time(), "t_s": self.t_s(), **fields})
 
     def call(self, key: int, frame_index: int | None, *, model_top: int | None, model_probs=None,
-             class_names: Sequence[str] = ()) -> str:
-        """Record the clinician's call for key ``key`` (1-based); returns the label."""
+             class_names: Sequence[str] = (), model_state: str | None = None) -> str:
+        """Record the clinician's call for key ``key`` (1-based); returns the label. ``model_state``: the state of
+        the frame on screen (a call on a frame without a prediction does not count towards agreement)."""
         label = self.call_labels[key - 1]
         model_label = class_names[model_top] if model_top is not None and 0 <= model_top < len(class_names) else None
         self.event("call", frame_index, key=key, label=label, class_index=key - 1, model_top=model_top,
-                   model_label=model_label,
+                   model_label=model_label, model_state=model_state,
                    model_probs=None if model_probs is None else [float(p) for p in model_probs])
         return label
 
     # -- durability -----------------------------------------------------------------------------------------------
     def _sync_loop(self, interval: float) -> None:
-        while not self._stop.wait(interval):
-            self.sync()
+        try:
+            while not self._stop.wait(interval):
+                self.sync()
+        finally:
+            os.close(self._sync_fd)
 
     def sync(self) -> None:
         with self._lock:
             if self._closed or not self._dirty:
                 return
-            fd = self._f.fileno()
             self._dirty = False
         try:
-            os.fsync(fd)
-        except OSError:
-            pass
+            os.fsync(self._sync_fd)
+        except OSError as exc:
+            if exc.errno not in (errno.EINVAL, errno.EROFS):  # not a file that can be synced: nothing to lose
+                with self._lock:
+                    self._fail(exc)
 
     def close(self, **summary: Any) -> None:
-        if self._closed:
-            return
-        self._write({"type": "end", "wall_time": time.time(), "t_s": self.t_s(), "frames": self.frames,
-                     "events": self.events, **summary})
-        self._stop.set()
+        """Write the ``end`` record (with ``error`` when writing failed; into the reserved room) and close."""
         with self._lock:
+            if self._closed:
+                return
             self._closed = True
-            self._f.flush()
+            record = {"type": "end", "wall_time": time.time(), "t_s": self.t_s(), "frames": self.frames,
+                      "events": self.events, **summary}
+            if self.error is not None:
+                record["error"] = self.error
+            self.end_written = self._append(self._encode(record), reserve=False)
             try:
-                os.fsync(self._f.fileno())
+                os.ftruncate(self._fd, self._size)  # give the reserve past the end back
             except OSError:
                 pass
-            self._f.close()
+            try:
+                os.fsync(self._fd)
+            except OSError:
+                pass
+            os.close(self._fd)
+        self._stop.set()
 
 
 # -- reading ----------------------------------------------------------------------------------------------------
 @dataclass
 class StudyRecords:
+    """One session of a log file: its header and the records after it, up to the next header."""
+
     path: Path
     header: dict
     frames: list[dict] = field(default_factory=list)
     events: list[dict] = field(default_factory=list)
     end: dict | None = None
-    torn_last_line: bool = False  # the process was killed mid-write (or the file is still being written)
-    bad_lines: int = 0  # unreadable lines elsewhere (should be 0)
+    torn_last_line: bool = False  # its last line was cut short: the process was killed mid-write (or still writes)
+    bad_lines: int = 0  # unreadable lines elsewhere in the session (torn lines included)
+    torn_lines: list[int] = field(default_factory=list)  # 1-based line numbers in the file of torn lines
+    session: int = 1  # which session of the file (1-based)
+    sessions_in_file: int = 1
 
     @property
     def complete(self) -> bool:
@@ -174,46 +327,92 @@ class StudyRecords:
         return self.end is not None
 
 
-def read_log(path: str | os.PathLike) -> StudyRecords:
-    """Read a study log, tolerating a torn last line (killed process). Raises ConfigError if it has no header."""
+_RECORD_START = re.compile(rb'\{\s*"type"\s*:')
+
+
+def _parse(raw: bytes) -> dict | None:
+    try:
+        rec = json.loads(raw.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return rec if isinstance(rec, dict) else None
+
+
+def read_sessions(path: str | os.PathLike) -> list[StudyRecords]:
+    """Every session in a study log, split at each ``header`` record (a file written by an older sonolens that
+    appended a second session to an earlier log holds more than one). Torn lines — a killed session's last line,
+    and the start of the next session's header glued to it — are skipped and listed in ``torn_lines``; a record
+    that follows the torn part on the same line is recovered. Raises ConfigError when there is no header at all."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"no such study log: {p}")
     data = p.read_bytes()
     lines = data.split(b"\n")
-    # a file that ends with "\n" leaves one empty string at the end; a torn line leaves a non-empty one
     last_complete = data.endswith(b"\n")
-    header: dict | None = None
-    recs = StudyRecords(p, {})
+    sessions: list[StudyRecords] = []
+    orphans = 0  # unreadable lines before the first header
+
+    def add(rec: dict) -> None:
+        kind = rec.get("type")
+        if kind == "header":
+            sessions.append(StudyRecords(p, rec, session=len(sessions) + 1))
+            return
+        if not sessions:
+            return
+        cur = sessions[-1]
+        if kind == "frame":
+            cur.frames.append(rec)
+        elif kind == "event":
+            cur.events.append(rec)
+        elif kind == "end":
+            cur.end = rec
+
+    def torn(lineno: int, last: bool) -> None:
+        nonlocal orphans
+        if not sessions:
+            orphans += 1
+            return
+        cur = sessions[-1]
+        cur.torn_lines.append(lineno)
+        if last:
+            cur.torn_last_line = True
+        else:
+            cur.bad_lines += 1
+
     for i, raw in enumerate(lines):
         if not raw.strip():
             continue
+        lineno = i + 1
         is_last = i == len(lines) - 1 and not last_complete
-        try:
-            rec = json.loads(raw.decode("utf-8"))
-            if not isinstance(rec, dict):
-                raise ValueError("not an object")
-        except (ValueError, UnicodeDecodeError):
-            if is_last:
-                recs.torn_last_line = True
-            else:
-                recs.bad_lines += 1
+        rec = _parse(raw)
+        if rec is not None:  # a whole record (on the last line, the newline may be all that is missing)
+            add(rec)
             continue
-        if is_last:  # parsed, but the newline never made it: still a complete record
-            recs.torn_last_line = False
-        kind = rec.get("type")
-        if kind == "header" and header is None:
-            header = rec
-        elif kind == "frame":
-            recs.frames.append(rec)
-        elif kind == "event":
-            recs.events.append(rec)
-        elif kind == "end":
-            recs.end = rec
-    if header is None:
+        # torn: the part before a record that starts later on the same line is what a killed writer left
+        starts = [m.start() for m in _RECORD_START.finditer(raw) if m.start() > 0]
+        recovered = next((r for r in (_parse(raw[s:]) for s in starts) if r is not None), None)
+        if recovered is None:
+            torn(lineno, is_last)
+            continue
+        torn(lineno, last=recovered.get("type") == "header")  # before a header: that session's last line
+        add(recovered)
+    if not sessions:
         raise ConfigError(f"{p}: not a sonolens study log (no header record)")
-    recs.header = header
-    return recs
+    sessions[0].bad_lines += orphans
+    for s in sessions:
+        s.sessions_in_file = len(sessions)
+    return sessions
 
 
-__all__ = ["StudyLog", "StudyRecords", "read_log", "CONDITIONS", "DEFAULT_CALL_LABELS"]
+def read_log(path: str | os.PathLike) -> StudyRecords:
+    """The one session of a study log (``read_sessions`` for files that hold several: this raises ConfigError),
+    tolerating a torn last line (killed process). Raises ConfigError if it has no header."""
+    sessions = read_sessions(path)
+    if len(sessions) > 1:
+        raise ConfigError(f"{path}: holds {len(sessions)} sessions; read it with read_sessions "
+                          "('sonolens study export' reports each)")
+    return sessions[0]
+
+
+__all__ = ["StudyLog", "StudyRecords", "read_log", "read_sessions", "check_new_log", "describe_session",
+           "CONDITIONS", "DEFAULT_CALL_LABELS", "RESERVE"]

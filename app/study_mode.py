@@ -1,13 +1,17 @@
 """Study mode in the window: the clinician's calls and flags, and what goes into the study log.
 
 The log itself (``study.StudyLog``) knows nothing of Qt. This controller opens it once the model is known,
-writes one ``frame`` record per frame painted, one ``call`` per digit key and, through ``on_event``, the events
-the other controllers announce (freeze, step, snapshot, recording, source opened/ended…). Without ``--study``
-every method is a no-op, so the others never need to check.
+writes one ``frame`` record per frame painted (with the frame's state and out-of-domain score), one ``call`` per
+digit key and, through ``on_event``, the events the other controllers announce (freeze, step, snapshot,
+recording, source opened/ended…). Without ``--study`` every method is a no-op, so the others never need to check.
+
+When the log cannot be written (a full disk), the session ends: the log gets its ``end`` record at once (it keeps
+room for it), and ``failed`` tells the window, which shows the error and quits with exit code 2.
 """
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,12 +28,14 @@ class StudySession(QObject):
     """The window's study log and the study keys (1..9 = a call in the model's class order, F = flag)."""
 
     changed = pyqtSignal()  # a call or flag was recorded (status bar, study panel)
+    failed = pyqtSignal(str)  # the log could not be written: the session is over (one-line message)
 
     def __init__(self, win: ViewerWindow) -> None:
         super().__init__(win)
         self.win = win
         self.opts = win.opts
         self.log: StudyLog | None = None
+        self.error: str | None = None
         ui = win.ui
         for k, act in enumerate(ui.study_call_actions, start=1):
             act.triggered.connect(lambda _=False, k=k: self.call(k))
@@ -53,13 +59,24 @@ class StudySession(QObject):
                      else str(self.opts.model))}
         self.log = StudyLog(s.log, participant=s.participant, condition=s.condition, source=str(self.opts.source),
                             model=model, class_names=list(meta.class_names) if meta else [],
-                            call_labels=self.win.call_labels, extra={"selfcheck": self.opts.selfcheck})
+                            call_labels=self.win.call_labels,
+                            extra={"selfcheck": self.opts.selfcheck, "gate": self.opts.gate})
         self.win.ui.show_call_labels(self.win.call_labels)
 
     def on_event(self, kind: str, frame_index: int | None, fields: dict) -> None:
         """Slot for the controllers' ``happened`` signals."""
         if self.log is not None:
             self.log.event(kind, frame_index, **fields)
+            self._check()
+
+    def _check(self) -> None:
+        """After a write: if the log failed, end the session now (its end record goes into the reserved room)."""
+        log = self.log
+        if log is None or log.error is None or self.error is not None:
+            return
+        self.error = log.error
+        log.close(frames_displayed=self.win.stats.frames_displayed, exit_code=2)
+        self.failed.emit(self.error)
 
     # -- keys ------------------------------------------------------------------------------------------------------
     def call(self, key: int) -> None:
@@ -74,7 +91,9 @@ class StudySession(QObject):
             r = cur.result
             has_model = r.probs.size > 0
             label = self.log.call(key, r.index, model_top=r.top_class if has_model else None,
-                                  model_probs=r.probs if has_model else None, class_names=r.class_names)
+                                  model_probs=r.probs if has_model else None, class_names=r.class_names,
+                                  model_state=r.state if has_model else None)
+        self._check()
         frame = cur.result.index if cur else "–"
         self.win.ui.status_bar.showMessage(f"call recorded: {label} (frame {frame})", 3000)
         self.changed.emit()
@@ -94,9 +113,12 @@ class StudySession(QObject):
         t = r.timings
         has_model = bool(r.probs.size)
         self.log.frame(r.index, pts_s=t.pts_s, probs=r.probs if has_model else None,
-                       top_class=r.top_class if has_model else None, shown=self.opts.show_predictions and has_model,
+                       top_class=r.top_class if has_model else None,
+                       shown=self.opts.show_predictions and r.shows_prediction,
+                       state=r.state if has_model else None, ood_score=r.ood_score, no_image=r.no_image,
                        capture_to_result_ms=(t.t_delivered_ns - t.t_captured_ns) / 1e6,
                        capture_to_pixels_ms=capture_to_pixels_ms, t_ns=t_paint_ns)
+        self._check()
 
     def panel_text(self) -> str:
         """The study panel: who, which condition, the keys, how much is logged."""
@@ -104,20 +126,25 @@ class StudySession(QObject):
         if s is None or self.log is None:
             return ""
         labels = self.win.call_labels
-        return (f"participant <b>{s.participant}</b> · condition <b>{s.condition}</b><br>"
+        text = (f"participant <b>{s.participant}</b> · condition <b>{s.condition}</b><br>"
                 "keys: " + ", ".join(f"{i + 1}={lab}" for i, lab in enumerate(labels)) + ", F=flag, Space=freeze<br>"
                 f"{self.log.events} events, {self.log.frames} frames logged")
+        if self.error:
+            text += f"<br><span style='color:#f85149'><b>log stopped:</b> {html.escape(self.error)}</span>"
+        return text
 
     def report(self) -> dict | None:
         s = self.opts.study
         if s is None:
             return None
         return {"log": s.log, "condition": s.condition, "frames_logged": self.log.frames if self.log else 0,
-                "events_logged": self.log.events if self.log else 0}
+                "events_logged": self.log.events if self.log else 0, "error": self.error,
+                "end_written": self.log.end_written if self.log else False}
 
-    def close(self, frames_displayed: int, exit_code: int) -> None:
+    def close(self, frames_displayed: int, exit_code: int, **summary) -> None:
+        """The session's end record (idempotent: after a failed write it was written already)."""
         if self.log is not None:
-            self.log.close(frames_displayed=frames_displayed, exit_code=exit_code)
+            self.log.close(frames_displayed=frames_displayed, exit_code=exit_code, **summary)
 
 
 __all__ = ["StudySession"]

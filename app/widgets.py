@@ -13,10 +13,11 @@ from collections.abc import Callable
 
 import numpy as np
 from PyQt6.QtCore import QPoint, QRect, QRectF, QSize, Qt
-from PyQt6.QtGui import QColor, QFont, QPainter, QPen
+from PyQt6.QtGui import QColor, QFont, QPainter, QPalette, QPen
 from PyQt6.QtWidgets import QSizePolicy, QWidget
 
 from sonolens import RESEARCH_NOTICE
+from sonolens.pipeline.overlay import class_rgb
 
 from .bridge import DisplayFrame, fit_rect
 
@@ -27,12 +28,50 @@ TEXT = QColor("#d8dee9")
 MUTED = QColor("#8b949e")
 ROI = QColor("#39c5e0")
 RED = QColor("#f85149")
-CLASS_COLORS = {"normal": "#3fb950", "benign": "#e3b341", "malignant": "#f85149", "pneumonia": "#f85149"}
-PALETTE = ("#58a6ff", "#d2a8ff", "#3fb950", "#e3b341", "#f85149", "#39c5e0")
 
 
-def class_color(name: str, i: int) -> QColor:
-    return QColor(CLASS_COLORS.get(name.lower(), PALETTE[i % len(PALETTE)]))
+DIALOG_BG = QColor("#161b22")
+DIALOG_TEXT = QColor("#e6edf3")  # contrast with DIALOG_BG: 15.6 (WCAG AA asks for 4.5)
+DIALOG_QSS = """
+QMessageBox, QDialog { background-color: #161b22; }
+QMessageBox QLabel, QDialog QLabel { color: #e6edf3; background: transparent; }
+QMessageBox QPushButton, QDialog QPushButton { background: #21262d; color: #e6edf3; border: 1px solid #30363d;
+                                              border-radius: 4px; padding: 4px 14px; }
+QMessageBox QPushButton:hover, QDialog QPushButton:hover { background: #30363d; }
+"""
+
+
+def dark_palette(base: QPalette | None = None) -> QPalette:
+    """The viewer's colours as a palette (light text on dark ground in every colour group), so that dialogs are
+    readable whether or not the application's style sheet reaches them."""
+    pal = QPalette(base) if base is not None else QPalette()
+    roles = {QPalette.ColorRole.Window: DIALOG_BG, QPalette.ColorRole.WindowText: DIALOG_TEXT,
+             QPalette.ColorRole.Base: QColor("#0d1014"), QPalette.ColorRole.AlternateBase: DIALOG_BG,
+             QPalette.ColorRole.Text: DIALOG_TEXT, QPalette.ColorRole.Button: QColor("#21262d"),
+             QPalette.ColorRole.ButtonText: DIALOG_TEXT, QPalette.ColorRole.ToolTipBase: DIALOG_BG,
+             QPalette.ColorRole.ToolTipText: DIALOG_TEXT, QPalette.ColorRole.Highlight: QColor("#1f6feb"),
+             QPalette.ColorRole.HighlightedText: QColor("#ffffff"), QPalette.ColorRole.Link: QColor("#58a6ff"),
+             QPalette.ColorRole.PlaceholderText: MUTED}
+    for group in (QPalette.ColorGroup.Active, QPalette.ColorGroup.Inactive):
+        for role, color in roles.items():
+            pal.setColor(group, role, color)
+    for role, color in roles.items():
+        pal.setColor(QPalette.ColorGroup.Disabled, role, MUTED if role in (
+            QPalette.ColorRole.WindowText, QPalette.ColorRole.Text, QPalette.ColorRole.ButtonText) else color)
+    return pal
+
+
+def style_dialog(box: QWidget) -> QWidget:
+    """Give a dialog the viewer's dark colours explicitly (palette and style sheet)."""
+    box.setPalette(dark_palette(box.palette()))
+    box.setStyleSheet(DIALOG_QSS)
+    return box
+
+
+def class_color(name: str, i: int, dim: bool = False) -> QColor:
+    """The colour of class ``name`` (``i`` in the model's order): ``pipeline.overlay.class_rgb``, the definition the
+    burned-in recording uses too. ``dim``: a bar that is not the top class."""
+    return QColor(*class_rgb(name, i, dim))
 
 
 class VideoView(QWidget):
@@ -237,7 +276,7 @@ class ProbBars(QWidget):
         p.setFont(self._small)
         y = 54
         for i, (name, prob) in enumerate(zip(self.names, self.probs)):
-            color = class_color(name, i)
+            color = class_color(name, i, dim=i != self.top)
             p.setPen(TEXT if i == self.top else MUTED)
             p.drawText(QRect(4, y, w - 8, 16), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, name)
             p.drawText(QRect(4, y, w - 8, 16), Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
@@ -247,10 +286,10 @@ class ProbBars(QWidget):
             p.setBrush(QColor("#262c36"))
             p.drawRoundedRect(bar, 4, 4)
             fill = QRectF(bar.x(), bar.y(), max(0.0, bar.width() * float(prob)), bar.height())
-            p.setBrush(color if i == self.top else color.darker(170))
+            p.setBrush(color)
             p.drawRoundedRect(fill, 4, 4)
             y += self.ROW_H
         p.end()
 
 
-__all__ = ["VideoView", "ProbBars", "class_color"]
+__all__ = ["VideoView", "ProbBars", "class_color", "dark_palette", "style_dialog"]

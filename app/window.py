@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import collections
 
-from PyQt6.QtCore import QTimer
+from PyQt6.QtCore import Qt, QTimer
 from PyQt6.QtWidgets import QApplication, QMainWindow
 
 from sonolens import RESEARCH_NOTICE, __version__
 from sonolens.pipeline.errors import SonolensError
+from sonolens.pipeline.messages import STATE_TEXT
 from sonolens.pipeline.stream import open_engine
 
 from .automation import Automation
@@ -39,9 +40,10 @@ from .selfcheck import SelfCheck
 from .status import StatusPresenter
 from .study import DEFAULT_CALL_LABELS
 from .study_mode import StudySession
-from .widgets import class_color
+from .widgets import NOTICE, class_color
 
 HUD_INTERVAL_MS = 250
+STATE_CHIP = {"out_of_domain": "no prediction: outside the domain", "no_image": "no image"}  # the strip's chip
 
 
 class ViewerWindow(QMainWindow):
@@ -94,6 +96,8 @@ class ViewerWindow(QMainWindow):
         pb.started.connect(self._pipeline_started)
         pb.stopping.connect(lambda _pipe: rec.stop())
         pb.ended.connect(self.automation.stream_ended)
+        # queued: the study log fails inside a paint's bookkeeping; the error dialog must not open in there
+        study.failed.connect(self.automation.study_failed, Qt.ConnectionType.QueuedConnection)
         ov.style_changed.connect(rec.follow_style)
         ov.cam_class_changed.connect(lambda: pb.set_cam_class(ov.cam_class))
 
@@ -111,7 +115,11 @@ class ViewerWindow(QMainWindow):
             self.call_labels = tuple(meta.class_names)
             self.overlay.set_classes(self.call_labels)
         self.ui.show_model(meta)
-        self.study.open(self.engine)
+        try:
+            self.study.open(self.engine)
+        except SonolensError as exc:  # the log cannot be written (or holds a session already)
+            self.automation.fatal(str(exc), exc)
+            return False
         self.presenter.bars_placeholder()
         if self.opts.source:
             return self.playback.open_source(self.opts.source, initial=True)
@@ -120,20 +128,29 @@ class ViewerWindow(QMainWindow):
         return True
 
     def _pipeline_started(self, pipe) -> None:
-        """A new pipeline is about to start: the CAM controls apply to it."""
+        """A new pipeline is about to start: the CAM controls apply to it, its warnings are shown."""
         cam_ok = self.engine is not None and pipe.worker.cam_enabled and self.opts.show_predictions
         self.overlay.enable_cam(cam_ok)
         pipe.worker.cam_class = self.overlay.cam_class
+        self.ui.show_warnings(pipe.warnings())
 
     # -- frames ----------------------------------------------------------------------------------------------------
     def present(self, df: DisplayFrame) -> None:
-        """Put a frame on screen with its prediction (bars and chip; hidden in blinded/off study conditions)."""
+        """Put a frame on screen with its prediction (bars and chip; hidden in blinded/off study conditions).
+
+        A frame without a prediction (state ``out_of_domain`` or ``no_image``) shows ``STATE_TEXT`` instead of the
+        bars, and no heat map (``bridge.render_rgb``)."""
         r = df.result
         view = self.ui.view
         if self.opts.show_predictions and r.probs.size:
-            self.ui.bars.set_values(r.class_names, r.probs, r.top_class)
-            name = r.class_names[r.top_class]
-            view.chip = (f"{name}  {100 * float(r.probs[r.top_class]):.0f}%", class_color(name, r.top_class))
+            if r.shows_prediction:
+                self.ui.bars.set_values(r.class_names, r.probs, r.top_class)
+                name = r.class_names[r.top_class]
+                view.chip = (f"{name}  {100 * float(r.probs[r.top_class]):.0f}%", class_color(name, r.top_class))
+            else:
+                text = STATE_TEXT.get(r.state, "No prediction")
+                self.ui.bars.set_hidden(text + (f"\n({r.no_image})" if r.no_image else ""))
+                view.chip = (STATE_CHIP.get(r.state, "no prediction"), NOTICE)
         view.set_frame(df)
 
     def _on_new_frame_painted(self, df: DisplayFrame, t_paint_ns: int) -> None:

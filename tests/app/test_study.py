@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 
 import pytest
+from conftest import assert_one_line_error, sonolens_proc
 
-from sonolens.app.study import StudyLog, read_log
+from sonolens.app.study import StudyLog, check_new_log, read_log, read_sessions
 from sonolens.app.study_export import analyse, cli_main, cohen_kappa, export, parse_onsets
 from sonolens.pipeline.errors import ConfigError
 
@@ -155,3 +157,145 @@ def test_export_missing_output_folder(tmp_path):
     a = _write_log(tmp_path / "a.jsonl", [])
     with pytest.raises(ConfigError):
         export([a], tmp_path / "nope" / "out.csv")
+
+
+# -- frames without a prediction (#12) ----------------------------------------------------------------------------
+def test_export_excludes_calls_on_frames_without_a_prediction(tmp_path, capsys):
+    # four calls: two on frames with a prediction (both agree), two that disagree with the model's (hidden) top
+    # class on a frame outside the domain and on one without an image: counted with them, agreement would be 50 %
+    p = _write_log(tmp_path / "s.jsonl", [(0.5, 5, 2, 1), (0.8, 7, 3, 1), (1.3, 8, 3, 1), (1.6, 9, 1, 0)])
+    recs = [json.loads(line) for line in p.read_text().splitlines()]
+    states = {7: "out_of_domain", 8: "no_image"}  # the frames the 2nd and 3rd calls were made on
+    for r in recs:
+        if r["type"] == "frame":
+            r["state"] = states.get(r["index"], "ok")
+            r["ood_score"] = 9.0 if r["index"] == 7 else 0.1
+            r["shown"] = r["state"] == "ok"
+        if r.get("kind") == "call":
+            r["model_state"] = states.get(r["frame_index"], "ok")
+    p.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    rows, s = analyse(read_log(p))
+    assert s["calls"] == 4 and s["calls_with_model"] == 2
+    assert s["calls_without_prediction"] == {"out_of_domain": 1, "no_image": 1}
+    assert s["agreement"] == pytest.approx(1.0)
+    assert s["cohen_kappa"] == pytest.approx(1.0)
+    assert s["frames_by_state"] == {"ok": 8, "out_of_domain": 1, "no_image": 1}
+    call_rows = [r for r in rows if r["kind"] == "call"]
+    assert [r["agree"] for r in call_rows] == [1, "", "", 1]
+    assert [r["model_state"] for r in call_rows] == ["ok", "out_of_domain", "no_image", "ok"]
+    frame_rows = [r for r in rows if r["record"] == "frame"]
+    assert frame_rows[7]["state"] == "out_of_domain" and frame_rows[7]["ood_score"] == 9.0
+    out = tmp_path / "o.csv"
+    assert cli_main(["export", str(p), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "2 calls on frames without a prediction (out_of_domain 1, no_image 1) excluded from agreement and kappa" \
+        in printed
+    assert "without a prediction: out_of_domain 1, no_image 1" in printed
+
+
+# -- one session per log (#14) ------------------------------------------------------------------------------------
+def _session_lines(participant, condition, n_frames, t0=0.0, end=True):
+    lines = [{"type": "header", "participant": participant, "condition": condition, "source": "clip.mp4",
+              "model": None if condition == "off" else {"arch": "x"}, "class_names": CLASSES,
+              "call_keys": {"1": "normal", "2": "benign", "3": "malignant"}, "start_time": "2025-01-01T00:00:00",
+              "start_unix": t0, "t0_ns": 0, "sonolens_version": "0"}]
+    for i in range(n_frames):
+        lines.append({"type": "frame", "index": i, "pts_s": i / 30, "wall_time": t0 + i * 0.1, "t_s": i * 0.1,
+                      "probs": None if condition == "off" else [0.2, 0.5, 0.3],
+                      "top_class": None if condition == "off" else 1, "shown": condition == "ai",
+                      "capture_to_result_ms": 10.0})
+    lines.append({"type": "event", "kind": "call", "frame_index": 1, "wall_time": t0 + 0.2, "t_s": 0.2, "key": 2,
+                  "label": "benign", "class_index": 1, "model_top": None, "model_label": None})
+    if end:
+        lines.append({"type": "end", "wall_time": t0 + 1, "t_s": 1.0, "frames": n_frames, "events": 1})
+    return "".join(json.dumps(r) + "\n" for r in lines)
+
+
+def test_export_splits_sessions_appended_to_one_log_and_warns_about_torn_lines(tmp_path, capsys):
+    # what an older sonolens left: P07 (ai) killed mid-line, then P09 (off) appended to the same --log, its header
+    # glued to the torn line, ending normally
+    first = _session_lines("P07", "ai", 5, end=False)
+    p = tmp_path / "shared.jsonl"
+    p.write_text(first + '{"type": "frame", "index": 5, "pro' + _session_lines("P09", "off", 3, t0=50.0))
+    out = tmp_path / "o.csv"
+    assert cli_main(["export", str(p), "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    warnings = [ln for ln in captured.err.splitlines() if ln.startswith("sonolens: warning:")]
+    assert any("holds 2 sessions (P07 [ai], P09 [off])" in w for w in warnings), captured.err
+    torn_line = first.count("\n") + 1
+    assert any(f"line {torn_line} is torn (session 1" in w for w in warnings), captured.err
+    assert "P07 [ai] shared.jsonl (session 1 of 2): 5 frames shown" in captured.out
+    assert "P09 [off] shared.jsonl (session 2 of 2): 3 frames shown" in captured.out
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    by_session = {s: {(r["participant"], r["condition"]) for r in rows if r["session"] == s} for s in ("1", "2")}
+    assert by_session == {"1": {("P07", "ai")}, "2": {("P09", "off")}}
+    s1, s2 = read_sessions(p)
+    assert (s1.complete, s1.torn_last_line, len(s1.frames)) == (False, True, 5)
+    assert (s2.complete, s2.torn_last_line, len(s2.frames), s2.header["participant"]) == (True, False, 3, "P09")
+    with pytest.raises(ConfigError, match="holds 2 sessions"):
+        read_log(p)  # a reader of one session must not take the second one for part of the first
+
+
+def test_export_of_two_whole_sessions_in_one_file(tmp_path, capsys):
+    p = tmp_path / "shared.jsonl"
+    p.write_text(_session_lines("P07", "ai", 4) + _session_lines("P09", "off", 6, t0=50.0))
+    summaries = export([p], tmp_path / "o.csv")
+    assert [(s["participant"], s["condition"], s["complete"], s["frames_displayed"]) for s in summaries] == [
+        ("P07", "ai", True, 4), ("P09", "off", True, 6)]
+
+
+def test_a_log_that_holds_a_session_is_refused_and_left_alone(tmp_path):
+    p = tmp_path / "s.jsonl"
+    log = StudyLog(p, participant="P07", condition="ai", source="x", model=None)
+    log.close()
+    before = p.read_bytes()
+    with pytest.raises(ConfigError, match="already holds a session .participant P07, condition ai"):
+        StudyLog(p, participant="P09", condition="off", source="x", model=None)
+    with pytest.raises(ConfigError, match="one session"):
+        check_new_log(p)
+    assert p.read_bytes() == before
+    empty = tmp_path / "empty.jsonl"
+    empty.touch()  # e.g. made by mktemp: holds no session
+    check_new_log(empty)
+    StudyLog(empty, participant="P09", condition="off", source="x", model=None).close()
+    assert read_log(empty).header["participant"] == "P09"
+
+
+def test_view_refuses_the_log_of_an_earlier_session_in_one_line(tmp_path):
+    p = tmp_path / "s.jsonl"
+    StudyLog(p, participant="P07", condition="ai", source="x", model=None).close()
+    before = p.read_bytes()
+    proc = sonolens_proc("view", "phantom:liver", "--study", "--participant", "P09", "--condition", "off",
+                         "--log", str(p), "--exit-after-frames", "3", env=dict(os.environ, QT_QPA_PLATFORM="offscreen"))
+    assert_one_line_error(proc, "already holds a session", "P07")
+    assert p.read_bytes() == before
+
+
+# -- a full disk (#14) --------------------------------------------------------------------------------------------
+def test_full_disk_stops_the_log_at_a_whole_line_and_keeps_room_for_the_end(tmpfs):
+    p = tmpfs("16k") / "s.jsonl"
+    log = StudyLog(p, participant="p1", condition="ai", source="x", model={"arch": "m"}, class_names=CLASSES)
+    written = 0
+    while log.error is None:
+        assert written < 1000, "a 16 KiB disk never filled up"
+        log.frame(written, pts_s=None, probs=[0.1, 0.2, 0.7], top_class=2, shown=True, capture_to_result_ms=1.0,
+                  state="ok", ood_score=0.25)
+        written += 1
+    assert "No space left on device" in log.error and str(p) in log.error
+    log.frame(written, pts_s=None, probs=None, top_class=None, shown=False, capture_to_result_ms=1.0)  # no-op now
+    log.close(frames_displayed=written, exit_code=2)
+    assert log.end_written
+    recs = read_log(p)
+    assert recs.complete and recs.bad_lines == 0 and not recs.torn_last_line
+    assert recs.end["error"] == log.error and recs.end["exit_code"] == 2
+    assert len(recs.frames) == recs.end["frames"] == log.frames == written - 1  # the line that did not fit is not
+    assert recs.frames[-1]["state"] == "ok" and recs.frames[-1]["ood_score"] == 0.25
+
+
+def test_a_disk_too_full_for_the_header_is_one_config_error(tmpfs):
+    d = tmpfs("4k")
+    (d / "filler").write_bytes(b"x" * 4096)
+    with pytest.raises(ConfigError, match="cannot write study log .*No space left on device"):
+        StudyLog(d / "s.jsonl", participant="p", condition="ai", source="x", model=None)
+    assert not (d / "s.jsonl").exists()
