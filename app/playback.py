@@ -131,9 +131,9 @@ class Playback(QObject):
             threading.Thread(target=pipe.stop, name="sonolens-stop", daemon=True).start()
 
     def open_file_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self.win, "Open video or image", "",
-                                              "Video and images (*.mp4 *.avi *.mov *.mkv *.webm *.png *.jpg *.jpeg "
-                                              "*.bmp *.tif *.tiff);;All files (*)")
+        path, _ = QFileDialog.getOpenFileName(self.win, "Open video, DICOM or image", "",
+                                              "Video, DICOM and images (*.mp4 *.avi *.mov *.mkv *.webm *.ts *.dcm "
+                                              "*.dicom *.png *.jpg *.jpeg *.bmp *.tif *.tiff);;All files (*)")
         if path:
             self.open_source(path)
 
