@@ -59,6 +59,8 @@ class CaptureThread(threading.Thread):
         self.capture_hook = capture_hook
         self.reconnect = reconnect  # what to do when a live source disconnects (default: end the run)
         self.connection = ConnectionLog()
+        self.max_late_s = 0.0  # how far the paced reading fell behind the source's timestamps (s)
+        self._warned_late = False
         # clock() -> ns and wait(seconds) -> True when stopping: injectable so pacing is testable with a fake clock
         self._clock = clock
         self.frames_in = 0
@@ -117,6 +119,18 @@ class CaptureThread(threading.Thread):
                 return True
         return not self._stop_evt.is_set()
 
+    LATE_WARN_S = 1.0
+
+    def _note_lateness(self, late_s: float, info: SourceInfo) -> None:
+        """Track how far behind its own timestamps the source is read (decoding slower than real time, e.g. 4K
+        on a small CPU); warn once, in one line, when it passes ``LATE_WARN_S``."""
+        if late_s > self.max_late_s:
+            self.max_late_s = late_s
+        if late_s > self.LATE_WARN_S and not self._warned_late:
+            self._warned_late = True
+            log.warning("%s is read slower than real time (%.1f s behind its timestamps): the input rate is below "
+                        "the source's", info.name, late_s)
+
     def _one_pass(self, info: SourceInfo) -> tuple[bool, int]:
         """Read the source once from ``start_s``; returns (go on?, frames produced). Raises the source's errors."""
         paced = self.realtime and not info.live
@@ -141,6 +155,7 @@ class CaptureThread(threading.Thread):
                 delay = (due_ns - self._clock()) / 1e9
                 if delay > 0 and self._wait(delay):
                     return False, produced
+                self._note_lateness(-delay, info)
             t = self._clock()
             pixels = raw.pixels if self.capture_hook is None else self.capture_hook(raw.pixels, t)
             frame = Frame(index=self.frames_in, pixels=pixels, pts_s=raw.pts_s, t_captured_ns=t,

@@ -264,6 +264,7 @@ class Pipeline:
             "frames_dropped": self.queue.dropped,
             "frames_unprocessed_at_stop": max(0, self.capture.frames_in - s["frames_processed"] - self.queue.dropped),
             "fps_in": fps_in,
+            "capture_behind_s_max": round(self.capture.max_late_s, 3) if self.cfg.realtime else None,
             "fps_processed": s["fps_processed"],
             "wall_s": (self.t_end or time.perf_counter()) - (self.t_start or time.perf_counter()),
             "latency_ms": s["latency_ms"],

@@ -26,9 +26,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "chest-split": ("sonolens.training.chest_split:cli_main", "write the patient-grouped chest X-ray split CSV"),
     "train": ("sonolens.training.train:cli_main", "train teacher | distill | baseline from a config file"),
     "eval": ("sonolens.training.evaluate:cli_main", "evaluate an ONNX model or checkpoint on a dataset"),
+    "fit-ood": ("sonolens.training.ood:fit_cli_main", "fit the out-of-domain gate + temperature into an ONNX model"),
+    "ood-eval": ("sonolens.training.ood_eval:cli_main", "measure a model's out-of-domain score and calibration"),
     "results-table": ("sonolens.training.results_table:cli_main", "Markdown results tables from 'eval --json' files"),
     "cam-compare": ("sonolens.training.cam_compare:cli_main", "Grad-CAM of two models side by side, with numbers"),
     "clip-report": ("sonolens.training.clip_report:cli_main", "what a model says on each clip, as a Markdown table"),
+    "external-eval": ("sonolens.training.external_eval:cli_main",
+                      "benign vs malignant on other hospitals' scanners (BrEaST, BUS-UCLM), patient-bootstrap CIs"),
+    "cam-localise": ("sonolens.training.cam_localise:cli_main",
+                     "Grad-CAM vs lesion masks: CAM mass inside the lesion, pointing game, with CIs"),
+    "temporal-stability": ("sonolens.training.temporal:cli_main",
+                           "top-class changes per second on clips, with and without EMA smoothing"),
     "study": ("sonolens.app.study_export:cli_main", "study-log tools: 'study export LOG'"),
 }
 
@@ -78,7 +86,6 @@ def tune_process() -> None:
     if not root.handlers:
         root.addHandler(handler)
         root.setLevel(logging.WARNING)
-        root.propagate = False
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
     if sys.platform.startswith("linux"):
         try:

@@ -288,3 +288,27 @@ def test_max_rate_capture_never_waits():
     q = FrameQueue("block", capacity=10)
     CaptureThread(src, q, realtime=False, clock=clock, wait=clock.wait).run()
     assert clock.waits == [] and len(q) == 6
+
+
+def test_capture_that_falls_behind_the_source_warns_once(caplog):
+    """A source decoded slower than real time (4K on a small CPU) is said, not silently slowed."""
+    import logging
+
+    from sonolens.pipeline.capture import CaptureThread
+
+    clock = _FakeClock()
+
+    class SlowDecode(ScriptedSource):
+        def frames(self, start_s=0.0):
+            for raw in super().frames(start_s):
+                clock.now_ns += 600_000_000  # 0.6 s to decode each 0.05 s frame
+                yield raw
+
+    src = SlowDecode(n=5, fps=20.0)
+    src.open()
+    q = FrameQueue("block", capacity=10)
+    cap = CaptureThread(src, q, realtime=True, clock=clock, wait=clock.wait)
+    with caplog.at_level(logging.WARNING, logger="sonolens"):
+        cap.run()
+    warnings = [r for r in caplog.records if "slower than real time" in r.getMessage()]
+    assert len(warnings) == 1 and cap.max_late_s == pytest.approx(4 * 0.55)
