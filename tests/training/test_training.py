@@ -176,7 +176,7 @@ def test_bundled_configs_load(name, mode, model):
                          ids=lambda p: p.stem)
 def test_every_bundled_config_validates(path):
     cfg = load_config(path)  # unknown keys, bad YAML or a bad mode raise ConfigError
-    assert cfg["mode"] in ("teacher", "distill", "baseline") and cfg["name"] == path.stem
+    assert cfg["mode"] in ("teacher", "distill", "baseline", "feature") and cfg["name"] == path.stem
     assert (cfg["mode"] == "distill") == bool(cfg["teacher"]["checkpoint"])
 
 
