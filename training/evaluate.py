@@ -11,6 +11,12 @@ matrix, ROC-AUC of malignant-vs-rest from P(malignant), and percentile bootstrap
 (accuracy, macro-F1, AUC; fixed seed, 1000+ resamples by default). A dataset may hold only some of the
 model's classes (e.g. benign and malignant only): per-class numbers and macro-F1 cover the classes present,
 and the confusion matrix also has a column for every absent class the model predicted.
+
+Probabilities are the runtime's: ``softmax(logits / spec.temperature)`` (``ModelSpec.temperature``, 1.0 for an
+uncalibrated model). ``evaluate_model`` adds their expected calibration error (15 bins, ``training.calibrate``;
+with a bootstrap CI, and the uncalibrated ECE beside it) and, for a file with an ``ood_score`` output and a gate
+(``ModelSpec.ood``), how many images the gate would flag as out of domain (Wilson 95 % CI) and the accuracy on
+the images it lets through. On an external set these numbers are for reporting only: nothing is fitted on them.
 """
 
 from __future__ import annotations
@@ -176,21 +182,29 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def predict_onnx(model_path: str | Path, paths: Sequence[Path]) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Class probabilities [N, C] from an ONNX model file via the runtime's engine."""
+OOD_OUTPUT = "ood_score"
+
+
+def logits_onnx(model_path: str | Path, paths: Sequence[Path]) -> tuple[np.ndarray, ModelSpec, np.ndarray | None]:
+    """Logits [N, C] (float64), the spec and the ``ood_score`` [N] (``None`` when the file has none) of an ONNX
+    model file, through the runtime's engine (its session, batch 1)."""
     from sonolens.pipeline.engines import OnnxEngine
 
     engine = OnnxEngine(str(model_path))
-    logits = []
+    names = ["logits"] + ([OOD_OUTPUT] if any(o.name == OOD_OUTPUT for o in engine.session.get_outputs()) else [])
+    logits, scores = [], []
     for p in paths:
-        out, _cam = engine.run(runtime_input(p, engine.meta), want_cam=False)
-        logits.append(np.asarray(out, dtype=np.float32).reshape(-1))
-    return _softmax(np.stack(logits).astype(np.float64)), tuple(engine.meta.class_names)
+        out = engine.session.run(names, {engine.input_name: runtime_input(p, engine.meta)})
+        logits.append(np.asarray(out[0], dtype=np.float32).reshape(-1))
+        if len(out) > 1:
+            scores.append(float(np.asarray(out[1]).reshape(-1)[0]))
+    return (np.stack(logits).astype(np.float64), engine.meta,
+            np.asarray(scores, np.float64) if len(names) > 1 else None)
 
 
-def predict_checkpoint(model_path: str | Path, paths: Sequence[Path], batch_size: int = 32
-                       ) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Class probabilities [N, C] from a training checkpoint (PyTorch, CPU), same preprocessing."""
+def logits_checkpoint(model_path: str | Path, paths: Sequence[Path], batch_size: int = 32
+                      ) -> tuple[np.ndarray, ModelSpec, None]:
+    """Logits [N, C] (float64) and the spec of a training checkpoint (PyTorch, CPU), same preprocessing."""
     import torch
 
     from sonolens.models.checkpoint import load_checkpoint
@@ -201,17 +215,70 @@ def predict_checkpoint(model_path: str | Path, paths: Sequence[Path], batch_size
     with torch.no_grad():
         for i in range(0, len(paths), batch_size):
             x = np.concatenate([runtime_input(p, spec) for p in paths[i:i + batch_size]])
-            out.append(model(torch.from_numpy(x)).double().softmax(dim=1).numpy())
-    return np.concatenate(out), tuple(spec.class_names)
+            out.append(model(torch.from_numpy(x)).double().numpy())
+    return np.concatenate(out), spec, None
 
 
-def predict(model_path: str | Path, paths: Sequence[Path]) -> tuple[np.ndarray, tuple[str, ...]]:
+def predict_logits(model_path: str | Path, paths: Sequence[Path]
+                   ) -> tuple[np.ndarray, ModelSpec, np.ndarray | None]:
+    """``(logits [N, C], spec, ood_score [N] or None)`` of an ONNX file or a checkpoint."""
     model_path = Path(model_path)
     if not model_path.is_file():
         raise ModelError(f"model {str(model_path)!r} does not exist")
     if model_path.suffix.lower() == ".onnx":
-        return predict_onnx(model_path, paths)
-    return predict_checkpoint(model_path, paths)
+        return logits_onnx(model_path, paths)
+    return logits_checkpoint(model_path, paths)
+
+
+def predict_onnx(model_path: str | Path, paths: Sequence[Path]) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Class probabilities [N, C] from an ONNX model file via the runtime's engine (the file's temperature)."""
+    logits, spec, _ = logits_onnx(model_path, paths)
+    return _softmax(logits / spec.temperature), tuple(spec.class_names)
+
+
+def predict_checkpoint(model_path: str | Path, paths: Sequence[Path], batch_size: int = 32
+                       ) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Class probabilities [N, C] from a training checkpoint (PyTorch, CPU), same preprocessing."""
+    logits, spec, _ = logits_checkpoint(model_path, paths, batch_size)
+    return _softmax(logits / spec.temperature), tuple(spec.class_names)
+
+
+def predict(model_path: str | Path, paths: Sequence[Path]) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Class probabilities ``softmax(logits / temperature)`` [N, C] and the class names."""
+    logits, spec, _ = predict_logits(model_path, paths)
+    return _softmax(logits / spec.temperature), tuple(spec.class_names)
+
+
+def wilson(k: int, n: int, z: float = 1.959964) -> list[float]:
+    """Wilson score 95 % interval of the proportion ``k/n``."""
+    if n == 0:
+        return [0.0, 1.0]
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [float(max(0.0, centre - half)), float(min(1.0, centre + half))]
+
+
+def calibration_and_gate(logits: np.ndarray, y: Sequence[int], spec: ModelSpec, scores: np.ndarray | None, *,
+                         n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """ECE (15 bins) of the runtime's probabilities with its bootstrap CI, the uncalibrated ECE, and — for a
+    model with a gate — the images its ``ood_score`` flags (``score > spec.ood["threshold"]``)."""
+    from .calibrate import ece, ece_bootstrap, softmax
+
+    value, ci = ece_bootstrap(softmax(logits, spec.temperature), y, n_boot=n_boot, seed=seed)
+    out: dict[str, Any] = {"temperature": spec.temperature, "ece": value, "ece_ci95": ci,
+                           "ece_uncalibrated": ece(softmax(logits, 1.0), y), "ece_bins": 15, "ood": None}
+    if scores is not None and spec.ood:
+        thr = float(spec.ood["threshold"])
+        flagged = scores > thr
+        correct = logits.argmax(axis=1) == np.asarray(y)
+        out["ood"] = {"method": spec.ood.get("candidate", spec.ood.get("method")), "threshold": thr,
+                      "n": int(flagged.size), "n_flagged": int(flagged.sum()), "share_flagged": float(flagged.mean()),
+                      "share_flagged_ci95": wilson(int(flagged.sum()), int(flagged.size)),
+                      "accuracy_unflagged": float(correct[~flagged].mean()) if (~flagged).any() else None,
+                      "accuracy_flagged": float(correct[flagged].mean()) if flagged.any() else None}
+        out["ood_scores"] = scores.round(5).tolist()
+    return out
 
 
 def default_positive(class_names: Sequence[str]) -> str:
@@ -227,7 +294,8 @@ def evaluate_model(model_path: str | Path, samples, *, n_boot: int = 1000, seed:
     """Run ``model_path`` over ``samples`` (``data.Sample``) and compute ``evaluate_predictions``."""
     if not samples:
         raise ConfigError("no images to evaluate")
-    probs, class_names = predict(model_path, [s.path for s in samples])
+    logits, spec, scores = predict_logits(model_path, [s.path for s in samples])
+    probs, class_names = _softmax(logits / spec.temperature), tuple(spec.class_names)
     index = {n.lower(): i for i, n in enumerate(class_names)}
     unknown = sorted({s.label for s in samples} - set(index))
     if unknown:
@@ -238,6 +306,7 @@ def evaluate_model(model_path: str | Path, samples, *, n_boot: int = 1000, seed:
     if positive not in class_names:
         raise ConfigError(f"--positive {positive!r} is not one of the model's classes ({', '.join(class_names)})")
     result = evaluate_predictions(y, probs, class_names, n_boot=n_boot, seed=seed, positive=positive)
+    result.update(calibration_and_gate(logits, y, spec, scores, n_boot=n_boot, seed=seed))
     result["model"] = str(model_path)
     result["probs"] = probs.round(6).tolist()
     result["files"] = [str(s.path) for s in samples]
@@ -290,6 +359,16 @@ def format_report(r: dict[str, Any]) -> str:
         lines.append(f"AUC {pos}-vs-rest {r['auc_positive']:.3f}{ci('auc_positive_ci95')}")
         lines.append(f"sensitivity ({pos}) {r['sensitivity']:.3f}{ci('sensitivity_ci95')}, "
                      f"specificity {r['specificity']:.3f}{ci('specificity_ci95')}")
+    if r.get("ece") is not None:
+        lines.append(f"calibration: ECE (15 bins) {r['ece']:.3f}{ci('ece_ci95')} at temperature "
+                     f"{r['temperature']:.3f} (uncalibrated {r['ece_uncalibrated']:.3f})")
+    g = r.get("ood")
+    if g:
+        lo, hi = g["share_flagged_ci95"]
+        acc = g["accuracy_unflagged"]
+        lines.append(f"out-of-domain gate ({g['method']}, threshold {g['threshold']:.4g}): {g['n_flagged']} of "
+                     f"{g['n']} flagged ({100 * g['share_flagged']:.1f} % [{100 * lo:.1f}, {100 * hi:.1f}]); "
+                     f"accuracy on the rest {'—' if acc is None else f'{acc:.3f}'}")
     lines.append(f"{'class':<12}{'precision':>10}{'recall':>8}{'F1':>8}{'support':>9}")
     for name, m in r["per_class"].items():
         lines.append(f"{name:<12}{m['precision']:>10.3f}{m['recall']:>8.3f}{m['f1']:>8.3f}{m['support']:>9d}")

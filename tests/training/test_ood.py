@@ -1,0 +1,210 @@
+"""Calibration (temperature, ECE), fitting the out-of-domain gate (``sonolens fit-ood``), its report statistics
+(``sonolens ood-eval``) and what ``sonolens eval`` says about a gated model."""
+
+from __future__ import annotations
+
+import csv
+
+import cv2
+import numpy as np
+import pytest
+from conftest import shared_path, sonolens_proc
+
+from sonolens.training import ood
+from sonolens.training.calibrate import ece, ece_bootstrap, fit_temperature, nll, reliability, softmax
+from sonolens.training.ood_eval import auroc, flagged_share, select_candidate
+
+
+# ------------------------------------------------------------------------------------------------------------
+# calibration
+# ------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("true_t", [0.5, 2.5])
+def test_temperature_fit_recovers_a_known_temperature(true_t):
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, size=(20000, 3))
+    # labels drawn from softmax(logits / T): the model is miscalibrated by exactly T
+    p = softmax(logits, true_t)
+    y = (rng.random(len(p))[:, None] > np.cumsum(p, axis=1)).sum(axis=1)
+    t = fit_temperature(logits, y)
+    assert t == pytest.approx(true_t, rel=0.05)
+    assert nll(logits, y, t) < nll(logits, y, 1.0)
+
+
+def test_ece_on_a_toy_example():
+    # confidences 0.9 (right), 0.9 (wrong) fall in bin (13/15, 14/15]: accuracy 0.5, confidence 0.9;
+    # 0.7 (right) twice fall in bin (10/15, 11/15]: accuracy 1.0, confidence 0.7.
+    probs = np.array([[0.9, 0.1], [0.9, 0.1], [0.3, 0.7], [0.3, 0.7]])
+    y = np.array([0, 1, 1, 1])
+    assert ece(probs, y) == pytest.approx(2 / 4 * 0.4 + 2 / 4 * 0.3)
+    r = reliability(probs, y)
+    assert r["count"][13] == 2 and r["count"][10] == 2 and sum(r["count"]) == 4
+    assert r["accuracy"][13] == pytest.approx(0.5) and r["confidence"][10] == pytest.approx(0.7)
+    # one bin: |accuracy - mean confidence|
+    assert ece(probs, y, n_bins=1) == pytest.approx(abs(3 / 4 - 0.8))
+    # perfectly calibrated: 80 % confident and right 4 times out of 5
+    probs = np.tile([0.8, 0.2], (5, 1))
+    assert ece(probs, np.array([0, 0, 0, 0, 1])) == pytest.approx(0.0)
+    value, ci = ece_bootstrap(probs, np.array([0, 0, 0, 0, 1]), n_boot=200)
+    assert value == pytest.approx(0.0) and 0 <= ci[0] <= ci[1] <= 0.8
+
+
+def test_fit_temperature_rejects_bad_input():
+    with pytest.raises(ValueError):
+        fit_temperature(np.zeros((3, 2)), [0, 1])
+
+
+# ------------------------------------------------------------------------------------------------------------
+# report statistics and the selection rule
+# ------------------------------------------------------------------------------------------------------------
+def test_auroc_and_flagged_share():
+    a, ci = auroc(np.arange(10.0), np.arange(10.0) + 100, n_boot=200)
+    assert a == 1.0 and ci == [1.0, 1.0]
+    a, _ = auroc(np.array([0.0, 1.0]), np.array([0.5, 0.5]), n_boot=0)
+    assert a == pytest.approx(0.5)
+    # clustered: two clips, one flagged entirely -> 50 %, a clip bootstrap CI spanning 0..100 %
+    f = flagged_share(np.r_[np.zeros(10), np.ones(10) * 5], 1.0, ["a"] * 10 + ["b"] * 10, n_boot=500)
+    assert f["share"] == 0.5 and f["per_group"]["b"]["share"] == 1.0 and f["share_ci95"] == [0.0, 1.0]
+    f = flagged_share(np.zeros(10), 1.0)
+    assert f["share"] == 0.0 and f["ci_method"] == "Wilson"
+    assert f["share_ci95"][0] == 0.0 and f["share_ci95"][1] == pytest.approx(0.2775, abs=1e-3)
+
+
+def test_selection_rule_prefers_fewer_parts_within_the_tie():
+    rows = [{"candidate": "a", "n_parts": 3, "min_far_auroc": 0.970},
+            {"candidate": "b", "n_parts": 1, "min_far_auroc": 0.967},
+            {"candidate": "c", "n_parts": 1, "min_far_auroc": 0.900}]
+    assert select_candidate(rows)["candidate"] == "b"
+    rows[1]["min_far_auroc"] = 0.960
+    assert select_candidate(rows)["candidate"] == "a"
+
+
+def test_candidate_names_and_thresholds():
+    c = ood.parse_candidate("mahalanobis@stem:mean_std,blocks.1:mean_std")
+    assert c.keys == ("stem:mean_std", "blocks.1:mean_std") and ood.parse_candidate(c.name) == c
+    assert ood.parse_candidate("knn5@prelogits:vector").k == 5
+    assert ood.parse_candidate("energy").keys == ("logits:vector",)
+    assert all(ood.parse_candidate(c.name) == c for c in ood.CANDIDATES)
+    for bad in ("mystery@pooled:vector", "mahalanobis@nowhere:vector", "energy@pooled:vector"):
+        with pytest.raises(Exception, match="out-of-domain method|bad feature|logits only"):
+            ood.parse_candidate(bad)
+    assert ood.choose_threshold(np.arange(101.0), 0.02) == pytest.approx(98.0)
+
+
+def test_ledoit_wolf_agrees_with_scikit_learn():
+    sk = pytest.importorskip("sklearn.covariance")
+    x = np.random.default_rng(0).standard_normal((40, 60))
+    x -= x.mean(axis=0)
+    cov, shrink = ood.ledoit_wolf(x)
+    ref = sk.LedoitWolf(assume_centered=True).fit(x)
+    assert shrink == pytest.approx(ref.shrinkage_, rel=1e-6)
+    np.testing.assert_allclose(cov, ref.covariance_, rtol=1e-6, atol=1e-9)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# fit-ood end to end on a tiny dataset, and eval on the result
+# ------------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory):
+    """Speckle-like images in three class folders and a split CSV (8 train + 6 val + 3 test per class)."""
+    root = tmp_path_factory.mktemp("tiny")
+    rng = np.random.default_rng(0)
+    rows = []
+    for ci, label in enumerate(("normal", "benign", "malignant")):
+        (root / label).mkdir()
+        for i in range(17):
+            img = np.clip(rng.rayleigh(40 + 20 * ci, (96, 128)), 0, 255).astype(np.uint8)
+            name = f"{label}/{label}_{i}.png"
+            cv2.imwrite(str(root / name), img)
+            rows.append((name, label, f"g{ci}_{i}", "train" if i < 8 else "val" if i < 14 else "test"))
+    csv_path = root / "split.csv"
+    with csv_path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["file", "label", "group", "split"])
+        w.writerows(rows)
+    return root, csv_path
+
+
+@pytest.mark.slow
+def test_fit_ood_writes_a_gate_that_eval_reports(random_student, tiny_dataset, tmp_path):
+    from sonolens.pipeline.engines import OnnxEngine
+    from sonolens.training.data import read_split_csv
+    from sonolens.training.evaluate import evaluate_model, runtime_input
+
+    root, split = tiny_dataset
+    out = tmp_path / "gated.onnx"
+    res = ood.fit_and_attach(random_student, out, root, split, candidate="mahalanobis@stem:mean_std,pooled:vector",
+                             target_flagged=0.2)
+    spec = OnnxEngine(out).meta
+    assert spec.ood["candidate"] == "mahalanobis@stem:mean_std,pooled:vector"
+    assert spec.ood["n_train"] == 24 and spec.ood["n_val"] == 18 and spec.temperature == res.temperature
+    # the threshold is the 0.8 quantile of the validation scores computed by the file's own graph
+    engine = OnnxEngine(out)
+    val = read_split_csv(split, root, "val")
+    scores = np.array([engine.session.run(["ood_score"], {"image": runtime_input(s.path, spec)})[0][0] for s in val])
+    np.testing.assert_allclose(scores, res.val_scores, rtol=1e-4)
+    assert spec.ood["threshold"] == pytest.approx(np.quantile(res.val_scores, 0.8))
+    assert spec.ood["val_flagged"] == pytest.approx((res.val_scores > spec.ood["threshold"]).mean())
+    # sonolens eval: ECE at the file's temperature, and the gate's decisions
+    r = evaluate_model(out, read_split_csv(split, root, "test"), n_boot=50)
+    assert r["temperature"] == spec.temperature and 0 <= r["ece"] <= 1 and r["ece_ci95"] is not None
+    g = r["ood"]
+    assert g["n"] == 9 and g["n_flagged"] == int((np.array(r["ood_scores"]) > g["threshold"]).sum())
+    assert np.allclose(np.array(r["probs"]).sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_eval_without_gate_has_no_ood_numbers(random_student, tiny_dataset):
+    from sonolens.training.data import read_split_csv
+    from sonolens.training.evaluate import evaluate_model
+
+    root, split = tiny_dataset
+    r = evaluate_model(random_student, read_split_csv(split, root, "test"), n_boot=0)
+    assert r["ood"] is None and r["temperature"] == 1.0 and r["ece"] == pytest.approx(r["ece_uncalibrated"])
+
+
+def test_image_sets_use_the_runtime_preprocessing(random_student):
+    from sonolens.models.onnx_export import read_spec
+
+    spec = read_spec(random_student)
+    items = list(ood.noise_set("noise", "far", per_kind=1, seed=3).items(spec))
+    assert [g for _, g, _ in items] == list(ood.NOISE_KINDS)
+    assert all(x.shape == (1, 3, 224, 224) and x.dtype == np.float32 for x, _, _ in items)
+    # the same seed gives the same frames
+    again = list(ood.noise_set("noise", "far", per_kind=1, seed=3).items(spec))
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(items, again))
+
+
+@pytest.mark.shared
+def test_clip_frames_follow_the_runtime_roi(random_student):
+    from sonolens.models.onnx_export import read_spec
+    from sonolens.pipeline.preprocess import Preprocessor
+    from sonolens.pipeline.sources.video import VideoSource
+
+    clip = shared_path("videos", "covid-blues_patient_43_R1.mp4")
+    spec = read_spec(random_student)
+    ours = [x for _, x in zip(range(12), ood.clip_frames(clip, spec))]
+    pre = Preprocessor(spec)
+    with VideoSource(clip) as src:
+        src.open()
+        theirs = [pre(raw.pixels)[0] for _, raw in zip(range(12), src.frames())]
+    assert all(np.array_equal(a, b) for a, b in zip(ours, theirs))
+
+
+@pytest.mark.shared
+def test_shipped_busi_gate_reproduces_its_validation_share(busi_dir):
+    """The bundled BUSI file's gate, rescored through its own graph on the validation split it was thresholded on,
+    flags the share its metadata records."""
+    from sonolens.pipeline.engines import bundled_model_path
+
+    path = bundled_model_path("busi")
+    ext = ood.Extractor(path, ["logits:vector"])
+    _, csv_path = ood.training_split(ext.spec, busi_dir.parents[1])
+    val = ext.features(ood.split_set("val", "in", busi_dir, csv_path, "val", ext.spec.class_names))
+    assert val.n == ext.spec.ood["n_val"]
+    assert float((val.ood > ext.spec.ood["threshold"]).mean()) == pytest.approx(ext.spec.ood["val_flagged"], abs=1e-6)
+
+
+@pytest.mark.parametrize("command", ["ood-eval", "fit-ood"])
+def test_command_help(command):
+    proc = sonolens_proc(command, "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert f"sonolens {command}" in proc.stdout and "--model" in proc.stdout

@@ -1,0 +1,688 @@
+"""Know when the model does not know: fitting the out-of-domain gate and the temperature, and the image sets.
+
+The score itself lives inside the ONNX graph (``models.ood_graph``); this module decides what goes into it:
+
+* **features** — ``Extractor`` runs the model file with its feature tensors exposed as extra outputs
+  (``models.ood_graph.with_outputs``), in ONNX Runtime with the runtime's session options, batch 1, on inputs made
+  by the runtime's own preprocessing: ``pipeline.preprocess.preprocess_image`` for every still, and for every clip
+  frame a ``pipeline.preprocess.Preprocessor`` (the ROI detected over the first frames, as ``sonolens run`` does);
+* **candidates** (``CANDIDATES``, named ``METHOD[k]@FEATURE:STAT,…`` by ``parse_candidate``) — ``fit_gate`` fits
+  each on *training* features only: Mahalanobis with class means and one shared, Ledoit-Wolf-shrunk covariance
+  (Lee et al. 2018) on the classifier's vectors or on the channel mean/std of early stages (their feature ensemble),
+  k-NN cosine distance (Sun et al. 2022), energy (Liu et al. 2020), max-softmax (Hendrycks & Gimpel 2017);
+* **threshold** — ``choose_threshold``: a quantile of the in-domain *validation* scores (``target_flagged``);
+* **temperature** — ``training.calibrate.fit_temperature`` on the validation split's logits;
+* ``attach_gate`` writes score, threshold and temperature into a model file (``ModelSpec.ood``,
+  ``ModelSpec.temperature``); ``sonolens fit-ood`` is its command line (``fit_cli_main``), and an export script can
+  call ``fit_and_attach`` directly after ``models.onnx_export.export_onnx``.
+
+The image sets (``suite_sets``) name what ``sonolens ood-eval`` (``training.ood_eval``) measures for each model
+dataset: in-domain splits, far out-of-domain sets (other organs, other modalities, photographs, noise) and sets only
+reported. Selection sets and report sets are kept apart where the data allow it (validation vs test split; other
+photograph crops and noise seeds), see ``suite_sets``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sonolens.pipeline.errors import ConfigError, ModelError
+from sonolens.pipeline.modelfile import ModelSpec
+
+# what an image set yields: (model input float32 [1, 3, H, W], group id, class index or None)
+Item = tuple[np.ndarray, str, "int | None"]
+DEFAULT_TARGET_FLAGGED = 0.02
+
+# ------------------------------------------------------------------------------------------------------------
+# Image sets
+# ------------------------------------------------------------------------------------------------------------
+PHOTOS = ("astronaut", "brick", "camera", "cat", "coffee", "coins", "grass", "gravel", "hubble_deep_field", "moon",
+          "rocket", "clock", "text", "page", "cell", "immunohistochemistry", "retina", "microaneurysms",
+          "motorcycle_left")
+NOISE_KINDS = ("uniform", "gaussian", "smooth", "salt_pepper", "constant", "speckle")
+
+
+@dataclass
+class ImageSet:
+    """A named set of model inputs, produced lazily (``items(spec)``) so that only features are kept in memory.
+
+    ``role``: ``in`` (the model's own data: threshold and calibration), ``far`` (another organ, modality or no
+    image at all: must be flagged), ``report`` (measured without a target: an external breast set, simulations),
+    ``near`` (the model's kind of image from elsewhere, shown beside the method table but not used to choose);
+    ``clustered``: items of one group (a clip) are not independent, so CIs resample whole groups.
+    """
+
+    name: str
+    role: str
+    make: Callable[[ModelSpec], Iterator[Item]]
+    description: str = ""
+    clustered: bool = False
+    target: str = ""
+
+    def items(self, spec: ModelSpec) -> Iterator[Item]:
+        return self.make(spec)
+
+
+def _images(paths: Sequence[Path], labels: Sequence[int | None] | None = None) -> Callable[[ModelSpec], Iterator[Item]]:
+    def make(spec: ModelSpec) -> Iterator[Item]:
+        from sonolens.pipeline.preprocess import preprocess_image
+
+        from .data import load_gray
+
+        for i, p in enumerate(paths):
+            yield preprocess_image(load_gray(p), spec), str(p), (None if labels is None else labels[i])
+    return make
+
+
+def split_set(name: str, role: str, root: Path, split_csv: Path, split: str | Sequence[str],
+              class_names: Sequence[str] | None = None, description: str = "", target: str = "") -> ImageSet:
+    """Images of a split CSV; labels are indices into ``class_names`` when given (for calibration)."""
+    from .data import read_split_csv
+
+    samples = read_split_csv(split_csv, root, split)
+    index = {c: i for i, c in enumerate(class_names or ())}
+    labels = [index.get(s.label) for s in samples] if class_names else None
+    return ImageSet(name, role, _images([s.path for s in samples], labels),
+                    description or f"{Path(root).name} {split} split ({len(samples)} images)", target=target)
+
+
+def folder_set(name: str, role: str, root: Path, class_names: Sequence[str] | None = None,
+               only: Sequence[str] | None = None, description: str = "", target: str = "") -> ImageSet:
+    """Every image under ``root/<class>/`` (masks excluded), optionally only the classes ``only``."""
+    from .data import read_class_folders
+
+    samples = [s for s in read_class_folders(root) if only is None or s.label in only]
+    index = {c: i for i, c in enumerate(class_names or ())}
+    labels = [index.get(s.label) for s in samples] if class_names else None
+    return ImageSet(name, role, _images([s.path for s in samples], labels),
+                    description or f"{Path(root).name} ({len(samples)} images)", target=target)
+
+
+def clip_frames(path: Path, spec: ModelSpec, stride: int = 1, roi_frames: int = 8) -> Iterator[np.ndarray]:
+    """Model inputs of every ``stride``-th frame of a clip, preprocessed as the runtime does: one
+    ``Preprocessor`` per clip that sees *every* frame (the automatic ROI settles over the first ``roi_frames``)."""
+    from sonolens.pipeline.preprocess import Preprocessor
+    from sonolens.pipeline.sources.video import VideoSource
+
+    pre = Preprocessor(spec, roi_frames=roi_frames)
+    with VideoSource(path) as src:
+        src.open()
+        for i, raw in enumerate(src.frames()):
+            x, _roi = pre(raw.pixels)
+            if i % stride == 0 and x is not None:
+                yield x
+
+
+def clips_set(name: str, role: str, paths: Sequence[Path], description: str = "", stride: int = 1,
+              target: str = "") -> ImageSet:
+    paths = sorted(paths)
+    if not paths:
+        raise ConfigError(f"{name}: no clips found")
+
+    def make(spec: ModelSpec) -> Iterator[Item]:
+        for p in paths:
+            for x in clip_frames(p, spec, stride):
+                yield x, p.name, None
+    return ImageSet(name, role, make, description or f"{len(paths)} clips, every frame", clustered=True,
+                    target=target)
+
+
+def photo_pixels() -> list[tuple[str, np.ndarray]]:
+    """The photographs shipped inside scikit-image (``skimage.data``; no download), as uint8 grey or RGB."""
+    try:
+        import skimage.data as sd
+    except ImportError as exc:
+        raise ConfigError("natural photos need scikit-image: pip install 'sonolens[train]'") from exc
+    out = []
+    for name in PHOTOS:
+        img = sd.stereo_motorcycle()[0] if name == "motorcycle_left" else getattr(sd, name)()
+        img = np.asarray(img)
+        if img.dtype != np.uint8:
+            img = (img.astype(np.float64) / max(float(img.max()), 1.0) * 255).astype(np.uint8)
+        if img.ndim == 3 and img.shape[2] == 4:
+            img = img[:, :, :3]
+        out.append((name, np.ascontiguousarray(img)))
+    return out
+
+
+def photos_set(name: str, role: str, crops: int = 0, seed: int = 0, target: str = "") -> ImageSet:
+    """``skimage.data`` photographs: whole (``crops=0``, the report set) or ``crops`` random crops of 40-80 % of
+    each side per photo (the selection set: other views of the same photographs)."""
+    def make(spec: ModelSpec) -> Iterator[Item]:
+        from sonolens.pipeline.preprocess import preprocess_image
+
+        rng = np.random.default_rng(seed)
+        for pname, img in photo_pixels():
+            if crops <= 0:
+                yield preprocess_image(img, spec), pname, None
+                continue
+            h, w = img.shape[:2]
+            for _ in range(crops):
+                ch, cw = (max(8, int(s * rng.uniform(0.4, 0.8))) for s in (h, w))
+                y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+                yield preprocess_image(img[y:y + ch, x:x + cw], spec), pname, None
+    desc = (f"{len(PHOTOS)} scikit-image photographs" + (f", {crops} random crops each (seed {seed})" if crops
+                                                          else ", whole"))
+    return ImageSet(name, role, make, desc, clustered=crops > 0, target=target)
+
+
+def noise_frame(kind: str, rng: np.random.Generator, size: tuple[int, int] = (480, 640)) -> np.ndarray:
+    """One uint8 grey frame of ``kind`` (``NOISE_KINDS``): what a dead, unplugged or mis-set source shows."""
+    import cv2
+
+    h, w = size
+    if kind == "uniform":
+        return rng.integers(0, 256, size, dtype=np.uint8)
+    if kind == "gaussian":
+        return np.clip(rng.normal(rng.uniform(60, 190), rng.uniform(20, 70), size), 0, 255).astype(np.uint8)
+    if kind == "smooth":
+        sigma = float(rng.uniform(2, 30))
+        f = cv2.GaussianBlur(rng.standard_normal(size).astype(np.float32), (0, 0), sigma)
+        f = (f - f.min()) / max(float(np.ptp(f)), 1e-6)
+        return (f * 255).astype(np.uint8)
+    if kind == "salt_pepper":
+        img = np.full(size, int(rng.integers(0, 256)), np.uint8)
+        mask = rng.random(size) < rng.uniform(0.05, 0.5)
+        img[mask] = rng.choice(np.array([0, 255], np.uint8), int(mask.sum()))
+        return img
+    if kind == "constant":
+        return np.full(size, int(rng.integers(0, 256)), np.uint8)
+    if kind == "speckle":  # Rayleigh speckle over blocky brightness: the texture of ultrasound without anatomy
+        coarse = rng.random((h // 16 + 1, w // 16 + 1))
+        base = np.kron(coarse, np.ones((16, 16)))[:h, :w]
+        return np.clip(base * rng.rayleigh(0.5, (h, w)) * 255, 0, 255).astype(np.uint8)
+    raise ValueError(f"unknown noise kind {kind!r}")
+
+
+def noise_set(name: str, role: str, per_kind: int = 20, seed: int = 0, target: str = "") -> ImageSet:
+    def make(spec: ModelSpec) -> Iterator[Item]:
+        from sonolens.pipeline.preprocess import preprocess_image
+
+        rng = np.random.default_rng(seed)
+        for kind in NOISE_KINDS:
+            for _ in range(per_kind):
+                yield preprocess_image(noise_frame(kind, rng), spec), kind, None
+    return ImageSet(name, role, make, f"{per_kind} frames each of {', '.join(NOISE_KINDS)} (seed {seed})",
+                    target=target)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Suites: which sets measure which model
+# ------------------------------------------------------------------------------------------------------------
+def shared_root(given: str | os.PathLike | None = None) -> Path:
+    """``--shared``, else ``$SONOLENS_SHARED``, else ``../shared`` beside the repository (or the working dir)."""
+    if given:
+        return Path(given)
+    if os.environ.get("SONOLENS_SHARED"):
+        return Path(os.environ["SONOLENS_SHARED"])
+    here = Path(__file__).resolve().parents[1] / ".." / "shared"
+    return here.resolve() if here.is_dir() else Path.cwd().parent / "shared"
+
+
+def repo_file(rel: str) -> Path:
+    """A file of the source tree (split CSVs ship inside the package too)."""
+    p = Path(__file__).resolve().parent / rel
+    return p if p.exists() else Path(__file__).resolve().parents[1] / rel
+
+
+SPLITS = {"busi": ("datasets/busi", "split_csv/busi.csv"),
+          "chest_xray_kermany": ("datasets/chest_xray_kermany", "split_csv/chest_xray.csv")}
+
+
+def dataset_of(spec: ModelSpec) -> str:
+    ds = str(spec.provenance.get("dataset", ""))
+    if ds not in SPLITS:
+        raise ConfigError(f"model dataset {ds!r} has no image suite (known: {', '.join(SPLITS)})")
+    return ds
+
+
+def training_split(spec: ModelSpec, shared: Path) -> tuple[Path, Path]:
+    """(dataset root, split CSV) of the model's training data."""
+    root, csv = SPLITS[dataset_of(spec)]
+    return shared / root, repo_file(csv)
+
+
+def suite_sets(spec: ModelSpec, shared: Path, stage: str) -> list[ImageSet]:
+    """The image sets for a model (by ``provenance.dataset``) at ``stage``:
+
+    * ``select`` — in-domain **validation** split, and far sets used to choose the method: the other modality's
+      validation/training images, all lung and ocular clips, photograph *crops* (seed 1), noise (seed 1); for the
+      breast model also BUS-UCLM as a ``near`` set (another breast scanner), shown beside the table, not chosen on;
+    * ``report`` — in-domain **test** split, far sets (other modality's test split, the same clips — there are
+      only seven —, whole photographs, noise seed 2) and the sets reported without a target.
+
+    Nothing of the external breast set (``breast_lesions_usg``) is in ``select``.
+    """
+    ds = dataset_of(spec)
+    names = tuple(spec.class_names)
+    videos = shared / "videos"
+    busi, chest = shared / "datasets/busi", shared / "datasets/chest_xray_kermany"
+    busi_csv, chest_csv = repo_file("split_csv/busi.csv"), repo_file("split_csv/chest_xray.csv")
+    lung = clips_set("lung ultrasound clips", "far", list(videos.glob("covid-blues_*.mp4")),
+                     "COVID-BLUES lung POCUS, 4 clips, every frame", target="AUROC >= 0.95")
+    eye = clips_set("ocular ultrasound clips", "far", list(videos.glob("itkpocus_*.mp4")),
+                    "ITKPOCUS ocular, 3 clips, every frame", target="AUROC >= 0.95")
+    uclm = shared / "datasets/bus_uclm"
+    if ds == "busi":
+        if stage == "select":
+            near = [folder_set("BUS-UCLM (other breast scanner)", "near", uclm, names,
+                               description="683 breast images of another scanner (Siemens ACUSON S2000), shown "
+                                           "beside the table, not used to choose")] if uclm.is_dir() else []
+            return [split_set("BUSI val", "in", busi, busi_csv, "val", names), *near,
+                    split_set("chest X-rays (Kermany val)", "far", chest, chest_csv, "val", target="AUROC >= 0.95"),
+                    lung, eye,
+                    photos_set("natural photos (crops)", "far", crops=4, seed=1, target="AUROC >= 0.95"),
+                    noise_set("noise frames", "far", per_kind=10, seed=1, target="AUROC >= 0.95")]
+        samples = sorted((Path(__file__).resolve().parents[1] / "assets/sample_videos").glob("*.mp4"))
+        sets = [split_set("BUSI test", "in", busi, busi_csv, "test", names, target="<= 5 % flagged"),
+                folder_set("BrEaST-Lesions-USG (external, lesions)", "report", shared / "datasets/breast_lesions_usg",
+                           names, only=("benign", "malignant"),
+                           description="external breast test set: 252 lesion images (154 benign, 98 malignant), "
+                                       "Polish centres, reported only", target="<= 10 % flagged"),
+                split_set("chest X-rays (Kermany test)", "far", chest, chest_csv, "test", target="AUROC >= 0.95"),
+                lung, eye,
+                photos_set("natural photos", "far", target="AUROC >= 0.95"),
+                noise_set("noise frames", "far", per_kind=20, seed=2, target="AUROC >= 0.95")]
+        if uclm.is_dir():
+            sets.insert(2, folder_set("BUS-UCLM (other breast scanner)", "report", uclm, names,
+                                      description="683 Siemens ACUSON S2000 screen captures with scanner UI, "
+                                                  "full frame, reported only"))
+        if samples:
+            sets.append(clips_set("simulated sample clips", "report", samples,
+                                  f"assets/sample_videos, {len(samples)} phantom clips, every frame"))
+        return sets
+    # chest X-ray model
+    if stage == "select":
+        return [split_set("Kermany val", "in", chest, chest_csv, "val", names),
+                split_set("breast ultrasound (BUSI train)", "far", busi, busi_csv, "train", target="AUROC >= 0.95"),
+                lung,
+                photos_set("natural photos (crops)", "far", crops=4, seed=1, target="AUROC >= 0.95"),
+                noise_set("noise frames", "far", per_kind=10, seed=1, target="AUROC >= 0.95")]
+    return [split_set("Kermany test", "in", chest, chest_csv, "test", names, target="<= 5 % flagged"),
+            split_set("breast ultrasound (BUSI test)", "far", busi, busi_csv, "test", target="AUROC >= 0.95"),
+            folder_set("breast ultrasound (BrEaST-Lesions-USG)", "far", shared / "datasets/breast_lesions_usg",
+                       description="256 images of the external breast set", target="AUROC >= 0.95"),
+            lung,
+            photos_set("natural photos", "far", target="AUROC >= 0.95"),
+            noise_set("noise frames", "far", per_kind=20, seed=2, target="AUROC >= 0.95")]
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Features
+# ------------------------------------------------------------------------------------------------------------
+def all_keys() -> list[str]:
+    """Every ``feature:stat`` the candidates read: each stage's channel mean/std, the pooled and prelogit vectors
+    and the logits."""
+    from sonolens.models.ood_graph import STAGES
+
+    return [f"{s}:mean_std" for s in STAGES] + ["pooled:vector", "prelogits:vector", "logits:vector"]
+
+
+@dataclass
+class SetFeatures:
+    """What one model produced on one ``ImageSet``: per item the statistic of every requested ``feature:stat``
+    key (``feats``), the graph's own ``ood_score`` (``None`` for a file without one), group ids and labels."""
+
+    name: str
+    role: str
+    feats: dict[str, np.ndarray]
+    ood: np.ndarray | None
+    groups: list[str]
+    labels: list[int | None]
+    clustered: bool = False
+    description: str = ""
+    target: str = ""
+
+    @property
+    def logits(self) -> np.ndarray:
+        return self.feats["logits:vector"]
+
+    @property
+    def n(self) -> int:
+        return len(self.groups)
+
+
+class Extractor:
+    """ONNX Runtime on a model file with the tensors of ``keys`` exposed as extra outputs; batch 1 and the
+    runtime's session options (``pipeline.engines.OnnxEngine``), so features are those of the graph users run."""
+
+    def __init__(self, model_path: str | os.PathLike, keys: Sequence[str] | None = None, threads: int = 1):
+        import onnx
+        import onnxruntime as ort
+
+        from sonolens.models.onnx_export import read_spec
+        from sonolens.models.ood_graph import SCORE_OUTPUT, feature_tensors, with_outputs
+
+        self.path = Path(model_path)
+        self.spec = read_spec(self.path)
+        proto = onnx.load(str(self.path))
+        self.tensors = feature_tensors(proto)
+        self.keys = list(dict.fromkeys(list(keys or all_keys()) + ["logits:vector"]))
+        self.key_tensor = {}
+        for key in self.keys:
+            feature = key.split(":")[0]
+            if feature not in self.tensors:
+                raise ModelError(f"{self.path}: the graph has no {feature!r} tensor")
+            self.key_tensor[key] = self.tensors[feature]
+        self.has_score = any(o.name == SCORE_OUTPUT for o in proto.graph.output)
+        self.outputs = list(dict.fromkeys(self.key_tensor.values())) + ([SCORE_OUTPUT] if self.has_score else [])
+        aug = with_outputs(proto, self.outputs)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = int(threads)
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        self.session = ort.InferenceSession(aug.SerializeToString(), sess_options=opts,
+                                            providers=["CPUExecutionProvider"])
+
+    def run(self, x: np.ndarray) -> tuple[dict[str, np.ndarray], float | None]:
+        """Statistics of every key for one input ``x`` [1, 3, H, W], and the graph's ``ood_score`` (or None)."""
+        from sonolens.models.ood_graph import SCORE_OUTPUT, tensor_stat
+
+        out = dict(zip(self.outputs, self.session.run(self.outputs, {"image": x})))
+        stats = {k: tensor_stat(out[t], k.split(":")[1])[0] for k, t in self.key_tensor.items()}
+        return stats, (float(out[SCORE_OUTPUT][0]) if self.has_score else None)
+
+    def features(self, image_set: ImageSet) -> SetFeatures:
+        rows: list[dict[str, np.ndarray]] = []
+        scores: list[float | None] = []
+        groups: list[str] = []
+        labels: list[int | None] = []
+        for x, group, label in image_set.items(self.spec):
+            stats, score = self.run(x)
+            rows.append(stats)
+            scores.append(score)
+            groups.append(group)
+            labels.append(label)
+        if not rows:
+            raise ConfigError(f"{image_set.name}: no images")
+        feats = {k: np.stack([r[k] for r in rows]) for k in self.keys}
+        return SetFeatures(image_set.name, image_set.role, feats,
+                           np.asarray(scores, np.float64) if self.has_score else None, groups, labels,
+                           clustered=image_set.clustered, description=image_set.description, target=image_set.target)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Candidates and fitting
+# ------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Candidate:
+    """A score to fit: ``method``, the ``feature:stat`` keys of its parts, ``k`` (k-NN). ``name`` is the
+    parseable form ``METHOD[k]@KEY,KEY…`` (``parse_candidate``)."""
+
+    method: str
+    keys: tuple[str, ...]
+    k: int = 1
+
+    @property
+    def name(self) -> str:
+        return f"{self.method}{self.k if self.method == 'knn' else ''}@{','.join(self.keys)}"
+
+
+def parse_candidate(text: str) -> Candidate:
+    """``mahalanobis@stem:mean_std,blocks.1:mean_std``, ``knn5@prelogits:vector``, ``energy`` / ``msp``."""
+    from sonolens.models.ood_graph import FEATURES, METHODS, STATS
+
+    head, _, rest = text.partition("@")
+    method = head.rstrip("0123456789")
+    k = int(head[len(method):] or 1)
+    if method not in METHODS:
+        raise ConfigError(f"unknown out-of-domain method in {text!r} (known: {', '.join(METHODS)})")
+    keys = tuple(rest.split(",")) if rest else ("logits:vector",)
+    for key in keys:
+        feature, _, stat = key.partition(":")
+        if feature not in FEATURES or stat not in STATS:
+            raise ConfigError(f"bad feature {key!r} in {text!r}: FEATURE:STAT with FEATURE in {', '.join(FEATURES)} "
+                              f"and STAT in {', '.join(STATS)}")
+    if method in ("energy", "msp") and keys != ("logits:vector",):
+        raise ConfigError(f"{method} reads the logits only")
+    return Candidate(method, keys, k)
+
+
+def _stats(*stages: str) -> tuple[str, ...]:
+    return tuple(f"{s}:mean_std" for s in stages)
+
+
+# The table ``sonolens ood-eval`` measures. Single-layer scores on the classifier's own features first, then
+# Lee et al.'s feature ensemble over the channel statistics of several stages.
+CANDIDATES: tuple[Candidate, ...] = (
+    Candidate("msp", ("logits:vector",)),
+    Candidate("energy", ("logits:vector",)),
+    Candidate("mahalanobis", ("pooled:vector",)),
+    Candidate("mahalanobis", ("prelogits:vector",)),
+    Candidate("knn", ("pooled:vector",), k=5),
+    Candidate("knn", ("prelogits:vector",), k=1),
+    Candidate("knn", ("prelogits:vector",), k=5),
+    Candidate("mahalanobis", _stats("stem")),
+    Candidate("mahalanobis", _stats("blocks.0")),
+    Candidate("mahalanobis", _stats("blocks.1")),
+    Candidate("mahalanobis", _stats("blocks.2")),
+    Candidate("mahalanobis", _stats("stem", "blocks.0")),
+    Candidate("mahalanobis", _stats("stem", "blocks.1")),
+    Candidate("mahalanobis", _stats("stem", "blocks.0", "blocks.1")),
+    Candidate("mahalanobis", _stats("stem", "blocks.0", "blocks.1", "blocks.2")),
+    Candidate("mahalanobis", _stats("stem", "blocks.0", "blocks.1", "blocks.2", "blocks.3", "blocks.4", "blocks.5")),
+)
+DEFAULT_CANDIDATE = "mahalanobis@stem:mean_std,blocks.0:mean_std,blocks.1:mean_std"  # ood-eval's pick for busi
+
+
+def ledoit_wolf(x: np.ndarray) -> tuple[np.ndarray, float]:
+    """Ledoit-Wolf shrunk covariance of already centred rows ``x`` [n, p] (the analytic shrinkage of Ledoit & Wolf
+    2004, as in scikit-learn): ``(1 - s)·S + s·tr(S)/p·I``. Returns (covariance, s)."""
+    n, p = x.shape
+    s = x.T @ x / n
+    mu = np.trace(s) / p
+    x2 = x ** 2
+    beta_ = float((x2.T @ x2).sum())
+    delta_ = float((s ** 2).sum())
+    beta = (beta_ / n - delta_) / (n * p) if n > 1 else 0.0
+    delta = (delta_ - 2 * mu * np.trace(s) + p * mu ** 2) / p
+    beta = min(beta, delta)
+    shrink = 0.0 if beta <= 0 or delta <= 0 else float(beta / delta)
+    return (1 - shrink) * s + shrink * mu * np.eye(p), shrink
+
+
+def fit_mahalanobis_part(x: np.ndarray, y: Sequence[int], key: str):
+    """Class means and one shared (within-class, Ledoit-Wolf-shrunk) covariance of training statistics ``x``
+    [N, D]; Σ⁻¹ = W Wᵀ with W = eigenvectors / √eigenvalues. The part is standardised by the mean and standard
+    deviation of the training images' own scores, so parts of different layers add up on one scale."""
+    from sonolens.models.ood_graph import ScorePart, part_score
+
+    x = np.asarray(x, np.float64)
+    labels = np.asarray(y, np.int64)
+    present = sorted(set(labels.tolist()))
+    means = np.stack([x[labels == c].mean(axis=0) for c in present])
+    cov, shrink = ledoit_wolf(x - means[np.searchsorted(present, labels)])
+    evals, evecs = np.linalg.eigh(cov)
+    evals = np.maximum(evals, evals.max() * 1e-12)
+    whiten = evecs / np.sqrt(evals)[None, :]
+    feature, stat = key.split(":")
+    part = ScorePart(feature, stat, {"whiten": whiten, "means": means @ whiten})
+    train_scores = part_score("mahalanobis", part, x, {})
+    part.offset, part.scale = float(train_scores.mean()), float(max(train_scores.std(), 1e-12))
+    return part, shrink
+
+
+def fit_gate(candidate: Candidate | str, train: SetFeatures, max_bank: int = 0, seed: int = 0):
+    """``candidate`` fitted on the training set's features ``train`` only (class labels needed for Mahalanobis)."""
+    from sonolens.models.ood_graph import OodGate, ScorePart
+
+    cand = parse_candidate(candidate) if isinstance(candidate, str) else candidate
+    if cand.method == "mahalanobis":
+        if any(v is None for v in train.labels):
+            raise ConfigError("Mahalanobis needs a class label for every training image")
+        y = [int(v) for v in train.labels if v is not None]
+        fitted = [fit_mahalanobis_part(train.feats[k], y, k) for k in cand.keys]
+        return OodGate("mahalanobis", [p for p, _ in fitted],
+                       {"shrinkage": ",".join(f"{s:.4f}" for _, s in fitted)})
+    if cand.method == "knn":
+        x = np.asarray(train.feats[cand.keys[0]], np.float64)
+        if max_bank and len(x) > max_bank:
+            x = x[np.sort(np.random.default_rng(seed).choice(len(x), max_bank, replace=False))]
+        bank = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        feature, stat = cand.keys[0].split(":")
+        return OodGate("knn", [ScorePart(feature, stat, {"bank": bank})], {"k": cand.k})
+    params = {"temperature": 1.0} if cand.method == "energy" else {}
+    return OodGate(cand.method, [ScorePart("logits", "vector")], params)
+
+
+def gate_scores(gate, feats: SetFeatures) -> np.ndarray:
+    """The gate's score (numpy reference, float64) of every item of ``feats``."""
+    from sonolens.models.ood_graph import reference_score
+
+    return reference_score(gate, feats.feats)
+
+
+def choose_threshold(val_scores: np.ndarray, target_flagged: float = DEFAULT_TARGET_FLAGGED) -> float:
+    """The ``1 - target_flagged`` quantile of the in-domain validation scores (linear interpolation): about
+    ``target_flagged`` of in-domain images score above it."""
+    v = np.asarray(val_scores, np.float64)
+    if v.size == 0:
+        raise ConfigError("no validation scores to set the threshold on")
+    return float(np.quantile(v, 1.0 - float(target_flagged)))
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Writing it into a model file
+# ------------------------------------------------------------------------------------------------------------
+def attach_gate(src: str | os.PathLike, dst: str | os.PathLike, gate, threshold: float,
+                temperature: float | None = None, record: dict[str, Any] | None = None) -> ModelSpec:
+    """Write ``src`` to ``dst`` (may be the same file) with ``gate``'s ``ood_score`` output (replacing any) and
+    the spec's ``ood`` (method, threshold, graph details, ``record``) and ``temperature`` set. Returns the new
+    spec. A model without a gate can be written with ``models.ood_graph.remove_ood_score``."""
+    import tempfile
+
+    import onnx
+
+    from sonolens.models.onnx_export import read_spec, write_spec
+    from sonolens.models.ood_graph import add_ood_score, gate_summary
+
+    src, dst = Path(src), Path(dst)
+    spec = read_spec(src)
+    proto = onnx.load(str(src))
+    tensors = add_ood_score(proto, gate)
+    ood = {**gate_summary(gate, tensors), "threshold": float(threshold), **(record or {})}
+    # ``replace``, not ``with_fields``: a refit replaces the previous gate's fields instead of merging into them
+    new = replace(spec, ood=ood, temperature=spec.temperature if temperature is None else float(temperature))
+    write_spec(proto, new)
+    onnx.checker.check_model(proto)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=dst.parent)
+    os.close(fd)
+    try:
+        onnx.save(proto, tmp)
+        os.chmod(tmp, src.stat().st_mode & 0o777)  # mkstemp makes it 0600; keep the source file's mode
+        os.replace(tmp, dst)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return new
+
+
+@dataclass
+class FitResult:
+    spec: ModelSpec
+    gate: Any
+    threshold: float
+    temperature: float
+    val_scores: np.ndarray = field(repr=False)
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+def fit_and_attach(model: str | os.PathLike, out: str | os.PathLike, data_root: str | os.PathLike,
+                   split_csv: str | os.PathLike, *, candidate: str = DEFAULT_CANDIDATE, max_bank: int = 0,
+                   target_flagged: float = DEFAULT_TARGET_FLAGGED, calibrate: bool = True,
+                   threads: int = 1) -> FitResult:
+    """Fit the gate on the split's ``train`` rows (through ``model``'s own graph), the threshold and the
+    temperature on its ``val`` rows, and write ``out`` (``attach_gate``). This is what ``sonolens fit-ood`` runs;
+    an export script calls it after ``export_onnx`` / ``quantize_int8`` (an INT8 file gets its own fit: its
+    features differ slightly from the fp32 file's)."""
+    from .calibrate import fit_temperature, nll
+
+    cand = parse_candidate(candidate)
+    ext = Extractor(model, cand.keys, threads=threads)
+    names = ext.spec.class_names
+    root, csv = Path(data_root), Path(split_csv)
+    train = ext.features(split_set("train", "in", root, csv, "train", names))
+    val = ext.features(split_set("val", "in", root, csv, "val", names))
+    if any(v is None for v in train.labels + val.labels):
+        raise ConfigError(f"{csv}: labels outside the model's classes ({', '.join(names)})")
+    gate = fit_gate(cand, train, max_bank=max_bank)
+    val_scores = gate_scores(gate, val)
+    threshold = choose_threshold(val_scores, target_flagged)
+    y_val = [int(v) for v in val.labels if v is not None]
+    temperature = fit_temperature(val.logits, y_val) if calibrate else ext.spec.temperature
+    record = {"candidate": cand.name, "fitted_on": f"{csv.name} train", "n_train": train.n,
+              "threshold_rule": f"{1 - target_flagged:g} quantile of the {csv.name} val scores",
+              "target_flagged": float(target_flagged), "n_val": val.n,
+              "val_flagged": round(float((val_scores > threshold).mean()), 6),
+              "temperature_fitted_on": f"{csv.name} val" if calibrate else "unchanged",
+              "val_nll": [round(nll(val.logits, y_val, 1.0), 6), round(nll(val.logits, y_val, temperature), 6)]}
+    spec = attach_gate(model, out, gate, threshold, temperature, record)
+    return FitResult(spec, gate, threshold, temperature, val_scores, record)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# sonolens fit-ood
+# ------------------------------------------------------------------------------------------------------------
+def _fit_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="sonolens fit-ood",
+        description="Fit the out-of-domain gate of an ONNX model on its split's train rows, and the threshold and "
+                    "the probability temperature on its val rows; write a copy with an 'ood_score' output and "
+                    "both in its metadata (ModelSpec.ood, ModelSpec.temperature). Research use only.")
+    p.add_argument("--model", required=True, help="ONNX model file (or a bundled name: busi, chest-xray)")
+    p.add_argument("--out", required=True, help="output ONNX file (may be --model itself: the gate is replaced)")
+    p.add_argument("--data", default=None, help="dataset root (default: ../shared/datasets/<the model's dataset>)")
+    p.add_argument("--split-file", default=None, help="split CSV (default: the model's split in training/split_csv)")
+    p.add_argument("--candidate", default=DEFAULT_CANDIDATE,
+                   help="score to fit, METHOD[k]@FEATURE:STAT,... (default %(default)s; see 'sonolens ood-eval' "
+                        "for the measured table), e.g. mahalanobis@pooled:vector, knn5@prelogits:vector, energy")
+    p.add_argument("--max-bank", type=int, default=0, help="k-NN: keep at most this many training features")
+    p.add_argument("--target-flagged", type=float, default=DEFAULT_TARGET_FLAGGED,
+                   help="share of in-domain validation images above the threshold (default %(default)s)")
+    p.add_argument("--no-temperature", action="store_true", help="keep the file's temperature")
+    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads (default 1)")
+    return p
+
+
+def resolve_model(name: str) -> Path:
+    """A model file path, or a bundled model name (``busi``, ``chest-xray``)."""
+    from sonolens.pipeline.engines import BUNDLED_MODELS, bundled_model_path
+
+    if name in BUNDLED_MODELS:
+        path = bundled_model_path(name)
+        if path is None:
+            raise ModelError(f"bundled model {name!r} is not installed")
+        return path
+    path = Path(name)
+    if not path.is_file():
+        raise ModelError(f"model {name!r} not found")
+    return path
+
+
+def fit_cli_main(argv: list[str]) -> int:
+    from sonolens.models.onnx_export import read_spec
+
+    args = _fit_parser().parse_args(argv)
+    if not 0 < args.target_flagged < 1:
+        raise ConfigError("--target-flagged must lie in (0, 1)")
+    parse_candidate(args.candidate)  # a bad name fails before any work
+    model = resolve_model(args.model)
+    data, split_file = args.data, args.split_file
+    if data is None or split_file is None:
+        root, csv = training_split(read_spec(model), shared_root())
+        data, split_file = data or root, split_file or csv
+    res = fit_and_attach(model, args.out, data, split_file, candidate=args.candidate, max_bank=args.max_bank,
+                         target_flagged=args.target_flagged, calibrate=not args.no_temperature, threads=args.threads)
+    print(f"wrote {args.out}: ood_score = {res.record['candidate']}, threshold {res.threshold:.4g} "
+          f"({100 * res.record['val_flagged']:.1f} % of {res.record['n_val']} val images above it), "
+          f"temperature {res.temperature:.4f}")
+    return 0
