@@ -116,7 +116,7 @@ class StudySession(QObject):
                        top_class=r.top_class if has_model else None,
                        shown=self.opts.show_predictions and r.shows_prediction,
                        state=r.state if has_model else None, ood_score=r.ood_score, no_image=r.no_image,
-                       capture_to_result_ms=(t.t_delivered_ns - t.t_captured_ns) / 1e6,
+                       capture_to_result_ms=t.stage_ms()["capture_to_result"],
                        capture_to_pixels_ms=capture_to_pixels_ms, t_ns=t_paint_ns)
         self._check()
 

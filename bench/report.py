@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from sonolens.pipeline.messages import STAGES
+
 from .assemble import contended
 from .contention import CPU_PER_WALL_MIN, NOT_A_RESULT, OTHERS_BUSY_MIN, RUN_DELAY_MAX, SPREAD_MAX
 
@@ -29,7 +31,7 @@ HEADLINE_DIGITS = {
     "soak_rss_growth_mb": 1,
     "soak_dropped": 0,
 }
-STAGE_ORDER = ("queue_wait", "preprocess", "inference", "deliver", "capture_to_result")
+STAGE_ORDER = STAGES  # the pipeline's one definition (pipeline.messages.STAGES, Timings.stage_ms)
 
 
 def fmt(v: Any, digits: int = 1) -> str:

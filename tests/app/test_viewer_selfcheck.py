@@ -35,7 +35,6 @@ def test_selfcheck_reads_each_frames_capture_time_from_the_window(qtbot, make_wi
     assert win.selfcheck.method in ("screen", "widget")
     # the pixels on screen carry exactly the capture time of the frame they belong to (µs resolution)
     assert len(reads) >= 5 and all(t_stamp == t_cap // 1000 * 1000 for t_cap, t_stamp, _ in reads)
-    assert all(ms >= 0 for *_, ms in reads)
     df = win.playback.current
     assert df.result.frame.shape[0] == H + band_height(W)  # padded frame, ROI above the band
     assert df.result.roi[1] + df.result.roi[3] <= H

@@ -173,7 +173,7 @@ def test_cpu_watch_records_a_busy_loop_of_this_process():
     for i in range(200_000):  # a few tens of ms of work; no timing is asserted
         x += i
     rec = w.record(threads=1, compute_bound=True)
-    assert rec["wall_s"] > 0 and rec["cpu_s"] >= 0 and rec["usable_cores"] >= 1
+    assert rec["wall_s"] > 0 and rec["usable_cores"] >= 1
     assert {"cpu_per_wall", "run_delay_share", "others_busy_cores", "loadavg_before", "loadavg_after"} <= set(rec)
     free, basis = free_cores(sample_s=0.01)
     assert 1 <= free <= rec["usable_cores"] and "usable cores" in basis

@@ -483,7 +483,8 @@ def test_folder_slideshow_recurses_sorts_and_skips_unreadable(class_folder, capl
         info = src.open()
         frames = decode_all(src)
     names = [p.relative_to(class_folder).as_posix() for p in src.paths]
-    assert names == ["benign/img1.png", "benign/img2.png", "benign/img10.png", "malignant/img1.jpg", "malignant/img2.png"]
+    assert names == ["benign/img1.png", "benign/img2.png", "benign/img10.png", "malignant/img1.jpg",
+                     "malignant/img2.png"]
     assert (info.kind, info.fps, info.frame_count, info.width, info.height) == ("folder", 2.0, 5, 30, 20)
     assert len(frames) == 4
     assert [f.pts_s for f in frames] == [0.0, 0.5, 1.0, 1.5]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -42,17 +41,36 @@ def test_source_frames_are_the_simulators_frames():
         assert np.array_equal(frames[i].pixels, ph.render(i))
 
 
-def test_live_source_paces_itself_and_skips_when_the_reader_lags():
+class _FakeTime:
+    """Stands in for the ``time`` module of the phantom source: the clock moves only when the source sleeps or the
+    test says so, so pacing is checked exactly, without depending on the machine's speed."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.slept: list[float] = []
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def sleep(self, s: float) -> None:
+        self.slept.append(s)
+        self.now += s
+
+
+def test_live_source_paces_itself_and_skips_when_the_reader_lags(monkeypatch):
+    import sonolens.pipeline.sources.phantom as phantom_source
+
+    clock = _FakeTime()
+    monkeypatch.setattr(phantom_source, "time", clock)
     src = PhantomSource("cyst", seed=0, fps=40.0, size=(96, 96), seconds=2.0)
     assert src.open().live                       # the capture thread leaves live sources unpaced
     frames = src.frames()
-    t0 = time.perf_counter()
     first = [next(frames) for _ in range(6)]
-    assert time.perf_counter() - t0 >= 5 / 40 - 1e-3   # delivered on the 40 Hz clock, not as fast as possible
     assert [f.pts_s for f in first] == pytest.approx([i / 40 for i in range(6)])
-    time.sleep(0.2)                                # a reader that stalls for 8 frame periods...
-    late = next(frames)
-    assert late.pts_s >= 0.3 and src.frames_skipped >= 6   # ...gets the frame due now, like a live probe
+    assert clock.now - 100.0 == pytest.approx(5 / 40)  # delivered on the 40 Hz clock, not as fast as possible
+    clock.now += 0.21                            # a reader that stalls for 8.4 frame periods...
+    late = next(frames)  # ...gets the frame on screen now: t = 0.335 s lies in frame 13's period [0.325, 0.35)
+    assert late.pts_s == pytest.approx(13 / 40) and src.frames_skipped == 7
     src.close()
 
 
