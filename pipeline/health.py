@@ -4,7 +4,7 @@ Before asking whether a frame is *like the training data* (the model's out-of-do
 image: a capture card without signal gives black or uniform frames, a scanner in freeze mode or a stalled stream
 repeats one frame, and a probe held in the air shows only dark noise below a few reverberation lines. In each case
 any prediction would be about nothing. ``InputHealth`` looks at the model's own input tensor (the ROI, grey,
-resized — so it costs a few µs) and says whether the frame shows an image.
+resized; every 4th pixel of it each way, a few hundredths of a millisecond a frame) and says whether the frame shows an image.
 
 Rules (grey levels 0..255 of the model input):
 
@@ -48,13 +48,15 @@ class InputHealth:
 
     def __call__(self, x: np.ndarray, mean: float, std: float) -> str | None:
         r = self.rules
-        grey = (np.asarray(x)[0, 0] * np.float32(std) + np.float32(mean)) * np.float32(255.0)
+        plane = np.asarray(x)[0, 0]
+        step = max(1, min(plane.shape) // 56)  # every 4th pixel of a 224×224 input: the same statistics, 16× cheaper
+        grey = (plane[::step, ::step] * np.float32(std) + np.float32(mean)) * np.float32(255.0)
         if self._prev is not None and self._prev.shape == grey.shape and np.array_equal(self._prev, grey):
             self._same += 1
         else:
             self._same = 0
         self._prev = grey
-        if float(np.percentile(grey, 99)) < r.dark_level:
+        if float((grey >= r.dark_level).mean()) < 0.01:  # the 99th percentile is below dark_level
             return "blank"
         if float(grey.std()) < r.flat_std:
             return "uniform"
