@@ -67,7 +67,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--condition", default=None, choices=CONDITIONS,
                    help="ai: overlay shown; blinded: model runs and is logged, nothing shown; off: no model")
     s.add_argument("--log", default=None, metavar="PATH",
-                   help="study log (JSON Lines, appended; default study_<participant>_<condition>_<time>.jsonl)")
+                   help="study log (JSON Lines, one session per file: an existing log is refused; "
+                        "default study_<participant>_<condition>_<time>.jsonl)")
     a = p.add_argument_group("self-check and automation")
     a.add_argument("--selfcheck", action="store_true", default=None,
                    help="stamp the capture time into each frame and read it back from the window's pixels "

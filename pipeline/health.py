@@ -4,7 +4,8 @@ Before asking whether a frame is *like the training data* (the model's out-of-do
 image: a capture card without signal gives black or uniform frames, a scanner in freeze mode or a stalled stream
 repeats one frame, and a probe held in the air shows only dark noise below a few reverberation lines. In each case
 any prediction would be about nothing. ``InputHealth`` looks at the model's own input tensor (the ROI, grey,
-resized; every 4th pixel of it each way, a few hundredths of a millisecond a frame) and says whether the frame shows an image.
+resized; every 4th pixel of it each way, a few hundredths of a millisecond a frame) and says whether the frame
+shows an image.
 
 Rules (grey levels 0..255 of the model input):
 

@@ -219,10 +219,24 @@ def logits_checkpoint(model_path: str | Path, paths: Sequence[Path], batch_size:
     return np.concatenate(out), spec, None
 
 
+def resolve_model(model: str | Path) -> Path:
+    """A model path, or the installed file of a bundled model name (``busi``, ``chest-xray``)."""
+    from sonolens.pipeline.engines import BUNDLED_MODELS, bundled_model_path
+
+    key = str(model)
+    if key in BUNDLED_MODELS and not Path(key).exists():
+        path = bundled_model_path(key)
+        if path is None:
+            raise ModelError(f"bundled model {key!r} is not installed; pass a model file path instead")
+        return path
+    return Path(model)
+
+
 def predict_logits(model_path: str | Path, paths: Sequence[Path]
                    ) -> tuple[np.ndarray, ModelSpec, np.ndarray | None]:
-    """``(logits [N, C], spec, ood_score [N] or None)`` of an ONNX file or a checkpoint."""
-    model_path = Path(model_path)
+    """``(logits [N, C], spec, ood_score [N] or None)`` of an ONNX file, a bundled model name (``busi``,
+    ``chest-xray``, as ``run`` and ``view`` accept) or a checkpoint."""
+    model_path = resolve_model(model_path)
     if not model_path.is_file():
         raise ModelError(f"model {str(model_path)!r} does not exist")
     if model_path.suffix.lower() == ".onnx":
@@ -383,7 +397,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sonolens eval",
                                 description="Evaluate an ONNX model or a training checkpoint on a labelled dataset "
                                             "(folder per class, or a split CSV). Research use only.")
-    p.add_argument("--model", required=True, help="model.onnx or a training checkpoint (best.pt)")
+    p.add_argument("--model", required=True,
+                   help="model.onnx, a bundled model name (busi, chest-xray) or a training checkpoint (best.pt)")
     p.add_argument("--data", required=True, help="dataset root: one sub-folder per class, or the root of --split-file")
     p.add_argument("--split-file", default=None, help="split CSV (file,label,group,split), files relative to --data")
     p.add_argument("--split", default=None, help="split name(s) to use from --split-file, comma-separated (e.g. test)")

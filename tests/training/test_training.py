@@ -663,3 +663,24 @@ def test_sensitivity_specificity_and_auc_for_any_positive_class():
     assert r["auc_positive"] == pytest.approx(15 / 16) and r["auc_malignant"] is None
     lo, hi = r["sensitivity_ci95"]
     assert 0 <= lo <= 0.75 <= hi <= 1
+
+
+def test_eval_accepts_the_bundled_model_names_run_and_view_accept(tmp_path):
+    """``sonolens eval --model busi`` evaluates the installed bundled file, as ``run --model busi`` runs it."""
+    from sonolens.pipeline.engines import bundled_model_path
+
+    path = bundled_model_path("busi")
+    if path is None:
+        pytest.skip("the bundled BUSI model is not installed")
+    assert ev.resolve_model("busi") == path and ev.resolve_model("chest-xray") == bundled_model_path("chest-xray")
+    img = tmp_path / "benign" / "a.png"
+    img.parent.mkdir()
+    cv2.imwrite(str(img), np.random.default_rng(0).integers(0, 255, (120, 160), dtype=np.uint8))
+    from sonolens.training.data import read_class_folders
+
+    samples = read_class_folders(tmp_path)
+    by_name = ev.evaluate_model("busi", samples, n_boot=10)
+    by_path = ev.evaluate_model(path, samples, n_boot=10)
+    assert np.array_equal(by_name["probs"], by_path["probs"])
+    with pytest.raises(ModelError, match="does not exist"):
+        ev.evaluate_model(tmp_path / "nope.onnx", samples, n_boot=10)
