@@ -71,12 +71,13 @@ def render_rgb(result: Result, st: RenderSettings, area: tuple[int, int] | None 
     resize = (w, h) != (fw, fh)
     interp = cv2.INTER_AREA if (w < fw / 2 or h < fh / 2) else cv2.INTER_LINEAR
     cmap = st.colormap if st.colormap in COLORMAPS else "jet"
-    if blended and resize and w * h < fw * fh:  # shrinking: scale first, blend fewer pixels
+    cam = result.cam
+    if blended and cam is not None and resize and w * h < fw * fh:  # shrinking: scale first, blend fewer pixels
         img = cv2.resize(img, (w, h), interpolation=interp)
-        img = blend_heatmap(img, result.cam, _scale_roi(result.roi, w / fw, h / fh), st.alpha, cmap)
+        img = blend_heatmap(img, cam, _scale_roi(result.roi, w / fw, h / fh), st.alpha, cmap)
     else:
-        if blended:
-            img = blend_heatmap(img, result.cam, result.roi, st.alpha, cmap)
+        if blended and cam is not None:
+            img = blend_heatmap(img, cam, result.roi, st.alpha, cmap)
         if resize:
             img = cv2.resize(img, (w, h), interpolation=interp)
     return np.ascontiguousarray(img), rect, blended

@@ -116,7 +116,7 @@ def options_from_args(args: argparse.Namespace):
         if not Path(d).expanduser().is_dir():
             raise ConfigError(f"{name}: not a folder: {d}")
     model: str | None = args.model if args.model is not None else "busi"
-    if model.lower() in ("off", "none"):
+    if model is not None and model.lower() in ("off", "none"):
         model = None
     study = None
     if args.study or args.participant or args.condition or args.log:

@@ -109,7 +109,7 @@ class Recording(QObject):
         self.recorder = self._sink = self._pipe = None
         if rec is None:
             return
-        if pipe is not None:
+        if pipe is not None and sink is not None:
             pipe.remove_sink(sink)
         threading.Thread(target=rec.close, name="sonolens-record-close", daemon=True).start()
         self._closing.append(rec)

@@ -100,7 +100,7 @@ def _onset_frames(onsets, frames: list[dict]) -> list[int]:
     return sorted(out)
 
 
-def analyse(recs: StudyRecords, onsets: Sequence[int] = ()) -> tuple[list[dict], dict]:
+def analyse(recs: StudyRecords, onsets: Sequence[int | float] = ()) -> tuple[list[dict], dict]:
     """CSV rows and the summary of one log."""
     h = recs.header
     classes = list(h.get("class_names") or [])
@@ -124,7 +124,7 @@ def analyse(recs: StudyRecords, onsets: Sequence[int] = ()) -> tuple[list[dict],
     calls, model_tops, agrees, rt_prev, rt_frame, rt_onset = [], [], [], [], [], []
     excluded: Counter = Counter()  # calls on frames without a prediction, by state
     prev_call_t = t_first
-    kinds = Counter()
+    kinds: Counter[str] = Counter()
     for kind, r in merged:
         row: dict[str, Any] = {k: "" for k in CSV_BASE}
         row.update(participant=h.get("participant", ""), condition=h.get("condition", ""), log=recs.path.name,
@@ -174,7 +174,7 @@ def analyse(recs: StudyRecords, onsets: Sequence[int] = ()) -> tuple[list[dict],
 
     pairs = [(c, m) for c, m in zip(calls, model_tops) if m is not None]
     c2p = [f["capture_to_pixels_ms"] for f in recs.frames if f.get("capture_to_pixels_ms") is not None]
-    span = (max(first_shown.values()) - t_first) if first_shown else 0.0
+    span = (max(first_shown.values()) - t_first) if first_shown and t_first is not None else 0.0
 
     def stats(v: list[float]) -> dict | None:
         return None if not v else {"n": len(v), "mean": float(np.mean(v)), "median": float(np.median(v))}
@@ -193,8 +193,8 @@ def analyse(recs: StudyRecords, onsets: Sequence[int] = ()) -> tuple[list[dict],
         "calls_without_prediction": dict(excluded),
         "agreement_rule": EXCLUSION_NOTE,
         "agreement": (sum(agrees) / len(agrees)) if agrees else None,
-        "cohen_kappa": (lambda k: None if math.isnan(k) else k)(cohen_kappa([c for c, _ in pairs],
-                                                                          [m for _, m in pairs])) if pairs else None,
+        "cohen_kappa": (lambda k: None if math.isnan(k) else k)(cohen_kappa([str(c) for c, _ in pairs],
+                                                                          [str(m) for _, m in pairs])) if pairs else None,
         "rt_prev_s": stats(rt_prev), "rt_frame_s": stats(rt_frame), "rt_onset_s": stats(rt_onset),
         "flags": kinds.get("flag", 0), "freezes": kinds.get("freeze", 0),
         "capture_to_pixels_ms": None if not c2p else {"n": len(c2p), "p50": float(np.percentile(c2p, 50)),
@@ -222,7 +222,7 @@ def log_warnings(sessions: Sequence[StudyRecords]) -> list[str]:
     return out
 
 
-def export(logs: Sequence[str | Path], out_csv: str | Path, onsets: Sequence[int] = (),
+def export(logs: Sequence[str | Path], out_csv: str | Path, onsets: Sequence[int | float] = (),
            warnings: list[str] | None = None) -> list[dict]:
     """Write the CSV of every session of every log; return one summary per session. ``warnings`` collects what
     ``log_warnings`` says about each file."""

@@ -112,7 +112,7 @@ class StudySession(QObject):
         r = df.result
         t = r.timings
         has_model = bool(r.probs.size)
-        self.log.frame(r.index, pts_s=t.pts_s, probs=r.probs if has_model else None,
+        self.log.frame(r.index, pts_s=t.pts_s, probs=r.probs.tolist() if has_model else None,
                        top_class=r.top_class if has_model else None,
                        shown=self.opts.show_predictions and r.shows_prediction,
                        state=r.state if has_model else None, ood_score=r.ood_score, no_image=r.no_image,

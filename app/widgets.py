@@ -148,15 +148,16 @@ class VideoView(QWidget):
         p = QPainter(self)
         p.fillRect(self.rect(), BG)
         df = self.frame
-        if df is not None:
-            x, y, w, h = self.image_rect(df)
+        rect = self.image_rect(df) if df is not None else None
+        if df is not None and rect is not None:
+            x, y, w, h = rect
             if (w, h) == (df.image.width(), df.image.height()):
                 p.drawImage(QPoint(x, y), df.image)  # rendered at this size on the worker: a plain blit
             else:  # the widget was resized since: scale (until the next frame arrives at the new size)
                 p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
                 p.drawImage(QRect(x, y, w, h), df.image)
-            if self.show_roi:
-                roi = self.roi_rect(df)
+            roi = self.roi_rect(df) if self.show_roi else None
+            if roi is not None:
                 pen = QPen(ROI, 1.5)
                 pen.setStyle(Qt.PenStyle.DashLine)
                 p.setPen(pen)

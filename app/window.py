@@ -24,6 +24,7 @@ from PyQt6.QtCore import Qt, QTimer
 from PyQt6.QtWidgets import QApplication, QMainWindow
 
 from sonolens import RESEARCH_NOTICE, __version__
+from sonolens.pipeline.engines import Engine
 from sonolens.pipeline.errors import SonolensError
 from sonolens.pipeline.messages import STATE_TEXT
 from sonolens.pipeline.stream import open_engine
@@ -57,7 +58,7 @@ class ViewerWindow(QMainWindow):
         self.settings = RenderSettings(heatmap=opts.heatmap and opts.show_predictions, alpha=opts.alpha,
                                        colormap=opts.colormap, show_predictions=opts.show_predictions)
         self.stats = DisplayStats()
-        self.engine = None
+        self.engine: Engine | None = None
         self.call_labels: tuple[str, ...] = DEFAULT_CALL_LABELS
         self.exit_code = 0
         self._after_queue: collections.deque[tuple[DisplayFrame, int]] = collections.deque()

@@ -31,6 +31,7 @@ def clip_stats(clip: str, model: str) -> tuple[tuple[str, ...], np.ndarray]:
         raise pipe.error
     if not probs:
         raise SourceError(f"{clip}: no frame was processed")
+    assert pipe.engine is not None  # clip_stats always runs a model
     return pipe.engine.meta.class_names, np.stack(probs)
 
 
@@ -57,7 +58,8 @@ def parser() -> argparse.ArgumentParser:
 
 def cli_main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
-    rows, names = [], ()
+    rows: list[tuple[str, int, np.ndarray, np.ndarray]] = []
+    names: tuple[str, ...] = ()
     for clip in args.clips:
         names, p = clip_stats(clip, args.model)
         top = np.bincount(p.argmax(axis=1), minlength=len(names)) / len(p)

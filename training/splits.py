@@ -143,7 +143,7 @@ def split_table(audit: AuditResult, split: Sequence[str]) -> str:
 def report(audit: AuditResult, split: Sequence[str], protocol: str) -> str:
     in_split = [sp for sp in split if sp]
     conflict = audit.conflict()
-    conflict_where = sorted({split[i] for i in np.flatnonzero(conflict) if split[i]})
+    conflict_where = sorted({split[int(i)] for i in np.flatnonzero(conflict) if split[int(i)]})
     lines = [f"{protocol} split of {len(in_split)} images:", split_table(audit, split),
              f"test images with a near-twin in train: {len(leaked_test_images(audit, split, ('train',)))}; "
              f"in train or val: {len(leaked_test_images(audit, split, ('train', 'val')))}",
