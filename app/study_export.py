@@ -50,6 +50,14 @@ EXCLUSION_NOTE = ("calls on frames without a prediction (outside the model's dom
                   "agreement and kappa and counted separately")
 
 
+def _kappa_or_none(a: Sequence[str], b: Sequence[str]) -> float | None:
+    """Cohen's kappa of two label lists, or None when there are no pairs or it is undefined (NaN)."""
+    if not a:
+        return None
+    k = cohen_kappa(a, b)
+    return None if math.isnan(k) else k
+
+
 def cohen_kappa(a: Sequence[str], b: Sequence[str]) -> float:
     """Cohen's kappa between two raters' labels; NaN when undefined (fewer than 1 item or chance agreement 1)."""
     if len(a) != len(b):
@@ -193,8 +201,7 @@ def analyse(recs: StudyRecords, onsets: Sequence[int | float] = ()) -> tuple[lis
         "calls_without_prediction": dict(excluded),
         "agreement_rule": EXCLUSION_NOTE,
         "agreement": (sum(agrees) / len(agrees)) if agrees else None,
-        "cohen_kappa": (lambda k: None if math.isnan(k) else k)(cohen_kappa([str(c) for c, _ in pairs],
-                                                                          [str(m) for _, m in pairs])) if pairs else None,
+        "cohen_kappa": _kappa_or_none([str(c) for c, _ in pairs], [str(m) for _, m in pairs]),
         "rt_prev_s": stats(rt_prev), "rt_frame_s": stats(rt_frame), "rt_onset_s": stats(rt_onset),
         "flags": kinds.get("flag", 0), "freezes": kinds.get("freeze", 0),
         "capture_to_pixels_ms": None if not c2p else {"n": len(c2p), "p50": float(np.percentile(c2p, 50)),
