@@ -38,8 +38,10 @@ def display_path(p: str | Path | None) -> str | None:
     root = REPO.resolve()
     if path.is_relative_to(root):
         return path.relative_to(root).as_posix() or "."
-    if path.is_relative_to(root.parent / "shared"):  # the checkout's ../shared (datasets, videos)
-        return "../" + path.relative_to(root.parent).as_posix()
+    shared = root.parent / "shared"  # the checkout's ../shared (datasets, videos), possibly a symbolic link
+    for cand, base in ((Path(p).absolute(), shared), (path, shared.resolve())):
+        if cand.is_relative_to(base):
+            return ("../shared/" + cand.relative_to(base).as_posix()).rstrip("/").removesuffix("/.")
     return path.name
 
 
