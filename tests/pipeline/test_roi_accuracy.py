@@ -11,7 +11,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import REPO, shared_path
+from conftest import REPO, SHARED, shared_path
 
 from sonolens.pipeline import roi_eval
 from sonolens.pipeline.roi import detect_roi
@@ -24,7 +24,8 @@ SAMPLE_NAMES = [s["name"] for s in SOURCES if s["path"].startswith("repo:")]
 
 @pytest.fixture(scope="module")
 def scored() -> dict[str, list[roi_eval.Row]]:
-    rows, _ = roi_eval.evaluate(SOURCES, repeat=0, repo=REPO)
+    # the checkout's ../shared, also when the package is installed non-editable (CI's runtime-only step)
+    rows, _ = roi_eval.evaluate(SOURCES, shared=SHARED, repeat=0, repo=REPO)
     by_name: dict[str, list[roi_eval.Row]] = {}
     for r in rows:
         by_name.setdefault(r.name, []).append(r)
