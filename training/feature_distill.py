@@ -39,7 +39,7 @@ import numpy as np
 
 from sonolens.pipeline.errors import ConfigError
 
-from .config import config_hash, dump_config, output_dir, resolve_path
+from .config import config_hash, dump_config, resolve_path
 
 FEATURE_FIELDS = ["epoch", "lr", "train_loss", "train_cos", "val_loss", "val_cos", "train_s", "val_s", "best"]
 LITE_TEACHERS = ("tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2")
@@ -120,22 +120,20 @@ def run_feature(cfg: dict[str, Any], resume: str | Path | None = None):
 
     from sonolens.models.checkpoint import save_checkpoint
 
-    from .augment import AugmentConfig, train_transform
+    from .augment import train_transform
     from .data import ImageDataset
     from .train import (
-        CachedImageDataset,
         RunResult,
         _amp_dtype,
         _fmt,
-        _take_subset,
         build_model,
         build_optimizer,
         build_scheduler,
         environment,
-        infer_class_names,
         lut_tensor,
+        maybe_cached,
         model_input,
-        read_samples,
+        prepare_run,
         runtime_resized,
         seed_everything,
         setup_process,
@@ -146,29 +144,14 @@ def run_feature(cfg: dict[str, Any], resume: str | Path | None = None):
     device, d = setup_process(cfg)
     if d.enabled:
         raise ConfigError("'sonolens train feature' runs in one process (no torchrun); use a GPU for speed")
-    seed = int(cfg["seed"])
-    if cfg["train"]["deterministic"]:
-        torch.backends.cudnn.benchmark = False
-        torch.backends.cudnn.deterministic = True
-    out = output_dir(cfg)
-    best_path, last_path, csv_path = out / "best.pt", out / "last.pt", out / "metrics.csv"
-
-    train_samples = _take_subset(read_samples(cfg, cfg["data"]["train_split"]), cfg["data"]["subset"], seed)
-    val_samples = _take_subset(read_samples(cfg, cfg["data"]["val_split"]), cfg["data"]["subset"], seed + 1)
-    class_names = infer_class_names(cfg, [s.label for s in train_samples])
-    input_size = tuple(int(v) for v in cfg["model"]["input_size"])
+    ri = prepare_run(cfg)
+    seed, out, best_path, last_path, csv_path = ri.seed, ri.out, ri.best_path, ri.last_path, ri.csv_path
+    train_samples, val_samples, class_names = ri.train_samples, ri.val_samples, ri.class_names
+    input_size = ri.input_size
     t_size = tuple(int(v) for v in (fcfg["teacher_input_size"] or input_size))
-    try:
-        aug_args: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg["augment"].items()}
-        aug = AugmentConfig(**aug_args)
-    except TypeError as exc:
-        raise ConfigError(f"augment: {exc}") from exc
     aug_size = (max(input_size[0], t_size[0]), max(input_size[1], t_size[1]))
-    transform = train_transform(aug_size, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), cfg=aug)
-    train_ds: Any = ImageDataset(train_samples, class_names, transform)
-    if cfg["data"]["cache"]:
-        ms = cfg["data"]["cache_max_side"]
-        train_ds = CachedImageDataset(train_ds, int(round(float(ms) * max(aug_size))) if ms else None)
+    transform = train_transform(aug_size, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), cfg=ri.aug)
+    train_ds = maybe_cached(cfg, ImageDataset(train_samples, class_names, transform), aug_size)
     batch = int(cfg["train"]["batch_size"])
     drop_last = len(train_ds) > batch
     steps_per_epoch = len(train_ds) // batch if drop_last else math.ceil(len(train_ds) / batch)

@@ -446,6 +446,66 @@ def _fmt(v: Any) -> Any:
     return f"{v:.6g}" if isinstance(v, float) else v
 
 
+@dataclass(frozen=True)
+class RunInputs:
+    """What every training mode reads before it builds anything: the seed, the output folder and its files, the
+    train/val samples (optionally a subset), the class names, the student's input size (H, W) and the
+    augmentation settings."""
+
+    seed: int
+    out: Path
+    train_samples: list
+    val_samples: list
+    class_names: tuple[str, ...]
+    input_size: tuple[int, int]
+    aug: Any  # augment.AugmentConfig
+
+    @property
+    def best_path(self) -> Path:
+        return self.out / "best.pt"
+
+    @property
+    def last_path(self) -> Path:
+        return self.out / "last.pt"
+
+    @property
+    def csv_path(self) -> Path:
+        return self.out / "metrics.csv"
+
+
+def prepare_run(cfg: dict[str, Any]) -> RunInputs:
+    """The set-up shared by ``run`` and ``feature_distill.run_feature``: cuDNN determinism, samples, classes, sizes
+    and augmentation. ``ConfigError`` for an unknown augmentation setting."""
+    import torch
+
+    from .augment import AugmentConfig
+
+    seed = int(cfg["seed"])
+    if cfg["train"]["deterministic"]:
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    train_samples = _take_subset(read_samples(cfg, cfg["data"]["train_split"]), cfg["data"]["subset"], seed)
+    val_samples = _take_subset(read_samples(cfg, cfg["data"]["val_split"]), cfg["data"]["subset"], seed + 1)
+    h, w = (int(v) for v in cfg["model"]["input_size"])
+    try:
+        aug_args: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg["augment"].items()}
+        aug = AugmentConfig(**aug_args)
+    except TypeError as exc:
+        raise ConfigError(f"augment: {exc}") from exc
+    return RunInputs(seed=seed, out=output_dir(cfg), train_samples=train_samples, val_samples=val_samples,
+                     class_names=infer_class_names(cfg, [s.label for s in train_samples]), input_size=(h, w),
+                     aug=aug)
+
+
+def maybe_cached(cfg: dict[str, Any], dataset: Any, size: Sequence[int]) -> Any:
+    """``dataset`` wrapped in ``CachedImageDataset`` when ``data.cache`` is on (images shrunk to at most
+    ``data.cache_max_side`` × the largest side of ``size``)."""
+    if not cfg["data"]["cache"]:
+        return dataset
+    ms = cfg["data"]["cache_max_side"]
+    return CachedImageDataset(dataset, int(round(float(ms) * max(size))) if ms else None)
+
+
 def run(mode: str, cfg: dict[str, Any], resume: str | Path | None = None) -> RunResult:
     """Train according to ``cfg`` (see ``training.config.DEFAULTS``); returns where the results are."""
     import torch
@@ -454,7 +514,7 @@ def run(mode: str, cfg: dict[str, Any], resume: str | Path | None = None) -> Run
 
     from sonolens.models.checkpoint import save_checkpoint
 
-    from .augment import AugmentConfig, train_transform
+    from .augment import train_transform
     from .data import ImageDataset
     from .losses import KDLoss
 
@@ -475,29 +535,13 @@ def run(mode: str, cfg: dict[str, Any], resume: str | Path | None = None) -> Run
     owns_group = not (dist.is_available() and dist.is_initialized())
     device, d = setup_process(cfg)
     owns_group = owns_group and d.enabled
-    seed = int(cfg["seed"])
-    if cfg["train"]["deterministic"]:
-        torch.backends.cudnn.benchmark = False
-        torch.backends.cudnn.deterministic = True
-    out = output_dir(cfg)
-    best_path, last_path, csv_path = out / "best.pt", out / "last.pt", out / "metrics.csv"
-
-    # ---- data
-    train_samples = _take_subset(read_samples(cfg, cfg["data"]["train_split"]), cfg["data"]["subset"], seed)
-    val_samples = _take_subset(read_samples(cfg, cfg["data"]["val_split"]), cfg["data"]["subset"], seed + 1)
-    class_names = infer_class_names(cfg, [s.label for s in train_samples])
-    input_size = tuple(int(v) for v in cfg["model"]["input_size"])
-    try:
-        aug_args: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg["augment"].items()}
-        aug = AugmentConfig(**aug_args)
-    except TypeError as exc:
-        raise ConfigError(f"augment: {exc}") from exc
+    ri = prepare_run(cfg)
+    seed, out, best_path, last_path, csv_path = ri.seed, ri.out, ri.best_path, ri.last_path, ri.csv_path
+    train_samples, val_samples, class_names, input_size, aug = (ri.train_samples, ri.val_samples, ri.class_names,
+                                                                ri.input_size, ri.aug)
     # Un-normalised [0, 1] output; each model normalises with its own mean/std on the device.
     transform = train_transform(input_size, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), cfg=aug)
-    train_ds: Any = ImageDataset(train_samples, class_names, transform)
-    if cfg["data"]["cache"]:
-        ms = cfg["data"]["cache_max_side"]
-        train_ds = CachedImageDataset(train_ds, int(round(float(ms) * max(input_size))) if ms else None)
+    train_ds = maybe_cached(cfg, ImageDataset(train_samples, class_names, transform), input_size)
     val_targets = ImageDataset(val_samples, class_names).targets
     val_images = runtime_resized(val_samples, input_size)
 
