@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import SourceDisconnected, SourceError
 from ..messages import RawFrame
 from .base import Source, SourceInfo
-from .live import LatestFrame
+from .live import LatestFrame, start_reader
 
 log = logging.getLogger(__name__)
 
@@ -136,19 +136,10 @@ class CameraSource(Source):
         fps = float(fps) if fps and 0.0 < fps < 1000.0 else None
 
         self._slot, self._cap = LatestFrame(), cap
-        self._thread = threading.Thread(
-            target=self._read_loop, args=(cap, self._stop, self._slot), name=f"sonolens-{self.name}", daemon=True
-        )
-        self._thread.start()
-        try:
-            first = self._slot.peek(self.first_frame_timeout_s)
-        except SourceError:
-            self.close()
-            raise
-        if first is None:
-            self.close()
-            raise SourceDisconnected(
-                f"{self.name} opened but delivered no frame within {self.first_frame_timeout_s:g} s")
+        self._thread, first = start_reader(
+            self._read_loop, (cap, self._stop, self._slot), f"sonolens-{self.name}", self._slot,
+            self.first_frame_timeout_s, self.close,
+            f"{self.name} opened but delivered no frame within {self.first_frame_timeout_s:g} s")
         height, width = first[0].shape[:2]
         self.info = SourceInfo(
             name=self.name, kind="camera", width=width, height=height, fps=fps, frame_count=None, live=True

@@ -31,7 +31,7 @@ import numpy as np
 from ..errors import SourceDisconnected, SourceError
 from ..messages import RawFrame
 from .base import Source, SourceInfo
-from .live import LatestFrame
+from .live import LatestFrame, start_reader
 
 log = logging.getLogger(__name__)
 
@@ -146,18 +146,11 @@ class IgtlSource(Source):
         self._sock = sock
         self._stop = threading.Event()
         self._slot = LatestFrame()
-        self._thread = threading.Thread(target=self._read_loop, args=(sock, self._stop, self._slot, messages),
-                                        name="sonolens-igtl", daemon=True)
-        self._thread.start()
-        try:
-            first = self._slot.peek(self.first_frame_timeout_s)
-        except SourceError:
-            self.close()
-            raise
-        if first is None:
-            self.close()
-            what = f"IMAGE message from device {self.device}" if self.device else "IMAGE message"
-            raise SourceDisconnected(f"{self.name}: connected, but no {what} within {self.first_frame_timeout_s:g} s")
+        what = f"IMAGE message from device {self.device}" if self.device else "IMAGE message"
+        self._thread, first = start_reader(
+            self._read_loop, (sock, self._stop, self._slot, messages), "sonolens-igtl", self._slot,
+            self.first_frame_timeout_s, self.close,
+            f"{self.name}: connected, but no {what} within {self.first_frame_timeout_s:g} s")
         height, width = first[0].shape[:2]
         self.info = SourceInfo(name=self.name, kind="igtl", width=width, height=height, fps=None,
                                frame_count=None, live=True)

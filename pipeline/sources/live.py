@@ -15,12 +15,31 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
 
-from ..errors import SourceError
+from ..errors import SourceDisconnected, SourceError
 
-__all__ = ["LatestFrame"]
+__all__ = ["LatestFrame", "start_reader"]
+
+
+def start_reader(target: Callable[..., None], args: tuple, name: str, slot: LatestFrame, timeout_s: float,
+                 close: Callable[[], None], no_frame: str) -> tuple[threading.Thread, tuple[np.ndarray, float | None]]:
+    """Start a live source's reader thread and wait up to ``timeout_s`` for its first frame (``open()`` learns the
+    frame size from it). On the reader's error or when no frame came, ``close()`` the source and raise
+    (``SourceDisconnected(no_frame)`` for silence, so the reconnect policy can wait for a late start)."""
+    thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+    thread.start()
+    try:
+        first = slot.peek(timeout_s)
+    except SourceError:
+        close()
+        raise
+    if first is None:
+        close()
+        raise SourceDisconnected(no_frame)
+    return thread, first
 
 
 class LatestFrame:
