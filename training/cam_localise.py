@@ -288,10 +288,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def cli_main(argv: list[str]) -> int:
     from .config import resolve_path
-    from .external_eval import _named
+    from .external_eval import named_path
 
     args = _parser().parse_args(argv)
-    models = [(n, str(resolve_path(p))) for n, p in (_named(m) for m in args.model)]
+    models = [(n, str(resolve_path(p))) for n, p in (named_path(m) for m in args.model)]
     if len({n for n, _ in models}) != len(models):
         raise ConfigError("two --model entries have the same name; use NAME=PATH")
     sets = localisation_sets(args.datasets_root, resolve_path(args.split_file) if args.split_file else None,

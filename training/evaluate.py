@@ -63,7 +63,7 @@ def _prf(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return precision, recall, f1
 
 
-def _auc_weighted(scores: np.ndarray, positive: np.ndarray, weights: np.ndarray) -> np.ndarray:
+def auc_weighted(scores: np.ndarray, positive: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """ROC-AUC (Mann-Whitney, ties count ½) for each row of count weights [B, N]; NaN where one class is absent.
 
     With multiplicity weights the rank-sum formula becomes: AUC = Σ_pos w_i (F_neg(<s_i) + ½ F_neg(=s_i)) /
@@ -132,7 +132,7 @@ def evaluate_predictions(y_true: Sequence[int], probs: np.ndarray, class_names: 
     is_pos = y == pos_idx  # all False when the positive class is not the model's
     both = bool(0 < is_pos.sum() < len(y))
     if both:
-        auc = float(_auc_weighted(p[:, pos_idx], is_pos, np.ones((1, len(y))))[0])
+        auc = float(auc_weighted(p[:, pos_idx], is_pos, np.ones((1, len(y))))[0])
         called = pred == pos_idx
         result.update({"auc_positive": auc,
                        "sensitivity": float((called & is_pos).sum() / is_pos.sum()),
@@ -152,7 +152,7 @@ def evaluate_predictions(y_true: Sequence[int], probs: np.ndarray, class_names: 
         result.update({"n_boot": int(n_boot), "boot_seed": int(seed), "accuracy_ci95": _ci(acc),
                        "macro_f1_ci95": _ci(macro), "auc_malignant_ci95": None})
         if both:
-            auc_ci = _ci(_auc_weighted(p[:, pos_idx], is_pos, w))
+            auc_ci = _ci(auc_weighted(p[:, pos_idx], is_pos, w))
             tp, pos_n = (w * (called & is_pos)).sum(axis=1), (w * is_pos).sum(axis=1)
             tn, neg_n = (w * (~called & ~is_pos)).sum(axis=1), (w * ~is_pos).sum(axis=1)
             ok = (pos_n > 0) & (neg_n > 0)

@@ -436,7 +436,9 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _named(item: str) -> tuple[str, str]:
+def named_path(item: str) -> tuple[str, str]:
+    """``NAME=PATH`` → (NAME, PATH); a bare ``PATH`` is named by its file stem (``--model`` of external-eval,
+    cam-localise)."""
     name, sep, path = item.partition("=")
     if sep and name and path:
         return name, path
@@ -457,7 +459,7 @@ def cli_main(argv: list[str]) -> int:
     per_image: list[dict[str, Any]] = []
     threshold = None
     for item in args.model:
-        name, path = _named(item)
+        name, path = named_path(item)
         res = evaluate(resolve_path(path), args.datasets_root, split, which=which, roi_mode=args.roi,
                        n_boot=args.n_boot, seed=args.seed)
         res["model"] = path
@@ -466,7 +468,7 @@ def cli_main(argv: list[str]) -> int:
         rows += [(name, m) for m in res["sets"].values()]
         per_image += [{"model": name, **r} for r in res["per_image"]]
     for item in args.from_json:
-        name, path = _named(item)
+        name, path = named_path(item)
         m = from_eval_json(resolve_path(path), resolve_path(args.busi_split), args.n_boot, args.seed)
         out["from_json"][name] = m
         rows.append((f"{name} (stored probabilities)", m))

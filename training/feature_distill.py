@@ -124,11 +124,11 @@ def run_feature(cfg: dict[str, Any], resume: str | Path | None = None):
     from .data import ImageDataset
     from .train import (
         RunResult,
-        _amp_dtype,
-        _fmt,
+        autocast_dtype,
         build_model,
         build_optimizer,
         build_scheduler,
+        csv_value,
         environment,
         lut_tensor,
         maybe_cached,
@@ -176,7 +176,7 @@ def run_feature(cfg: dict[str, Any], resume: str | Path | None = None):
     both = torch.nn.ModuleDict({"student": model, "proj": proj})
     optimizer = build_optimizer(both, cfg)
     scheduler = build_scheduler(optimizer, cfg, steps_per_epoch)
-    amp_dtype = _amp_dtype(cfg, device)
+    amp_dtype = autocast_dtype(cfg, device)
     kind = str(fcfg["loss"])
     feature_loss(torch.zeros(1, 2), torch.ones(1, 2), kind)  # a bad feature.loss fails before any training
 
@@ -275,7 +275,7 @@ def run_feature(cfg: dict[str, Any], resume: str | Path | None = None):
         row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], "train_loss": tot / max(1, n),
                "train_cos": cos_tot / max(1, n), "val_loss": val_loss, "val_cos": val_cos, "train_s": train_s,
                "val_s": val_s, "best": int(improved)}
-        history.append({k: _fmt(v) for k, v in row.items()})
+        history.append({k: csv_value(v) for k, v in row.items()})
         prov = {**provenance, "epoch": epoch, "val_feature_loss": val_loss, "val_cosine": val_cos}
         if improved:
             save_checkpoint(model, best_path, model_name=cfg["model"]["name"], provenance=prov)

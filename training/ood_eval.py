@@ -35,7 +35,7 @@ from sonolens.pipeline.errors import ConfigError
 
 from . import ood
 from .calibrate import calibration_summary, reliability_diagram
-from .evaluate import _auc_weighted, wilson
+from .evaluate import auc_weighted, wilson
 
 TIE = 0.005
 
@@ -63,13 +63,13 @@ def auroc(in_scores: np.ndarray, out_scores: np.ndarray, *, out_groups: list[str
     bootstrap 95 % CI that resamples each side separately (the out side by whole groups when ``out_groups``)."""
     s = np.r_[np.asarray(in_scores, np.float64), np.asarray(out_scores, np.float64)]
     pos = np.r_[np.zeros(len(in_scores), bool), np.ones(len(out_scores), bool)]
-    value = float(_auc_weighted(s, pos, np.ones((1, len(s))))[0])
+    value = float(auc_weighted(s, pos, np.ones((1, len(s))))[0])
     if n_boot <= 0:
         return value, None
     rng = np.random.default_rng(seed)
     w = np.concatenate([_group_weights(None, len(in_scores), n_boot, rng),
                         _group_weights(out_groups, len(out_scores), n_boot, rng)], axis=1)
-    boots = _auc_weighted(s, pos, w)
+    boots = auc_weighted(s, pos, w)
     boots = boots[np.isfinite(boots)]
     return value, [float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))]
 

@@ -415,7 +415,7 @@ def load_teacher(cfg: dict[str, Any], class_names: Sequence[str], device):
     return teacher.to(device).eval()
 
 
-def _amp_dtype(cfg: dict[str, Any], device):
+def autocast_dtype(cfg: dict[str, Any], device):
     import torch
 
     amp = cfg["train"]["amp"]
@@ -442,7 +442,8 @@ def _write_history(path: Path, rows: list[dict[str, Any]]) -> None:
     os.replace(tmp, path)
 
 
-def _fmt(v: Any) -> Any:
+def csv_value(v: Any) -> Any:
+    """A metrics-CSV cell: floats to 6 significant digits, anything else as it is."""
     return f"{v:.6g}" if isinstance(v, float) else v
 
 
@@ -588,7 +589,7 @@ def run(mode: str, cfg: dict[str, Any], resume: str | Path | None = None) -> Run
                if mode == "distill" else KDLoss(1.0, 0.0, 1.0, cfg["train"]["label_smoothing"]))
     optimizer = build_optimizer(core, cfg)
     scheduler = build_scheduler(optimizer, cfg, steps_per_epoch)
-    amp_dtype = _amp_dtype(cfg, device)
+    amp_dtype = autocast_dtype(cfg, device)
 
     # ---- provenance and run directory
     data_prov: dict[str, Any] = {"dataset": Path(str(cfg["data"]["root"])).name,
@@ -707,7 +708,7 @@ def run(mode: str, cfg: dict[str, Any], resume: str | Path | None = None) -> Run
                "val_loss": vm["loss"], "val_acc": vm["accuracy"], "val_macro_f1": vm["macro_f1"],
                "val_auc_malignant": vm.get("auc_malignant"), "train_s": train_s, "val_s": val_s,
                "best": int(improved)}
-        history.append({k: _fmt(v) for k, v in row.items()})
+        history.append({k: csv_value(v) for k, v in row.items()})
         if d.main:
             prov = {**provenance, "epoch": epoch, "val_accuracy": vm["accuracy"], "val_macro_f1": vm["macro_f1"]}
             if improved:

@@ -262,7 +262,7 @@ def test_auc_agrees_with_the_eval_module_and_handles_ties():
     rng = np.random.default_rng(0)
     s = np.round(rng.random(60), 1)  # many ties
     y = rng.random(60) < 0.4
-    ref = float(ev._auc_weighted(s, y, np.ones((1, 60)))[0])
+    ref = float(ev.auc_weighted(s, y, np.ones((1, 60)))[0])
     assert xe.auc(s, y) == pytest.approx(ref, abs=1e-12)
     assert xe.auc(np.array([0.1, 0.2, 0.3, 0.4]), np.array([0, 0, 1, 1], bool)) == 1.0
     assert xe.auc(np.array([0.5, 0.5]), np.array([0, 1], bool)) == 0.5
