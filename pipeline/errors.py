@@ -28,3 +28,12 @@ class SourceDisconnected(SourceError):
     The capture thread's reconnect policy (``pipeline.reconnect``) reopens the source after a back-off when the
     user asked for it (``--reconnect``); otherwise it ends the run like any ``SourceError``.
     """
+
+
+def reason(exc: BaseException, limit: int = 160) -> str:
+    """An error's cause in one short line, for the one-line messages users see: the OS's or FFmpeg's own words
+    (``No space left on device``, ``Invalid data found when processing input``) without errno or file name when the
+    error carries them (``strerror``), else the first line of its text, else its type; at most ``limit`` chars."""
+    text = getattr(exc, "strerror", None) or (str(exc).strip().splitlines() or [""])[0] or type(exc).__name__
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

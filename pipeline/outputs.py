@@ -8,16 +8,10 @@ so a crash or a full disk leaves either the old file or the new one, never half 
 
 from __future__ import annotations
 
-import errno
 import os
 from pathlib import Path
 
-from .errors import ConfigError, SonolensError
-
-
-def reason(exc: OSError) -> str:
-    """The OS's words for an error (``No space left on device``), without Python's ``[Errno N]`` prefix."""
-    return exc.strerror or os.strerror(exc.errno or errno.EIO) if exc.errno else str(exc)
+from .errors import ConfigError, SonolensError, reason
 
 
 def check_writable(path: str | os.PathLike, what: str) -> Path:
@@ -62,4 +56,4 @@ def write_text_atomic(path: str | os.PathLike, text: str, what: str) -> None:
         raise SonolensError(f"writing the {what} to {p} failed: {reason(exc)}") from None
 
 
-__all__ = ["check_writable", "write_text_atomic", "reason"]
+__all__ = ["check_writable", "write_text_atomic"]

@@ -19,9 +19,8 @@ from typing import IO, Any
 
 import numpy as np
 
-from .errors import ConfigError, SonolensError
+from .errors import ConfigError, SonolensError, reason
 from .messages import STAGES, Result, Timings
-from .outputs import reason
 from .stats import LatencyHistogram
 
 CSV_FIELDS = ("index", "status", "pts_s", "t_captured_ns", "t_enqueued_ns", "t_dequeued_ns", "t_preprocessed_ns",

@@ -34,7 +34,7 @@ import av
 import numpy as np
 from av.video.stream import VideoStream
 
-from .errors import ConfigError, SourceError
+from .errors import ConfigError, SourceError, reason
 
 __all__ = ["VideoWriter", "pick_codec", "fps_fraction", "TIMESTAMP_BASE"]
 
@@ -101,7 +101,7 @@ class VideoWriter:
             with open(self.path, "wb"):
                 pass
         except OSError as exc:
-            raise ConfigError(f"cannot write video {self.path}: {_reason(exc)}") from None
+            raise ConfigError(f"cannot write video {self.path}: {reason(exc)}") from None
         # fragmented: a self-contained fragment at every keyframe, and FFmpeg's write buffer flushed at every packet,
         # so each finished fragment is in the file (not in a 256 KiB buffer) when the process is killed
         options = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"} if fragmented \
@@ -109,7 +109,7 @@ class VideoWriter:
         try:
             self._container = av.open(str(self.path), mode="w", format="mp4", options=options)
         except (OSError, av.FFmpegError) as exc:
-            raise ConfigError(f"cannot write video {self.path}: {_reason(exc)}") from None
+            raise ConfigError(f"cannot write video {self.path}: {reason(exc)}") from None
         if size is not None:
             self._open_stream(int(size[0]), int(size[1]))
 
@@ -171,7 +171,7 @@ class VideoWriter:
                 self._container.mux(packet)
         except (OSError, av.FFmpegError) as exc:
             raise SourceError(f"writing video {self.path} failed at frame {self.frames_written}: "
-                              f"{_reason(exc)}") from None
+                              f"{reason(exc)}") from None
         self.frames_written += 1
 
     def _next_pts(self, pts_s: float | None) -> int:
@@ -213,7 +213,7 @@ class VideoWriter:
         if self.frames_written == 0:
             self.path.unlink(missing_ok=True)  # an MP4 with no stream is not a video; leave nothing behind
         if error is not None:
-            raise SourceError(f"finishing video {self.path} failed: {_reason(error)}")
+            raise SourceError(f"finishing video {self.path} failed: {reason(error)}")
 
     def __enter__(self) -> VideoWriter:
         return self
@@ -234,8 +234,3 @@ class VideoWriter:
             except Exception:  # noqa: BLE001
                 pass
 
-
-def _reason(exc: BaseException) -> str:
-    """A short one-line reason from an OS/FFmpeg error."""
-    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-    return " ".join(str(text).split())

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import SourceError
+from ..errors import SourceError, reason
 from ..messages import RawFrame
 from .base import Source, SourceInfo
 
@@ -122,8 +122,9 @@ def _import_pydicom(name: str) -> Any:
 
 
 def _reason(err: BaseException) -> str:
-    text = (str(err).strip().splitlines() or [""])[0][:160]
-    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+    """``reason`` with the error's type in front (pydicom's messages rarely say what kind of failure they are)."""
+    why, kind = reason(err), type(err).__name__
+    return kind if why == kind else f"{kind}: {why}"
 
 
 def _syntax_name(uid: Any) -> str:

@@ -36,7 +36,7 @@ import cv2
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from ..errors import SourceDisconnected, SourceError
+from ..errors import SourceDisconnected, SourceError, reason
 from ..orientation import apply_orientation, frame_orientation
 
 log = logging.getLogger(__name__)
@@ -51,15 +51,6 @@ GUESSED_TIMESTAMP_FORMATS = frozenset({
 
 _DISCONNECT_ERRNOS = {errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED, errno.ETIMEDOUT, errno.EPIPE,
                       errno.EIO, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ENETDOWN, errno.EAGAIN}
-
-
-def _reason(err: BaseException) -> str:
-    """FFmpeg's own words ("Connection refused"), one line, without errno and URL."""
-    strerror = getattr(err, "strerror", None)
-    if strerror:
-        return str(strerror)
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _is_disconnect(err: BaseException) -> bool:
@@ -115,12 +106,12 @@ class StreamCapture:
         self._delivered = 0
 
     def _raise_open_error(self, err: BaseException, timeout_s: float) -> None:
-        reason = _reason(err)
+        why = reason(err)
         if isinstance(err, getattr(av, "ExitError", ())):
-            reason = f"no answer within {timeout_s:g} s"
+            why = f"no answer within {timeout_s:g} s"
         if _is_disconnect(err):
-            raise SourceDisconnected(f"{self.name} is not reachable ({reason})") from None
-        raise SourceError(f"{self.name} could not be opened ({reason})") from None
+            raise SourceDisconnected(f"{self.name} is not reachable ({why})") from None
+        raise SourceError(f"{self.name} could not be opened ({why})") from None
 
     def _rate(self) -> float | None:
         stream = self._stream
@@ -173,8 +164,8 @@ class StreamCapture:
                         "support range requests (serve it from one that does, or move the index to the front: "
                         "ffmpeg -i IN -c copy -movflags +faststart OUT)") from None
                 if _is_disconnect(err):
-                    raise SourceDisconnected(f"{self.name}: connection lost ({_reason(err)})") from None
-                raise SourceError(f"{self.name}: the stream cannot be decoded ({_reason(err)})") from None
+                    raise SourceDisconnected(f"{self.name}: connection lost ({reason(err)})") from None
+                raise SourceError(f"{self.name}: the stream cannot be decoded ({reason(err)})") from None
             if frame is None:
                 if self.finite:
                     return None

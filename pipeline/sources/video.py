@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from ..errors import SourceError
+from ..errors import SourceError, reason
 from ..messages import RawFrame
 from ..orientation import apply_orientation, frame_orientation
 from .base import Source, SourceInfo
@@ -49,11 +49,6 @@ def _check_file(path: Path) -> None:
         raise SourceError(f"{path} is a directory, not a video file")
     if not path.is_file():
         raise SourceError(f"{path} is not a regular file")
-
-
-def _ffmpeg_reason(err: Exception) -> str:
-    """FFmpeg's own words ("Invalid data found when processing input"), without errno and file name."""
-    return getattr(err, "strerror", None) or str(err) or type(err).__name__
 
 
 # Demuxers of elementary streams: their timestamps are FFmpeg's invention (a frame counter at a guessed 25 fps).
@@ -254,7 +249,7 @@ class VideoSource(Source):
         try:
             container = av.open(str(self.path), mode="r")
         except av.FFmpegError as err:
-            raise SourceError(f"{self.name} is not a readable video ({_ffmpeg_reason(err)})") from None
+            raise SourceError(f"{self.name} is not a readable video ({reason(err)})") from None
         self._container = container
         if not container.streams.video:
             kinds = sorted({s.type for s in container.streams})
@@ -290,7 +285,7 @@ class VideoSource(Source):
                     break
                 skipped += 1
         except av.FFmpegError as err:
-            raise SourceError(f"{self.name}: the first frame cannot be decoded ({_ffmpeg_reason(err)})") from None
+            raise SourceError(f"{self.name}: the first frame cannot be decoded ({reason(err)})") from None
         self._first = RawFrame(self._to_rgb(first), pts)
         self._fresh_decoder, self._fresh_timeline = decoder, timeline
         height, width = self._first.pixels.shape[:2]
@@ -359,14 +354,14 @@ class VideoSource(Source):
                     return itertools.chain([frame], decoder)
                 log.debug("%s: seek to %.3f s landed later; decoding from the start", self.name, start_s)
             except av.FFmpegError as err:
-                log.debug("%s: seek failed (%s); reopening", self.name, _ffmpeg_reason(err))
+                log.debug("%s: seek failed (%s); reopening", self.name, reason(err))
         # From the start, no timestamps to seek by, or a container that cannot seek: decode again from the beginning
         # (a seek to 0 can skip an untimestamped pre-roll keyframe, which the frames after it need).
         self._container.close()
         try:
             self._container = av.open(str(self.path), mode="r")
         except av.FFmpegError as err:
-            raise SourceError(f"{self.name} can no longer be read ({_ffmpeg_reason(err)})") from None
+            raise SourceError(f"{self.name} can no longer be read ({reason(err)})") from None
         self._stream = self._container.streams.video[0]
         self._stream.thread_type = self.thread_type
         return self._container.decode(self._stream)
@@ -407,7 +402,7 @@ class VideoSource(Source):
                     yielded += 1
         except av.FFmpegError as err:
             raise SourceError(
-                f"{self.name}: decoding failed after {yielded} frames ({_ffmpeg_reason(err)})"
+                f"{self.name}: decoding failed after {yielded} frames ({reason(err)})"
             ) from None
         expected = self.info.frame_count
         if from_start and start_s <= 0 and expected and yielded < expected - 1:
