@@ -116,3 +116,13 @@ def test_broken_pipe_is_quiet(random_student):
                                           (["--ema", "1.5"], "--ema")])
 def test_impossible_flags_are_one_line(flags, needle):
     assert_one_line_error(sonolens_proc("run", str(SAMPLE), "--model", "off", "--max-rate", *flags), needle)
+
+
+def test_a_source_cut_while_being_read_is_exit_2_and_keeps_the_frames_before(tmp_path):
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(SAMPLE.read_bytes()[:800_000])  # the index is at the front: the file opens, then ends early
+    rep = tmp_path / "r.json"
+    line = assert_one_line_error(sonolens_proc("run", str(cut), "--model", "off", "--max-rate", "--json", str(rep)),
+                                 "cut.mp4 ends after")
+    report = json.loads(rep.read_text())
+    assert report["error"] in line and 0 < report["frames_processed"] < 360
