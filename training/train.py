@@ -7,8 +7,13 @@ The three modes differ by config only:
 * ``feature``  — stage 1 of the cross-hospital recipe (``training.feature_distill``): the student's pooled features
   matched to a frozen ImageNet EfficientNet-Lite's, no labels;
 * ``distill``  — the student with ``KDLoss``: a frozen teacher (eval mode, ``torch.no_grad``) sees the SAME
-  augmented batch as the student; the augmentation produces un-normalised [0, 1] images and each model gets its
-  own normalisation (and input size), so teacher and student need not share mean/std.
+  augmented batch as the student (``kd.teacher_view: same``); the augmentation produces un-normalised [0, 1]
+  images and each model gets its own normalisation (and input size), so teacher and student need not share
+  mean/std. ``kd.teacher_view: clean`` instead computes the teacher's logits once, on every training image as the
+  runtime would feed it (``runtime_resized``, no augmentation), and each step's KD term reads those per-image
+  soft targets (``clean_teacher_logits``): the loop then costs what ``baseline`` costs, at the price of targets
+  that ignore the view the student sees (Beyer et al. 2022, "Knowledge distillation: a good teacher is patient
+  and consistent", find consistent views better — a choice for a 2-core CPU, not for a GPU).
 
 Scaling: the same config runs on one CPU, one GPU or several processes under ``torchrun`` (PyTorch DDP:
 the process group is initialised when ``WORLD_SIZE`` is set, gloo on CPU / nccl on GPU, ``DistributedSampler``,
@@ -120,6 +125,20 @@ class CachedImageDataset:
         if self.transform is not None:
             image = self.transform(image)
         return image, self.targets[i]
+
+
+class IndexedDataset:
+    """``dataset`` whose items also carry their index: ``(image, target, i)`` (per-image cached soft targets)."""
+
+    def __init__(self, base):
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int):
+        image, target = self.base[i]
+        return image, target, i
 
 
 def runtime_resized(samples, input_size: Sequence[int]):
@@ -339,15 +358,11 @@ class EpochStats:
                             dtype=torch.float64, device=device)
 
 
-def evaluate_cached(model, images_u8, targets, spec, device, batch_size: int,
-                    class_names: Sequence[str], amp_dtype=None) -> dict[str, Any]:
-    """Loss/accuracy/macro-F1/AUC of ``model`` on uint8 images [N, 1, H, W] already resized to ``spec.input_size``
-    (``runtime_resized``), normalised as the runtime does (``validation_input``); ``ValueError`` on a size
-    mismatch."""
+def predict_cached(model, images_u8, spec, device, batch_size: int, amp_dtype=None):
+    """float32 CPU logits [N, C] of ``model`` (put in eval mode) on uint8 images [N, 1, H, W] already resized to
+    ``spec.input_size`` (``runtime_resized``), normalised as the runtime does (``validation_input``);
+    ``ValueError`` on a size mismatch."""
     import torch
-    import torch.nn.functional as F
-
-    from .evaluate import evaluate_predictions
 
     if tuple(images_u8.shape[-2:]) != tuple(spec.input_size):
         raise ValueError(f"validation images are {tuple(images_u8.shape[-2:])}, the model expects "
@@ -360,7 +375,18 @@ def evaluate_cached(model, images_u8, targets, spec, device, batch_size: int,
             x = validation_input(images_u8[i:i + batch_size].to(device, non_blocking=True), lut)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 logits.append(model(x).float().cpu())
-    logits_t = torch.cat(logits)
+    return torch.cat(logits)
+
+
+def evaluate_cached(model, images_u8, targets, spec, device, batch_size: int,
+                    class_names: Sequence[str], amp_dtype=None) -> dict[str, Any]:
+    """Loss/accuracy/macro-F1/AUC of ``model`` on uint8 images [N, 1, H, W] (``predict_cached``)."""
+    import torch
+    import torch.nn.functional as F
+
+    from .evaluate import evaluate_predictions
+
+    logits_t = predict_cached(model, images_u8, spec, device, batch_size, amp_dtype)
     y = torch.as_tensor(targets)
     loss = float(F.cross_entropy(logits_t, y))
     probs = torch.softmax(logits_t, dim=1).numpy()
@@ -533,6 +559,8 @@ def run(mode: str, cfg: dict[str, Any], resume: str | Path | None = None) -> Run
         if tp is None or not Path(tp).is_file():
             raise ConfigError(f"distill needs teacher.checkpoint=PATH to a teacher's best.pt "
                               f"('sonolens train teacher' first); got {cfg['teacher']['checkpoint']!r}")
+    if cfg["kd"]["teacher_view"] not in ("same", "clean"):
+        raise ConfigError(f"kd.teacher_view must be 'same' or 'clean', not {cfg['kd']['teacher_view']!r}")
     owns_group = not (dist.is_available() and dist.is_initialized())
     device, d = setup_process(cfg)
     owns_group = owns_group and d.enabled
@@ -542,7 +570,7 @@ def run(mode: str, cfg: dict[str, Any], resume: str | Path | None = None) -> Run
                                                                 ri.input_size, ri.aug)
     # Un-normalised [0, 1] output; each model normalises with its own mean/std on the device.
     transform = train_transform(input_size, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), cfg=aug)
-    train_ds = maybe_cached(cfg, ImageDataset(train_samples, class_names, transform), input_size)
+    train_ds = IndexedDataset(maybe_cached(cfg, ImageDataset(train_samples, class_names, transform), input_size))
     val_targets = ImageDataset(val_samples, class_names).targets
     val_images = runtime_resized(val_samples, input_size)
 
@@ -575,8 +603,13 @@ def run(mode: str, cfg: dict[str, Any], resume: str | Path | None = None) -> Run
     model_name = cfg["model"]["name"]
     s_spec = model.sonolens_spec
     teacher = None
+    clean_targets = None  # kd.teacher_view: clean — [N_train, C] teacher logits, CPU
     if mode == "distill":
         teacher = load_teacher(cfg, class_names, device)
+        if cfg["kd"]["teacher_view"] == "clean":
+            t_spec = teacher.sonolens_spec
+            clean_targets = predict_cached(teacher, runtime_resized(train_samples, t_spec.input_size), t_spec,
+                                           device, world_batch, autocast_dtype(cfg, device))
     model.to(device)
     if cfg["train"]["sync_bn"] and d.enabled:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -606,7 +639,7 @@ def run(mode: str, cfg: dict[str, Any], resume: str | Path | None = None) -> Run
     if teacher is not None:
         provenance["teacher"] = {"checkpoint": str(cfg["teacher"]["checkpoint"]),
                                  "arch": teacher.sonolens_spec.arch,
-                                 "kd": {k: float(v) for k, v in kd.items()}}
+                                 "kd": {k: (v if isinstance(v, str) else float(v)) for k, v in kd.items()}}
 
     start_epoch = 0
     best: dict[str, Any] = {"epoch": -1, "val_acc": -1.0, "val_loss": math.inf}
@@ -664,12 +697,14 @@ def run(mode: str, cfg: dict[str, Any], resume: str | Path | None = None) -> Run
 
         bar = tqdm(loader, desc=f"{cfg['name']} {epoch + 1}/{epochs}", leave=False, disable=not show,
                    file=sys.stderr, dynamic_ncols=True)
-        for x01, y in bar:
+        for x01, y, idx in bar:
             x01 = x01.to(device, non_blocking=True)
             y = y.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 t_logits = None
-                if teacher is not None:
+                if clean_targets is not None:
+                    t_logits = clean_targets[idx].to(device, non_blocking=True)
+                elif teacher is not None:
                     with torch.no_grad():
                         t_logits = teacher(model_input(x01, teacher.sonolens_spec)).float()
                 s_logits = model(model_input(x01, s_spec)).float()

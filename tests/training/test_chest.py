@@ -147,7 +147,7 @@ def test_nanoray_configs():
     assert cfgs["nanoray_teacher_paper"]["model"]["name"] == "vit_nanoray_paper"
     d, b = cfgs["nanoray_distill_offline"], cfgs["nanoray_baseline"]
     assert d["model"]["name"] == "mobilenetv3_small_100"
-    assert d["kd"] == {"w_hard": 0.75, "w_kd": 0.25, "temperature": 4.0}
+    assert d["kd"] == {"w_hard": 0.75, "w_kd": 0.25, "temperature": 4.0, "teacher_view": "same"}
     assert d["teacher"]["checkpoint"] == f"runs/{cfgs['nanoray_teacher_offline']['name']}/best.pt"
     # Same student, data and budget: the runs differ only by the teacher.
     for key in ("data", "augment", "model", "optim", "sched", "train", "seed"):

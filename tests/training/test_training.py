@@ -184,7 +184,7 @@ def test_distill_and_baseline_share_the_budget():
     d, b = load_config("busi_distill_offline"), load_config("busi_baseline")
     for section in ("data", "model", "optim", "sched", "train", "augment"):
         assert d[section] == b[section], section
-    assert d["kd"] == {"w_hard": 0.5, "w_kd": 0.5, "temperature": 4.0}
+    assert d["kd"] == {"w_hard": 0.5, "w_kd": 0.5, "temperature": 4.0, "teacher_view": "same"}
 
 
 def test_config_overrides():
@@ -407,6 +407,54 @@ def test_distill_teacher_frozen_and_sees_the_same_batch(dataset, teacher_run, tm
         assert t_raw.min() >= -1e-5 and t_raw.max() <= 1 + 1e-5
     prov = load_checkpoint(out / "best.pt").sonolens_spec.provenance
     assert prov["mode"] == "distill" and prov["teacher"]["arch"] == "hybrid_offline"
+
+
+def test_distill_clean_view_reads_the_teachers_logits_on_runtime_images(dataset, teacher_run, tmp_path,
+                                                                        monkeypatch):
+    """kd.teacher_view=clean: the teacher never sees an augmented batch; every KD target row is the teacher's
+    logits on that training image as the runtime feeds it, for the image's own label."""
+    from sonolens.training import losses
+
+    calls: list[tuple[torch.Tensor, torch.Tensor]] = []
+    teacher_batches: list[int] = []
+    holder = {}
+    real_load_teacher = tr.load_teacher
+
+    class RecordingKD(KDLoss):
+        def forward(self, s, y, t=None):
+            calls.append((t.detach().clone(), y.clone()))
+            return super().forward(s, y, t)
+
+    def load_teacher(*a, **k):
+        t = real_load_teacher(*a, **k)
+        t.register_forward_pre_hook(lambda mod, inp: teacher_batches.append(int(inp[0].shape[0])))
+        holder["teacher"] = t
+        return t
+
+    monkeypatch.setattr(losses, "KDLoss", RecordingKD)
+    monkeypatch.setattr(tr, "load_teacher", load_teacher)
+    out = tmp_path / "distill_clean"
+    cfg = load_config("busi_distill_offline", _tiny(dataset, out, f"teacher.checkpoint={teacher_run / 'best.pt'}",
+                                                    "kd.teacher_view=clean"))
+    tr.run("distill", cfg)
+    assert all(float(r["train_kd"]) > 0 for r in _check_run_dir(out))
+    ri = tr.prepare_run(cfg)
+    # The teacher ran on the 9 clean training images and the validation images only — never inside the loop.
+    assert sum(teacher_batches) == len(ri.train_samples) + len(ri.val_samples)
+    teacher = holder["teacher"]
+    spec = teacher.sonolens_spec
+    expected = tr.predict_cached(teacher, tr.runtime_resized(ri.train_samples, spec.input_size), spec,
+                                 torch.device("cpu"), 4)
+    labels = torch.as_tensor([ri.class_names.index(s.label) for s in ri.train_samples])
+    assert len(calls) == 2 * 2  # 2 steps x 2 epochs
+    for t_logits, y in calls:
+        for row, label in zip(t_logits, y):
+            match = [i for i in range(len(expected)) if torch.allclose(row, expected[i], atol=1e-5)]
+            assert match and all(int(labels[i]) == int(label) for i in match)
+    with pytest.raises(ConfigError, match="teacher_view"):
+        tr.run("distill", load_config("busi_distill_offline",
+                                      _tiny(dataset, tmp_path / "x", f"teacher.checkpoint={teacher_run / 'best.pt'}",
+                                            "kd.teacher_view=augmented")))
 
 
 def test_resume_reproduces_an_uninterrupted_run(dataset, baseline_run, tmp_path, monkeypatch):
