@@ -28,7 +28,17 @@ DATASET_CITATIONS = {
     "busi": "W. Al-Dhabyani, M. Gomaa, H. Khaled, A. Fahmy, Dataset of breast ultrasound images, Data in Brief "
             "28:104863, 2020, doi:10.1016/j.dib.2019.104863 (CC BY 4.0)",
     "chest_xray_kermany": "D. Kermany et al., Cell 172(5):1122-1131, 2018; data doi:10.17632/rscbjbr9sj.2 (CC BY 4.0)",
+    "bus_uclm": "N. Vallez, G. Bueno, O. Deniz, M. A. Rienda, C. Pastor, BUS-UCLM: Breast ultrasound lesion "
+                "segmentation dataset, Scientific Data 12:242, 2025, doi:10.1038/s41597-025-04562-3; data "
+                "doi:10.17632/7fvgj4jsp7 (research, non-commercial use)",
 }
+
+
+def data_citation(dataset: str) -> str | None:
+    """The citation of a training dataset label: one name (``busi``) or several joined by "+" (``bus_uclm+busi``,
+    from ``training.train.data_provenance``), each cited; ``None`` if any part is unknown."""
+    parts = [DATASET_CITATIONS.get(name) for name in str(dataset).split("+")]
+    return None if not parts or None in parts else "; ".join(p for p in parts if p)
 
 
 def build_spec(model: nn.Module, overrides: dict[str, Any] | None = None, *, opset: int = 17) -> ModelSpec:
@@ -50,8 +60,9 @@ def build_spec(model: nn.Module, overrides: dict[str, Any] | None = None, *, ops
     }
     provenance.update(spec.provenance)
     provenance.update(overrides.pop("provenance", None) or {})
-    if provenance.get("dataset") in DATASET_CITATIONS:  # derived weights carry their data's citation
-        provenance.setdefault("data_citation", DATASET_CITATIONS[provenance["dataset"]])
+    citation = data_citation(provenance.get("dataset", ""))
+    if citation:  # derived weights carry their data's citation
+        provenance.setdefault("data_citation", citation)
     return replace(replace(spec, has_cam=True, trained=False, provenance=provenance), **overrides)
 
 

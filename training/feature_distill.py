@@ -129,6 +129,7 @@ def run_feature(cfg: dict[str, Any], resume: str | Path | None = None):
         build_optimizer,
         build_scheduler,
         csv_value,
+        data_provenance,
         environment,
         lut_tensor,
         maybe_cached,
@@ -200,9 +201,7 @@ def run_feature(cfg: dict[str, Any], resume: str | Path | None = None):
                 tot, cos_tot, n = tot + float(loss) * b, cos_tot + float(cos) * b, n + b
         return tot / max(1, n), cos_tot / max(1, n)
 
-    data_prov: dict[str, Any] = {"dataset": Path(str(cfg["data"]["root"])).name,
-                                 "split": Path(str(cfg["data"]["split_csv"])).name if cfg["data"]["split_csv"]
-                                 else "folders", "train_n": len(train_samples), "val_n": len(val_samples)}
+    data_prov = data_provenance(cfg, len(train_samples), len(val_samples))
     env = environment(device, d)
     provenance = {"mode": "feature", "run": cfg["name"], "config_sha256": config_hash(cfg), "seed": seed,
                   "git_commit": env["git"]["commit"], **data_prov,

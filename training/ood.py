@@ -233,7 +233,10 @@ def repo_file(rel: str) -> Path:
 
 
 SPLITS = {"busi": ("datasets/busi", "split_csv/busi.csv"),
+          "bus_uclm+busi": ("datasets", "split_csv/busi_uclm.csv"),  # the two-hospital breast model
           "chest_xray_kermany": ("datasets/chest_xray_kermany", "split_csv/chest_xray.csv")}
+BREAST = ("busi", "bus_uclm+busi")
+IN_DOMAIN_NAME = {"busi": "BUSI", "bus_uclm+busi": "BUSI + BUS-UCLM"}
 
 
 def dataset_of(spec: ModelSpec) -> str:
@@ -254,7 +257,9 @@ def suite_sets(spec: ModelSpec, shared: Path, stage: str) -> list[ImageSet]:
 
     * ``select`` — in-domain **validation** split, and far sets used to choose the method: the other modality's
       validation/training images, all lung and ocular clips, photograph *crops* (seed 1), noise (seed 1); for the
-      breast model also BUS-UCLM as a ``near`` set (another breast scanner), shown beside the table, not chosen on;
+      BUSI-only breast model also BUS-UCLM as a ``near`` set (another breast scanner), shown beside the table, not
+      chosen on (for the two-hospital model, ``bus_uclm+busi``, BUS-UCLM is in-domain: its val/test rows are in the
+      union split's);
     * ``report`` — in-domain **test** split, far sets (other modality's test split, the same clips — there are
       only seven —, whole photographs, noise seed 2) and the sets reported without a target.
 
@@ -270,18 +275,21 @@ def suite_sets(spec: ModelSpec, shared: Path, stage: str) -> list[ImageSet]:
     eye = clips_set("ocular ultrasound clips", "far", list(videos.glob("itkpocus_*.mp4")),
                     "ITKPOCUS ocular, 3 clips, every frame", target="AUROC >= 0.95")
     uclm = shared / "datasets/bus_uclm"
-    if ds == "busi":
+    if ds in BREAST:
+        own_root, own_csv = training_split(spec, shared)
+        own = IN_DOMAIN_NAME[ds]
+        other_scanner = ds == "busi" and uclm.is_dir()  # BUS-UCLM is in-domain for the two-hospital model
         if stage == "select":
             near = [folder_set("BUS-UCLM (other breast scanner)", "near", uclm, names,
                                description="683 breast images of another scanner (Siemens ACUSON S2000), shown "
-                                           "beside the table, not used to choose")] if uclm.is_dir() else []
-            return [split_set("BUSI val", "in", busi, busi_csv, "val", names), *near,
+                                           "beside the table, not used to choose")] if other_scanner else []
+            return [split_set(f"{own} val", "in", own_root, own_csv, "val", names), *near,
                     split_set("chest X-rays (Kermany val)", "far", chest, chest_csv, "val", target="AUROC >= 0.95"),
                     lung, eye,
                     photos_set("natural photos (crops)", "far", crops=4, seed=1, target="AUROC >= 0.95"),
                     noise_set("noise frames", "far", per_kind=10, seed=1, target="AUROC >= 0.95")]
         samples = sorted((Path(__file__).resolve().parents[1] / "assets/sample_videos").glob("*.mp4"))
-        sets = [split_set("BUSI test", "in", busi, busi_csv, "test", names, target="<= 5 % flagged"),
+        sets = [split_set(f"{own} test", "in", own_root, own_csv, "test", names, target="<= 5 % flagged"),
                 folder_set("BrEaST-Lesions-USG (external, lesions)", "report", shared / "datasets/breast_lesions_usg",
                            names, only=("benign", "malignant"),
                            description="external breast test set: 252 lesion images (154 benign, 98 malignant), "
@@ -290,7 +298,7 @@ def suite_sets(spec: ModelSpec, shared: Path, stage: str) -> list[ImageSet]:
                 lung, eye,
                 photos_set("natural photos", "far", target="AUROC >= 0.95"),
                 noise_set("noise frames", "far", per_kind=20, seed=2, target="AUROC >= 0.95")]
-        if uclm.is_dir():
+        if other_scanner:
             sets.insert(2, folder_set("BUS-UCLM (other breast scanner)", "report", uclm, names,
                                       description="683 Siemens ACUSON S2000 screen captures with scanner UI, "
                                                   "full frame, reported only"))

@@ -524,6 +524,26 @@ def prepare_run(cfg: dict[str, Any]) -> RunInputs:
                      aug=aug)
 
 
+def data_provenance(cfg: dict[str, Any], train_n: int, val_n: int) -> dict[str, Any]:
+    """What a checkpoint records of its data: ``dataset`` — the split CSV's ``dataset`` column values joined by
+    "+" in sorted order (``bus_uclm+busi`` for ``busi_uclm.csv``) when it has one, else the data root's folder
+    name (``busi``); ``split`` (the CSV's file name or "folders"), its SHA-256 prefix, and the sample counts."""
+    import hashlib
+
+    split_csv = cfg["data"]["split_csv"]
+    dataset = Path(str(cfg["data"]["root"])).name
+    prov: dict[str, Any] = {"split": Path(str(split_csv)).name if split_csv else "folders",
+                            "train_n": train_n, "val_n": val_n}
+    if split_csv:
+        path = Path(resolve_path(split_csv))
+        prov["split_sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        with path.open(newline="", encoding="utf-8") as fh:
+            names = sorted({r.get("dataset") or "" for r in csv.DictReader(fh)} - {""})
+        if names:
+            dataset = "+".join(names)
+    return {"dataset": dataset, **prov}
+
+
 def maybe_cached(cfg: dict[str, Any], dataset: Any, size: Sequence[int]) -> Any:
     """``dataset`` wrapped in ``CachedImageDataset`` when ``data.cache`` is on (images shrunk to at most
     ``data.cache_max_side`` × the largest side of ``size``)."""
@@ -625,14 +645,7 @@ def run(mode: str, cfg: dict[str, Any], resume: str | Path | None = None) -> Run
     amp_dtype = autocast_dtype(cfg, device)
 
     # ---- provenance and run directory
-    data_prov: dict[str, Any] = {"dataset": Path(str(cfg["data"]["root"])).name,
-                                 "split": Path(str(cfg["data"]["split_csv"])).name if cfg["data"]["split_csv"]
-                                 else "folders", "train_n": len(train_samples), "val_n": len(val_samples)}
-    if cfg["data"]["split_csv"]:
-        import hashlib
-
-        data_prov["split_sha256"] = hashlib.sha256(
-            Path(resolve_path(cfg["data"]["split_csv"])).read_bytes()).hexdigest()[:16]
+    data_prov = data_provenance(cfg, len(train_samples), len(val_samples))
     env = environment(device, d)
     provenance = {"mode": mode, "run": cfg["name"], "config_sha256": config_hash(cfg), "seed": seed,
                   "git_commit": env["git"]["commit"], **data_prov}

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from conftest import shared_path, sonolens_proc
 
+from sonolens.pipeline.errors import ConfigError
 from sonolens.training import ood
 from sonolens.training.calibrate import ece, ece_bootstrap, fit_temperature, nll, reliability, softmax
 from sonolens.training.ood_eval import auroc, flagged_share, select_candidate
@@ -197,10 +198,36 @@ def test_shipped_busi_gate_reproduces_its_validation_share(busi_dir):
 
     path = bundled_model_path("busi")
     ext = ood.Extractor(path, ["logits:vector"])
-    _, csv_path = ood.training_split(ext.spec, busi_dir.parents[1])
-    val = ext.features(ood.split_set("val", "in", busi_dir, csv_path, "val", ext.spec.class_names))
+    root, csv_path = ood.training_split(ext.spec, busi_dir.parents[1])
+    val = ext.features(ood.split_set("val", "in", root, csv_path, "val", ext.spec.class_names))
     assert val.n == ext.spec.ood["n_val"]
     assert float((val.ood > ext.spec.ood["threshold"]).mean()) == pytest.approx(ext.spec.ood["val_flagged"], abs=1e-6)
+
+
+@pytest.mark.shared
+def test_two_hospital_model_gets_the_union_split_as_its_domain(busi_dir):
+    """A breast model trained on busi_uclm.csv (provenance dataset ``bus_uclm+busi``) is fitted on that split's
+    train rows, thresholded on its val rows and tested on its test rows; BUS-UCLM is then in-domain, not a
+    'near' or report set, and the external set stays report-only."""
+    from dataclasses import replace
+
+    from sonolens.models.onnx_export import read_spec
+    from sonolens.pipeline.engines import bundled_model_path
+
+    shared = busi_dir.parents[1]
+    base = read_spec(bundled_model_path("busi"))
+    spec = replace(base, provenance={**base.provenance, "dataset": "bus_uclm+busi"})
+    root, csv_path = ood.training_split(spec, shared)
+    assert root == shared / "datasets" and csv_path.name == "busi_uclm.csv"
+    select = ood.suite_sets(spec, shared, "select")
+    assert [s.role for s in select][:1] == ["in"] and select[0].name == "BUSI + BUS-UCLM val"
+    assert "(146 images)" in select[0].description and not [s for s in select if s.role == "near"]
+    report = ood.suite_sets(spec, shared, "report")
+    assert report[0].name == "BUSI + BUS-UCLM test" and "(293 images)" in report[0].description
+    assert not [s for s in report if "BUS-UCLM (other" in s.name]
+    assert [s.role for s in report if "BrEaST" in s.name] == ["report"]
+    with pytest.raises(ConfigError, match="no image suite"):
+        ood.training_split(replace(base, provenance={"dataset": "datasets"}), shared)
 
 
 @pytest.mark.parametrize("command", ["ood-eval", "fit-ood"])

@@ -732,3 +732,19 @@ def test_eval_accepts_the_bundled_model_names_run_and_view_accept(tmp_path):
     assert np.array_equal(by_name["probs"], by_path["probs"])
     with pytest.raises(ModelError, match="does not exist"):
         ev.evaluate_model(tmp_path / "nope.onnx", samples, n_boot=10)
+
+
+def test_checkpoints_name_every_dataset_of_a_multi_dataset_split_and_cite_each():
+    from sonolens.models.onnx_export import data_citation
+
+    union_cfg = {"data": {"root": "../shared/datasets", "split_csv": "training/split_csv/busi_uclm.csv"}}
+    union = tr.data_provenance(union_cfg, 1024, 146)
+    assert union["dataset"] == "bus_uclm+busi" and union["split"] == "busi_uclm.csv"
+    assert (union["train_n"], union["val_n"]) == (1024, 146) and len(union["split_sha256"]) == 16
+    one = tr.data_provenance({"data": {"root": "../shared/datasets/busi", "split_csv": "training/split_csv/busi.csv"}},
+                             546, 78)
+    assert one["dataset"] == "busi"
+    assert tr.data_provenance({"data": {"root": "x/busi", "split_csv": None}}, 1, 1)["split"] == "folders"
+    cite = data_citation("bus_uclm+busi")
+    assert "Al-Dhabyani" in cite and "Vallez" in cite
+    assert data_citation("busi+unknown") is None
