@@ -52,6 +52,8 @@ import numpy as np
 from sonolens.pipeline.errors import ConfigError, ModelError
 
 LESION = ("benign", "malignant")
+# what a model entry of the JSON repeats from the file's provenance (``sonolens seed-summary`` reads val_accuracy)
+PROVENANCE_KEYS = ("run", "mode", "seed", "epoch", "val_accuracy", "val_macro_f1", "dataset", "split")
 TARGET_SPEC = 0.90
 
 
@@ -302,6 +304,8 @@ def evaluate(model_path: str | Path, datasets_root: Path | str, split_file: Path
                               "class_names": list(predictor.class_names), "roi": roi_mode,
                               "score": "P(malignant) / (P(benign) + P(malignant))",
                               "split_file": str(split_file) if split_file else None, "sets": {}, "per_image": []}
+    prov = predictor.spec.provenance or {}
+    result["provenance"] = {k: prov[k] for k in PROVENANCE_KEYS if k in prov}  # which run, how it was selected
     if split_file is not None:
         val = val_lesions(datasets_root, split_file)
         if val:

@@ -10,7 +10,11 @@ BUS-UCLM test, the external Polish set), the table gives the mean ± sample stan
 * the 3-class accuracy (``accuracy_3class``; on the lesion-only external set: the share of lesions given their own
   class),
 * the benign-vs-malignant AUC of P(m) / (P(b) + P(m)),
-* the sensitivity at 90 % specificity read off each set's ROC.
+* the sensitivity at 90 % specificity read off each set's ROC;
+* on a row ``val (selection)``: the validation accuracy the run's checkpoint was selected by (its provenance).
+
+The line under the table names the seeded run with the highest validation accuracy (ties: the first in file
+order) — the rule that picks the shipped student without looking at any test or external set.
 
 ``--paired A-B`` adds the paired difference A − B over the seeds both recipes have (same seed = same data order
 and augmentation stream): mean, sd, the per-seed values, and a two-sided 95 % Student-t interval over seeds
@@ -36,6 +40,7 @@ from sonolens.pipeline.errors import ConfigError
 
 METRICS = (("accuracy_3class", "3-class acc. %", 100.0), ("auc", "AUC", 1.0),
            ("sens_at_90_spec", "sens. @ 90 % spec. %", 100.0))
+VAL = "val (selection)"
 SEED_NAME = re.compile(r"^(?P<recipe>.+)_s(?P<seed>\d+)$")
 # two-sided 95 % Student-t quantiles, df = 1..10 (scipy.stats.t.ppf(0.975, df))
 T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
@@ -68,8 +73,20 @@ def read_runs(paths: Sequence[str | Path]) -> dict[str, dict[int | None, dict[st
             sets = entry.get("sets") if isinstance(entry, dict) else None
             if not isinstance(sets, dict):
                 raise ConfigError(f"{p}: model {name!r} has no sets")
-            runs[recipe][seed] = sets
+            val_acc = (entry.get("provenance") or {}).get("val_accuracy")
+            runs[recipe][seed] = {**sets, VAL: {"accuracy_3class": val_acc}} if val_acc is not None else sets
     return runs
+
+
+def best_by_validation(runs) -> tuple[str, float] | None:
+    """(``RECIPE_sSEED``, validation accuracy) of the seeded run with the highest validation accuracy."""
+    best: tuple[str, float] | None = None
+    for recipe, by_seed in runs.items():
+        for seed, sets in by_seed.items():
+            acc = (sets.get(VAL) or {}).get("accuracy_3class")
+            if seed is not None and acc is not None and (best is None or float(acc) > best[1]):
+                best = (f"{recipe}_s{seed}", float(acc))
+    return best
 
 
 def mean_sd(values: Sequence[float]) -> tuple[float, float]:
@@ -135,7 +152,8 @@ def _fmt(x: float, scale: float) -> str:
     return "–" if x is None or math.isnan(x) else (f"{x * scale:.1f}" if scale != 1.0 else f"{x:.3f}")
 
 
-def markdown(rows: list[dict[str, Any]], pairs: list[dict[str, Any]]) -> str:
+def markdown(rows: list[dict[str, Any]], pairs: list[dict[str, Any]],
+             best: tuple[str, float] | None = None) -> str:
     head = "| recipe | dataset | seeds | " + " | ".join(label for _, label, _ in METRICS) + " |"
     lines = [head, "|" + "---|" * (3 + len(METRICS))]
     for r in rows:
@@ -145,6 +163,8 @@ def markdown(rows: list[dict[str, Any]], pairs: list[dict[str, Any]]) -> str:
             cells.append("–" if v is None else (_fmt(v["mean"], scale) if r["n_seeds"] == 1
                                                 else f"{_fmt(v['mean'], scale)} ± {_fmt(v['sd'], scale)}"))
         lines.append(f"| {r['recipe']} | {r['dataset']} | {r['n_seeds']} | " + " | ".join(cells) + " |")
+    if best:
+        lines += ["", f"Highest validation accuracy among the seeded runs: **{best[0]}** ({100 * best[1]:.1f} %)."]
     if pairs:
         lines += ["", "Paired differences over seeds (mean ± sd [95 % t-interval]; per seed):", "",
                   "| difference | dataset | " + " | ".join(label for _, label, _ in METRICS) + " |",
@@ -189,15 +209,16 @@ def cli_main(argv: list[str]) -> int:
         if not sep or not a or not b:
             raise ConfigError(f"--paired expects A-B (two recipe names), got {spec!r}")
         pairs += [p for p in paired(runs, a, b) if sets is None or p["dataset"] in sets]
-    text = markdown(rows, pairs)
+    best = best_by_validation(runs)
+    text = markdown(rows, pairs, best)
     sys.stdout.write(text)
     from sonolens.pipeline.outputs import write_text_atomic
 
     if args.md:
         write_text_atomic(Path(args.md), text, "summary")
     if args.json:
-        write_text_atomic(Path(args.json), json.dumps({"rows": rows, "paired": pairs}, indent=2) + "\n",
-                          "summary JSON")
+        doc = {"rows": rows, "paired": pairs, "best_by_validation": best}
+        write_text_atomic(Path(args.json), json.dumps(doc, indent=2) + "\n", "summary JSON")
     return 0
 
 

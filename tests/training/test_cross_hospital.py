@@ -299,8 +299,13 @@ def test_stored_probabilities_and_a_fresh_onnx_run_agree_on_busi_test():
 
     datasets = shared_path("datasets")
     stored = xe.from_eval_json(REPO / "models/weights/eval/busi_student.json", SPLIT_DIR / "busi.csv", n_boot=0)
-    fresh = xe.evaluate(REPO / "models/weights/busi_student.onnx", datasets, SPLIT_DIR / "busi_uclm.csv",
-                        which=("busi",), n_boot=0)["sets"]["busi"]
+    result = xe.evaluate(REPO / "models/weights/busi_student.onnx", datasets, SPLIT_DIR / "busi_uclm.csv",
+                         which=("busi",), n_boot=0)
+    fresh = result["sets"]["busi"]
+    from sonolens.models.onnx_export import read_spec
+
+    prov = read_spec(REPO / "models/weights/busi_student.onnx").provenance
+    assert result["provenance"]["val_accuracy"] == prov["val_accuracy"] and result["provenance"]["run"] == prov["run"]
     assert fresh["n_lesions"] == stored["n_lesions"] == 129
     assert fresh["auc"] == pytest.approx(stored["auc"], abs=1e-3)
     assert fresh["argmax_confusion"] == stored["argmax_confusion"]

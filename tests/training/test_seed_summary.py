@@ -11,10 +11,12 @@ from sonolens.pipeline.errors import ConfigError
 from sonolens.training import seed_summary as ss
 
 
-def _ext(path, models):
-    """A minimal external-eval JSON: {name: {set: (acc, auc, sens)}}."""
+def _ext(path, models, val=None):
+    """A minimal external-eval JSON: {name: {set: (acc, auc, sens)}}; ``val``: {name: validation accuracy}."""
     data = {"models": {name: {"sets": {s: {"accuracy_3class": a, "auc": u, "sens_at_90_spec": v}
-                                       for s, (a, u, v) in sets.items()}} for name, sets in models.items()}}
+                                       for s, (a, u, v) in sets.items()},
+                              "provenance": {"val_accuracy": (val or {}).get(name)} if name in (val or {}) else {}}
+                       for name, sets in models.items()}}
     path.write_text(json.dumps(data))
     return path
 
@@ -23,8 +25,10 @@ def test_means_sds_and_paired_differences_match_hand_computation(tmp_path, capsy
     a = _ext(tmp_path / "a.json", {"kd_s0": {"busi": (0.80, 0.90, 0.6)}, "kd_s1": {"busi": (0.70, 0.88, 0.5)},
                                    "kd_s2": {"busi": (0.75, 0.86, 0.4)}, "teacher": {"busi": (0.85, 0.95, 0.7)}})
     b = _ext(tmp_path / "b.json", {"ce_s0": {"busi": (0.70, 0.80, 0.5)}, "ce_s1": {"busi": (0.72, 0.85, 0.5)},
-                                   "ce_s2": {"busi": (0.65, 0.84, 0.3)}})
+                                   "ce_s2": {"busi": (0.65, 0.84, 0.3)}},
+             val={"ce_s0": 0.70, "ce_s1": 0.74, "ce_s2": 0.71})
     runs = ss.read_runs([a, b])
+    assert ss.best_by_validation(runs) == ("ce_s1", 0.74)  # the only runs with a recorded val accuracy
     assert set(runs) == {"kd", "ce", "teacher"} and set(runs["kd"]) == {0, 1, 2} and set(runs["teacher"]) == {None}
     rows = {r["recipe"]: r for r in ss.summarise(runs)}
     assert rows["kd"]["accuracy_3class"]["mean"] == pytest.approx(0.75)
@@ -40,6 +44,8 @@ def test_means_sds_and_paired_differences_match_hand_computation(tmp_path, capsy
     text = (tmp_path / "s.md").read_text()
     assert "| kd | busi | 3 | 75.0 ± 5.0 | 0.880 ± 0.020 | 50.0 ± 10.0 |" in text
     assert "| teacher | busi | 1 | 85.0 | 0.950 | 70.0 |" in text
+    assert "| ce | val (selection) | 3 | 71.7 ± 2.1 | – | – |" in text
+    assert "Highest validation accuracy among the seeded runs: **ce_s1** (74.0 %)." in text
     assert "| kd − ce | busi | 6.0 ± " in text and "(10.0, -2.0, 10.0)" in text
     assert capsys.readouterr().out == text
 
