@@ -37,6 +37,7 @@ import numpy as np
 
 __all__ = [
     "IDENTITY",
+    "FrameOrientation",
     "apply_orientation",
     "display_matrix_orientation",
     "exif_orientation",
@@ -138,6 +139,36 @@ def frame_orientation(frame) -> int:
                 return display_matrix_orientation(struct.unpack("<9i", raw[:36]))
     rotation = getattr(frame, "rotation", 0) or 0
     return rotation_orientation(rotation) if rotation else 1
+
+
+class FrameOrientation:
+    """:func:`frame_orientation` for the frames of one stream, reading ``frame.side_data`` only when it can differ.
+
+    Why: PyAV's ``VideoFrame.side_data`` builds a container that points back at the frame (a reference cycle), so
+    every frame whose side data was read — with its decoded picture, ~1 MB at 960×720 — stays alive until Python's
+    cyclic garbage collector runs instead of being freed when the last array over it goes. Read on every frame, that
+    piled up 100–200 MB of dead pictures in a 300-frame run (peak RSS 324 → 189 MB without it).
+    ``frame.rotation`` reads the same display matrix in C without that cycle, so it is the per-frame check: the side
+    data is read on the first frame, after ``reset()`` (a new decoding pass), and whenever the rotation changes.
+    (A mirror-only change of the display matrix mid-stream, with the rotation unchanged, is not seen until the
+    next ``reset()``; FFmpeg copies one stream-wide matrix onto every frame.)
+    """
+
+    __slots__ = ("_code", "_rotation")
+
+    def __init__(self) -> None:
+        self._rotation: int | None = None
+        self._code = IDENTITY
+
+    def reset(self) -> None:
+        """Read the side data again on the next frame (a new decoding pass, a reopened stream)."""
+        self._rotation = None
+
+    def __call__(self, frame) -> int:
+        rotation = getattr(frame, "rotation", 0) or 0
+        if rotation != self._rotation:
+            self._code, self._rotation = frame_orientation(frame), rotation
+        return self._code
 
 
 # The group of the eight orientations as permutations of a 2×2 marker, so two codes can be composed exactly.

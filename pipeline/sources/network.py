@@ -37,7 +37,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from ..errors import SourceDisconnected, SourceError, reason
-from ..orientation import apply_orientation, frame_orientation
+from ..orientation import FrameOrientation, apply_orientation
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,7 @@ class StreamCapture:
         self.fps = self._rate()
         self._decoder: Iterator[av.VideoFrame] = container.decode(self._stream)
         self._rgb = VideoReformatter()
+        self._orientation = FrameOrientation()  # reads frame.side_data once, not per frame (see there)
         self._begun = threading.Event()
         self._begin_t = 0.0
         self._anchor: float | None = None  # wall time (monotonic) of pts 0
@@ -171,7 +172,7 @@ class StreamCapture:
                     return None
                 raise SourceDisconnected(f"{self.name}: the stream ended (the sender closed the connection)")
             pixels = apply_orientation(self._rgb.reformat(frame, format="rgb24").to_ndarray(),
-                                       frame_orientation(frame))
+                                       self._orientation(frame))
             if self.real_timestamps and frame.time is not None:
                 pts = self._pace(float(frame.time), stop)
                 if pts is None:  # stopped while waiting

@@ -33,7 +33,7 @@ from av.video.reformatter import VideoReformatter
 
 from ..errors import SourceError, reason
 from ..messages import RawFrame
-from ..orientation import apply_orientation, frame_orientation
+from ..orientation import FrameOrientation, apply_orientation
 from .base import Source, SourceInfo
 
 log = logging.getLogger(__name__)
@@ -224,6 +224,7 @@ class VideoSource(Source):
         self._t0 = 0.0  # stream start time (s), subtracted from frame.time
         self._has_pts = True
         self._rgb = VideoReformatter()  # one swscale context reused for every frame
+        self._orientation = FrameOrientation()  # reads frame.side_data once per pass, not per frame (see there)
 
     # ------------------------------------------------------------------ open / close
     def open(self) -> SourceInfo:
@@ -268,6 +269,7 @@ class VideoSource(Source):
             # FFmpeg takes the start from the first packet in decoding order; with B-frames an earlier one may follow
             self._t0 = scan.first_pts
 
+        self._orientation.reset()
         decoder = container.decode(stream)
         timeline = self._timeline()
         skipped = 0
@@ -317,7 +319,7 @@ class VideoSource(Source):
     def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
         """H×W×3 uint8 RGB, upright (display matrix applied); a view over a freshly allocated RGB frame (or a fresh
         rotated copy), so arrays never alias each other."""
-        return apply_orientation(self._rgb.reformat(frame, format="rgb24").to_ndarray(), frame_orientation(frame))
+        return apply_orientation(self._rgb.reformat(frame, format="rgb24").to_ndarray(), self._orientation(frame))
 
     def frames(self, start_s: float = 0.0) -> Iterator[RawFrame]:
         """Frames from the one on screen at ``start_s`` (the last with ``pts_s <= start_s``) to the end."""
@@ -340,6 +342,7 @@ class VideoSource(Source):
     def _seek(self, start_s: float) -> Iterator[Any]:
         """A decoder positioned at the keyframe at or before ``start_s``."""
         stream = self._stream
+        self._orientation.reset()
         # Seek (also to 0, when looping): reopening the container on every loop kept ~5 MB of FFmpeg's decoder state
         # alive per pass (a 30-minute looped soak grew by 848 MB); the reopen below is only the fallback.
         if self._has_pts and start_s >= 0:
