@@ -29,6 +29,13 @@ def test_means_sds_and_paired_differences_match_hand_computation(tmp_path, capsy
              val={"ce_s0": 0.70, "ce_s1": 0.74, "ce_s2": 0.71})
     runs = ss.read_runs([a, b])
     assert ss.best_by_validation(runs) == ("ce_s1", 0.74)  # the only runs with a recorded val accuracy
+    tie = _ext(tmp_path / "tie.json", {"x_s0": {"busi": (0.7, 0.8, 0.5)}, "x_s1": {"busi": (0.7, 0.8, 0.5)}},
+               val={"x_s0": 0.74, "x_s1": 0.74})
+    data = json.loads(tie.read_text())
+    data["models"]["x_s0"]["provenance"]["val_macro_f1"] = 0.70
+    data["models"]["x_s1"]["provenance"]["val_macro_f1"] = 0.72
+    tie.write_text(json.dumps(data))
+    assert ss.best_by_validation(ss.read_runs([tie])) == ("x_s1", 0.74)  # equal accuracy: the higher macro-F1
     assert set(runs) == {"kd", "ce", "teacher"} and set(runs["kd"]) == {0, 1, 2} and set(runs["teacher"]) == {None}
     rows = {r["recipe"]: r for r in ss.summarise(runs)}
     assert rows["kd"]["accuracy_3class"]["mean"] == pytest.approx(0.75)
