@@ -38,7 +38,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("source", nargs="?", help="video file, camera:N, /dev/videoN, stream URL, image, folder, or "
                                              "phantom:KIND (default: the bundled sample clip)")
     p.add_argument("--model", default=None,
-                   help="ONNX model file or bundled name (busi, chest-xray); 'off' for none (default: busi)")
+                   help="ONNX model file or bundled name (busi, busi-uclm, chest-xray); 'off' for none (default: busi)")
     p.add_argument("--roi", default=None, help="x,y,w,h of the ultrasound image (default: detected automatically)")
     p.add_argument("--threads", type=int, default=1,
                    help="ONNX Runtime intra-op threads (default 1: the viewer shares the CPU with decoding, "

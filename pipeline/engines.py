@@ -20,7 +20,8 @@ import numpy as np
 from .errors import ModelError
 from .modelfile import META_KEY, ModelSpec
 
-BUNDLED_MODELS = {"busi": "busi_student.onnx", "chest-xray": "chest_xray_student.onnx"}
+BUNDLED_MODELS = {"busi": "busi_student.onnx", "busi-uclm": "busi_uclm_student.onnx",
+                  "chest-xray": "chest_xray_student.onnx"}
 DEFAULT_BUNDLED = "busi"
 
 

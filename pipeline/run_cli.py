@@ -32,7 +32,8 @@ def parser() -> argparse.ArgumentParser:
                     "Research use only - not for diagnosis.")
     p.add_argument("source", nargs="?", help="video file, camera:N, /dev/videoN, stream URL, image, folder of "
                                              "images, or phantom:KIND (default: the bundled sample)")
-    p.add_argument("--model", default=None, help="ONNX model file or bundled name (busi, chest-xray); 'off' for none")
+    p.add_argument("--model", default=None,
+                   help="ONNX model file or bundled name (busi, busi-uclm, chest-xray); 'off' for none")
     pace = p.add_mutually_exclusive_group()
     pace.add_argument("--realtime", dest="realtime", action="store_true", default=None,
                       help="pace files by their timestamps (default)")

@@ -646,7 +646,7 @@ def _fit_parser() -> argparse.ArgumentParser:
         description="Fit the out-of-domain gate of an ONNX model on its split's train rows, and the threshold and "
                     "the probability temperature on its val rows; write a copy with an 'ood_score' output and "
                     "both in its metadata (ModelSpec.ood, ModelSpec.temperature). Research use only.")
-    p.add_argument("--model", required=True, help="ONNX model file (or a bundled name: busi, chest-xray)")
+    p.add_argument("--model", required=True, help="ONNX model file (or a bundled name: busi, busi-uclm, chest-xray)")
     p.add_argument("--out", required=True, help="output ONNX file (may be --model itself: the gate is replaced)")
     p.add_argument("--data", default=None, help="dataset root (default: ../shared/datasets/<the model's dataset>)")
     p.add_argument("--split-file", default=None, help="split CSV (default: the model's split in training/split_csv)")

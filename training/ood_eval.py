@@ -276,14 +276,14 @@ def markdown(results: dict[str, Any]) -> str:
                       f"AUROC, in-domain validation vs each far set. Rule: {sel['rule']}. "
                       + (f"Right: share of {', '.join(near)} flagged at each candidate's own threshold (0.98 "
                          "quantile of validation), shown, not used." if near else ""), "",
-                      "| candidate | " + " | ".join(far) + " | min | " + " | ".join(f"{n} flagged" for n in near)
-                      + " |", "|---|" + "---|" * (len(far) + 1 + len(near))]
+                      "| " + " | ".join(["candidate", *far, "min", *(f"{n} flagged" for n in near)]) + " |",
+                      "|---|" + "---|" * (len(far) + 1 + len(near))]
             for r in sel["rows"]:
                 mark = "**" if r["candidate"] == sel["chosen"] else ""
                 lines.append(f"| {mark}`{r['candidate']}`{mark} | "
                              + " | ".join(f"{r['auroc'][f]:.3f}" for f in far)
-                             + f" | {mark}{r['min_far_auroc']:.3f}{mark} | "
-                             + " | ".join(f"{100 * r['flagged_at_val_q98'][n]:.0f} %" for n in near) + " |")
+                             + f" | {mark}{r['min_far_auroc']:.3f}{mark} |"
+                             + "".join(f" {100 * r['flagged_at_val_q98'][n]:.0f} % |" for n in near))
             lines += ["", f"Chosen by the rule: `{sel['chosen']}`"
                       + ("" if sel["chosen"] == ood_spec.get("candidate") else
                          f" — **the file carries `{ood_spec.get('candidate')}`**") + ".", ""]
@@ -369,7 +369,8 @@ def _parser() -> argparse.ArgumentParser:
                     "validation data, then AUROC and share flagged on test / far / external sets with bootstrap "
                     "CIs, ECE before and after temperature scaling, and the latency of the score. Research use only.")
     p.add_argument("--model", action="append", required=True,
-                   help="ONNX model with an ood_score output, or a bundled name (busi, chest-xray); repeatable")
+                   help="ONNX model with an ood_score output, or a bundled name (busi, busi-uclm, chest-xray); "
+                        "repeatable")
     p.add_argument("--shared", default=None, help="folder holding datasets/ and videos/ (default: ../shared)")
     p.add_argument("--out", default="benchmarks/ood_report", help="output prefix (default %(default)s)")
     p.add_argument("--no-select", action="store_true", help="skip the method table")

@@ -721,6 +721,8 @@ def test_eval_accepts_the_bundled_model_names_run_and_view_accept(tmp_path):
     if path is None:
         pytest.skip("the bundled BUSI model is not installed")
     assert ev.resolve_model("busi") == path and ev.resolve_model("chest-xray") == bundled_model_path("chest-xray")
+    two = ev.resolve_model("busi-uclm")  # the two-hospital student, bundled beside the default
+    assert two == bundled_model_path("busi-uclm") and two.name == "busi_uclm_student.onnx" and two.is_file()
     img = tmp_path / "benign" / "a.png"
     img.parent.mkdir()
     cv2.imwrite(str(img), np.random.default_rng(0).integers(0, 255, (120, 160), dtype=np.uint8))
