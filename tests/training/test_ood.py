@@ -191,12 +191,13 @@ def test_clip_frames_follow_the_runtime_roi(random_student):
 
 
 @pytest.mark.shared
-def test_shipped_busi_gate_reproduces_its_validation_share(busi_dir):
-    """The bundled BUSI file's gate, rescored through its own graph on the validation split it was thresholded on,
-    flags the share its metadata records."""
+@pytest.mark.parametrize("name", ["busi", "busi-uclm"])
+def test_shipped_busi_gate_reproduces_its_validation_share(busi_dir, name):
+    """A bundled breast file's gate, rescored through its own graph on the validation split it was thresholded on
+    (BUSI's for ``busi``, BUSI + BUS-UCLM's for ``busi-uclm``), flags the share its metadata records."""
     from sonolens.pipeline.engines import bundled_model_path
 
-    path = bundled_model_path("busi")
+    path = bundled_model_path(name)
     ext = ood.Extractor(path, ["logits:vector"])
     root, csv_path = ood.training_split(ext.spec, busi_dir.parents[1])
     val = ext.features(ood.split_set("val", "in", root, csv_path, "val", ext.spec.class_names))
