@@ -23,11 +23,9 @@ TABLE_KEYS = ("n", "per_class")  # what ``table`` / ``per_class`` need of each e
 PREDICTION_KEYS = ("files", "y_true", "probs")  # what ``leak_breakdown`` / ``agreement`` need
 
 
-def read_eval(path: str | Path, keys: tuple[str, ...] = ()) -> dict[str, Any]:
-    """One ``sonolens eval --json`` file as a dict.
-
-    Raises ``ConfigError`` if it cannot be read, is not a JSON object, or lacks one of ``keys``.
-    """
+def read_json_object(path: str | Path, what: str) -> dict[str, Any]:
+    """A JSON file holding one object; ``ConfigError`` (one line) if it cannot be read, is not JSON, or is not an
+    object (then the message says it is not ``what``)."""
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -36,7 +34,17 @@ def read_eval(path: str | Path, keys: tuple[str, ...] = ()) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not a JSON file ({exc})") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: not an evaluation JSON of 'sonolens eval --json'")
+        raise ConfigError(f"{path}: not {what}")
+    return data
+
+
+def read_eval(path: str | Path, keys: tuple[str, ...] = ()) -> dict[str, Any]:
+    """One ``sonolens eval --json`` file as a dict.
+
+    Raises ``ConfigError`` if it cannot be read, is not a JSON object, or lacks one of ``keys``.
+    """
+    path = Path(path)
+    data = read_json_object(path, "an evaluation JSON of 'sonolens eval --json'")
     missing = [k for k in keys if k not in data]
     if missing:
         raise ConfigError(f"{path}: not an evaluation JSON of 'sonolens eval --json' "

@@ -39,6 +39,8 @@ import numpy as np
 
 from sonolens.pipeline.errors import ConfigError
 
+from .results_table import read_json_object
+
 METRICS = (("accuracy_3class", "3-class acc. %", 100.0), ("auc", "AUC", 1.0),
            ("sens_at_90_spec", "sens. @ 90 % spec. %", 100.0))
 VAL = "val (selection)"
@@ -58,13 +60,7 @@ def read_runs(paths: Sequence[str | Path]) -> dict[str, dict[int | None, dict[st
     runs: dict[str, dict[int | None, dict[str, dict[str, Any]]]] = {}
     for path in paths:
         p = Path(path)
-        try:
-            data = json.loads(p.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(f"cannot read {p}: {exc.strerror or exc}") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{p}: not a JSON file ({exc})") from None
-        models = data.get("models") if isinstance(data, dict) else None
+        models = read_json_object(p, "a 'sonolens external-eval --json' file").get("models")
         if not isinstance(models, dict) or not models:
             raise ConfigError(f"{p}: not a 'sonolens external-eval --json' file (no models)")
         for name, entry in models.items():
