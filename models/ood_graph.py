@@ -14,7 +14,10 @@ further from the training data), computed from the *same* forward pass as ``logi
 * computes the same score in numpy (``reference_score``, float64), the reference the tests hold the graph to.
 
 A gate is a sum of *parts*. Each part reads one tensor, reduces it with a statistic (``vector``: used as is;
-``mean_std``: the per-channel spatial mean and standard deviation of a feature map, ``[N, 2C]``), scores that
+``mean_std``: the per-channel spatial mean and standard deviation of a feature map, ``[N, 2C]``; ``corr``: the
+correlation between every two channels over the map's positions, ``[N, C(C-1)/2]`` — a Gram matrix of the centred,
+normalised channels, after Sastry & Oore, ICML 2020, and blind to a channel's gain and offset, which is where
+breast scanners differ most; ``logstd``: the log of the per-channel standard deviation, ``[N, C]``), scores that
 vector, and is standardised: ``(score - offset) / scale``. Methods (``OodGate.method``):
 
 * ``mahalanobis`` — Lee et al., NeurIPS 2018: class-conditional Gaussians with one shared covariance Σ per part,
@@ -39,7 +42,9 @@ import numpy as np
 SCORE_OUTPUT = "ood_score"
 PREFIX = "ood/"
 METHODS = ("mahalanobis", "knn", "energy", "msp")
-STATS = ("vector", "mean_std")
+STATS = ("vector", "mean_std", "corr", "logstd")
+EPS_STD = 1e-6  # logstd: log(std + EPS_STD), so a constant channel stays finite
+EPS_VAR2 = 1e-12  # corr: cov_ij / sqrt(max(var_i var_j, EPS_VAR2)), so a constant channel correlates 0
 STAGES = ("stem",) + tuple(f"blocks.{i}" for i in range(6))
 FEATURES = STAGES + ("pooled", "prelogits", "logits")
 
@@ -48,7 +53,7 @@ FEATURES = STAGES + ("pooled", "prelogits", "logits")
 class ScorePart:
     """One term of a gate: ``(score(stat(tensor)) - offset) / scale``.
 
-    ``feature``: a name of ``FEATURES`` or a graph tensor name; ``stat``: ``vector`` or ``mean_std``;
+    ``feature``: a name of ``FEATURES`` or a graph tensor name; ``stat``: one of ``STATS``;
     ``constants``: ``whiten`` [D, K] and ``means`` [C, K] (Mahalanobis: class means already times ``whiten``),
     ``bank`` [M, D] (k-NN: L2-normalised training features); none for energy/MSP.
     """
@@ -115,16 +120,28 @@ class OodGate:
 # Numpy reference
 # ------------------------------------------------------------------------------------------------------------
 def tensor_stat(x: np.ndarray, stat: str) -> np.ndarray:
-    """``stat`` of a tensor, float64: ``vector`` → ``[N, D]`` (flattened); ``mean_std`` of ``[N, C, h, w]`` →
-    ``[N, 2C]``, the per-channel mean over ``h, w`` followed by the per-channel (population) standard deviation."""
+    """``stat`` of a tensor, float64: ``vector`` → ``[N, D]`` (flattened). Of a feature map ``[N, C, h, w]``:
+    ``mean_std`` → ``[N, 2C]``, the per-channel mean over ``h, w`` followed by the per-channel (population) standard
+    deviation; ``logstd`` → ``[N, C]``, ``log(std + EPS_STD)``; ``corr`` → ``[N, C(C-1)/2]``, the Pearson
+    correlation of channels ``i < j`` over the ``h·w`` positions, row by row:
+    ``cov_ij / sqrt(max(var_i·var_j, EPS_VAR2))`` (population moments; a constant channel correlates 0)."""
     x = np.asarray(x, dtype=np.float64)
     if stat == "vector":
         return x.reshape(len(x), -1)
+    if stat not in STATS:
+        raise ValueError(f"unknown statistic {stat!r}")
+    if x.ndim != 4:
+        raise ValueError(f"{stat} needs an [N, C, h, w] tensor, got shape {x.shape}")
     if stat == "mean_std":
-        if x.ndim != 4:
-            raise ValueError(f"mean_std needs an [N, C, h, w] tensor, got shape {x.shape}")
         return np.concatenate([x.mean(axis=(2, 3)), x.std(axis=(2, 3))], axis=1)
-    raise ValueError(f"unknown statistic {stat!r}")
+    if stat == "logstd":
+        return np.log(x.std(axis=(2, 3)) + EPS_STD)
+    n, c = x.shape[:2]
+    xc = x.reshape(n, c, -1) - x.reshape(n, c, -1).mean(axis=2, keepdims=True)
+    cov = xc @ xc.transpose(0, 2, 1) / xc.shape[2]
+    var = np.diagonal(cov, axis1=1, axis2=2)
+    i, j = np.triu_indices(c, 1)
+    return cov[:, i, j] / np.sqrt(np.maximum(var[:, i] * var[:, j], EPS_VAR2))
 
 
 def part_score(method: str, part: ScorePart, f: np.ndarray, params: Mapping[str, Any]) -> np.ndarray:
@@ -272,6 +289,7 @@ class _Builder:
         self.opset = opset
         self.nodes: list[Any] = []
         self.inits: list[Any] = []
+        self.moments: dict[str, tuple[str, str]] = {}  # feature map → (covariance, variances), shared by parts
 
     def const(self, name: str, value: Any, dtype: Any = np.float32) -> str:
         from onnx import numpy_helper
@@ -293,14 +311,57 @@ class _Builder:
         return self.node(op, [x], name, out, axes=axes, keepdims=keepdims)
 
 
-def _stat_nodes(b: _Builder, tensor: str, stat: str, tag: str) -> str:
+def _moments(b: _Builder, tensor: str, tag: str, channels: int) -> tuple[str, str]:
+    """The covariance of the channels of ``tensor`` [N, C, h, w] over its positions, flattened ``[N, C·C]``, and
+    the variances ``[N, C]`` (clipped at 0); built once per tensor and shared by its ``corr`` and ``logstd`` parts.
+    From the raw Gram matrix, ``E[x xᵀ] - E[x] E[x]ᵀ``: one MatMul over the map (and its Transpose) and a
+    ReduceMean, the rest on C×C — the centred form's full-size Sub and Div took three times as long on the stem
+    (16×112×112) in ONNX Runtime 1.32. The maps' values are O(1), so float32 cancellation stays far below the
+    tests' tolerance against the float64 reference."""
+    if tensor not in b.moments:
+        flat = b.node("Reshape", [tensor, b.const(f"{tag}/flat_shape", [0, 0, -1], np.int64)], f"{tag}/flat")
+        gram = b.node("MatMul", [flat, b.node("Transpose", [flat], f"{tag}/flat_t", perm=[0, 2, 1])], f"{tag}/gram")
+        size = b.node("Cast", [b.node("Gather", [b.node("Shape", [flat], f"{tag}/shape"),
+                                                 b.const(f"{tag}/axis2", 2, np.int64)], f"{tag}/positions_i", axis=0)],
+                      f"{tag}/positions", to=1)
+        mean = b.reduce("ReduceMean", flat, [2], f"{tag}/map_mean", keepdims=1)  # [N, C, 1]
+        outer = b.node("MatMul", [mean, b.node("Transpose", [mean], f"{tag}/mean_t", perm=[0, 2, 1])],
+                       f"{tag}/mean_outer")
+        cov = b.node("Sub", [b.node("Div", [gram, size], f"{tag}/second_moment"), outer], f"{tag}/cov_square")
+        cov = b.node("Reshape", [cov, b.const(f"{tag}/cov_shape", [0, -1], np.int64)], f"{tag}/cov")
+        diag = b.const(f"{tag}/diag", np.arange(channels) * (channels + 1), np.int64)
+        var = b.node("Max", [b.node("Gather", [cov, diag], f"{tag}/var_raw", axis=1), b.const(f"{tag}/zero", 0.0)],
+                     f"{tag}/var")
+        b.moments[tensor] = (cov, var)
+    return b.moments[tensor]
+
+
+def _stat_nodes(b: _Builder, tensor: str, stat: str, tag: str, channels: int | None = None) -> str:
     """Nodes for ``stat`` of ``tensor``. ``mean_std`` of [N, C, h, w]: the per-channel mean and the standard
     deviation ``sqrt(max(E[x²] - E[x]², 0))``, as two ReduceMean (of x and of x·x): one full-size intermediate
     instead of the centred form's two; ReduceSumSquare was slower still in ONNX Runtime 1.32's profile. The
     feature maps' values are O(1), so float32 cancellation stays far below the tests' tolerance against the
-    float64 reference."""
+    float64 reference. ``logstd`` and ``corr`` read the channel covariance (``_moments``); ``corr`` gathers the
+    ``C(C-1)/2`` entries above its diagonal and divides by ``sqrt(max(var_i·var_j, EPS_VAR2))``. ``channels``
+    (C) is needed for both."""
     if stat == "vector":
         return tensor
+    if stat in ("logstd", "corr"):
+        if not channels:
+            raise ValueError(f"{stat} needs the number of channels")
+        cov, var = _moments(b, tensor, tag, channels)
+        if stat == "logstd":
+            std = b.node("Sqrt", [var], f"{tag}/std")
+            return b.node("Log", [b.node("Add", [std, b.const(f"{tag}/eps", EPS_STD)], f"{tag}/std_eps")],
+                          f"{tag}/logstd")
+        i, j = np.triu_indices(channels, 1)
+        num = b.node("Gather", [cov, b.const(f"{tag}/upper", i * channels + j, np.int64)], f"{tag}/cov_upper", axis=1)
+        vi = b.node("Gather", [var, b.const(f"{tag}/row", i, np.int64)], f"{tag}/var_i", axis=1)
+        vj = b.node("Gather", [var, b.const(f"{tag}/col", j, np.int64)], f"{tag}/var_j", axis=1)
+        var_ij = b.node("Max", [b.node("Mul", [vi, vj], f"{tag}/var_ij_raw"), b.const(f"{tag}/tiny", EPS_VAR2)],
+                        f"{tag}/var_ij")
+        den = b.node("Sqrt", [var_ij], f"{tag}/sd_ij")
+        return b.node("Div", [num, den], f"{tag}/corr")
     mean = b.reduce("ReduceMean", tensor, [2, 3], f"{tag}/mean")  # [N, C]
     mean_sq = b.reduce("ReduceMean", b.node("Mul", [tensor, tensor], f"{tag}/square"), [2, 3], f"{tag}/mean_sq")
     var = b.node("Max", [b.node("Sub", [mean_sq, b.node("Mul", [mean, mean], f"{tag}/sq_mean")], f"{tag}/var_raw"),
@@ -335,6 +396,23 @@ def _part_nodes(b: _Builder, method: str, part: ScorePart, f: str, tag: str, par
     return b.node("Neg", [mx], f"{tag}/neg")
 
 
+def _part_channels(part: ScorePart) -> int | None:
+    """C of a ``corr`` or ``logstd`` part, from its input width D (the ``whiten`` rows or the ``bank`` columns):
+    D = C(C-1)/2 for ``corr``, D = C for ``logstd``; ``None`` for the other statistics."""
+    if part.stat not in ("corr", "logstd"):
+        return None
+    c = part.constants
+    d = int(c["whiten"].shape[0]) if "whiten" in c else int(c["bank"].shape[1]) if "bank" in c else 0
+    if part.stat == "logstd":
+        if d < 1:
+            raise ValueError(f"part {part.key}: no input width")
+        return d
+    channels = int(round((1 + np.sqrt(1 + 8 * d)) / 2))
+    if d < 1 or channels * (channels - 1) // 2 != d:
+        raise ValueError(f"part {part.key}: width {d} is not C(C-1)/2 for any channel count C")
+    return channels
+
+
 def add_ood_score(proto: Any, gate: OodGate) -> list[str]:
     """Append ``gate``'s score nodes to ``proto`` (in place) and declare the output ``ood_score`` float32 [batch].
 
@@ -355,7 +433,7 @@ def add_ood_score(proto: Any, gate: OodGate) -> list[str]:
             raise ValueError(f"the graph has no tensor {tensor!r} to score")
         read.append(tensor)
         tag = f"p{i}"
-        stat = _stat_nodes(b, tensor, part.stat, tag)
+        stat = _stat_nodes(b, tensor, part.stat, tag, _part_channels(part))
         raw = _part_nodes(b, gate.method, part, stat, tag, gate.params)
         if part.offset != 0.0 or part.scale != 1.0:
             raw = b.node("Div", [b.node("Sub", [raw, b.const(f"{tag}/offset", part.offset)], f"{tag}/minus_offset"),

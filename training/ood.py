@@ -252,16 +252,34 @@ def training_split(spec: ModelSpec, shared: Path) -> tuple[Path, Path]:
     return shared / root, repo_file(csv)
 
 
+# The gate's reference: the images whose features define "in domain". For a breast model, breast ultrasound from
+# every scanner sonolens may train on (BUSI and BUS-UCLM, the union split's train/val rows), whatever the
+# classifier itself was trained on; the external breast set is never among them.
+GATE_SPLITS = {"busi": SPLITS["bus_uclm+busi"], "bus_uclm+busi": SPLITS["bus_uclm+busi"],
+               "chest_xray_kermany": SPLITS["chest_xray_kermany"]}
+
+
+def gate_split(spec: ModelSpec, shared: Path) -> tuple[Path, Path]:
+    """(dataset root, split CSV) the gate of a model is fitted (train rows) and thresholded (val rows) on."""
+    root, csv = GATE_SPLITS[dataset_of(spec)]
+    return shared / root, repo_file(csv)
+
+
+def source_of(item: str) -> str:
+    """The dataset an image of a class-folder dataset comes from: ``…/<dataset>/<class>/<file>`` → ``dataset``."""
+    return Path(item).parents[1].name
+
+
 def suite_sets(spec: ModelSpec, shared: Path, stage: str) -> list[ImageSet]:
     """The image sets for a model (by ``provenance.dataset``) at ``stage``:
 
-    * ``select`` — in-domain **validation** split, and far sets used to choose the method: the other modality's
-      validation/training images, all lung and ocular clips, photograph *crops* (seed 1), noise (seed 1); for the
-      BUSI-only breast model also BUS-UCLM as a ``near`` set (another breast scanner), shown beside the table, not
-      chosen on (for the two-hospital model, ``bus_uclm+busi``, BUS-UCLM is in-domain: its val/test rows are in the
-      union split's);
-    * ``report`` — in-domain **test** split, far sets (other modality's test split, the same clips — there are
-      only seven —, whole photographs, noise seed 2) and the sets reported without a target.
+    * ``select`` — the in-domain **validation** rows of the gate's reference split (``gate_split``: for a breast
+      model BUSI + BUS-UCLM, two scanners), and far sets used to choose the method: the other modality's
+      validation/training images, all lung and ocular clips, photograph *crops* (seed 1), noise (seed 1);
+    * ``report`` — the model's own **test** split first (role ``in``), for a breast model trained on BUSI alone
+      also BUS-UCLM's test rows (the gate's second scanner, same target), far sets (other modality's test split,
+      the same clips — there are only seven —, whole photographs, noise seed 2) and the sets reported without a
+      target.
 
     Nothing of the external breast set (``breast_lesions_usg``) is in ``select``.
     """
@@ -274,22 +292,18 @@ def suite_sets(spec: ModelSpec, shared: Path, stage: str) -> list[ImageSet]:
                      "COVID-BLUES lung POCUS, 4 clips, every frame", target="AUROC >= 0.95")
     eye = clips_set("ocular ultrasound clips", "far", list(videos.glob("itkpocus_*.mp4")),
                     "ITKPOCUS ocular, 3 clips, every frame", target="AUROC >= 0.95")
-    uclm = shared / "datasets/bus_uclm"
     if ds in BREAST:
         own_root, own_csv = training_split(spec, shared)
-        own = IN_DOMAIN_NAME[ds]
-        other_scanner = ds == "busi" and uclm.is_dir()  # BUS-UCLM is in-domain for the two-hospital model
+        ref_root, ref_csv = gate_split(spec, shared)
         if stage == "select":
-            near = [folder_set("BUS-UCLM (other breast scanner)", "near", uclm, names,
-                               description="683 breast images of another scanner (Siemens ACUSON S2000), shown "
-                                           "beside the table, not used to choose")] if other_scanner else []
-            return [split_set(f"{own} val", "in", own_root, own_csv, "val", names), *near,
+            return [split_set("BUSI + BUS-UCLM val", "in", ref_root, ref_csv, "val", names),
                     split_set("chest X-rays (Kermany val)", "far", chest, chest_csv, "val", target="AUROC >= 0.95"),
                     lung, eye,
                     photos_set("natural photos (crops)", "far", crops=4, seed=1, target="AUROC >= 0.95"),
                     noise_set("noise frames", "far", per_kind=10, seed=1, target="AUROC >= 0.95")]
         samples = sorted((Path(__file__).resolve().parents[1] / "assets/sample_videos").glob("*.mp4"))
-        sets = [split_set(f"{own} test", "in", own_root, own_csv, "test", names, target="<= 5 % flagged"),
+        sets = [split_set(f"{IN_DOMAIN_NAME[ds]} test", "in", own_root, own_csv, "test", names,
+                          target="<= 5 % flagged"),
                 folder_set("BrEaST-Lesions-USG (external, lesions)", "report", shared / "datasets/breast_lesions_usg",
                            names, only=("benign", "malignant"),
                            description="external breast test set: 252 lesion images (154 benign, 98 malignant), "
@@ -298,10 +312,15 @@ def suite_sets(spec: ModelSpec, shared: Path, stage: str) -> list[ImageSet]:
                 lung, eye,
                 photos_set("natural photos", "far", target="AUROC >= 0.95"),
                 noise_set("noise frames", "far", per_kind=20, seed=2, target="AUROC >= 0.95")]
-        if other_scanner:
-            sets.insert(2, folder_set("BUS-UCLM (other breast scanner)", "report", uclm, names,
-                                      description="683 Siemens ACUSON S2000 screen captures with scanner UI, "
-                                                  "full frame, reported only"))
+        if (own_root, own_csv) != (ref_root, ref_csv):  # BUSI-only classifier: the gate's other scanner
+            from .data import read_split_csv
+
+            uclm_test = [s for s in read_split_csv(ref_csv, ref_root, "test") if source_of(str(s.path)) == "bus_uclm"]
+            index = {c: i for i, c in enumerate(names)}
+            sets.insert(1, ImageSet("BUS-UCLM test (the gate's second scanner)", "report",
+                                    _images([s.path for s in uclm_test], [index.get(s.label) for s in uclm_test]),
+                                    f"BUS-UCLM rows of {ref_csv.name} test ({len(uclm_test)} images; Siemens "
+                                    "ACUSON S2000, another hospital than BUSI)", target="<= 5 % flagged"))
         if samples:
             sets.append(clips_set("simulated sample clips", "report", samples,
                                   f"assets/sample_videos, {len(samples)} phantom clips, every frame"))
@@ -326,11 +345,8 @@ def suite_sets(spec: ModelSpec, shared: Path, stage: str) -> list[ImageSet]:
 # Features
 # ------------------------------------------------------------------------------------------------------------
 def all_keys() -> list[str]:
-    """Every ``feature:stat`` the candidates read: each stage's channel mean/std, the pooled and prelogit vectors
-    and the logits."""
-    from sonolens.models.ood_graph import STAGES
-
-    return [f"{s}:mean_std" for s in STAGES] + ["pooled:vector", "prelogits:vector", "logits:vector"]
+    """Every ``feature:stat`` the candidates (``CANDIDATES``) read, and the logits."""
+    return list(dict.fromkeys([k for c in CANDIDATES for k in c.keys] + ["logits:vector"]))
 
 
 @dataclass
@@ -355,6 +371,26 @@ class SetFeatures:
     @property
     def n(self) -> int:
         return len(self.groups)
+
+    def subset(self, keep: Sequence[bool] | np.ndarray) -> SetFeatures:
+        """The items where ``keep`` is true (same name, role and target)."""
+        m = np.asarray(keep, bool)
+        return replace(self, feats={k: v[m] for k, v in self.feats.items()},
+                       ood=None if self.ood is None else self.ood[m],
+                       groups=[g for g, k in zip(self.groups, m) if k], labels=[y for y, k in zip(self.labels, m) if k])
+
+    def sources(self) -> list[str]:
+        """``source_of`` every item (the dataset folder an image comes from)."""
+        return [source_of(g) for g in self.groups]
+
+
+def concat_features(*sets: SetFeatures) -> SetFeatures:
+    """The items of ``sets`` one after the other (name, role and target of the first)."""
+    first = sets[0]
+    oods = [s.ood for s in sets]
+    return replace(first, feats={k: np.concatenate([s.feats[k] for s in sets]) for k in first.feats},
+                   ood=None if any(o is None for o in oods) else np.concatenate(oods),  # type: ignore[arg-type]
+                   groups=[g for s in sets for g in s.groups], labels=[y for s in sets for y in s.labels])
 
 
 class Extractor:
@@ -455,12 +491,22 @@ def parse_candidate(text: str) -> Candidate:
     return Candidate(method, keys, k)
 
 
-def _stats(*stages: str) -> tuple[str, ...]:
-    return tuple(f"{s}:mean_std" for s in stages)
+def _stats(*stages: str, stats: Sequence[str] = ("mean_std",)) -> tuple[str, ...]:
+    return tuple(f"{s}:{st}" for s in stages for st in stats)
+
+
+def _corr(*stages: str) -> tuple[str, ...]:
+    return _stats(*stages, stats=("corr",))
+
+
+def _corr_logstd(*stages: str) -> tuple[str, ...]:
+    return _stats(*stages, stats=("corr", "logstd"))
 
 
 # The table ``sonolens ood-eval`` measures. Single-layer scores on the classifier's own features first, then
-# Lee et al.'s feature ensemble over the channel statistics of several stages.
+# Lee et al.'s feature ensemble over the channel statistics of several stages: mean/std, then channel correlations
+# (Sastry & Oore's Gram matrices: blind to each channel's gain and offset, where breast scanners differ most), alone
+# and with the log standard deviations.
 CANDIDATES: tuple[Candidate, ...] = (
     Candidate("msp", ("logits:vector",)),
     Candidate("energy", ("logits:vector",)),
@@ -478,6 +524,21 @@ CANDIDATES: tuple[Candidate, ...] = (
     Candidate("mahalanobis", _stats("stem", "blocks.0", "blocks.1")),
     Candidate("mahalanobis", _stats("stem", "blocks.0", "blocks.1", "blocks.2")),
     Candidate("mahalanobis", _stats("stem", "blocks.0", "blocks.1", "blocks.2", "blocks.3", "blocks.4", "blocks.5")),
+    Candidate("mahalanobis", _corr("stem")),
+    Candidate("mahalanobis", _corr("blocks.0")),
+    Candidate("mahalanobis", _corr("blocks.1")),
+    Candidate("mahalanobis", _corr("blocks.2")),
+    Candidate("mahalanobis", _corr("stem", "blocks.2")),
+    Candidate("mahalanobis", _corr("blocks.0", "blocks.2")),
+    Candidate("mahalanobis", _corr("stem", "blocks.0", "blocks.1")),
+    Candidate("mahalanobis", _corr("stem", "blocks.1", "blocks.2")),
+    Candidate("mahalanobis", _corr("blocks.0", "blocks.1", "blocks.2")),
+    Candidate("mahalanobis", _corr("stem", "blocks.0", "blocks.1", "blocks.2")),
+    Candidate("mahalanobis", _corr_logstd("stem", "blocks.2")),
+    Candidate("mahalanobis", _corr_logstd("blocks.0", "blocks.2")),
+    Candidate("mahalanobis", _corr_logstd("stem", "blocks.1", "blocks.2")),
+    Candidate("mahalanobis", _corr_logstd("blocks.0", "blocks.1", "blocks.2")),
+    Candidate("mahalanobis", _corr_logstd("stem", "blocks.0", "blocks.1", "blocks.2")),
 )
 DEFAULT_CANDIDATE = "mahalanobis@stem:mean_std,blocks.0:mean_std,blocks.1:mean_std"  # ood-eval's pick for busi
 
@@ -549,6 +610,27 @@ def gate_scores(gate, feats: SetFeatures) -> np.ndarray:
     return reference_score(gate, feats.feats)
 
 
+def cross_source_shares(candidate: Candidate | str, train: SetFeatures, val: SetFeatures,
+                        target_flagged: float = DEFAULT_TARGET_FLAGGED) -> dict[str, float] | None:
+    """How a gate fitted on one scanner takes another scanner's images of the same organ — the selection set's
+    stand-in for a hospital it has never seen. For each source dataset ``d`` of ``train`` (``source_of``):
+    ``candidate`` fitted on ``d``'s training rows, thresholded on ``d``'s validation rows (``choose_threshold``),
+    the share of the *other* sources' train + val images scoring above it. ``None`` with fewer than two sources.
+    Test rows are never read."""
+    src_train, src_val = train.sources(), val.sources()
+    names = sorted(set(src_train))
+    if len(names) < 2:
+        return None
+    out = {}
+    for d in names:
+        own = [s == d for s in src_train]
+        gate = fit_gate(candidate, train.subset(own))
+        thr = choose_threshold(gate_scores(gate, val.subset([s == d for s in src_val])), target_flagged)
+        others = concat_features(train.subset([not k for k in own]), val.subset([s != d for s in src_val]))
+        out[d] = float((gate_scores(gate, others) > thr).mean())
+    return out
+
+
 def choose_threshold(val_scores: np.ndarray, target_flagged: float = DEFAULT_TARGET_FLAGGED) -> float:
     """The ``1 - target_flagged`` quantile of the in-domain validation scores (linear interpolation): about
     ``target_flagged`` of in-domain images score above it."""
@@ -605,31 +687,35 @@ class FitResult:
 
 
 def fit_and_attach(model: str | os.PathLike, out: str | os.PathLike, data_root: str | os.PathLike,
-                   split_csv: str | os.PathLike, *, candidate: str = DEFAULT_CANDIDATE, max_bank: int = 0,
+                   split_csv: str | os.PathLike, *, gate_root: str | os.PathLike | None = None,
+                   gate_csv: str | os.PathLike | None = None, candidate: str = DEFAULT_CANDIDATE, max_bank: int = 0,
                    target_flagged: float = DEFAULT_TARGET_FLAGGED, calibrate: bool = True,
                    threads: int = 1) -> FitResult:
-    """Fit the gate on the split's ``train`` rows (through ``model``'s own graph), the threshold and the
-    temperature on its ``val`` rows, and write ``out`` (``attach_gate``). This is what ``sonolens fit-ood`` runs;
-    an export script calls it after ``export_onnx`` / ``quantize_int8`` (an INT8 file gets its own fit: its
-    features differ slightly from the fp32 file's)."""
+    """Fit the gate on the ``train`` rows of the gate's split (``gate_root``/``gate_csv``; default: the model's
+    split ``data_root``/``split_csv``) through ``model``'s own graph and its threshold on that split's ``val``
+    rows; the temperature on the model's split's ``val`` rows; write ``out`` (``attach_gate``). This is what
+    ``sonolens fit-ood`` runs; an export script calls it after ``export_onnx`` / ``quantize_int8`` (an INT8 file
+    gets its own fit: its features differ slightly from the fp32 file's)."""
     from .calibrate import fit_temperature, nll
 
     cand = parse_candidate(candidate)
     ext = Extractor(model, cand.keys, threads=threads)
     names = ext.spec.class_names
     root, csv = Path(data_root), Path(split_csv)
-    train = ext.features(split_set("train", "in", root, csv, "train", names))
-    val = ext.features(split_set("val", "in", root, csv, "val", names))
-    if any(v is None for v in train.labels + val.labels):
-        raise ConfigError(f"{csv}: labels outside the model's classes ({', '.join(names)})")
+    g_root, g_csv = Path(gate_root or root), Path(gate_csv or csv)
+    train = ext.features(split_set("train", "in", g_root, g_csv, "train", names))
+    gate_val = ext.features(split_set("val", "in", g_root, g_csv, "val", names))
+    val = gate_val if (g_root, g_csv) == (root, csv) else ext.features(split_set("val", "in", root, csv, "val", names))
+    if any(v is None for v in train.labels + gate_val.labels + val.labels):
+        raise ConfigError(f"{g_csv} / {csv}: labels outside the model's classes ({', '.join(names)})")
     gate = fit_gate(cand, train, max_bank=max_bank)
-    val_scores = gate_scores(gate, val)
+    val_scores = gate_scores(gate, gate_val)
     threshold = choose_threshold(val_scores, target_flagged)
     y_val = [int(v) for v in val.labels if v is not None]
     temperature = fit_temperature(val.logits, y_val) if calibrate else ext.spec.temperature
-    record = {"candidate": cand.name, "fitted_on": f"{csv.name} train", "n_train": train.n,
-              "threshold_rule": f"{1 - target_flagged:g} quantile of the {csv.name} val scores",
-              "target_flagged": float(target_flagged), "n_val": val.n,
+    record = {"candidate": cand.name, "fitted_on": f"{g_csv.name} train", "n_train": train.n,
+              "threshold_rule": f"{1 - target_flagged:g} quantile of the {g_csv.name} val scores",
+              "target_flagged": float(target_flagged), "n_val": gate_val.n,
               "val_flagged": round(float((val_scores > threshold).mean()), 6),
               "temperature_fitted_on": f"{csv.name} val" if calibrate else "unchanged",
               "val_nll": [round(nll(val.logits, y_val, 1.0), 6), round(nll(val.logits, y_val, temperature), 6)]}
@@ -643,13 +729,22 @@ def fit_and_attach(model: str | os.PathLike, out: str | os.PathLike, data_root: 
 def _fit_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="sonolens fit-ood",
-        description="Fit the out-of-domain gate of an ONNX model on its split's train rows, and the threshold and "
-                    "the probability temperature on its val rows; write a copy with an 'ood_score' output and "
-                    "both in its metadata (ModelSpec.ood, ModelSpec.temperature). Research use only.")
+        description="Fit the out-of-domain gate of an ONNX model on the train rows of its gate split (a breast "
+                    "model: BUSI + BUS-UCLM, every scanner sonolens trains on) and the threshold on its val rows, "
+                    "and the probability temperature on the val rows of the model's own split; write a copy with "
+                    "an 'ood_score' output and both in its metadata (ModelSpec.ood, ModelSpec.temperature). "
+                    "Research use only.")
     p.add_argument("--model", required=True, help="ONNX model file (or a bundled name: busi, busi-uclm, chest-xray)")
     p.add_argument("--out", required=True, help="output ONNX file (may be --model itself: the gate is replaced)")
     p.add_argument("--data", default=None, help="dataset root (default: ../shared/datasets/<the model's dataset>)")
-    p.add_argument("--split-file", default=None, help="split CSV (default: the model's split in training/split_csv)")
+    p.add_argument("--split-file", default=None,
+                   help="split CSV of the temperature (and of the gate too, unless --gate-split-file is given) "
+                        "(default: the model's split in training/split_csv)")
+    p.add_argument("--gate-data", default=None, help="dataset root of --gate-split-file (default: as --data, or "
+                                                     "../shared/datasets for the default gate split)")
+    p.add_argument("--gate-split-file", default=None,
+                   help="split CSV whose train rows fit the gate and whose val rows set its threshold (default: "
+                        "--split-file when given, else the model's gate split: busi_uclm.csv for a breast model)")
     p.add_argument("--candidate", default=DEFAULT_CANDIDATE,
                    help="score to fit, METHOD[k]@FEATURE:STAT,... (default %(default)s; see 'sonolens ood-eval' "
                         "for the measured table), e.g. mahalanobis@pooled:vector, knn5@prelogits:vector, energy")
@@ -684,12 +779,21 @@ def fit_cli_main(argv: list[str]) -> int:
         raise ConfigError("--target-flagged must lie in (0, 1)")
     parse_candidate(args.candidate)  # a bad name fails before any work
     model = resolve_model(args.model)
+    spec = read_spec(model)
     data, split_file = args.data, args.split_file
     if data is None or split_file is None:
-        root, csv = training_split(read_spec(model), shared_root())
+        root, csv = training_split(spec, shared_root())
         data, split_file = data or root, split_file or csv
-    res = fit_and_attach(model, args.out, data, split_file, candidate=args.candidate, max_bank=args.max_bank,
-                         target_flagged=args.target_flagged, calibrate=not args.no_temperature, threads=args.threads)
+    gate_data, gate_file = args.gate_data, args.gate_split_file
+    if gate_file is None:
+        if args.split_file is not None:
+            gate_data, gate_file = gate_data or data, split_file
+        else:
+            root, csv = gate_split(spec, shared_root())
+            gate_data, gate_file = gate_data or root, csv
+    res = fit_and_attach(model, args.out, data, split_file, gate_root=gate_data or data, gate_csv=gate_file,
+                         candidate=args.candidate, max_bank=args.max_bank, target_flagged=args.target_flagged,
+                         calibrate=not args.no_temperature, threads=args.threads)
     print(f"wrote {args.out}: ood_score = {res.record['candidate']}, threshold {res.threshold:.4g} "
           f"({100 * res.record['val_flagged']:.1f} % of {res.record['n_val']} val images above it), "
           f"temperature {res.temperature:.4f}")

@@ -44,7 +44,8 @@ def _inputs(n: int, seed: int) -> np.ndarray:
 def _random_gates(proto) -> list[OodGate]:
     """One gate per method, each fitted on (or built from) the model's own features of random inputs."""
     t = feature_tensors(proto)
-    keys = [("stem", "mean_std"), ("blocks.1", "mean_std"), ("pooled", "vector")]
+    keys = [("stem", "mean_std"), ("blocks.1", "mean_std"), ("stem", "corr"), ("blocks.1", "logstd"),
+            ("blocks.1", "corr"), ("pooled", "vector")]
     raw = _raw(proto, [t[f] for f, _ in keys] + [t["prelogits"]], _inputs(24, seed=1))
     y = np.arange(24) % 3  # three "classes"
     parts = []
@@ -53,7 +54,8 @@ def _random_gates(proto) -> list[OodGate]:
         parts.append(part)
     pre = tensor_stat(raw[t["prelogits"]], "vector")
     bank = pre / np.linalg.norm(pre, axis=1, keepdims=True)
-    return [OodGate("mahalanobis", parts), OodGate("mahalanobis", parts[2:]),  # several parts, and one
+    return [OodGate("mahalanobis", parts), OodGate("mahalanobis", parts[-1:]),  # several parts, and one
+            OodGate("mahalanobis", parts[2:3]),  # corr alone (no logstd part on its map)
             OodGate("knn", [ScorePart("prelogits", "vector", {"bank": bank})], {"k": 3}),
             OodGate("energy", [ScorePart("logits", "vector")], {"temperature": 2.0}),
             OodGate("msp", [ScorePart("logits", "vector")])]
@@ -110,11 +112,11 @@ def test_attach_replaces_a_previous_gate_and_writes_the_spec(random_student, tmp
     out = tmp_path / "gated.onnx"
     first = attach_gate(random_student, out, gates[0], threshold=1.5, temperature=2.0, record={"fitted_on": "x"})
     n_nodes = len(onnx.load(str(out)).graph.node)
-    second = attach_gate(out, out, gates[3], threshold=-3.0)  # refit in place: energy replaces Mahalanobis
+    second = attach_gate(out, out, gates[4], threshold=-3.0)  # refit in place: energy replaces Mahalanobis
     proto = onnx.load(str(out))
     assert [o.name for o in proto.graph.output].count(SCORE_OUTPUT) == 1
-    assert len(proto.graph.node) < n_nodes  # the three Mahalanobis parts are gone
-    assert first.ood["method"] == "mahalanobis" and len(first.ood["parts"]) == 3
+    assert len(proto.graph.node) < n_nodes  # the six Mahalanobis parts are gone
+    assert first.ood["method"] == "mahalanobis" and len(first.ood["parts"]) == 6
     assert second.ood["method"] == "energy" and second.ood["threshold"] == -3.0
     assert "fitted_on" not in second.ood  # replaced, not merged
     assert second.temperature == 2.0  # kept when not given
@@ -140,6 +142,24 @@ def test_int8_graph_gets_the_same_surgery(random_student, tmp_path):
     raw = _raw(proto, sorted({t[p.feature] for p in gate.parts}), x)
     expected = reference_score(gate, {p.key: tensor_stat(raw[t[p.feature]], p.stat) for p in gate.parts})
     np.testing.assert_allclose(score, expected, rtol=RTOL, atol=RTOL * (1 + np.abs(expected).max()))
+
+
+def test_channel_statistics_by_hand():
+    """corr and logstd on a map whose channels are known functions of one another."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((1, 1, 4, 5))
+    x = np.concatenate([a, 2 * a + 3, -a, np.full_like(a, 7.0)], axis=1)  # [1, 4, 4, 5]
+    corr = tensor_stat(x, "corr")
+    assert corr.shape == (1, 6)  # pairs (0,1) (0,2) (0,3) (1,2) (1,3) (2,3)
+    np.testing.assert_allclose(corr[0], [1, -1, 0, -1, 0, 0], atol=1e-12)
+    logstd = tensor_stat(x, "logstd")
+    sd = a.std()
+    np.testing.assert_allclose(logstd[0], np.log([sd, 2 * sd, sd, 0.0] + np.array([1e-6] * 4)), rtol=1e-12)
+    from sonolens.models.ood_graph import _part_channels
+
+    assert _part_channels(ScorePart("stem", "corr", {"whiten": np.ones((6, 2)), "means": np.ones((3, 2))})) == 4
+    with pytest.raises(ValueError, match="not C"):
+        _part_channels(ScorePart("stem", "corr", {"whiten": np.ones((5, 2)), "means": np.ones((3, 2))}))
 
 
 def test_gate_validation():

@@ -79,9 +79,62 @@ def test_selection_rule_prefers_fewer_parts_within_the_tie():
     assert select_candidate(rows)["candidate"] == "a"
 
 
+def test_selection_rule_with_cross_scanner_shares():
+    """With a cross-scanner share on every row: the lowest share among the rows at AUROC >= 0.95, fewer parts
+    within 0.01 of it; without a row at 0.95, back to the highest minimum AUROC."""
+    rows = [{"candidate": "best_auc", "n_parts": 1, "min_far_auroc": 0.999, "cross_scanner": 0.80},
+            {"candidate": "low_share", "n_parts": 4, "min_far_auroc": 0.960, "cross_scanner": 0.300},
+            {"candidate": "tied_fewer", "n_parts": 2, "min_far_auroc": 0.951, "cross_scanner": 0.309},
+            {"candidate": "too_weak", "n_parts": 1, "min_far_auroc": 0.940, "cross_scanner": 0.05}]
+    assert select_candidate(rows)["candidate"] == "tied_fewer"
+    rows[2]["cross_scanner"] = 0.311  # just outside the tie
+    assert select_candidate(rows)["candidate"] == "low_share"
+    for r in rows:
+        r["min_far_auroc"] -= 0.1  # nobody reaches 0.95: the highest minimum AUROC
+    assert select_candidate(rows)["candidate"] == "best_auc"
+    for r in rows:
+        r["cross_scanner"] = None  # one scanner only: the old rule
+    assert select_candidate(rows)["candidate"] == "best_auc"
+
+
+def _features(name: str, sources: dict[str, np.ndarray]) -> ood.SetFeatures:
+    """SetFeatures with a 2-d ``pooled:vector`` per item, items named ``/d/<source>/benign/<i>.png``."""
+    feats, groups = [], []
+    for src, x in sources.items():
+        feats.append(x)
+        groups += [f"/d/{src}/benign/{i}.png" for i in range(len(x))]
+    x = np.concatenate(feats)
+    return ood.SetFeatures(name, "in", {"pooled:vector": x, "logits:vector": np.zeros((len(x), 3))}, None, groups,
+                           [1] * len(x))
+
+
+def test_cross_source_shares_by_hand():
+    rng = np.random.default_rng(0)
+    a_tr, a_va = rng.standard_normal((200, 2)), rng.standard_normal((100, 2))
+    far_tr, far_va = rng.standard_normal((50, 2)) + 40, rng.standard_normal((30, 2)) + 40
+    cand = "mahalanobis@pooled:vector"
+    # two scanners far apart: each gate flags every image of the other
+    shares = ood.cross_source_shares(cand, _features("tr", {"a": a_tr, "b": far_tr}),
+                                     _features("va", {"a": a_va, "b": far_va}))
+    assert shares == {"a": 1.0, "b": 1.0}
+    # "b" drawn from the same distribution as "a": the gate fitted on "a" flags about the 2 % its threshold lets
+    # through — recomputed here from the pieces
+    b_tr, b_va = rng.standard_normal((300, 2)), rng.standard_normal((300, 2))
+    train, val = _features("tr", {"a": a_tr, "b": b_tr}), _features("va", {"a": a_va, "b": b_va})
+    shares = ood.cross_source_shares(cand, train, val)
+    gate = ood.fit_gate(cand, _features("tr", {"a": a_tr}))
+    thr = ood.choose_threshold(ood.gate_scores(gate, _features("va", {"a": a_va})))
+    others = ood.gate_scores(gate, _features("x", {"b": np.concatenate([b_tr, b_va])}))
+    assert shares["a"] == pytest.approx(float((others > thr).mean())) and shares["a"] < 0.1
+    assert ood.cross_source_shares(cand, _features("tr", {"a": a_tr}), _features("va", {"a": a_va})) is None
+
+
 def test_candidate_names_and_thresholds():
     c = ood.parse_candidate("mahalanobis@stem:mean_std,blocks.1:mean_std")
     assert c.keys == ("stem:mean_std", "blocks.1:mean_std") and ood.parse_candidate(c.name) == c
+    c = ood.parse_candidate("mahalanobis@stem:corr,stem:logstd")
+    assert c.keys == ("stem:corr", "stem:logstd") and ood.parse_candidate(c.name) == c
+    assert set(ood.all_keys()) == {k for c in ood.CANDIDATES for k in c.keys} | {"logits:vector"}
     assert ood.parse_candidate("knn5@prelogits:vector").k == 5
     assert ood.parse_candidate("energy").keys == ("logits:vector",)
     assert all(ood.parse_candidate(c.name) == c for c in ood.CANDIDATES)
@@ -194,12 +247,13 @@ def test_clip_frames_follow_the_runtime_roi(random_student):
 @pytest.mark.parametrize("name", ["busi", "busi-uclm"])
 def test_shipped_busi_gate_reproduces_its_validation_share(busi_dir, name):
     """A bundled breast file's gate, rescored through its own graph on the validation split it was thresholded on
-    (BUSI's for ``busi``, BUSI + BUS-UCLM's for ``busi-uclm``), flags the share its metadata records."""
+    (BUSI + BUS-UCLM's, the breast gate split, for both), flags the share its metadata records."""
     from sonolens.pipeline.engines import bundled_model_path
 
     path = bundled_model_path(name)
     ext = ood.Extractor(path, ["logits:vector"])
-    root, csv_path = ood.training_split(ext.spec, busi_dir.parents[1])
+    root, csv_path = ood.gate_split(ext.spec, busi_dir.parents[1])
+    assert ext.spec.ood["fitted_on"] == f"{csv_path.name} train"
     val = ext.features(ood.split_set("val", "in", root, csv_path, "val", ext.spec.class_names))
     assert val.n == ext.spec.ood["n_val"]
     assert float((val.ood > ext.spec.ood["threshold"]).mean()) == pytest.approx(ext.spec.ood["val_flagged"], abs=1e-6)
@@ -229,6 +283,58 @@ def test_two_hospital_model_gets_the_union_split_as_its_domain(busi_dir):
     assert [s.role for s in report if "BrEaST" in s.name] == ["report"]
     with pytest.raises(ConfigError, match="no image suite"):
         ood.training_split(replace(base, provenance={"dataset": "datasets"}), shared)
+
+
+@pytest.mark.shared
+def test_busi_model_gate_reference_is_both_scanners(busi_dir):
+    """The BUSI-trained classifier's gate is fitted and selected on BUSI + BUS-UCLM (train / val rows); its report
+    keeps its own BUSI test as the in-domain set and adds BUS-UCLM's test rows with the same target."""
+    from sonolens.models.onnx_export import read_spec
+    from sonolens.pipeline.engines import bundled_model_path
+
+    shared = busi_dir.parents[1]
+    spec = read_spec(bundled_model_path("busi"))
+    assert ood.training_split(spec, shared)[1].name == "busi.csv"
+    assert ood.gate_split(spec, shared) == (shared / "datasets", ood.repo_file("split_csv/busi_uclm.csv"))
+    select = ood.suite_sets(spec, shared, "select")
+    assert select[0].name == "BUSI + BUS-UCLM val" and "(146 images)" in select[0].description
+    assert [s.role for s in select[1:]] == ["far"] * (len(select) - 1)
+    report = {s.name: s for s in ood.suite_sets(spec, shared, "report")}
+    first = next(iter(report.values()))
+    assert first.name == "BUSI test" and first.role == "in"
+    uclm = report["BUS-UCLM test (the gate's second scanner)"]
+    assert uclm.role == "report" and uclm.target == "<= 5 % flagged" and "(137 images" in uclm.description
+    items = list(uclm.items(spec))
+    assert len(items) == 137 and all(ood.source_of(g) == "bus_uclm" for _, g, _ in items)
+    assert all(y is not None for _, _, y in items)
+
+
+@pytest.mark.slow
+def test_gate_split_apart_from_the_temperature_split(random_student, tiny_dataset, tmp_path):
+    """fit_and_attach with a gate split: Gaussians on its train rows, threshold on its val rows, temperature on the
+    model's own split's val rows — each recorded."""
+    root, split = tiny_dataset
+    gate_csv = tmp_path / "gate.csv"
+    with split.open() as fh:
+        rows = list(csv.DictReader(fh))
+    for i, r in enumerate(rows):  # another partition of the same images: 27 train, 15 val, 9 test
+        r["split"] = ("train", "train", "val")[i % 3] if r["split"] != "test" else "test"
+    with gate_csv.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["file", "label", "group", "split"])
+        w.writeheader()
+        w.writerows(rows)
+    n_train = sum(r["split"] == "train" for r in rows)
+    n_val = sum(r["split"] == "val" for r in rows)
+    out = tmp_path / "gated.onnx"
+    res = ood.fit_and_attach(random_student, out, root, split, gate_root=root, gate_csv=gate_csv,
+                             candidate="mahalanobis@stem:corr,stem:logstd", target_flagged=0.2)
+    same = ood.fit_and_attach(random_student, tmp_path / "plain.onnx", root, split,
+                              candidate="mahalanobis@stem:corr,stem:logstd", target_flagged=0.2)
+    rec = res.record
+    assert (rec["n_train"], rec["n_val"], rec["fitted_on"]) == (n_train, n_val, "gate.csv train")
+    assert rec["temperature_fitted_on"] == "split.csv val" and res.temperature == pytest.approx(same.temperature)
+    assert len(res.val_scores) == n_val and res.threshold == pytest.approx(np.quantile(res.val_scores, 0.8))
+    assert same.record["n_train"] == 24 and same.record["fitted_on"] == "split.csv train"
 
 
 @pytest.mark.parametrize("command", ["ood-eval", "fit-ood"])
