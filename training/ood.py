@@ -54,8 +54,8 @@ class ImageSet:
     """A named set of model inputs, produced lazily (``items(spec)``) so that only features are kept in memory.
 
     ``role``: ``in`` (the model's own data: threshold and calibration), ``far`` (another organ, modality or no
-    image at all: must be flagged), ``report`` (measured without a target: an external breast set, simulations),
-    ``near`` (the model's kind of image from elsewhere, shown beside the method table but not used to choose);
+    image at all: must be flagged), ``report`` (measured, with or without a target: an external breast set, a second
+    hospital's test rows, simulations);
     ``clustered``: items of one group (a clip) are not independent, so CIs resample whole groups.
     """
 
@@ -389,7 +389,7 @@ def concat_features(*sets: SetFeatures) -> SetFeatures:
     first = sets[0]
     oods = [s.ood for s in sets]
     return replace(first, feats={k: np.concatenate([s.feats[k] for s in sets]) for k in first.feats},
-                   ood=None if any(o is None for o in oods) else np.concatenate(oods),  # type: ignore[arg-type]
+                   ood=None if any(o is None for o in oods) else np.concatenate([o for o in oods if o is not None]),
                    groups=[g for s in sets for g in s.groups], labels=[y for s in sets for y in s.labels])
 
 
@@ -540,7 +540,7 @@ CANDIDATES: tuple[Candidate, ...] = (
     Candidate("mahalanobis", _corr_logstd("blocks.0", "blocks.1", "blocks.2")),
     Candidate("mahalanobis", _corr_logstd("stem", "blocks.0", "blocks.1", "blocks.2")),
 )
-DEFAULT_CANDIDATE = "mahalanobis@stem:mean_std,blocks.0:mean_std,blocks.1:mean_std"  # ood-eval's pick for busi
+DEFAULT_CANDIDATE = "mahalanobis@stem:corr,stem:logstd,blocks.2:corr,blocks.2:logstd"  # ood-eval's pick for busi
 
 
 def ledoit_wolf(x: np.ndarray) -> tuple[np.ndarray, float]:
