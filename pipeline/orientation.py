@@ -149,9 +149,11 @@ class FrameOrientation:
     cyclic garbage collector runs instead of being freed when the last array over it goes. Read on every frame, that
     piled up 100–200 MB of dead pictures in a 300-frame run (peak RSS 324 → 189 MB without it).
     ``frame.rotation`` reads the same display matrix in C without that cycle, so it is the per-frame check: the side
-    data is read on the first frame, after ``reset()`` (a new decoding pass), and whenever the rotation changes.
-    (A mirror-only change of the display matrix mid-stream, with the rotation unchanged, is not seen until the
-    next ``reset()``; FFmpeg copies one stream-wide matrix onto every frame.)
+    data is read on the first frame, after ``reset()`` (a newly opened stream), and whenever the rotation changes
+    — not on every pass over a looped file, which has the same matrix each time: once per pass still left one
+    picture per loop in a cycle (+55 MB over a 30-minute soak). (A mirror-only change of the display matrix
+    mid-stream, with the rotation unchanged, is not seen until the next ``reset()``; FFmpeg copies one
+    stream-wide matrix onto every frame.)
     """
 
     __slots__ = ("_code", "_rotation")
@@ -161,7 +163,7 @@ class FrameOrientation:
         self._code = IDENTITY
 
     def reset(self) -> None:
-        """Read the side data again on the next frame (a new decoding pass, a reopened stream)."""
+        """Read the side data again on the next frame (a newly opened stream)."""
         self._rotation = None
 
     def __call__(self, frame) -> int:
