@@ -147,6 +147,8 @@ def cli_main(argv: list[str]) -> int:
                 errors.append(exc)
         if not args.quiet:
             print(_fmt(report))
+        for warning in report["warnings"][len(pipe.warnings()):]:  # the end-of-run ones (the others came first)
+            print(f"sonolens: warning: {warning}", file=sys.stderr)
     if pipe.error is not None:
         raise pipe.error
     if errors:

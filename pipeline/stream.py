@@ -232,6 +232,17 @@ class Pipeline:
             out.append("the out-of-domain gate is off (--no-gate): every frame gets a prediction")
         return out
 
+    @staticmethod
+    def _hidden_warning(predictions: dict | None, gate: dict | None) -> list[str]:
+        """An end-of-run line when most processed frames got no prediction from the gate (the run looks empty)."""
+        states = (predictions or {}).get("frames_by_state") or {}
+        n, hidden = sum(states.values()), states.get("out_of_domain", 0)
+        if not gate or not gate.get("enabled") or n == 0 or hidden * 2 < n:
+            return []
+        return [f"{hidden} of {n} frames were outside the model's training domain (out-of-domain score above the "
+                f"file's threshold {gate['threshold']:.4g}): no prediction was shown for them; --no-gate shows the "
+                "model's output anyway (research only)"]
+
     def _gate_report(self, frames: int) -> dict | None:
         gate = self.postprocess.gate
         meta = self.engine.meta if self.engine else None
@@ -248,13 +259,14 @@ class Pipeline:
         t0, t1 = self.capture.t_first_ns, self.capture.t_last_ns
         fps_in = (self.capture.frames_in - 1) / ((t1 - t0) / 1e9) if t0 and t1 and t1 > t0 else 0.0
         meta = self.engine.meta if self.engine else None
+        gate = self._gate_report(s["frames_processed"])
         return {
             "source": self._source_report(),
             "model": None if meta is None else {"arch": meta.arch, "classes": list(meta.class_names),
                                                 "input_size": list(meta.input_size), "trained": meta.trained,
                                                 "version": meta.version, "temperature": meta.temperature},
-            "gate": self._gate_report(s["frames_processed"]),
-            "warnings": self.warnings(),
+            "gate": gate,
+            "warnings": self.warnings() + self._hidden_warning(s["predictions"], gate),
             "mode": "realtime" if self.cfg.realtime else "max-rate",
             "queue": {"policy": self.queue.policy, "capacity": self.queue.capacity, "max_depth": self.queue.max_depth},
             "cam": self.worker.cam_enabled,

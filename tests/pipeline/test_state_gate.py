@@ -136,6 +136,21 @@ def test_pipeline_gates_frames_and_reports_states(tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "f.csv")))
     assert [r["state"] for r in rows] == states and all(r["ood_score"] for r in rows)
     assert set(rows[0]) >= {"p_normal", "p_benign", "p_malignant", "cam_class"}
+    # a third of the frames hidden: no end-of-run warning
+    assert not any("outside the model's training domain" in w for w in report["warnings"])
+
+
+def test_a_run_mostly_outside_the_domain_says_so_at_the_end():
+    src = _Brightness([60] * 2 + [200] * 14)
+    cfg = PipelineConfig(source="x", realtime=False, roi="0,0,64,48")
+    pipe = Pipeline(cfg, src, src.open(), FakeEngine(ood_threshold=128.0), [])
+    report = run_to_end(pipe)
+    hidden = report["predictions"]["frames_by_state"]["out_of_domain"]
+    assert hidden == 16 - 2 - 4  # the state changes after the 5-frame hold
+    before = pipe.warnings()  # what was said before the run (FakeEngine is untrained)
+    assert report["warnings"] == [*before, f"{hidden} of 16 frames were outside the model's training domain "
+                                  "(out-of-domain score above the file's threshold 128): no prediction was shown "
+                                  "for them; --no-gate shows the model's output anyway (research only)"]
 
 
 def test_gate_off_predicts_on_every_frame():
@@ -144,9 +159,10 @@ def test_gate_off_predicts_on_every_frame():
     results = []
     pipe = Pipeline(cfg, src, src.open(), FakeEngine(ood_threshold=128.0), [])
     pipe.add_sink(results.append)
-    run_to_end(pipe)
+    report = run_to_end(pipe)
     assert {r.state for r in results} == {"ok"} and all(r.ood_score > 128 for r in results)
     assert any("--no-gate" in w for w in pipe.warnings())
+    assert not any("outside the model's training domain" in w for w in report["warnings"])
 
 
 def test_no_prediction_is_drawn_outside_the_domain(monkeypatch):
