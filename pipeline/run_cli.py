@@ -130,7 +130,8 @@ def cli_main(argv: list[str]) -> int:
             igtl = IgtlSink(args.igtl_send)  # connects now: a wrong address fails before the first frame
             pipe.add_sink(igtl)
             pipe.add_closer(igtl.close)
-        for warning in pipe.warnings():
+        before = pipe.warnings()
+        for warning in before:
             print(f"sonolens: warning: {warning}", file=sys.stderr)
         report = run_to_end(pipe)
         if recorder is not None:
@@ -147,7 +148,7 @@ def cli_main(argv: list[str]) -> int:
                 errors.append(exc)
         if not args.quiet:
             print(_fmt(report))
-        for warning in report["warnings"][len(pipe.warnings()):]:  # the end-of-run ones (the others came first)
+        for warning in (w for w in report["warnings"] if w not in before):  # the end-of-run ones
             print(f"sonolens: warning: {warning}", file=sys.stderr)
     if pipe.error is not None:
         raise pipe.error

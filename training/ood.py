@@ -82,15 +82,17 @@ def _images(paths: Sequence[Path], labels: Sequence[int | None] | None = None) -
 
 
 def split_set(name: str, role: str, root: Path, split_csv: Path, split: str | Sequence[str],
-              class_names: Sequence[str] | None = None, description: str = "", target: str = "") -> ImageSet:
-    """Images of a split CSV; labels are indices into ``class_names`` when given (for calibration)."""
+              class_names: Sequence[str] | None = None, description: str = "", target: str = "",
+              source: str | None = None) -> ImageSet:
+    """Images of a split CSV; labels are indices into ``class_names`` when given (for calibration); ``source``
+    keeps only the rows of one dataset folder (``source_of``) of a multi-dataset split."""
     from .data import read_split_csv
 
-    samples = read_split_csv(split_csv, root, split)
+    samples = [s for s in read_split_csv(split_csv, root, split) if source is None or source_of(str(s.path)) == source]
     index = {c: i for i, c in enumerate(class_names or ())}
     labels = [index.get(s.label) for s in samples] if class_names else None
     return ImageSet(name, role, _images([s.path for s in samples], labels),
-                    description or f"{Path(root).name} {split} split ({len(samples)} images)", target=target)
+                    description or f"{source or Path(root).name} {split} split ({len(samples)} images)", target=target)
 
 
 def folder_set(name: str, role: str, root: Path, class_names: Sequence[str] | None = None,
@@ -313,14 +315,8 @@ def suite_sets(spec: ModelSpec, shared: Path, stage: str) -> list[ImageSet]:
                 photos_set("natural photos", "far", target="AUROC >= 0.95"),
                 noise_set("noise frames", "far", per_kind=20, seed=2, target="AUROC >= 0.95")]
         if (own_root, own_csv) != (ref_root, ref_csv):  # BUSI-only classifier: the gate's other scanner
-            from .data import read_split_csv
-
-            uclm_test = [s for s in read_split_csv(ref_csv, ref_root, "test") if source_of(str(s.path)) == "bus_uclm"]
-            index = {c: i for i, c in enumerate(names)}
-            sets.insert(1, ImageSet("BUS-UCLM test (the gate's second scanner)", "report",
-                                    _images([s.path for s in uclm_test], [index.get(s.label) for s in uclm_test]),
-                                    f"BUS-UCLM rows of {ref_csv.name} test ({len(uclm_test)} images; Siemens "
-                                    "ACUSON S2000, another hospital than BUSI)", target="<= 5 % flagged"))
+            sets.insert(1, split_set("BUS-UCLM test (the gate's second scanner)", "report", ref_root, ref_csv, "test",
+                                     names, target="<= 5 % flagged", source="bus_uclm"))
         if samples:
             sets.append(clips_set("simulated sample clips", "report", samples,
                                   f"assets/sample_videos, {len(samples)} phantom clips, every frame"))
@@ -495,18 +491,15 @@ def _stats(*stages: str, stats: Sequence[str] = ("mean_std",)) -> tuple[str, ...
     return tuple(f"{s}:{st}" for s in stages for st in stats)
 
 
-def _corr(*stages: str) -> tuple[str, ...]:
-    return _stats(*stages, stats=("corr",))
-
-
-def _corr_logstd(*stages: str) -> tuple[str, ...]:
-    return _stats(*stages, stats=("corr", "logstd"))
-
-
 # The table ``sonolens ood-eval`` measures. Single-layer scores on the classifier's own features first, then
 # Lee et al.'s feature ensemble over the channel statistics of several stages: mean/std, then channel correlations
 # (Sastry & Oore's Gram matrices: blind to each channel's gain and offset, where breast scanners differ most), alone
 # and with the log standard deviations.
+_CORR_GROUPS = (("stem",), ("blocks.0",), ("blocks.1",), ("blocks.2",), ("stem", "blocks.2"),
+                ("blocks.0", "blocks.2"), ("stem", "blocks.0", "blocks.1"), ("stem", "blocks.1", "blocks.2"),
+                ("blocks.0", "blocks.1", "blocks.2"), ("stem", "blocks.0", "blocks.1", "blocks.2"))
+_CORR_LOGSTD_GROUPS = (("stem", "blocks.2"), ("blocks.0", "blocks.2"), ("stem", "blocks.1", "blocks.2"),
+                       ("blocks.0", "blocks.1", "blocks.2"), ("stem", "blocks.0", "blocks.1", "blocks.2"))
 CANDIDATES: tuple[Candidate, ...] = (
     Candidate("msp", ("logits:vector",)),
     Candidate("energy", ("logits:vector",)),
@@ -524,21 +517,8 @@ CANDIDATES: tuple[Candidate, ...] = (
     Candidate("mahalanobis", _stats("stem", "blocks.0", "blocks.1")),
     Candidate("mahalanobis", _stats("stem", "blocks.0", "blocks.1", "blocks.2")),
     Candidate("mahalanobis", _stats("stem", "blocks.0", "blocks.1", "blocks.2", "blocks.3", "blocks.4", "blocks.5")),
-    Candidate("mahalanobis", _corr("stem")),
-    Candidate("mahalanobis", _corr("blocks.0")),
-    Candidate("mahalanobis", _corr("blocks.1")),
-    Candidate("mahalanobis", _corr("blocks.2")),
-    Candidate("mahalanobis", _corr("stem", "blocks.2")),
-    Candidate("mahalanobis", _corr("blocks.0", "blocks.2")),
-    Candidate("mahalanobis", _corr("stem", "blocks.0", "blocks.1")),
-    Candidate("mahalanobis", _corr("stem", "blocks.1", "blocks.2")),
-    Candidate("mahalanobis", _corr("blocks.0", "blocks.1", "blocks.2")),
-    Candidate("mahalanobis", _corr("stem", "blocks.0", "blocks.1", "blocks.2")),
-    Candidate("mahalanobis", _corr_logstd("stem", "blocks.2")),
-    Candidate("mahalanobis", _corr_logstd("blocks.0", "blocks.2")),
-    Candidate("mahalanobis", _corr_logstd("stem", "blocks.1", "blocks.2")),
-    Candidate("mahalanobis", _corr_logstd("blocks.0", "blocks.1", "blocks.2")),
-    Candidate("mahalanobis", _corr_logstd("stem", "blocks.0", "blocks.1", "blocks.2")),
+    *(Candidate("mahalanobis", _stats(*g, stats=("corr",))) for g in _CORR_GROUPS),
+    *(Candidate("mahalanobis", _stats(*g, stats=("corr", "logstd"))) for g in _CORR_LOGSTD_GROUPS),
 )
 DEFAULT_CANDIDATE = "mahalanobis@stem:corr,stem:logstd,blocks.2:corr,blocks.2:logstd"  # ood-eval's pick for busi
 

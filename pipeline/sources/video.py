@@ -343,8 +343,8 @@ class VideoSource(Source):
         """A decoder positioned at the keyframe at or before ``start_s``."""
         stream = self._stream
         # No self._orientation.reset() here: a pass over the same file has the same display matrix, and reading
-        # frame.side_data again on every pass left one decoded picture per loop in a reference cycle (+0.4 MB a
-        # pass, +55 MB over a 30-minute looped soak, until a full collection; see FrameOrientation).
+        # frame.side_data again on every pass left one decoded picture per loop in a reference cycle until a
+        # full collection (+55 MB over a 30-minute looped soak; see FrameOrientation).
         # Seek (also to 0, when looping): reopening the container on every loop kept ~5 MB of FFmpeg's decoder state
         # alive per pass (a 30-minute looped soak grew by 848 MB); the reopen below is only the fallback.
         if self._has_pts and start_s >= 0:
