@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .contention import NOT_A_RESULT, judge
-from .plan import Inputs, Plan, display_path
+from .plan import EXTRA_STUDENTS, Inputs, Plan, display_path, extra_key, extra_label
 
 PAPER: dict[str, Any] = {  # the breast-ultrasound paper's own figures, for the side-by-side table
     "teacher_ms": 242.9, "student_ms": 16.3, "student_fps": 61.5, "size_ratio": 74.0, "speed_ratio": 15.0,
@@ -160,6 +160,7 @@ def assemble(inp: Inputs, plan: Plan, sections: set[str], results: dict[str, lis
         "student_onnx_int8": "Student, ONNX Runtime int8, logits only",
         "student_onnx_int8_cam": "Student, ONNX Runtime int8, logits + fused CAM",
     }
+    labels.update({extra_key(a, s, q): extra_label(a, s, q) for a, s in EXTRA_STUDENTS for q in (False, True)})
     if plan.tiny_teachers:
         for k in ("teacher_paper", "teacher_offline"):
             labels[k] += " [SMOKE: tiny stand-in]"
@@ -177,6 +178,9 @@ def assemble(inp: Inputs, plan: Plan, sections: set[str], results: dict[str, lis
     for k in ("student_onnx_int8", "student_onnx_int8_cam"):
         if k in models:
             models[k]["file"], models[k]["file_source"] = display_path(inp.int8), inp.int8_source
+    for k, (path, source) in inp.extra.items():
+        if k in models:
+            models[k]["file"], models[k]["file_source"] = display_path(path), source
     rep["models"] = models
     # A ratio is built only on figures that are results: one contended side withholds it (and says which).
     withheld: dict[str, str] = {}

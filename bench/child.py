@@ -143,8 +143,9 @@ def probe(imports: tuple[str, ...] | list[str] = ()) -> dict[str, Any]:
 
 @task("prepare_student")
 def prepare_student(onnx_out: str | None = None, int8_src: str | None = None, int8_out: str | None = None,
-                    seed: int = 0) -> dict[str, Any]:
-    """Export a random-init student (when no bundled one exists) and/or quantise a student to INT8."""
+                    seed: int = 0, extra: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Export a random-init student (when no bundled one exists) and/or quantise a student to INT8; ``extra``:
+    other students (``arch``, ``size``) exported at random init to ``out`` and quantised to ``int8_out``."""
     from sonolens.models.onnx_export import export_random_student
     from sonolens.models.quantize import quantize_int8
 
@@ -158,6 +159,9 @@ def prepare_student(onnx_out: str | None = None, int8_src: str | None = None, in
         t0 = time.perf_counter()
         quantize_int8(int8_src, int8_out)
         out["quantize_s"] = time.perf_counter() - t0
+    for e in extra or ():
+        export_random_student(e["out"], seed=seed, arch=e["arch"], input_size=(e["size"], e["size"]))
+        quantize_int8(e["out"], e["int8_out"])
     return out
 
 

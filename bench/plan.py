@@ -113,6 +113,23 @@ PLANS = {
 # --------------------------------------------------------------------------------------------------------
 # Inputs: student files, clips
 # --------------------------------------------------------------------------------------------------------
+# The second student's rows (issue: "a Lite0 row beside MobileNetV3-Small's"): architecture, input size. A bundled
+# trained file of that architecture and size is measured as shipped (with its gate); otherwise a random-init export
+# of the same graph (the same speed) and its INT8 quantised on the fly.
+EXTRA_STUDENTS = (("tf_efficientnet_lite0", 160), ("tf_efficientnet_lite0", 224))
+EXTRA_LABEL = {"tf_efficientnet_lite0": "EfficientNet-Lite0"}
+
+
+def extra_key(arch: str, size: int, int8: bool) -> str:
+    """The job/result key of an extra student's row: ``student2_<arch>_<size>_<fp32|int8>_cam``."""
+    return f"student2_{arch}_{size}_{'int8' if int8 else 'fp32'}_cam"
+
+
+def extra_label(arch: str, size: int, int8: bool) -> str:
+    return (f"Student {EXTRA_LABEL.get(arch, arch)} {size} px, ONNX Runtime {'int8' if int8 else 'fp32'}, logits + "
+            f"fused CAM (+ gate where the file has one)")
+
+
 @dataclass
 class Inputs:
     student: Path
@@ -127,6 +144,7 @@ class Inputs:
     key_clip: Path | None  # the SonoSite clip, None when ../shared is absent
     standin_clip: Path | None = None  # the bundled sweep sample (else the first sample), for when it is absent
     notes: list[str] = field(default_factory=list)
+    extra: dict[str, tuple[Path, str]] = field(default_factory=dict)  # extra_key -> (file, where it came from)
 
     @property
     def scale_clip(self) -> Path | None:
@@ -197,8 +215,9 @@ def resolve_inputs(args: argparse.Namespace, plan: Plan, workdir: Path, say) -> 
         else:
             int8, int8_source = workdir / "student_int8.onnx", "quantised on the fly (synthetic calibration)"
             prep["int8_src"], prep["int8_out"] = str(student), str(int8)
+    extra = _extra_students(workdir, prep)
     if prep:
-        say("preparing the student: " + ", ".join(k for k in ("onnx_out", "int8_out") if k in prep))
+        say("preparing the student: " + ", ".join(k for k in ("onnx_out", "int8_out", "extra") if k in prep))
         ans = run_child([{"task": "prepare_student", "args": prep}])
         res = ans["results"][0]
         if not res.get("ok"):
@@ -227,7 +246,48 @@ def resolve_inputs(args: argparse.Namespace, plan: Plan, workdir: Path, say) -> 
                   student_trained=_model_trained(student), int8=int8, int8_source=int8_source,
                   teacher_checkpoint=find_teacher_checkpoint(args.teacher_checkpoint), samples=samples,
                   shared_dir=shared if shared is not None and shared.is_dir() else None, shared_videos=vids,
-                  key_clip=key, standin_clip=standin, notes=notes)
+                  key_clip=key, standin_clip=standin, notes=notes, extra=extra)
+
+
+def _extra_students(workdir: Path, prep: dict[str, Any]) -> dict[str, tuple[Path, str]]:
+    """The files of ``EXTRA_STUDENTS``' rows: a bundled file of that architecture and input size (and its
+    ``_int8`` sibling) when there is one, else random-init exports that ``prepare_student`` writes (``prep``)."""
+    out: dict[str, tuple[Path, str]] = {}
+    todo = []
+    bundled = _bundled_by_arch_size()
+    for arch, size in EXTRA_STUDENTS:
+        fp32 = bundled.get((arch, size))
+        int8 = fp32.with_name(fp32.stem + "_int8.onnx") if fp32 is not None else None
+        if fp32 is not None and int8 is not None and int8.is_file():
+            out[extra_key(arch, size, False)] = (fp32, "bundled")
+            out[extra_key(arch, size, True)] = (int8, "bundled")
+            continue
+        f, q = workdir / f"{arch}_{size}.onnx", workdir / f"{arch}_{size}_int8.onnx"
+        todo.append({"arch": arch, "size": size, "out": str(f), "int8_out": str(q)})
+        out[extra_key(arch, size, False)] = (f, "random-init export (no gate)")
+        out[extra_key(arch, size, True)] = (q, "random-init export, quantised on the fly (synthetic calibration)")
+    if todo:
+        prep["extra"] = todo
+    return out
+
+
+def _bundled_by_arch_size() -> dict[tuple[str, int], Path]:
+    """Bundled fp32 model files by (architecture, input height), read from their metadata."""
+    import onnxruntime as ort
+
+    from sonolens.pipeline.modelfile import META_KEY, ModelSpec
+
+    found: dict[tuple[str, int], Path] = {}
+    for path in sorted((REPO / "models" / "weights").glob("*.onnx")):
+        if path.stem.endswith("_int8"):
+            continue
+        try:
+            sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            spec = ModelSpec.from_json(sess.get_modelmeta().custom_metadata_map[META_KEY])
+        except Exception:  # noqa: BLE001 - only a lookup
+            continue
+        found.setdefault((spec.arch, int(spec.input_size[0])), path)
+    return found
 
 
 def make_size_clips(base: Path, sizes: tuple[tuple[int, int], ...], n_frames: int, workdir: Path
@@ -324,6 +384,8 @@ def build_jobs(inp: Inputs, plan: Plan, sections: set[str], workdir: Path, size_
                                                                               **o)}],
                 False, "model: student, ONNX int8, logits + fused CAM"),
         ]
+        jobs += [Job(key, [{"task": "onnx_model", "args": dict(path=str(path), want_cam=True, **o)}], False,
+                     f"model: {key}") for key, (path, _) in inp.extra.items()]
     if "gradcam" in sections:
         jobs.append(Job("gradcam", [{"task": "gradcam", "args": dict(iters=plan.gradcam_iters,
                                                                      max_s=plan.model_max_s * 2,

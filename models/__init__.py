@@ -6,7 +6,10 @@ Module map:
 
 * ``registry`` — ``register_model`` / ``create_model`` / ``list_models``; every model carries its
   ``pipeline.modelfile.ModelSpec`` as ``model.sonolens_spec``;
-* ``student``, ``teacher`` — the architectures; importing them registers them (done here, timm's style);
+* ``student`` (MobileNetV3-Small), ``student_lite`` (EfficientNet-Lite0), ``teacher`` — the architectures; importing
+  them registers them (done here, timm's style);
+* ``adapters`` — each student's adapter record (CAM recipe, feature stages, input defaults), registered beside its
+  builder; the generic code below reads it;
 * ``checkpoint`` — ``save_checkpoint`` / ``load_checkpoint``, the one checkpoint format;
 * ``cam_fusion`` — the closed-form Grad-CAM wrapper exported into the ONNX graph;
 * ``onnx_export`` — ``export_onnx``, ``build_spec``, ``read_spec``, ``export_random_student``;
@@ -18,7 +21,7 @@ Module map:
 ``training``.
 """
 
-from . import student  # noqa: F401  (registers the student)
+from . import student, student_lite  # noqa: F401  (register the students and their adapters)
 from .registry import create_model, list_models, register_model
 
 try:  # registers the teachers; they need only torch/timm, but a trimmed install must still get the student

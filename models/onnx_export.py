@@ -1,7 +1,8 @@
 """ONNX export: the model plus its fused Grad-CAM output, with the ``ModelSpec`` JSON as metadata.
 
 The written file follows ``pipeline.modelfile``'s contract: input ``image`` float32 [N, 3, H, W] (N dynamic),
-outputs ``logits`` [N, C] and ``cam`` [N, C, h, w] (``models.cam_fusion``), metadata ``sonolens`` =
+outputs ``logits`` [N, C] and ``cam`` [N, C, h, w] (``models.cam_fusion``, the recipe of the student's
+adapter), metadata ``sonolens`` =
 ``ModelSpec.to_json()``. ``read_spec`` reads that metadata back (the runtime uses ``pipeline.engines``).
 """
 
@@ -20,7 +21,7 @@ from torch import nn
 from sonolens.pipeline.errors import ModelError
 from sonolens.pipeline.modelfile import META_KEY, ModelSpec
 
-from .cam_fusion import FusedCamWrapper
+from .cam_fusion import cam_wrapper
 from .random_student import build_random_student
 from .registry import spec_of
 
@@ -81,7 +82,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, meta_overrides: di
     if tuple(spec.input_size) != tuple(own.input_size) or spec.num_classes != own.num_classes:
         raise ValueError("meta_overrides must not change input_size or the number of classes of the model")
     model = model.eval()
-    wrapper = FusedCamWrapper(model).eval()
+    wrapper = cam_wrapper(model).eval()
     h, w = spec.input_size
     dummy = torch.zeros(1, 3, h, w)
     path = Path(path)
@@ -170,7 +171,7 @@ def _inline_shared_initializers(proto: Any) -> None:
     proto.graph.node.extend(keep)
 
 
-def _fix_cam_shape(proto: Any, wrapper: FusedCamWrapper) -> None:
+def _fix_cam_shape(proto: Any, wrapper: Any) -> None:
     """Declare ``cam`` as [batch, C, h, w]: the tracer leaves the non-batch dims symbolic after a reshape."""
     for out in proto.graph.output:
         if out.name == "cam":

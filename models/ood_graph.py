@@ -3,8 +3,10 @@
 A sonolens model file (``pipeline.modelfile``) may carry a third output, ``ood_score`` float32 ``[N]`` (higher =
 further from the training data), computed from the *same* forward pass as ``logits`` and ``cam``. This module
 
-* names the feature tensors of an exported graph (``feature_tensors``): ``stem`` and ``blocks.0`` … ``blocks.5``
-  (the output of the stem and of each stage of the backbone, ``[N, C, h, w]``), ``pooled`` (the globally
+* names the feature tensors of an exported graph (``feature_tensors``): the stages of the student's adapter
+  (``models.adapters``, read from the file's ``arch``: ``stem`` and ``blocks.0`` … ``blocks.5`` on MobileNetV3-Small,
+  ``blocks.6`` on EfficientNet-Lite0; the output of the stem and of each stage of the backbone, ``[N, C, h, w]``),
+  ``pooled`` (the globally
   average-pooled last feature map, ``[N, 576]`` for MobileNetV3-Small: the ``ReduceMean`` the fused CAM uses),
   ``prelogits`` (the vector the classifier reads, ``[N, 1024]``) and ``logits``;
 * exposes any tensors as extra graph outputs for feature extraction (``with_outputs``), so fitting reads the
@@ -45,15 +47,15 @@ METHODS = ("mahalanobis", "knn", "energy", "msp")
 STATS = ("vector", "mean_std", "corr", "logstd")
 EPS_STD = 1e-6  # logstd: log(std + EPS_STD), so a constant channel stays finite
 EPS_VAR2 = 1e-12  # corr: cov_ij / sqrt(max(var_i var_j, EPS_VAR2)), so a constant channel correlates 0
-STAGES = ("stem",) + tuple(f"blocks.{i}" for i in range(6))
-FEATURES = STAGES + ("pooled", "prelogits", "logits")
+HEAD_FEATURES = ("pooled", "prelogits", "logits")  # found from the classifier, on every student
 
 
 @dataclass
 class ScorePart:
     """One term of a gate: ``(score(stat(tensor)) - offset) / scale``.
 
-    ``feature``: a name of ``FEATURES`` or a graph tensor name; ``stat``: one of ``STATS``;
+    ``feature``: a stage of the student's adapter, a name of ``HEAD_FEATURES``, or a graph tensor name;
+    ``stat``: one of ``STATS``;
     ``constants``: ``whiten`` [D, K] and ``means`` [C, K] (Mahalanobis: class means already times ``whiten``),
     ``bank`` [M, D] (k-NN: L2-normalised training features); none for energy/MSP.
     """
@@ -188,12 +190,13 @@ def _producers(proto: Any) -> dict[str, Any]:
 
 
 def feature_tensors(proto: Any) -> dict[str, str]:
-    """Graph tensor name of every entry of ``FEATURES`` this graph has.
+    """Graph tensor name of every feature (the adapter's stages, ``HEAD_FEATURES``) this graph has.
 
     ``prelogits``: the data input of the node that writes ``logits`` (Gemm, or MatMul [+ Add]); ``pooled``: the
     output of the global average pool (``ReduceMean``/``GlobalAveragePool``) upstream of it; ``stem`` and
     ``blocks.i``: the last float output (quantise/dequantise nodes skipped) of the nodes the TorchScript exporter
-    scoped under the timm module (``/bn1/…`` for the stem's activation, ``/blocks/blocks.i/…``). ``ValueError``
+    scoped under the stage's module (the adapter's ``onnx_prefix``: ``/bn1/…``, ``/blocks/blocks.i/…``); the adapter
+    is that of the file's ``arch`` (metadata), MobileNetV3-Small's for a graph without one. ``ValueError``
     when there is no ``logits``-writing classifier or no pool upstream of it.
     """
     prod = _producers(proto)
@@ -219,8 +222,7 @@ def feature_tensors(proto: Any) -> dict[str, str]:
     if pooled is None:
         raise ValueError("no global average pool found upstream of the classifier")
     out = {"pooled": pooled, "prelogits": prelogits, "logits": "logits"}
-    prefixes = {"stem": "/bn1/"} | {f"blocks.{i}": f"/blocks/blocks.{i}/" for i in range(6)}
-    for name, prefix in prefixes.items():
+    for name, prefix in ((st.name, st.onnx_prefix) for st in graph_adapter(proto).stages):
         last = [n for n in proto.graph.node if n.name.startswith(prefix) and n.op_type not in _QDQ
                 and not n.name.startswith(PREFIX)]
         if last:
@@ -228,9 +230,25 @@ def feature_tensors(proto: Any) -> dict[str, str]:
     return out
 
 
+def graph_adapter(proto: Any) -> Any:
+    """The student adapter of an exported graph: its metadata's ``arch`` (``models.adapters``)."""
+    import json
+
+    from sonolens.pipeline.modelfile import META_KEY
+
+    from .adapters import adapter_for_arch
+
+    meta = next((p.value for p in proto.metadata_props if p.key == META_KEY), None)
+    try:
+        arch = json.loads(meta).get("arch") if meta else None
+    except ValueError:
+        arch = None
+    return adapter_for_arch(arch)
+
+
 def resolve_feature(proto: Any, feature: str, tensors: Mapping[str, str] | None = None) -> str:
-    """The graph tensor of ``feature`` (a name of ``FEATURES``, or already a tensor name)."""
-    if feature in FEATURES:
+    """The graph tensor of ``feature`` (a stage or head feature name, or already a tensor name)."""
+    if feature in HEAD_FEATURES or feature in graph_adapter(proto).stage_names:
         tensors = tensors or feature_tensors(proto)
         if feature not in tensors:
             raise ValueError(f"the graph has no {feature!r} tensor")

@@ -19,6 +19,7 @@ from sonolens.pipeline.errors import ModelError
 from sonolens.pipeline.modelfile import ModelSpec
 from sonolens.pipeline.preprocess import preprocess_image
 
+from .adapters import adapter_for_arch
 from .onnx_export import read_spec, write_spec
 
 
@@ -77,8 +78,9 @@ def images_calibration(files: Sequence[str | os.PathLike], spec: ModelSpec, n: i
 def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike, *,
                   calibration: Iterable[np.ndarray] | None = None) -> ModelSpec:
     """Static INT8 (QDQ; uint8 activations, per-channel int8 weights, MinMax calibration) of the *pointwise*
-    convolutions of the ONNX model ``src``, written to ``dst``; depthwise convolutions, the head and the fused-CAM
-    branch stay float32. ``calibration``: input arrays (default ``synthetic_calibration``). Returns the spec
+    convolutions of the ONNX model ``src``, written to ``dst``; depthwise convolutions, the head, the fused-CAM
+    branch and the convolutions the student's adapter keeps float (``int8_keep_float``) stay float32.
+    ``calibration``: input arrays (default ``synthetic_calibration``). Returns the spec
     written: ``src``'s, provenance marked ``"quantized": "int8"``.
 
     Choices measured on MobileNetV3-Small with ORT 1.32 on a 2-core AVX-512/VNNI CPU (batch 1, 1 thread):
@@ -103,8 +105,9 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike, *,
         # Shape inference ORT recommends before quantising. Its graph optimisation step is skipped: it
         # splits HardSwish into HardSigmoid + Mul, which only adds nodes here.
         quant_pre_process(str(src), str(pre), skip_optimization=True)
+        keep_float = adapter_for_arch(spec.arch).int8_keep_float
         depthwise = [n.name for n in onnx.load(str(pre)).graph.node if n.op_type == "Conv"
-                     and any(a.name == "group" and a.i > 1 for a in n.attribute)]
+                     and (any(a.name == "group" and a.i > 1 for a in n.attribute) or n.name.startswith(keep_float))]
         quantize_static(
             str(pre), str(dst), ArrayCalibrationReader(arrays),
             quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv"], nodes_to_exclude=depthwise,

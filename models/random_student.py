@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .adapters import DEFAULT_STUDENT
+from .cam_fusion import spread_random_head
 from .registry import create_model, spec_of
-from .student import STUDENT_ARCH
 
 RANDOM_PROVENANCE = "random init, not a trained model"
 
@@ -21,7 +22,7 @@ RANDOM_PROVENANCE = "random init, not a trained model"
 def build_random_student(seed: int = 0, **cfg: Any) -> nn.Module:
     """A randomly initialised student in eval mode whose outputs depend on the input like a trained net's.
 
-    ``cfg``: ``create_model`` keyword arguments (``arch`` selects another architecture with the same head).
+    ``cfg``: ``create_model`` keyword arguments (``arch`` selects another registered student).
     With timm's init (BN running mean 0 / var 1, identity affine) the signal shrinks ~50x through the
     blocks and the logits and CAMs barely change with the input. So, seeded: BN affine parameters are
     drawn around identity, then the running statistics are re-estimated on a few smooth random images
@@ -30,7 +31,7 @@ def build_random_student(seed: int = 0, **cfg: Any) -> nn.Module:
     """
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    model = create_model(cfg.pop("arch", STUDENT_ARCH), **cfg)
+    model = create_model(cfg.pop("arch", DEFAULT_STUDENT), **cfg)
     h, w = spec_of(model).input_size
     with torch.no_grad():
         for mod in model.modules():
@@ -47,12 +48,7 @@ def build_random_student(seed: int = 0, **cfg: Any) -> nn.Module:
             if isinstance(mod, nn.BatchNorm2d):
                 mod.momentum = 0.1
         model.eval()
-        # Spread conv_head's pre-activation z to std ~2 so all branches of hardswish' (z <= -3, the dip
-        # just above -3, the middle, z >= 3) occur, as they can in a trained head.
-        z = model.conv_head(model.forward_features(_calibration_batch(8, h, w, gen)).mean((2, 3), keepdim=True))
-        scale = 2.0 / float(z.std())
-        model.conv_head.weight.mul_(scale)
-        model.conv_head.bias.mul_(scale)
+        spread_random_head(model, model.forward_features(_calibration_batch(8, h, w, gen)))
     model.sonolens_spec = spec_of(model).with_fields(provenance={"weights": RANDOM_PROVENANCE, "seed": seed})
     return model.eval()
 

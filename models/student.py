@@ -20,10 +20,18 @@ from typing import Any
 
 from sonolens.pipeline.errors import ModelError
 
-from .registry import default_spec, register_model, with_overrides
+from .adapters import StudentAdapter, backbone_stages, register_student
+from .registry import register_model, with_overrides
 
 STUDENT_ARCH = "mobilenetv3_small_100"
-STUDENT_CAM_LAYER = "blocks.5"
+
+ADAPTER = register_student(StudentAdapter(
+    arch=STUDENT_ARCH,
+    cam_recipe="hardswish_head",
+    cam_layer="blocks.5",
+    stages=backbone_stages("bn1", 6),
+    prelogits_width=1024,
+))
 
 
 @register_model(STUDENT_ARCH)
@@ -41,7 +49,7 @@ def mobilenetv3_small_100(
     """
     import timm
 
-    spec, timm_kwargs = with_overrides(default_spec(STUDENT_ARCH, STUDENT_CAM_LAYER), **cfg)
+    spec, timm_kwargs = with_overrides(ADAPTER.default_spec(), **cfg)
     num_classes = spec.num_classes
 
     if pretrained_file is not None:

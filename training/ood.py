@@ -6,7 +6,8 @@ The score itself lives inside the ONNX graph (``models.ood_graph``); this module
   (``models.ood_graph.with_outputs``), in ONNX Runtime with the runtime's session options, batch 1, on inputs made
   by the runtime's own preprocessing: ``pipeline.preprocess.preprocess_image`` for every still, and for every clip
   frame a ``pipeline.preprocess.Preprocessor`` (the ROI detected over the first frames, as ``sonolens run`` does);
-* **candidates** (``CANDIDATES``, named ``METHOD[k]@FEATURE:STAT,…`` by ``parse_candidate``) — ``fit_gate`` fits
+* **candidates** (``candidates(adapter)``, from the student's adapter stages; named ``METHOD[k]@FEATURE:STAT,…``
+  by ``parse_candidate``) — ``fit_gate`` fits
   each on *training* features only: Mahalanobis with class means and one shared, Ledoit-Wolf-shrunk covariance
   (Lee et al. 2018) on the classifier's vectors or on the channel mean/std of early stages (their feature ensemble),
   k-NN cosine distance (Sun et al. 2022), energy (Liu et al. 2020), max-softmax (Hendrycks & Gimpel 2017);
@@ -340,9 +341,9 @@ def suite_sets(spec: ModelSpec, shared: Path, stage: str) -> list[ImageSet]:
 # ------------------------------------------------------------------------------------------------------------
 # Features
 # ------------------------------------------------------------------------------------------------------------
-def all_keys() -> list[str]:
-    """Every ``feature:stat`` the candidates (``CANDIDATES``) read, and the logits."""
-    return list(dict.fromkeys([k for c in CANDIDATES for k in c.keys] + ["logits:vector"]))
+def all_keys(adapter: Any = None) -> list[str]:
+    """Every ``feature:stat`` the candidates (``candidates(adapter)``) read, and the logits."""
+    return list(dict.fromkeys([k for c in candidates(adapter) for k in c.keys] + ["logits:vector"]))
 
 
 @dataclass
@@ -397,6 +398,7 @@ class Extractor:
         import onnx
         import onnxruntime as ort
 
+        from sonolens.models.adapters import adapter_for_arch
         from sonolens.models.onnx_export import read_spec
         from sonolens.models.ood_graph import SCORE_OUTPUT, feature_tensors, with_outputs
 
@@ -404,7 +406,8 @@ class Extractor:
         self.spec = read_spec(self.path)
         proto = onnx.load(str(self.path))
         self.tensors = feature_tensors(proto)
-        self.keys = list(dict.fromkeys(list(keys or all_keys()) + ["logits:vector"]))
+        self.adapter = adapter_for_arch(self.spec.arch)
+        self.keys = list(dict.fromkeys(list(keys or all_keys(self.adapter)) + ["logits:vector"]))
         self.key_tensor = {}
         for key in self.keys:
             feature = key.split(":")[0]
@@ -467,9 +470,11 @@ class Candidate:
         return f"{self.method}{self.k if self.method == 'knn' else ''}@{','.join(self.keys)}"
 
 
-def parse_candidate(text: str) -> Candidate:
-    """``mahalanobis@stem:mean_std,blocks.1:mean_std``, ``knn5@prelogits:vector``, ``energy`` / ``msp``."""
-    from sonolens.models.ood_graph import FEATURES, METHODS, STATS
+def parse_candidate(text: str, adapter: Any = None) -> Candidate:
+    """``mahalanobis@stem:mean_std,blocks.1:mean_std``, ``knn5@prelogits:vector``, ``energy`` / ``msp``. The
+    features are checked against ``adapter``'s (``models.adapters``; default: any registered student's)."""
+    from sonolens.models.adapters import list_students, student_adapter
+    from sonolens.models.ood_graph import HEAD_FEATURES, METHODS, STATS
 
     head, _, rest = text.partition("@")
     method = head.rstrip("0123456789")
@@ -477,10 +482,12 @@ def parse_candidate(text: str) -> Candidate:
     if method not in METHODS:
         raise ConfigError(f"unknown out-of-domain method in {text!r} (known: {', '.join(METHODS)})")
     keys = tuple(rest.split(",")) if rest else ("logits:vector",)
+    adapters = [adapter] if adapter is not None else [student_adapter(a) for a in list_students()]
+    features = list(dict.fromkeys(f for ad in adapters for f in ad.stage_names)) + list(HEAD_FEATURES)
     for key in keys:
         feature, _, stat = key.partition(":")
-        if feature not in FEATURES or stat not in STATS:
-            raise ConfigError(f"bad feature {key!r} in {text!r}: FEATURE:STAT with FEATURE in {', '.join(FEATURES)} "
+        if feature not in features or stat not in STATS:
+            raise ConfigError(f"bad feature {key!r} in {text!r}: FEATURE:STAT with FEATURE in {', '.join(features)} "
                               f"and STAT in {', '.join(STATS)}")
     if method in ("energy", "msp") and keys != ("logits:vector",):
         raise ConfigError(f"{method} reads the logits only")
@@ -491,35 +498,43 @@ def _stats(*stages: str, stats: Sequence[str] = ("mean_std",)) -> tuple[str, ...
     return tuple(f"{s}:{st}" for s in stages for st in stats)
 
 
-# The table ``sonolens ood-eval`` measures. Single-layer scores on the classifier's own features first, then
-# Lee et al.'s feature ensemble over the channel statistics of several stages: mean/std, then channel correlations
-# (Sastry & Oore's Gram matrices: blind to each channel's gain and offset, where breast scanners differ most), alone
-# and with the log standard deviations.
-_CORR_GROUPS = (("stem",), ("blocks.0",), ("blocks.1",), ("blocks.2",), ("stem", "blocks.2"),
-                ("blocks.0", "blocks.2"), ("stem", "blocks.0", "blocks.1"), ("stem", "blocks.1", "blocks.2"),
-                ("blocks.0", "blocks.1", "blocks.2"), ("stem", "blocks.0", "blocks.1", "blocks.2"))
-_CORR_LOGSTD_GROUPS = (("stem", "blocks.2"), ("blocks.0", "blocks.2"), ("stem", "blocks.1", "blocks.2"),
-                       ("blocks.0", "blocks.1", "blocks.2"), ("stem", "blocks.0", "blocks.1", "blocks.2"))
-CANDIDATES: tuple[Candidate, ...] = (
-    Candidate("msp", ("logits:vector",)),
-    Candidate("energy", ("logits:vector",)),
-    Candidate("mahalanobis", ("pooled:vector",)),
-    Candidate("mahalanobis", ("prelogits:vector",)),
-    Candidate("knn", ("pooled:vector",), k=5),
-    Candidate("knn", ("prelogits:vector",), k=1),
-    Candidate("knn", ("prelogits:vector",), k=5),
-    Candidate("mahalanobis", _stats("stem")),
-    Candidate("mahalanobis", _stats("blocks.0")),
-    Candidate("mahalanobis", _stats("blocks.1")),
-    Candidate("mahalanobis", _stats("blocks.2")),
-    Candidate("mahalanobis", _stats("stem", "blocks.0")),
-    Candidate("mahalanobis", _stats("stem", "blocks.1")),
-    Candidate("mahalanobis", _stats("stem", "blocks.0", "blocks.1")),
-    Candidate("mahalanobis", _stats("stem", "blocks.0", "blocks.1", "blocks.2")),
-    Candidate("mahalanobis", _stats("stem", "blocks.0", "blocks.1", "blocks.2", "blocks.3", "blocks.4", "blocks.5")),
-    *(Candidate("mahalanobis", _stats(*g, stats=("corr",))) for g in _CORR_GROUPS),
-    *(Candidate("mahalanobis", _stats(*g, stats=("corr", "logstd"))) for g in _CORR_LOGSTD_GROUPS),
-)
+# Which of the adapter's first ``gate_stages`` stages (by position: 0 = the stem) the channel-correlation
+# candidates combine, alone and with the log standard deviations.
+_CORR_GROUPS = ((0,), (1,), (2,), (3,), (0, 3), (1, 3), (0, 1, 2), (0, 2, 3), (1, 2, 3), (0, 1, 2, 3))
+_CORR_LOGSTD_GROUPS = ((0, 3), (1, 3), (0, 2, 3), (1, 2, 3), (0, 1, 2, 3))
+_MEAN_STD_GROUPS = ((0,), (1,), (2,), (3,), (0, 1), (0, 2), (0, 1, 2), (0, 1, 2, 3))
+
+
+def candidates(adapter: Any = None) -> tuple[Candidate, ...]:
+    """The table ``sonolens ood-eval`` measures on a student (``adapter``; default: the default student). Scores on
+    the classifier's own features first, then Lee et al.'s feature ensemble over the channel statistics of the
+    adapter's early stages: mean/std, then channel correlations (Sastry & Oore's Gram matrices: blind to each
+    channel's gain and offset, where breast scanners differ most), alone and with the log standard deviations,
+    and mean/std over every stage."""
+    from sonolens.models.adapters import DEFAULT_STUDENT, student_adapter
+
+    adapter = adapter or student_adapter(DEFAULT_STUDENT)
+    early = adapter.stage_names[: adapter.gate_stages]
+
+    def groups(table: tuple[tuple[int, ...], ...]) -> list[tuple[str, ...]]:
+        picked = [tuple(early[i] for i in g) for g in table if max(g) < len(early)]
+        return list(dict.fromkeys(picked))
+
+    return (
+        Candidate("msp", ("logits:vector",)),
+        Candidate("energy", ("logits:vector",)),
+        Candidate("mahalanobis", ("pooled:vector",)),
+        Candidate("mahalanobis", ("prelogits:vector",)),
+        Candidate("knn", ("pooled:vector",), k=5),
+        Candidate("knn", ("prelogits:vector",), k=1),
+        Candidate("knn", ("prelogits:vector",), k=5),
+        *(Candidate("mahalanobis", _stats(*g)) for g in groups(_MEAN_STD_GROUPS)),
+        Candidate("mahalanobis", _stats(*adapter.stage_names)),
+        *(Candidate("mahalanobis", _stats(*g, stats=("corr",))) for g in groups(_CORR_GROUPS)),
+        *(Candidate("mahalanobis", _stats(*g, stats=("corr", "logstd"))) for g in groups(_CORR_LOGSTD_GROUPS)),
+    )
+
+
 DEFAULT_CANDIDATE = "mahalanobis@stem:corr,stem:logstd,blocks.2:corr,blocks.2:logstd"  # ood-eval's pick for busi
 
 

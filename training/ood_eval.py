@@ -2,15 +2,16 @@
 
 For each ``--model`` (an ONNX file with an ``ood_score`` output, ``sonolens fit-ood``):
 
-1. **Method table** (``--select``, on by default): every candidate score of ``training.ood.CANDIDATES`` is fitted
-   on the *training* rows of the model's gate split (``training.ood.gate_split``: breast models BUSI + BUS-UCLM,
-   two scanners) and scored by AUROC of that split's **validation** rows against each far out-of-domain selection
-   set (``training.ood.suite_sets(..., "select")``). Where the split holds several scanners, each candidate also
-   gets its **cross-scanner share** (``training.ood.cross_source_shares``: fitted on one scanner, the share of
-   the other's train + val images it flags; the mean over both directions), the stand-in for a hospital it has
-   never seen. The rule is fixed here (``select_candidate``): among the candidates whose minimum far AUROC
-   reaches the issue's 0.95, the lowest cross-scanner share (within 0.01 counts as tied: fewer parts win); with
-   no cross-scanner share, or no candidate at 0.95, the highest minimum AUROC (within 0.005: fewer parts).
+1. **Method table** (``--select``, on by default): every candidate score of ``training.ood.candidates`` (from the
+   model's student adapter) is fitted on the *training* rows of the model's gate split (``training.ood.gate_split``:
+   breast models BUSI + BUS-UCLM, two scanners) and scored by AUROC of that split's **validation** rows against each
+   far out-of-domain selection set (``training.ood.suite_sets(..., "select")``). Where the split holds several
+   scanners, each candidate also gets its **cross-scanner share** (``training.ood.cross_source_shares``: fitted on
+   one scanner, the share of the other's train + val images it flags; the mean over both directions), the stand-in
+   for a hospital it has never seen. The rule is fixed here (``select_candidate``): among the candidates whose
+   minimum far AUROC reaches the issue's 0.95, the lowest cross-scanner share (within 0.01 counts as tied: fewer
+   parts win); with no cross-scanner share, or no candidate at 0.95, the highest minimum AUROC (within 0.005: fewer
+   parts).
 2. **Report** on the *shipped file itself* (its graph's ``ood_score``, the runtime's preprocessing, batch 1):
    AUROC of in-domain **test** images vs every far set with a percentile bootstrap 95 % CI (clips resampled as
    whole clips), the share flagged at the file's threshold (Wilson 95 % CI; clips: clip bootstrap), per-clip /
@@ -121,7 +122,7 @@ def select_candidate(rows: list[dict[str, Any]], tie: float = TIE, share_tie: fl
 def method_table(model: Path, shared: Path, *, threads: int = 1, log=print) -> dict[str, Any]:
     """Fit every candidate on the gate split's train rows; AUROC of its val rows vs each far selection set, and
     the cross-scanner share where the split has several scanners."""
-    ext = ood.Extractor(model, ood.all_keys(), threads=threads)
+    ext = ood.Extractor(model, None, threads=threads)  # every key of the candidates of its student
     root, csv = ood.gate_split(ext.spec, shared)
     t0 = time.perf_counter()
     train = ext.features(ood.split_set("train", "in", root, csv, "train", ext.spec.class_names))
@@ -131,7 +132,7 @@ def method_table(model: Path, shared: Path, *, threads: int = 1, log=print) -> d
     far = [s for s in sets if s.role == "far"]
     sources = sorted(set(train.sources()))
     rows = []
-    for cand in ood.CANDIDATES:
+    for cand in ood.candidates(ext.adapter):
         gate = ood.fit_gate(cand, train)
         v = ood.gate_scores(gate, val)
         row: dict[str, Any] = {"candidate": cand.name, "method": cand.method, "n_parts": len(cand.keys), "auroc": {}}

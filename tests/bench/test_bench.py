@@ -361,8 +361,11 @@ def test_smoke_run_writes_json_markdown_and_plots(student_pair, tmp_path):
             assert NOT_A_RESULT in md
 
     # every model row measured, with the numbers the table needs (or flagged) and its CPU record
+    lite0 = {f"student2_tf_efficientnet_lite0_{size}_{kind}_cam" for size in (160, 224) for kind in ("fp32", "int8")}
     assert set(rep["models"]) == {"teacher_paper", "teacher_offline", "student_torch", "student_onnx_fp32",
-                                  "student_onnx_fp32_cam", "student_onnx_int8", "student_onnx_int8_cam"}
+                                  "student_onnx_fp32_cam", "student_onnx_int8", "student_onnx_int8_cam"} | lite0
+    for name in lite0:  # the second student's rows: its own file, at its own input size
+        assert rep["models"][name]["input_size"] == [int(name.split("_")[-3])] * 2 and rep["models"][name]["file"]
     for name, m in rep["models"].items():
         assert m["measured"], (name, m.get("error"))
         assert m["latency_ms"]["p50"] > 0 and m["size_mb"] > 0 and m["peak_rss_mb"] > 0
@@ -371,7 +374,7 @@ def test_smoke_run_writes_json_markdown_and_plots(student_pair, tmp_path):
             assert any(m["label"] in line and NOT_A_RESULT in line for line in md.splitlines()), name
         else:
             assert fmt(m["latency_ms"]["p50"], 2) in md
-    for name in ("student_onnx_fp32", "student_onnx_fp32_cam", "student_onnx_int8", "student_onnx_int8_cam"):
+    for name in ("student_onnx_fp32", "student_onnx_fp32_cam", "student_onnx_int8", "student_onnx_int8_cam", *lite0):
         assert rep["models"][name]["torch_imported"] is False, name  # the ONNX path runs without torch
 
     # pipeline: the key clip ran all four modes without errors, the naive way ran, memory was measured

@@ -134,10 +134,10 @@ def test_candidate_names_and_thresholds():
     assert c.keys == ("stem:mean_std", "blocks.1:mean_std") and ood.parse_candidate(c.name) == c
     c = ood.parse_candidate("mahalanobis@stem:corr,stem:logstd")
     assert c.keys == ("stem:corr", "stem:logstd") and ood.parse_candidate(c.name) == c
-    assert set(ood.all_keys()) == {k for c in ood.CANDIDATES for k in c.keys} | {"logits:vector"}
+    assert set(ood.all_keys()) == {k for c in ood.candidates() for k in c.keys} | {"logits:vector"}
     assert ood.parse_candidate("knn5@prelogits:vector").k == 5
     assert ood.parse_candidate("energy").keys == ("logits:vector",)
-    assert all(ood.parse_candidate(c.name) == c for c in ood.CANDIDATES)
+    assert all(ood.parse_candidate(c.name) == c for c in ood.candidates())
     for bad in ("mystery@pooled:vector", "mahalanobis@nowhere:vector", "energy@pooled:vector"):
         with pytest.raises(Exception, match="out-of-domain method|bad feature|logits only"):
             ood.parse_candidate(bad)
