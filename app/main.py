@@ -134,7 +134,7 @@ def options_from_args(args: argparse.Namespace):
             model = None  # 'off' runs no model at all
     source = args.source or default_sample()
     if source is None and automation:
-        raise ConfigError("no SOURCE given and the bundled sample (assets/sample_videos/sweep.mp4) was not found")
+        raise ConfigError("no SOURCE given and the bundled sample (assets/sample_videos/busi_demo.mp4) was not found")
     selfcheck = args.selfcheck if args.selfcheck is not None else bool(args.report)
     return ViewerOptions(source=source, model=model, roi=args.roi, threads=args.threads, loop=args.loop,
                          speed=args.speed, realtime=args.realtime, ema=args.ema, gate=args.gate, cam=args.cam,

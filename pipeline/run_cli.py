@@ -13,7 +13,7 @@ from .overlay import OverlayStyle
 from .shutdown import ShutdownSignals
 from .stream import PipelineConfig, build, load_config, run_to_end
 
-DEFAULT_SAMPLE = "assets/sample_videos/sweep.mp4"
+DEFAULT_SAMPLE = "assets/sample_videos/busi_demo.mp4"  # real BUSI test images, panned (see its README)
 
 
 def default_sample() -> str | None:
@@ -91,7 +91,7 @@ def cli_main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     source = args.source or default_sample()
     if source is None:
-        raise ConfigError("no SOURCE given and the bundled sample (assets/sample_videos/sweep.mp4) was not found")
+        raise ConfigError(f"no SOURCE given and the bundled sample ({DEFAULT_SAMPLE}) was not found")
     flags = {k: getattr(args, k) for k in ("realtime", "frames", "queue", "loop", "start_s", "speed", "roi",
                                           "threads", "cam", "ema", "csv", "reconnect", "gate")}
     if args.model is not None:

@@ -3,6 +3,8 @@
     sonolens simulate malignant --seconds 6 --out malignant.mp4 [--seed 0] [--size 640x480] [--fps 30]
     sonolens simulate --samples assets/sample_videos     # remake the committed sample clips
     sonolens simulate --bench [KIND]                     # ms per frame on one core
+    sonolens simulate --stills A.png B.png --out demo.mp4 [--dwell 4]   # a probe-like clip over still images
+    sonolens simulate --busi-demo ../shared/datasets/busi --out assets/sample_videos/busi_demo.mp4
 
 The only module of the simulator that imports ``sonolens.pipeline``: the MP4 writer the recorder shares
 (``pipeline.videoio.VideoWriter``) and the user-facing errors (``pipeline.errors``). A ``PhantomError`` from
@@ -26,6 +28,7 @@ from .bench import bench
 from .errors import PhantomError
 from .kinds import KINDS, check_kind
 from .render import Phantom
+from .stills import StillsPan
 
 __all__ = ["SAMPLES", "SAMPLE_SIZE", "SAMPLE_FPS", "SAMPLE_CRF", "SAMPLE_PRESET", "parse_size", "write_clip",
            "make_samples", "cli_main"]
@@ -42,6 +45,16 @@ SAMPLE_SIZE = (640, 480)
 SAMPLE_FPS = 30.0
 SAMPLE_CRF = 28
 SAMPLE_PRESET = "slow"
+
+# The bundled demo made from real breast images (``busi_demo.mp4``, the default source of ``run`` and ``view``):
+# the first two benign, the first two malignant and the first normal image of BUSI's leak-free *test* split
+# (``training/split_csv/busi.csv``, sorted as there: no bundled model was trained, selected or calibrated on them),
+# 4 s each. BUSI is CC BY 4.0 (W. Al-Dhabyani et al., Data in Brief 28:104863, 2020), whose SOURCE.md allows
+# exactly this; ``assets/sample_videos/README.md`` carries the citation and the list.
+BUSI_DEMO_FILES = ("benign/benign (1).png", "benign/benign (100).png", "malignant/malignant (1).png",
+                   "malignant/malignant (107).png", "normal/normal (104).png")
+BUSI_DEMO_DWELL_S = 4.0
+BUSI_DEMO_SEED = 0
 
 
 @contextmanager
@@ -105,6 +118,32 @@ def make_samples(folder: str | Path, progress: bool = True) -> list[Path]:
     return paths
 
 
+def write_stills_clip(files: list[str | Path], out: str | Path, dwell_s: float = 4.0, seed: int = 0,
+                      fps: float = 30.0, size: tuple[int, int] = (640, 480), crf: int = 23, preset: str = "veryfast",
+                      progress: bool = True) -> int:
+    """A probe-like clip over still images (``simulator.stills.StillsPan``) to ``out``; returns the frame count.
+    A missing or unreadable image is a ``SourceError`` naming it."""
+    import cv2
+
+    stills = []
+    for f in files:
+        img = cv2.imread(str(f), cv2.IMREAD_GRAYSCALE)
+        if img is None:
+            raise SourceError(f"cannot read image {f} (missing or not an image)")
+        stills.append(img)
+    with _as_source_error():
+        clip = StillsPan(stills, dwell_s=dwell_s, fps=fps, size=size, seed=seed)
+    out = Path(out)
+    with VideoWriter(out, fps, size=size, crf=crf, preset=preset) as writer:
+        for i, frame in enumerate(clip.frames()):
+            writer.write(frame)
+            if progress and (i % 30 == 29 or i == clip.frame_count - 1):
+                end = "\n" if i == clip.frame_count - 1 else ""
+                print(f"\rsimulate: {out.name}: {i + 1}/{clip.frame_count} frames", end=end, file=sys.stderr,
+                      flush=True)
+    return clip.frame_count
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="sonolens simulate",
@@ -120,6 +159,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", metavar="DIR",
                    help="instead: write the committed sample clips (normal, cyst, benign, malignant, sweep) to DIR")
     p.add_argument("--bench", action="store_true", help="instead: print ms per rendered frame on one core")
+    p.add_argument("--stills", nargs="+", metavar="IMAGE",
+                   help="instead: a probe-like clip (slow pan and zoom, fresh speckle) over these still images")
+    p.add_argument("--dwell", type=float, default=4.0, help="--stills: seconds per image (default 4)")
+    p.add_argument("--busi-demo", metavar="BUSI_DIR",
+                   help="instead: remake the bundled busi_demo.mp4 from these BUSI test images (needs --out)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     return p
 
@@ -136,6 +180,8 @@ def _simulate(args: argparse.Namespace) -> int:
         for path in make_samples(args.samples, progress=not args.quiet):
             print(f"{path}  {path.stat().st_size / 1e6:.2f} MB")
         return 0
+    if args.stills or args.busi_demo:
+        return _stills(args)
     if args.bench:
         kind = check_kind(args.kind or "sweep")
         r = bench(kind, size=parse_size(args.size))
@@ -148,11 +194,33 @@ def _simulate(args: argparse.Namespace) -> int:
     if not args.out:
         raise ConfigError("give --out FILE.mp4")
     out = Path(args.out)
+    _make_parent(out)
+    n = write_clip(args.kind, out, args.seconds, seed=args.seed, fps=args.fps, size=parse_size(args.size),
+                   crf=args.crf, preset=args.preset, progress=not args.quiet)
+    print(f"wrote {out} ({n} frames, {out.stat().st_size / 1e6:.2f} MB) - simulated, not patient data")
+    return 0
+
+
+def _make_parent(out: Path) -> None:
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"cannot create folder {out.parent}: {exc.strerror or exc}") from None
-    n = write_clip(args.kind, out, args.seconds, seed=args.seed, fps=args.fps, size=parse_size(args.size),
-                   crf=args.crf, preset=args.preset, progress=not args.quiet)
-    print(f"wrote {out} ({n} frames, {out.stat().st_size / 1e6:.2f} MB) - simulated, not patient data")
+
+
+def _stills(args: argparse.Namespace) -> int:
+    if not args.out:
+        raise ConfigError("give --out FILE.mp4")
+    out = Path(args.out)
+    if args.busi_demo:
+        files: list[str | Path] = [Path(args.busi_demo) / f for f in BUSI_DEMO_FILES]
+        dwell, seed, crf, preset = BUSI_DEMO_DWELL_S, BUSI_DEMO_SEED, SAMPLE_CRF, SAMPLE_PRESET
+    else:
+        files, dwell, seed, crf, preset = list(args.stills), args.dwell, args.seed, args.crf, args.preset
+    if any(Path(f).resolve() == out.resolve() for f in files):
+        raise ConfigError(f"--out {out} is also an input image")
+    _make_parent(out)
+    n = write_stills_clip(files, out, dwell_s=dwell, seed=seed, fps=args.fps, size=parse_size(args.size), crf=crf,
+                          preset=preset, progress=not args.quiet)
+    print(f"wrote {out} ({n} frames, {out.stat().st_size / 1e6:.2f} MB) - made from still images")
     return 0

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sonolens.pipeline.errors import SourceError
+from sonolens.pipeline.errors import ConfigError, SourceError
 from sonolens.pipeline.stream import PipelineConfig, build, run_to_end
 
 
@@ -23,25 +23,40 @@ def clip_stats(clip: str, model: str) -> tuple[tuple[str, ...], np.ndarray]:
     Raises a ``SonolensError`` (``SourceError``, ``ModelError``) for a clip or model that cannot be opened, the
     pipeline's own error if decoding fails midway, and ``SourceError`` if no frame was processed.
     """
+    names, probs, _ = clip_frames(clip, model)
+    return names, probs
+
+
+def clip_frames(clip: str, model: str) -> tuple[tuple[str, ...], np.ndarray, list[str]]:
+    """``clip_stats`` and the state of every frame (``ok`` when the overlay shows a prediction)."""
     probs: list[np.ndarray] = []
-    pipe = build(PipelineConfig(source=clip, model=model, realtime=False, cam=False),
-                 [lambda r: probs.append(r.raw_probs)])
+    states: list[str] = []
+
+    def sink(r) -> None:
+        probs.append(r.raw_probs)
+        states.append(r.state)
+
+    pipe = build(PipelineConfig(source=clip, model=model, realtime=False, cam=False), [sink])
     run_to_end(pipe)
     if pipe.error:
         raise pipe.error
     if not probs:
         raise SourceError(f"{clip}: no frame was processed")
     assert pipe.engine is not None  # clip_stats always runs a model
-    return pipe.engine.meta.class_names, np.stack(probs)
+    return pipe.engine.meta.class_names, np.stack(probs), states
 
 
-def markdown_table(rows: list[tuple[str, int, np.ndarray, np.ndarray]], names: tuple[str, ...]) -> str:
-    """Rows of ``(clip name, frames, mean probability per class, share of frames on top per class)`` as Markdown."""
-    lines = ["| clip | frames | " + " | ".join(f"mean P({n})" for n in names) + " | "
+def markdown_table(rows: list[tuple[str, int, np.ndarray, np.ndarray]], names: tuple[str, ...],
+                   shown: list[float] | None = None) -> str:
+    """Rows of ``(clip name, frames, mean probability per class, share of frames on top per class)`` as Markdown;
+    ``shown``: per row, the share of frames the gate let through (a column when given)."""
+    extra = " shown (gate) |" if shown is not None else ""
+    lines = ["| clip | frames |" + extra + " " + " | ".join(f"mean P({n})" for n in names) + " | "
              + " | ".join(f"{n} on top" for n in names) + " |",
-             "|---|---|" + "---|" * (2 * len(names))]
-    for name, n, mean, top in rows:
-        lines.append(f"| {name} | {n} | " + " | ".join(f"{v:.2f}" for v in mean) + " | "
+             "|---|---|" + ("---|" if shown is not None else "") + "---|" * (2 * len(names))]
+    for i, (name, n, mean, top) in enumerate(rows):
+        cell = f" {100 * shown[i]:.0f}% |" if shown is not None else ""
+        lines.append(f"| {name} | {n} |{cell} " + " | ".join(f"{v:.2f}" for v in mean) + " | "
                      + " | ".join(f"{100 * v:.0f}%" for v in top) + " |")
     return "\n".join(lines)
 
@@ -53,18 +68,28 @@ def parser() -> argparse.ArgumentParser:
                     "Markdown table of the mean class probabilities and how often each class is on top.")
     p.add_argument("clips", nargs="+", metavar="CLIP", help="video files (or any source 'sonolens run' accepts)")
     p.add_argument("--model", default="busi", help="bundled model name or ONNX file (default: busi)")
+    p.add_argument("--segments", type=int, default=1,
+                   help="split each clip into N equal parts, one row each (e.g. one per still of busi_demo.mp4)")
     return p
 
 
 def cli_main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
+    if args.segments < 1:
+        raise ConfigError(f"--segments must be at least 1, got {args.segments}")
     rows: list[tuple[str, int, np.ndarray, np.ndarray]] = []
+    shown: list[float] = []
     names: tuple[str, ...] = ()
     for clip in args.clips:
-        names, p = clip_stats(clip, args.model)
-        top = np.bincount(p.argmax(axis=1), minlength=len(names)) / len(p)
-        rows.append((Path(clip).name, len(p), p.mean(axis=0), top))
-    print(markdown_table(rows, names))
+        names, probs, states = clip_frames(clip, args.model)
+        bounds = np.linspace(0, len(probs), args.segments + 1).round().astype(int)
+        for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+            p = probs[a:b]
+            top = np.bincount(p.argmax(axis=1), minlength=len(names)) / max(1, len(p))
+            label = Path(clip).name if args.segments == 1 else f"{Path(clip).name} part {k + 1}"
+            rows.append((label, len(p), p.mean(axis=0), top))
+            shown.append(float(np.mean([s == "ok" for s in states[a:b]])))
+    print(markdown_table(rows, names, shown))
     return 0
 
 

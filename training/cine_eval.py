@@ -1,0 +1,182 @@
+"""``sonolens cine-eval``: a breast model on real cine video, clip by clip and patient by patient.
+
+Every frame of every clip in ``clips.csv`` (``../shared/videos/breast_cine``: file, label, patient, …) goes through
+the real pipeline (``pipeline.stream.build``, ``--max-rate``, no CAM), exactly as ``sonolens run`` would show it.
+Per clip: the share of frames the out-of-domain gate flags, the clip's score — the mean P(malignant) over the frames
+the gate lets through (and over all frames, for comparison) — and the top-class changes per second over the shown
+frames, raw and after the overlay's smoothing (``--ema``). Per patient: the mean of its clips' scores. AUCs (malignant
+vs benign) with percentile 95 % CIs from resampling whole patients (``external_eval.cluster_bootstrap``).
+
+An external test: this command only measures; nothing here feeds training, selection, thresholds or calibration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sonolens.pipeline.errors import ConfigError, SourceError
+from sonolens.pipeline.stream import PipelineConfig, build, run_to_end
+
+from .external_eval import auc, cluster_bootstrap
+
+DEFAULT_CINE = "../shared/videos/breast_cine"
+
+
+def read_clips(root: Path) -> list[dict[str, str]]:
+    """Rows of ``root/clips.csv`` with ``file``, ``label`` (benign | malignant) and ``patient``."""
+    path = root / "clips.csv"
+    if not path.is_file():
+        raise ConfigError(f"{path} not found (a cine folder needs clips.csv: file,label,patient,...)")
+    with path.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows or not {"file", "label", "patient"} <= set(rows[0]):
+        raise ConfigError(f"{path}: needs the columns file, label, patient")
+    return rows
+
+
+def clip_frames(clip: Path, model: str, ema: float | None) -> dict[str, Any]:
+    """Per-frame state, raw P(classes) and shown top class of ``clip`` through the pipeline."""
+    states: list[str] = []
+    raw: list[np.ndarray] = []
+    shown_top: list[int] = []
+
+    def sink(r: Any) -> None:
+        states.append(r.state)
+        raw.append(r.raw_probs)
+        shown_top.append(int(np.argmax(r.probs)) if r.probs.size else -1)
+
+    pipe = build(PipelineConfig(source=str(clip), model=model, realtime=False, cam=False, ema=ema or 0.0), [sink])
+    run_to_end(pipe)
+    if pipe.error:
+        raise pipe.error
+    if not raw:
+        raise SourceError(f"{clip}: no frame was processed")
+    assert pipe.engine is not None
+    names = pipe.engine.meta.class_names
+    return {"names": names, "states": states, "raw": np.stack(raw), "shown_top": shown_top}
+
+
+def changes_per_s(top: Sequence[int], states: Sequence[str], fps: float) -> float:
+    """Top-class changes per second over the frames that show a prediction (state ``ok``), per second of clip."""
+    shown = [t for t, s in zip(top, states) if s == "ok"]
+    flips = sum(a != b for a, b in zip(shown, shown[1:]))
+    return flips / (len(states) / fps) if states else float("nan")
+
+
+def clip_row(row: dict[str, str], frames: dict[str, Any], ema_frames: dict[str, Any] | None) -> dict[str, Any]:
+    names, states, raw = frames["names"], frames["states"], frames["raw"]
+    if "malignant" not in names:
+        raise ConfigError(f"the model has no 'malignant' class ({', '.join(names)})")
+    p_mal = raw[:, names.index("malignant")]
+    ok = np.array([s == "ok" for s in states])
+    fps = float(row.get("fps") or 30.0)
+    raw_top = [int(v) for v in raw.argmax(axis=1)]
+    out = {"file": row["file"], "label": row["label"], "patient": row["patient"], "frames": len(states),
+           "flagged": float(np.mean([s == "out_of_domain" for s in states])),
+           "score_gated": float(p_mal[ok].mean()) if ok.any() else None, "score_all": float(p_mal.mean()),
+           "changes_per_s_raw": changes_per_s(raw_top, states, fps)}
+    if ema_frames is not None:
+        out["changes_per_s_ema"] = changes_per_s(ema_frames["shown_top"], ema_frames["states"], fps)
+    return out
+
+
+def auc_with_ci(scores: np.ndarray, positive: np.ndarray, groups: Sequence[str], n_boot: int) -> dict[str, Any]:
+    keep = np.isfinite(scores)
+    s, y, g = scores[keep], positive[keep], [x for x, k in zip(groups, keep) if k]
+    value = auc(s, y)
+    ci = cluster_bootstrap(g, lambda idx: auc(s[idx], y[idx]), n_boot=n_boot)
+    return {"auc": value, "ci": ci, "n": int(keep.sum()), "n_patients": len(set(g))}
+
+
+def summarise(rows: list[dict[str, Any]], n_boot: int = 2000) -> dict[str, Any]:
+    """Clip- and patient-level AUCs with patient-bootstrap CIs, flagged shares and stability over ``rows``."""
+    y = np.array([r["label"] == "malignant" for r in rows])
+    pats = [r["patient"] for r in rows]
+    gated = np.array([np.nan if r["score_gated"] is None else r["score_gated"] for r in rows], float)
+    every = np.array([r["score_all"] for r in rows], float)
+    out: dict[str, Any] = {"clips": len(rows), "patients": len(set(pats)),
+                           "frames": int(sum(r["frames"] for r in rows))}
+    out["flagged_frames"] = float(sum(r["flagged"] * r["frames"] for r in rows) / max(1, out["frames"]))
+    out["clips_over_half_flagged"] = int(sum(r["flagged"] > 0.5 for r in rows))
+    out["clip_auc_gated"] = auc_with_ci(gated, y, pats, n_boot)
+    out["clip_auc_all"] = auc_with_ci(every, y, pats, n_boot)
+    for name, scores in (("patient_auc_gated", gated), ("patient_auc_all", every)):
+        ids = sorted(set(pats))
+        ps = np.array([np.nanmean([s for s, p in zip(scores, pats) if p == i]) if any(
+            np.isfinite(s) for s, p in zip(scores, pats) if p == i) else np.nan for i in ids])
+        py = np.array([next(r["label"] for r in rows if r["patient"] == i) == "malignant" for i in ids])
+        out[name] = auc_with_ci(ps, py, ids, n_boot)
+    for key in ("changes_per_s_raw", "changes_per_s_ema"):
+        vals = [r[key] for r in rows if key in r and np.isfinite(r[key])]
+        if vals:
+            out[key] = {"median": float(np.median(vals)), "mean": float(np.mean(vals))}
+    return out
+
+
+def _fmt(a: dict[str, Any]) -> str:
+    ci = a.get("ci")
+    return f"{a['auc']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "") + f" (n={a['n']})"
+
+
+def markdown(model: str, s: dict[str, Any]) -> str:
+    lines = [f"### {model}", "",
+             f"{s['clips']} clips of {s['patients']} patients, {s['frames']} frames", "",
+             "| measure | value |", "|---|---|",
+             f"| frames flagged by the gate | {100 * s['flagged_frames']:.1f} % |",
+             f"| clips with more than half their frames flagged | {s['clips_over_half_flagged']} of {s['clips']} |",
+             f"| clip AUC, mean P(malignant) over frames the gate lets through | {_fmt(s['clip_auc_gated'])} |",
+             f"| clip AUC, over all frames | {_fmt(s['clip_auc_all'])} |",
+             f"| patient AUC, gated | {_fmt(s['patient_auc_gated'])} |",
+             f"| patient AUC, all frames | {_fmt(s['patient_auc_all'])} |"]
+    for key, label in (("changes_per_s_raw", "top-class changes per second (raw), median over clips"),
+                       ("changes_per_s_ema", "top-class changes per second (smoothed), median over clips")):
+        if key in s:
+            lines.append(f"| {label} | {s[key]['median']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="sonolens cine-eval",
+        description="A breast model on real cine clips (clips.csv: file,label,patient): gate share, clip- and "
+                    "patient-level AUC of the mean P(malignant) with patient-bootstrap CIs, top-class changes per "
+                    "second. An external test: it only measures. Research use only.")
+    p.add_argument("--model", default="busi", help="ONNX file or bundled name (default: busi)")
+    p.add_argument("--cine", default=DEFAULT_CINE, help=f"folder with clips.csv (default: {DEFAULT_CINE})")
+    p.add_argument("--ema", type=float, default=None,
+                   help="also measure the changes per second with this smoothing (the overlay's --ema)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N clips (a quick look)")
+    p.add_argument("--n-boot", type=int, default=2000)
+    p.add_argument("--json", help="write the per-clip rows and the summary here")
+    p.add_argument("--md", help="write the Markdown table here")
+    return p
+
+
+def cli_main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    root = Path(args.cine)
+    rows_in = read_clips(root)[: args.limit]
+    rows = []
+    for i, row in enumerate(rows_in):
+        clip = root / row["file"]
+        frames = clip_frames(clip, args.model, None)
+        ema = clip_frames(clip, args.model, args.ema) if args.ema else None
+        rows.append(clip_row(row, frames, ema))
+        print(f"\rcine-eval: {i + 1}/{len(rows_in)} clips", end="", flush=True)
+    print()
+    summary = summarise(rows, n_boot=args.n_boot)
+    text = markdown(args.model, summary)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"model": args.model, "ema": args.ema, "summary": summary,
+                                               "clips": rows}, indent=1) + "\n", encoding="utf-8")
+    if args.md:
+        Path(args.md).write_text(text, encoding="utf-8")
+    return 0
