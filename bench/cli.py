@@ -1,7 +1,8 @@
 """``sonolens bench``: every speed and memory claim of sonolens, measured side by side in one run.
 
 One run writes ``benchmarks/bench.json`` (every number, plus machine, versions, command line and date),
-``BENCHMARKS.md`` (templated from that JSON only, see ``report.py``) and PNG plots. What it measures:
+``BENCHMARKS.md`` (templated from that JSON only, see ``report.py``) and PNG plots — under ``out/bench/`` by default,
+in the repository root (the committed report) only with ``--update-committed``. What it measures:
 
 1. models at batch 1 — the paper's teacher architecture (ViT-B/16 ‖ ConvNeXt-Tiny), the offline teacher, the
    student in eager PyTorch, and the student in ONNX Runtime (fp32 logits, fp32 logits + fused CAM, INT8);
@@ -53,10 +54,12 @@ from .plan import DEFAULT_SECTIONS, PLANS, REPO, SECTIONS, Plan, build_jobs, mak
 from .report import render_markdown, write_plots
 from .runner import execute, run_child
 
-
 # --------------------------------------------------------------------------------------------------------
 # CLI
 # --------------------------------------------------------------------------------------------------------
+DEFAULT_OUT = "out/bench"  # git-ignored; the committed report only with --update-committed
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="sonolens bench",
@@ -69,8 +72,12 @@ def parser() -> argparse.ArgumentParser:
                                                           "skips the slowest parts and the 4K recording")
     mode.add_argument("--smoke", action="store_true", help="seconds-long plumbing check with tiny teacher "
                                                           "stand-ins (tests); its numbers mean nothing")
-    p.add_argument("--out-dir", default=None, help="where BENCHMARKS.md and benchmarks/ go (default: repo root; "
-                                                   "created when missing)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--out-dir", default=None, help=f"where BENCHMARKS.md and benchmarks/ go (default: "
+                                                       f"{DEFAULT_OUT}; created when missing)")
+    where.add_argument("--update-committed", action="store_true",
+                       help="write the committed report in the repository root (BENCHMARKS.md, benchmarks/): only "
+                            "for a full run on a quiet machine")
     p.add_argument("--student", default=None, help="student ONNX file (default: bundled busi_student.onnx, else "
                                                   "a random-init export, flagged)")
     p.add_argument("--student-int8", default=None, help="INT8 student (default: the *_int8.onnx sibling, else "
@@ -114,7 +121,9 @@ def cli_main(argv: list[str]) -> int:
         sections.add("soak")
     if "soak" in sections and plan.soak_minutes is None:
         raise ConfigError("--sections soak needs --soak MINUTES")
-    out_dir = make_out_dir(args.out_dir)
+    if args.update_committed and (args.quick or args.smoke):
+        raise ConfigError("--update-committed replaces the committed full report: not with --quick or --smoke")
+    out_dir = make_out_dir(args.out_dir, committed=args.update_committed)
     report = run_bench(plan, sections, args, out_dir, command="sonolens bench" + "".join(
         " " + shlex.quote(a) for a in argv))
     t = report["targets"]
@@ -125,10 +134,11 @@ def cli_main(argv: list[str]) -> int:
     return 0
 
 
-def make_out_dir(arg: str | None) -> Path:
-    """``--out-dir`` (default: the repository root), created with its parents when missing; a ``ConfigError`` (one
-    line, exit 2) when it cannot be."""
-    out_dir = Path(arg) if arg else REPO
+def make_out_dir(arg: str | None, committed: bool = False) -> Path:
+    """``--out-dir`` (default: ``DEFAULT_OUT`` under the current folder; the repository root with ``committed``,
+    ``--update-committed``), created with its parents when missing; a ``ConfigError`` (one line, exit 2) when it
+    cannot be. A run never replaces the committed report unless told to."""
+    out_dir = REPO if committed else Path(arg) if arg else Path(DEFAULT_OUT)
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"--out-dir {str(out_dir)!r} is not a folder")
     try:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -436,3 +438,17 @@ def test_unknown_flag_exits_2_and_bad_values_are_one_line(tmp_path, capsys):
         assert main(["bench", "--smoke", *argv]) == 2, argv
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("sonolens: error: ") and words in err[0], err
+
+
+def test_a_run_writes_to_out_unless_told_to_update_the_committed_report(tmp_path, monkeypatch):
+    """At c28fbd5 ``sonolens bench --quick`` from the repository root replaced the committed BENCHMARKS.md."""
+    from sonolens.bench.cli import DEFAULT_OUT, REPO, make_out_dir, parser
+
+    monkeypatch.chdir(tmp_path)
+    assert make_out_dir(None) == Path(DEFAULT_OUT) and (tmp_path / DEFAULT_OUT).is_dir()
+    assert make_out_dir(None, committed=True) == REPO
+    with pytest.raises(SystemExit):  # one or the other
+        parser().parse_args(["--out-dir", "x", "--update-committed"])
+    proc = subprocess.run([sys.executable, "-m", "sonolens", "bench", "--quick", "--update-committed"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 2 and "not with --quick" in proc.stderr
