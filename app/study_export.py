@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from sonolens.pipeline.errors import ConfigError
+from sonolens.pipeline.outputs import refuse_inputs_as_outputs
 
 from .study import StudyRecords, read_sessions
 
@@ -310,6 +311,8 @@ def parser() -> argparse.ArgumentParser:
 def cli_main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     out = args.out or str(Path(args.logs[0]).with_suffix(".csv"))
+    refuse_inputs_as_outputs({"CSV": out, "summary": args.summary},
+                             {f"log {log}": log for log in args.logs})  # a log named *.csv is its own default
     warnings: list[str] = []
     summaries = export(args.logs, out, parse_onsets(args.onsets), warnings)
     for w in warnings:

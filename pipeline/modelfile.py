@@ -26,6 +26,7 @@ This module imports neither torch nor Qt.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -88,18 +89,23 @@ class ModelSpec:
         put("builder_args", dict(self.builder_args or {}))
         put("ood", dict(self.ood or {}))
         put("temperature", float(self.temperature))
-        if not self.temperature > 0:
-            raise ValueError(f"temperature must be positive, got {self.temperature}")
-        if self.ood and not isinstance(self.ood.get("threshold"), (int, float)):
+        if not (self.temperature > 0 and math.isfinite(self.temperature)):
+            raise ValueError(f"temperature must be a positive finite number, got {self.temperature}")
+        if self.ood and (isinstance(self.ood.get("threshold"), bool)
+                         or not isinstance(self.ood.get("threshold"), (int, float))):
             raise ValueError("ood needs a numeric 'threshold'")
+        if self.ood and not math.isfinite(self.ood["threshold"]):
+            raise ValueError(f"ood.threshold must be a finite number, got {self.ood['threshold']}")
         if not self.class_names:
             raise ValueError("class_names is empty")
         if len(self.input_size) != 2 or min(self.input_size) < 1:
             raise ValueError(f"input_size must be (H, W) with positive sides, not {self.input_size}")
         if len(self.mean) != 3 or len(self.std) != 3:
             raise ValueError(f"mean and std need 3 values each, got {len(self.mean)} and {len(self.std)}")
-        if any(s == 0.0 for s in self.std):
-            raise ValueError(f"std must not contain 0, got {self.std}")
+        if not all(math.isfinite(v) for v in self.mean):
+            raise ValueError(f"mean must be finite numbers, got {self.mean}")
+        if not all(s > 0 and math.isfinite(s) for s in self.std):
+            raise ValueError(f"std must be positive finite numbers, got {self.std}")
 
     @property
     def num_classes(self) -> int:

@@ -115,7 +115,8 @@ class StateGate:
     def candidate(self, pred: Prediction) -> str:
         if self.check_image and pred.no_image is not None:
             return "no_image"
-        if self.threshold is not None and pred.ood_score is not None and pred.ood_score > self.threshold:
+        # a score that is not a number (NaN from a broken graph) is out of domain too, never "within the threshold"
+        if self.threshold is not None and pred.ood_score is not None and not pred.ood_score <= self.threshold:
             return "out_of_domain"
         return "ok"
 

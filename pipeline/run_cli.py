@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+from .engines import BUNDLED_MODELS, bundled_model_path
 from .errors import ConfigError, SonolensError, SourceError
-from .outputs import check_writable, write_text_atomic
+from .outputs import check_writable, refuse_inputs_as_outputs, strict_json, write_text_atomic
 from .overlay import OverlayStyle
 from .shutdown import ShutdownSignals
 from .stream import PipelineConfig, build, load_config, run_to_end
@@ -104,11 +104,11 @@ def cli_main(argv: list[str]) -> int:
         cfg.model = None
     # every output is checked before the first frame: a report must not fail after an hour of processing
     outputs = {"report": args.json, "per-frame CSV": cfg.csv, "recording": args.record}
-    given = [(what, Path(p).resolve()) for what, p in outputs.items() if p]
-    for i, (what, path) in enumerate(given):
-        if any(path == other for _, other in given[:i]):
-            raise ConfigError(f"the {what} and another output are the same file: {path}")
-        check_writable(path, what)
+    model_file = bundled_model_path(cfg.model) if cfg.model in BUNDLED_MODELS else cfg.model
+    refuse_inputs_as_outputs(outputs, {"source": cfg.source, "model": model_file, "config": args.config})
+    for what, path in outputs.items():
+        if path:
+            check_writable(path, what)
 
     with ShutdownSignals() as signals:
         pipe = build(cfg)
@@ -143,7 +143,7 @@ def cli_main(argv: list[str]) -> int:
         errors = []
         if args.json:
             try:
-                write_text_atomic(args.json, json.dumps(report, indent=2), "report")
+                write_text_atomic(args.json, strict_json(report), "report")
             except SonolensError as exc:
                 errors.append(exc)
         if not args.quiet:

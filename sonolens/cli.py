@@ -120,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     from sonolens.pipeline.errors import SonolensError
 
     try:
+        from sonolens.pipeline.outputs import guard_command_line
+
+        guard_command_line(name, rest)  # no output may be one of the command's inputs
         module = importlib.import_module(module_name)
         return int(getattr(module, func_name)(rest) or 0)
     except ModuleNotFoundError as exc:
