@@ -100,8 +100,10 @@ class VideoWriter:
         try:  # PyAV opens the file only when the header is written: find an unwritable path now, not later
             with open(self.path, "wb"):
                 pass
+            st = os.stat(self.path)
         except OSError as exc:
             raise ConfigError(f"cannot write video {self.path}: {reason(exc)}") from None
+        self._identity = (st.st_dev, st.st_ino)  # to notice at close that the file was removed under us
         # fragmented: a self-contained fragment at every keyframe, and FFmpeg's write buffer flushed at every packet,
         # so each finished fragment is in the file (not in a 256 KiB buffer) when the process is killed
         options = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"} if fragmented \
@@ -214,6 +216,17 @@ class VideoWriter:
             self.path.unlink(missing_ok=True)  # an MP4 with no stream is not a video; leave nothing behind
         if error is not None:
             raise SourceError(f"finishing video {self.path} failed: {reason(error)}")
+        if self.frames_written and not self.still_there():
+            raise SourceError(f"the recording {self.path} vanished while it was written (the file or its folder was "
+                              f"removed): its {self.frames_written} frames are lost")
+
+    def still_there(self) -> bool:
+        """Whether the path still names the file this writer opened (not removed, its folder not removed)."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) == self._identity
 
     def __enter__(self) -> VideoWriter:
         return self

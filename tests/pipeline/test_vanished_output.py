@@ -1,0 +1,34 @@
+"""A recording whose folder is removed while it is written is reported lost, not passed as success.
+
+At c28fbd5: exit 0, no file, no message."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+
+from conftest import NEUTRAL_CWD, REPO
+
+SAMPLE = REPO / "assets" / "sample_videos" / "benign.mp4"  # 6 s, played in real time
+
+
+def test_a_recording_whose_folder_vanishes_is_an_error(tmp_path):
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    target, report = folder / "overlay.mp4", tmp_path / "report.json"
+    proc = subprocess.Popen([sys.executable, "-m", "sonolens", "run", str(SAMPLE), "--realtime", "--record",
+                             str(target), "--json", str(report), "--quiet"], cwd=NEUTRAL_CWD,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (target.exists() and target.stat().st_size > 0) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before its recording had frames"
+    shutil.rmtree(folder)  # while the 6-second realtime run is still writing it
+    _, err = proc.communicate(timeout=120)
+    errors = [ln for ln in err.splitlines() if ln.startswith("sonolens: error")]
+    assert proc.returncode == 2 and len(errors) == 1 and "vanished" in errors[0] and "Traceback" not in err, err
+    out = json.loads(report.read_text())
+    assert "vanished" in out["recording"]["error"]
