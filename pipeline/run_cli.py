@@ -13,6 +13,7 @@ from .overlay import OverlayStyle
 from .shutdown import ShutdownSignals
 from .stream import PipelineConfig, build, load_config, run_to_end
 
+REPORT_EVERY_S = 5.0  # a running `--json` report is refreshed this often (marked complete: false)
 DEFAULT_SAMPLE = "assets/sample_videos/busi_demo.mp4"  # real BUSI test images, panned (see its README)
 
 
@@ -133,11 +134,17 @@ def cli_main(argv: list[str]) -> int:
         before = pipe.warnings()
         for warning in before:
             print(f"sonolens: warning: {warning}", file=sys.stderr)
-        report = run_to_end(pipe)
-        if recorder is not None:
-            report["recording"] = recorder.stats()
-        if igtl is not None:
-            report["igtl_send"] = igtl.stats()
+        def interim() -> None:
+            """The report so far, marked incomplete: after a kill -9 the JSON loses at most REPORT_EVERY_S."""
+            try:
+                write_text_atomic(args.json, strict_json(_with_sinks(pipe.report(), recorder, igtl, False)),
+                                  "report")
+            except Exception:  # noqa: BLE001 - an interim write may fail (full disk): the final one reports it
+                pass
+
+        report = run_to_end(pipe, every_s=REPORT_EVERY_S if args.json else None,
+                            on_tick=interim if args.json else None)
+        report = _with_sinks(report, recorder, igtl, True)
         if signals.received is not None:
             report["interrupted_by"] = signal_name(signals.received)
         errors = []
@@ -160,6 +167,17 @@ def cli_main(argv: list[str]) -> int:
         after = f" after --start {cfg.start_s:g} s (past its end?)" if cfg.start_s else ""
         raise SourceError(f"{report['source']['name']}: no frame was read{after}")
     return 0
+
+
+def _with_sinks(report: dict, recorder, igtl, complete: bool) -> dict:
+    """``report`` with the recorder's and the OpenIGTLink sender's statistics and ``complete`` (False while the run
+    goes on: the periodic refresh)."""
+    if recorder is not None:
+        report["recording"] = recorder.stats()
+    if igtl is not None:
+        report["igtl_send"] = igtl.stats()
+    report["complete"] = complete
+    return report
 
 
 def signal_name(signum: int) -> str:

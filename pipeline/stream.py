@@ -329,12 +329,18 @@ def build(cfg: PipelineConfig, sinks: list[Sink] | tuple[Sink, ...] = (), engine
         raise
 
 
-def run_to_end(pipe: Pipeline, on_result_timeout: float | None = None) -> dict:
+def run_to_end(pipe: Pipeline, on_result_timeout: float | None = None, *, every_s: float | None = None,
+               on_tick: Callable[[], None] | None = None) -> dict:
     """Start, wait for the end (Ctrl-C stops cleanly), stop, and return the report. Raises the pipeline's error
-    *after* everything is closed and the report is complete, so no recorded data is lost."""
+    *after* everything is closed and the report is complete, so no recorded data is lost. ``on_tick`` (with
+    ``every_s``) is called every ``every_s`` seconds while the run goes on (``sonolens run`` refreshes its JSON)."""
     pipe.start()
     try:
-        pipe.wait(on_result_timeout)
+        if on_tick is not None and every_s:
+            while not pipe.wait(every_s):
+                on_tick()
+        else:
+            pipe.wait(on_result_timeout)
     except KeyboardInterrupt:
         log.info("interrupted: stopping")
     finally:

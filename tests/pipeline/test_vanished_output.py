@@ -32,3 +32,33 @@ def test_a_recording_whose_folder_vanishes_is_an_error(tmp_path):
     assert proc.returncode == 2 and len(errors) == 1 and "vanished" in errors[0] and "Traceback" not in err, err
     out = json.loads(report.read_text())
     assert "vanished" in out["recording"]["error"]
+
+
+def test_a_killed_run_keeps_its_last_report(tmp_path):
+    """At c28fbd5 a ``kill -9`` left the 0-byte file of the writability check; now the report is refreshed every few
+    seconds (atomically, ``complete: false``), so a kill loses at most the last interval."""
+    import os
+    import signal
+
+    report = tmp_path / "report.json"
+    proc = subprocess.Popen([sys.executable, "-m", "sonolens", "run", str(REPO / "assets/sample_videos/sweep.mp4"),
+                             "--realtime", "--loop", "--json", str(report), "--quiet"], cwd=NEUTRAL_CWD,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 90
+        while not report.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert report.exists(), "no interim report"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    out = json.loads(report.read_text())
+    assert out["complete"] is False and out["frames_processed"] > 0 and out["error"] is None
+
+
+def test_a_finished_run_says_its_report_is_complete(tmp_path):
+    report = tmp_path / "report.json"
+    proc = subprocess.run([sys.executable, "-m", "sonolens", "run", str(SAMPLE), "--max-rate", "--json", str(report),
+                           "--quiet"], cwd=NEUTRAL_CWD, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(report.read_text())["complete"] is True
