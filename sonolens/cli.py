@@ -37,6 +37,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                      "Grad-CAM vs lesion masks: CAM mass inside the lesion, pointing game, with CIs"),
     "temporal-stability": ("sonolens.training.temporal:cli_main",
                            "top-class changes per second on clips, with and without EMA smoothing"),
+    "train-hashes": ("sonolens.training.train_hashes:cli_main",
+                     "ship a model's training-image hashes, so 'eval' leaves out images it has seen"),
     "cine-eval": ("sonolens.training.cine_eval:cli_main",
                   "a breast model on real cine clips: gate share, clip/patient AUC with CIs, changes per second"),
     "seed-summary": ("sonolens.training.seed_summary:cli_main",

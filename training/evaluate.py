@@ -328,6 +328,34 @@ def evaluate_model(model_path: str | Path, samples, *, n_boot: int = 1000, seed:
     return result
 
 
+def training_overlap(model: str, samples: list, *, include: bool) -> tuple[list, dict[str, Any]]:
+    """Which ``samples`` match the model's training images (its shipped hashes, ``training.train_hashes``): left out
+    unless ``include``. Returns the samples to score and a record for the JSON (with a one-line ``message``)."""
+    from . import train_hashes
+
+    found = train_hashes.load(model)
+    if found is None:
+        return samples, {"checked": False, "message": "training overlap: not checked (this model ships no "
+                                                      "training-image hashes)"}
+    path, doc = found
+    mask = train_hashes.seen(samples, doc)
+    matched = [str(s.path) for s, m in zip(samples, mask) if m]
+    record: dict[str, Any] = {"checked": True, "hashes": str(path), "training_rows": f"{', '.join(doc['splits'])} "
+                              f"of {doc['source']} ({doc['n']} images)", "matched": len(matched),
+                              "excluded": bool(matched) and not include, "matched_files": matched}
+    if not matched:
+        record["message"] = f"training overlap: none of the {len(samples)} images matches the model's training images"
+        return samples, record
+    kept = samples if include else [s for s, m in zip(samples, mask) if not m]
+    if not kept:
+        raise ConfigError(f"all {len(samples)} images match the model's training images ({record['training_rows']}); "
+                          f"--include-train scores them anyway")
+    record["message"] = (f"training overlap: {len(matched)} of {len(samples)} images match the model's training "
+                         f"images ({record['training_rows']}) — " + ("kept (--include-train): the figures below are "
+                         "inflated" if include else "left out; --include-train keeps them"))
+    return kept, record
+
+
 def save_confusion_png(result: dict[str, Any], path: str | Path, title: str = "") -> Path:
     import matplotlib
 
@@ -409,6 +437,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--positive", default=None,
                    help="class scored for AUC, sensitivity and specificity (default: malignant, else pneumonia)")
+    p.add_argument("--include-train", action="store_true",
+                   help="keep images that match the model's training images (its .trainhash.json); by default they "
+                        "are left out and counted")
     return p
 
 
@@ -423,7 +454,10 @@ def cli_main(argv: list[str]) -> int:
         samples = read_split_csv(args.split_file, args.data, split)
     else:
         samples = read_class_folders(args.data)
+    samples, overlap = training_overlap(args.model, samples, include=args.include_train)
+    print(overlap["message"])
     result = evaluate_model(args.model, samples, n_boot=args.n_boot, seed=args.seed, positive=args.positive)
+    result["training_overlap"] = overlap
     result["data"] = str(args.data)
     result["split_file"] = args.split_file
     result["split"] = args.split
