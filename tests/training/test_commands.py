@@ -119,7 +119,7 @@ def test_results_table_usage_errors_exit_2(evals, capsys):
 def test_clip_report_prints_one_row_per_clip(capsys):
     assert main(["clip-report", str(SAMPLE)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("| clip | frames | mean P(normal) | mean P(benign) | mean P(malignant) |")
+    assert lines[0].startswith("| clip | frames | shown (gate) | mean P(normal) | mean P(benign) | mean P(malignant) |")
     assert len(lines) == 3 and lines[2].startswith("| normal.mp4 | ")
     frames = int(lines[2].split("|")[2])
     assert frames > 0
