@@ -344,15 +344,17 @@ def training_overlap(model: str, samples: list, *, include: bool) -> tuple[list,
                               f"of {doc['source']} ({doc['n']} images)", "matched": len(matched),
                               "excluded": bool(matched) and not include, "matched_files": matched}
     if not matched:
-        record["message"] = f"training overlap: none of the {len(samples)} images matches the model's training images"
+        record["message"] = (f"training overlap: none of the {len(samples)} images matches an image the model was "
+                             f"trained or validated on")
         return samples, record
     kept = samples if include else [s for s, m in zip(samples, mask) if not m]
     if not kept:
-        raise ConfigError(f"all {len(samples)} images match the model's training images ({record['training_rows']}); "
-                          f"--include-train scores them anyway")
-    record["message"] = (f"training overlap: {len(matched)} of {len(samples)} images match the model's training "
-                         f"images ({record['training_rows']}) — " + ("kept (--include-train): the figures below are "
-                         "inflated" if include else "left out; --include-train keeps them"))
+        raise ConfigError(f"all {len(samples)} images match images the model was trained or validated on "
+                          f"({record['training_rows']}); --include-train scores them anyway")
+    record["message"] = (f"training overlap: {len(matched)} of {len(samples)} images match images the model was "
+                         f"trained or validated on ({record['training_rows']}) — " + (
+                             "kept (--include-train): figures on them are optimistic" if include
+                             else "left out; --include-train keeps them"))
     return kept, record
 
 

@@ -70,7 +70,7 @@ def test_seen_images_are_found_counted_and_left_out(study, tmp_path):
     ov = r["training_overlap"]
     assert ov["checked"] and ov["matched"] == 3 and ov["excluded"] is True
     assert {p.rsplit("/", 1)[-1] for p in ov["matched_files"]} == {"renamed_a.png", "renamed_b.png", "resaved.jpg"}
-    assert r["n"] == 4 and "3 of 7 images match the model's training images" in stdout
+    assert r["n"] == 4 and "3 of 7 images match images the model was trained or validated on" in stdout
     _, kept = _eval(model, ev, tmp_path, "--include-train")
     assert kept["n"] == 7 and kept["training_overlap"]["excluded"] is False
 
