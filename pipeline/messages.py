@@ -104,6 +104,7 @@ class Result:
     ood_score: float | None = None
     state: str = "ok"
     no_image: str | None = None
+    decision: int = -1  # the class a video-level decision shows (``postprocess.ClassDecision``); -1: none
 
     @property
     def shows_prediction(self) -> bool:
@@ -112,8 +113,11 @@ class Result:
 
     @property
     def top_class(self) -> int:
-        """Index of the most probable class; -1 when no model ran."""
-        return int(np.argmax(self.probs)) if self.probs.size else -1
+        """Index of the class shown: the video-level decision when there is one, else the most probable class; -1
+        when no model ran."""
+        if not self.probs.size:
+            return -1
+        return self.decision if 0 <= self.decision < self.probs.size else int(np.argmax(self.probs))
 
     @property
     def label(self) -> str:

@@ -49,6 +49,7 @@ class Prediction:
     ood_score: float | None = None
     no_image: str | None = None
     state: str = "ok"
+    decision: int = -1  # the class the overlay shows (``ClassDecision``); -1: the top class of ``probs``
 
 
 class PostStage(Protocol):
@@ -87,6 +88,46 @@ class EmaSmoothing:
 
     def reset(self) -> None:
         self._state = None
+
+
+class ClassDecision:
+    """A video-level decision a clinician can watch: probabilities smoothed with a time constant, and hysteresis on
+    the shown class.
+
+    ``probs`` become an exponential moving average with time constant ``tau_s`` seconds at ``fps`` frames a second
+    (factor ``exp(-1 / (tau_s * fps))``: after ``tau_s`` a step has moved 63 % of the way); the shown class
+    (``Prediction.decision``) changes only when another class's smoothed probability exceeds the shown one's by
+    ``margin``. A sustained change of the evidence is followed within about ``tau_s`` to ``2 tau_s``; a one-second
+    wobble near a tie is not. The first frame after ``reset()`` shows its own top class.
+    """
+
+    def __init__(self, tau_s: float, fps: float = 30.0, margin: float = 0.15) -> None:
+        if not (tau_s > 0 and np.isfinite(tau_s)):
+            raise ConfigError(f"decision time constant must be a positive number of seconds, got {tau_s}")
+        if not (fps > 0 and np.isfinite(fps)):
+            raise ConfigError(f"decision needs a positive frame rate, got {fps}")
+        if not 0.0 <= margin < 1.0:
+            raise ConfigError(f"decision margin must be in [0, 1), got {margin}")
+        self.tau_s, self.fps, self.margin = float(tau_s), float(fps), float(margin)
+        self.factor = float(np.exp(-1.0 / (self.tau_s * self.fps)))
+        self.changes = 0
+        self.reset()
+
+    def reset(self) -> None:
+        self._state: np.ndarray | None = None
+        self._shown = -1
+
+    def __call__(self, pred: Prediction) -> Prediction:
+        p = pred.probs
+        if self._state is None or self._state.shape != p.shape:
+            self._state, self._shown = p, int(np.argmax(p))
+        else:
+            self._state = (self.factor * self._state + (1.0 - self.factor) * p).astype(np.float32)
+            best = int(np.argmax(self._state))
+            if best != self._shown and self._state[best] - self._state[self._shown] >= self.margin:
+                self._shown = best
+                self.changes += 1
+        return replace(pred, probs=self._state, decision=self._shown)
 
 
 class StateGate:
@@ -164,12 +205,17 @@ class PostProcessor:
 
 
 def standard_postprocessor(ema: float = 0.0, *, temperature: float = 1.0, ood_threshold: float | None = None,
-                           gate: bool = True, hold: int = 5) -> PostProcessor:
-    """The chain the pipeline uses: smoothing when ``ema`` > 0, then the state gate (inert with ``gate=False``)."""
+                           gate: bool = True, hold: int = 5, decision_s: float = 0.0, fps: float = 30.0,
+                           decision_margin: float = 0.15) -> PostProcessor:
+    """The chain the pipeline uses: smoothing when ``ema`` > 0, the video-level decision when ``decision_s`` > 0,
+    then the state gate (inert with ``gate=False``)."""
     stages: list[PostStage] = [EmaSmoothing(ema)] if ema > 0.0 else []
+    if decision_s > 0.0:
+        stages.append(ClassDecision(decision_s, fps=fps, margin=decision_margin))
     stages.append(StateGate(ood_threshold if gate else None, hold=hold, check_image=gate))
     return PostProcessor(stages, temperature=temperature)
 
 
-__all__ = ["softmax", "STATES", "Prediction", "PostStage", "EmaSmoothing", "StateGate", "PostProcessor",
+__all__ = ["softmax", "STATES", "Prediction", "PostStage", "EmaSmoothing", "ClassDecision", "StateGate",
+           "PostProcessor",
            "standard_postprocessor"]

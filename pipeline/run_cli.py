@@ -50,6 +50,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (0 = default)")
     p.add_argument("--no-cam", dest="cam", action="store_false", default=None, help="skip the Grad-CAM output")
     p.add_argument("--ema", type=float, default=None, help="probability smoothing factor in [0, 1)")
+    p.add_argument("--decision", dest="decision_s", type=float, default=None, metavar="SECONDS",
+                   help="video-level decision: probabilities smoothed with this time constant (e.g. 1), and the "
+                        "shown class changes only when another leads by --decision-margin (default: off)")
+    p.add_argument("--decision-margin", type=float, default=None, help="lead needed to change the shown class "
+                                                                      "(default 0.15)")
     p.add_argument("--no-gate", dest="gate", action="store_false", default=None,
                    help="research: predict on every frame, even outside the model's training domain or without an "
                         "image (the score and the state are still logged)")
@@ -94,7 +99,8 @@ def cli_main(argv: list[str]) -> int:
     if source is None:
         raise ConfigError(f"no SOURCE given and the bundled sample ({DEFAULT_SAMPLE}) was not found")
     flags = {k: getattr(args, k) for k in ("realtime", "frames", "queue", "loop", "start_s", "speed", "roi",
-                                          "threads", "cam", "ema", "csv", "reconnect", "gate")}
+                                          "threads", "cam", "ema", "csv", "reconnect", "gate", "decision_s",
+                                          "decision_margin")}
     if args.model is not None:
         flags["model"] = None if args.model.lower() in ("off", "none") else args.model
     if args.config:

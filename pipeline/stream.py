@@ -47,6 +47,8 @@ class PipelineConfig:
     cam: bool = True
     cam_class: int | None = None
     ema: float = 0.0  # probability smoothing factor in [0, 1): 0 = off
+    decision_s: float = 0.0  # video-level decision (postprocess.ClassDecision): time constant in seconds; 0 = off
+    decision_margin: float = 0.15  # ... and the lead another class needs before the shown class changes
     speed: float = 1.0
     slideshow_fps: float = 1.0  # stills/folders: seconds per image = 1/slideshow_fps
     csv: str | None = None
@@ -66,6 +68,10 @@ class PipelineConfig:
             raise ConfigError(f"--start must be a time in seconds >= 0, got {self.start_s}")
         if not 0.0 <= self.ema < 1.0:
             raise ConfigError(f"--ema must be in [0, 1), got {self.ema}")
+        if not (math.isfinite(self.decision_s) and self.decision_s >= 0):
+            raise ConfigError(f"--decision must be a time constant in seconds >= 0, got {self.decision_s}")
+        if not 0.0 <= self.decision_margin < 1.0:
+            raise ConfigError(f"--decision-margin must be in [0, 1), got {self.decision_margin}")
         if self.threads < 0:
             raise ConfigError(f"--threads must be >= 0 (0 = ONNX Runtime's default), got {self.threads}")
         if self.queue_capacity is not None and self.queue_capacity < 1:
@@ -130,7 +136,9 @@ class Pipeline:
                                          roi_hint=getattr(info, "roi_hint", None))
         self.postprocess = standard_postprocessor(
             cfg.ema, temperature=spec.temperature if spec else 1.0,
-            ood_threshold=float(spec.ood["threshold"]) if spec and spec.ood else None, gate=cfg.gate)
+            ood_threshold=float(spec.ood["threshold"]) if spec and spec.ood else None, gate=cfg.gate,
+            decision_s=cfg.decision_s, fps=float(getattr(info, "fps", None) or 30.0),
+            decision_margin=cfg.decision_margin)
         self.capture = CaptureThread(source, self.queue, realtime=cfg.realtime, loop=cfg.loop, start_s=cfg.start_s,
                                      max_frames=cfg.frames, speed=cfg.speed, on_capture=self.telemetry.note_capture,
                                      capture_hook=capture_hook, reconnect=cfg.reconnect_policy)

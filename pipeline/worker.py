@@ -103,11 +103,13 @@ class InferenceWorker(threading.Thread):
         spec = self.engine.meta
         no_image = self.health(x, spec.mean[0], spec.std[0])
         pred = self.postprocess(out.logits, ood_score=out.ood_score, no_image=no_image)
-        cls = int(np.argmax(pred.probs)) if self.cam_class is None else int(self.cam_class)
+        shown = pred.decision if pred.decision >= 0 else int(np.argmax(pred.probs))
+        cls = shown if self.cam_class is None else int(self.cam_class)
         cam = out.cam[cls] if out.cam is not None else None
         return Result(index=frame.index, frame=frame.pixels, roi=roi, timings=self._timings(frame, t_pre, t_inf),
                       class_names=self.class_names, probs=pred.probs, raw_probs=pred.raw_probs, cam=cam,
-                      cam_class=cls, ood_score=pred.ood_score, state=pred.state, no_image=pred.no_image)
+                      cam_class=cls, ood_score=pred.ood_score, state=pred.state, no_image=pred.no_image,
+                      decision=pred.decision)
 
     @staticmethod
     def _timings(frame: Frame, t_pre: int, t_inf: int) -> Timings:

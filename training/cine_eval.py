@@ -41,18 +41,22 @@ def read_clips(root: Path) -> list[dict[str, str]]:
     return rows
 
 
-def clip_frames(clip: Path, model: str, ema: float | None) -> dict[str, Any]:
-    """Per-frame state, raw P(classes) and shown top class of ``clip`` through the pipeline."""
+def clip_frames(clip: Path, model: str, smoothing: dict[str, float] | None = None) -> dict[str, Any]:
+    """Per-frame state, raw and shown P(classes) and shown class of ``clip`` through the pipeline; ``smoothing``:
+    ``PipelineConfig`` fields (``ema``, or ``decision_s`` and ``decision_margin``)."""
     states: list[str] = []
     raw: list[np.ndarray] = []
+    shown: list[np.ndarray] = []
     shown_top: list[int] = []
 
     def sink(r: Any) -> None:
         states.append(r.state)
         raw.append(r.raw_probs)
-        shown_top.append(int(np.argmax(r.probs)) if r.probs.size else -1)
+        shown.append(r.probs)
+        shown_top.append(r.top_class)
 
-    pipe = build(PipelineConfig(source=str(clip), model=model, realtime=False, cam=False, ema=ema or 0.0), [sink])
+    pipe = build(PipelineConfig(source=str(clip), model=model, realtime=False, cam=False, **(smoothing or {})),
+                 [sink])
     run_to_end(pipe)
     if pipe.error:
         raise pipe.error
@@ -60,7 +64,7 @@ def clip_frames(clip: Path, model: str, ema: float | None) -> dict[str, Any]:
         raise SourceError(f"{clip}: no frame was processed")
     assert pipe.engine is not None
     names = pipe.engine.meta.class_names
-    return {"names": names, "states": states, "raw": np.stack(raw), "shown_top": shown_top}
+    return {"names": names, "states": states, "raw": np.stack(raw), "shown": np.stack(shown), "shown_top": shown_top}
 
 
 def changes_per_s(top: Sequence[int], states: Sequence[str], fps: float) -> float:
@@ -70,7 +74,7 @@ def changes_per_s(top: Sequence[int], states: Sequence[str], fps: float) -> floa
     return flips / (len(states) / fps) if states else float("nan")
 
 
-def clip_row(row: dict[str, str], frames: dict[str, Any], ema_frames: dict[str, Any] | None) -> dict[str, Any]:
+def clip_row(row: dict[str, str], frames: dict[str, Any], smoothed: dict[str, Any] | None) -> dict[str, Any]:
     names, states, raw = frames["names"], frames["states"], frames["raw"]
     if "malignant" not in names:
         raise ConfigError(f"the model has no 'malignant' class ({', '.join(names)})")
@@ -82,8 +86,13 @@ def clip_row(row: dict[str, str], frames: dict[str, Any], ema_frames: dict[str, 
            "flagged": float(np.mean([s == "out_of_domain" for s in states])),
            "score_gated": float(p_mal[ok].mean()) if ok.any() else None, "score_all": float(p_mal.mean()),
            "changes_per_s_raw": changes_per_s(raw_top, states, fps)}
-    if ema_frames is not None:
-        out["changes_per_s_ema"] = changes_per_s(ema_frames["shown_top"], ema_frames["states"], fps)
+    out["changes_per_s_all_frames"] = changes_per_s(raw_top, ["ok"] * len(states), fps)  # the gate ignored
+    if smoothed is not None:
+        s_ok = np.array([s == "ok" for s in smoothed["states"]])
+        p_shown = smoothed["shown"][:, names.index("malignant")]
+        out["changes_per_s_smoothed"] = changes_per_s(smoothed["shown_top"], smoothed["states"], fps)
+        out["changes_per_s_smoothed_all_frames"] = changes_per_s(smoothed["shown_top"], ["ok"] * len(states), fps)
+        out["score_gated_smoothed"] = float(p_shown[s_ok].mean()) if s_ok.any() else None
     return out
 
 
@@ -113,7 +122,11 @@ def summarise(rows: list[dict[str, Any]], n_boot: int = 2000) -> dict[str, Any]:
             np.isfinite(s) for s, p in zip(scores, pats) if p == i) else np.nan for i in ids])
         py = np.array([next(r["label"] for r in rows if r["patient"] == i) == "malignant" for i in ids])
         out[name] = auc_with_ci(ps, py, ids, n_boot)
-    for key in ("changes_per_s_raw", "changes_per_s_ema"):
+    if all(r.get("score_gated_smoothed", "absent") != "absent" for r in rows):
+        sm = np.array([np.nan if r["score_gated_smoothed"] is None else r["score_gated_smoothed"] for r in rows])
+        out["clip_auc_gated_smoothed"] = auc_with_ci(sm, y, pats, n_boot)
+    for key in ("changes_per_s_raw", "changes_per_s_all_frames", "changes_per_s_smoothed",
+                "changes_per_s_smoothed_all_frames"):
         vals = [r[key] for r in rows if key in r and np.isfinite(r[key])]
         if vals:
             out[key] = {"median": float(np.median(vals)), "mean": float(np.mean(vals))}
@@ -135,10 +148,16 @@ def markdown(model: str, s: dict[str, Any]) -> str:
              f"| clip AUC, over all frames | {_fmt(s['clip_auc_all'])} |",
              f"| patient AUC, gated | {_fmt(s['patient_auc_gated'])} |",
              f"| patient AUC, all frames | {_fmt(s['patient_auc_all'])} |"]
-    for key, label in (("changes_per_s_raw", "top-class changes per second (raw), median over clips"),
-                       ("changes_per_s_ema", "top-class changes per second (smoothed), median over clips")):
+    if "clip_auc_gated_smoothed" in s:
+        lines.append(f"| clip AUC, gated, mean of the shown (smoothed) P(malignant) | "
+                     f"{_fmt(s['clip_auc_gated_smoothed'])} |")
+    for key, label in (("changes_per_s_raw", "shown-class changes per second, raw, frames the gate lets through"),
+                       ("changes_per_s_all_frames", "top-class changes per second, raw, every frame"),
+                       ("changes_per_s_smoothed", "shown-class changes per second, smoothed, frames the gate lets "
+                                                  "through"),
+                       ("changes_per_s_smoothed_all_frames", "shown-class changes per second, smoothed, every frame")):
         if key in s:
-            lines.append(f"| {label} | {s[key]['median']:.2f} |")
+            lines.append(f"| {label} (median / mean over clips) | {s[key]['median']:.2f} / {s[key]['mean']:.2f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -150,8 +169,12 @@ def _parser() -> argparse.ArgumentParser:
                     "second. An external test: it only measures. Research use only.")
     p.add_argument("--model", default="busi", help="ONNX file or bundled name (default: busi)")
     p.add_argument("--cine", default=DEFAULT_CINE, help=f"folder with clips.csv (default: {DEFAULT_CINE})")
-    p.add_argument("--ema", type=float, default=None,
-                   help="also measure the changes per second with this smoothing (the overlay's --ema)")
+    smooth = p.add_mutually_exclusive_group()
+    smooth.add_argument("--ema", type=float, default=None,
+                        help="also measure the overlay with this per-frame smoothing (the run's --ema)")
+    smooth.add_argument("--decision", type=float, default=None, metavar="SECONDS",
+                        help="also measure the overlay with the video-level decision (the run's --decision)")
+    p.add_argument("--decision-margin", type=float, default=0.15)
     p.add_argument("--limit", type=int, default=None, help="only the first N clips (a quick look)")
     p.add_argument("--n-boot", type=int, default=2000)
     p.add_argument("--json", help="write the per-clip rows and the summary here")
@@ -163,19 +186,24 @@ def cli_main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     root = Path(args.cine)
     rows_in = read_clips(root)[: args.limit]
+    smoothing: dict[str, float] | None = None
+    if args.ema:
+        smoothing = {"ema": args.ema}
+    elif args.decision:
+        smoothing = {"decision_s": args.decision, "decision_margin": args.decision_margin}
     rows = []
     for i, row in enumerate(rows_in):
         clip = root / row["file"]
-        frames = clip_frames(clip, args.model, None)
-        ema = clip_frames(clip, args.model, args.ema) if args.ema else None
-        rows.append(clip_row(row, frames, ema))
+        frames = clip_frames(clip, args.model)
+        smoothed = clip_frames(clip, args.model, smoothing) if smoothing else None
+        rows.append(clip_row(row, frames, smoothed))
         print(f"\rcine-eval: {i + 1}/{len(rows_in)} clips", end="", flush=True)
     print()
     summary = summarise(rows, n_boot=args.n_boot)
     text = markdown(args.model, summary)
     print(text)
     if args.json:
-        Path(args.json).write_text(json.dumps({"model": args.model, "ema": args.ema, "summary": summary,
+        Path(args.json).write_text(json.dumps({"model": args.model, "smoothing": smoothing, "summary": summary,
                                                "clips": rows}, indent=1) + "\n", encoding="utf-8")
     if args.md:
         Path(args.md).write_text(text, encoding="utf-8")

@@ -40,7 +40,7 @@ def test_cine_eval_scores_clips_and_patients(cine, random_student, tmp_path, cap
     y = np.array([c["label"] == "malignant" for c in clips])
     assert s["clip_auc_all"]["auc"] == pytest.approx(auc(np.array([c["score_all"] for c in clips]), y))
     assert s["patient_auc_all"]["auc"] == s["clip_auc_all"]["auc"]  # one clip a patient
-    assert all(np.isfinite(c["changes_per_s_ema"]) and np.isfinite(c["changes_per_s_raw"]) for c in clips)
+    assert all(np.isfinite(c["changes_per_s_smoothed"]) and np.isfinite(c["changes_per_s_raw"]) for c in clips)
     assert "patient AUC" in capsys.readouterr().out
 
 
