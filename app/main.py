@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import math
 import os
 import sys
 from pathlib import Path
@@ -48,6 +49,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-rate", dest="realtime", action="store_false",
                    help="read files as fast as possible instead of at their frame rate")
     p.add_argument("--ema", type=float, default=0.0, help="probability smoothing factor in [0, 1)")
+    p.add_argument("--decision", dest="decision_s", type=float, default=0.0, metavar="SECONDS",
+                   help="video-level decision: probabilities smoothed with this time constant, hysteresis on the "
+                        "shown class (default: off)")
     p.add_argument("--no-cam", dest="cam", action="store_false", help="no Grad-CAM output (no heat map)")
     p.add_argument("--no-gate", dest="gate", action="store_false",
                    help="research: predict on every frame, even outside the model's training domain or without an "
@@ -102,6 +106,8 @@ def options_from_args(args: argparse.Namespace):
         raise ConfigError(f"--opacity must be in [0, 1], got {args.opacity}")
     if not 0.0 <= args.ema < 1.0:
         raise ConfigError(f"--ema must be in [0, 1), got {args.ema}")
+    if not (math.isfinite(args.decision_s) and args.decision_s >= 0):
+        raise ConfigError(f"--decision must be a time constant in seconds >= 0, got {args.decision_s}")
     if args.threads < 0:
         raise ConfigError(f"--threads must be >= 0, got {args.threads}")
     if args.speed <= 0:
@@ -144,7 +150,8 @@ def options_from_args(args: argparse.Namespace):
         raise ConfigError("no SOURCE given and the bundled sample (assets/sample_videos/busi_demo.mp4) was not found")
     selfcheck = args.selfcheck if args.selfcheck is not None else bool(args.report)
     return ViewerOptions(source=source, model=model, roi=args.roi, threads=args.threads, loop=args.loop,
-                         speed=args.speed, realtime=args.realtime, ema=args.ema, gate=args.gate, cam=args.cam,
+                         speed=args.speed, realtime=args.realtime, ema=args.ema, decision_s=args.decision_s,
+                         gate=args.gate, cam=args.cam,
                          heatmap=args.heatmap, alpha=args.opacity, colormap=args.colormap, selfcheck=selfcheck,
                          study=study,
                          exit_after_frames=args.exit_after_frames, exit_after_seconds=args.exit_after_seconds,

@@ -30,6 +30,7 @@ class ViewerOptions:
     realtime: bool = True
     queue: str | None = None
     ema: float = 0.0
+    decision_s: float = 0.0  # video-level decision (pipeline.postprocess.ClassDecision); 0 = off
     gate: bool = True  # the frame-state gate; False (--no-gate, research): a prediction on every frame
     cam: bool = True
     heatmap: bool = True
@@ -54,7 +55,7 @@ class ViewerOptions:
         """The pipeline settings for playing ``source`` with these options."""
         return PipelineConfig(source=source, model=self.model, realtime=self.realtime, loop=self.loop,
                               speed=self.speed, roi=self.roi, threads=self.threads, cam=self.cam, ema=self.ema,
-                              queue=self.queue, gate=self.gate)
+                              queue=self.queue, gate=self.gate, decision_s=self.decision_s)
 
 
 __all__ = ["StudyOptions", "ViewerOptions"]
