@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -98,8 +98,8 @@ def refuse_inputs_as_outputs(outputs: Mapping[str, str | os.PathLike | None],
     _refuse(list(outputs.items()), list(inputs.items()))
 
 
-def _refuse(outputs: list[tuple[str, str | os.PathLike | None]],
-            inputs: list[tuple[str, str | os.PathLike | None]]) -> None:
+def _refuse(outputs: Sequence[tuple[str, str | os.PathLike | None]],
+            inputs: Sequence[tuple[str, str | os.PathLike | None]]) -> None:
     given_in = [(w, p) for w, p in inputs if p and Path(p).is_file()]
     given_out = [(w, p) for w, p in outputs if p]
     for i, (what, out) in enumerate(given_out):

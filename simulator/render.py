@@ -207,7 +207,7 @@ class Phantom:
         # incoherent smoothing of the intensity (what a scanner's speckle reduction and display interpolation
         # do): fills the one-pixel null lines that raw Rayleigh speckle shows in a log display
         env2 = cv2.sepFilter2D(env2, -1, self._kx_i, self._kz_i, borderType=cv2.BORDER_REFLECT)
-        cv2.max(env2, self._env2_floor, dst=env2)  # type: ignore[call-overload]  # a scalar works; the stub lacks it
+        cv2.max(env2, self._env2_floor, dst=env2)  # type: ignore[call-overload,unused-ignore]  # a scalar works; older stubs lack it
         cv2.log(env2, dst=env2)
         return cv2.convertScaleAbs(env2, alpha=self._log_scale, beta=self._log_offset)
 

@@ -96,7 +96,7 @@ class StillsPan:
         if self.speckle <= 0:
             return view
         rng = np.random.default_rng([self.seed, index])
-        noise = rng.standard_normal(view.shape).astype(np.float32)
-        noise = cv2.GaussianBlur(noise, (0, 0), 1.0)
+        noise = np.asarray(cv2.GaussianBlur(rng.standard_normal(view.shape).astype(np.float32), (0, 0), 1.0),
+                           np.float32)
         noise *= self.speckle / max(float(noise.std()), 1e-6)
         return np.clip(view.astype(np.float32) * (1.0 + noise), 0, 255).astype(np.uint8)

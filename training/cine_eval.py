@@ -55,8 +55,11 @@ def clip_frames(clip: Path, model: str, smoothing: dict[str, float] | None = Non
         shown.append(r.probs)
         shown_top.append(r.top_class)
 
-    pipe = build(PipelineConfig(source=str(clip), model=model, realtime=False, cam=False, **(smoothing or {})),
-                 [sink])
+    s = smoothing or {}
+    cfg = PipelineConfig(source=str(clip), model=model, realtime=False, cam=False, ema=float(s.get("ema", 0.0)),
+                         decision_s=float(s.get("decision_s", 0.0)),
+                         decision_margin=float(s.get("decision_margin", 0.15)))
+    pipe = build(cfg, [sink])
     run_to_end(pipe)
     if pipe.error:
         raise pipe.error
