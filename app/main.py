@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import math
 import os
 import sys
 from pathlib import Path
@@ -41,19 +40,21 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None,
                    help="ONNX model file or bundled name (busi, busi-uclm, chest-xray); 'off' for none (default: busi)")
     p.add_argument("--roi", default=None, help="x,y,w,h of the ultrasound image (default: detected automatically)")
-    p.add_argument("--threads", type=int, default=1,
+    p.add_argument("--config", default=None,
+                   help="YAML file of pipeline settings, the same file 'sonolens run' reads (flags override it)")
+    p.add_argument("--threads", type=int, default=None,
                    help="ONNX Runtime intra-op threads (default 1: the viewer shares the CPU with decoding, "
                         "drawing and the display server; 0 = ORT's default, one per core)")
-    p.add_argument("--loop", action="store_true", help="restart the file at its end (L toggles)")
-    p.add_argument("--speed", type=float, default=1.0, help="playback speed factor ([ and ] change it)")
-    p.add_argument("--max-rate", dest="realtime", action="store_false",
+    p.add_argument("--loop", action="store_true", default=None, help="restart the file at its end (L toggles)")
+    p.add_argument("--speed", type=float, default=None, help="playback speed factor ([ and ] change it)")
+    p.add_argument("--max-rate", dest="realtime", action="store_false", default=None,
                    help="read files as fast as possible instead of at their frame rate")
-    p.add_argument("--ema", type=float, default=0.0, help="probability smoothing factor in [0, 1)")
-    p.add_argument("--decision", dest="decision_s", type=float, default=0.0, metavar="SECONDS",
+    p.add_argument("--ema", type=float, default=None, help="probability smoothing factor in [0, 1)")
+    p.add_argument("--decision", dest="decision_s", type=float, default=None, metavar="SECONDS",
                    help="video-level decision: probabilities smoothed with this time constant, hysteresis on the "
                         "shown class (default: off)")
-    p.add_argument("--no-cam", dest="cam", action="store_false", help="no Grad-CAM output (no heat map)")
-    p.add_argument("--no-gate", dest="gate", action="store_false",
+    p.add_argument("--no-cam", dest="cam", action="store_false", default=None, help="no Grad-CAM output (no heat map)")
+    p.add_argument("--no-gate", dest="gate", action="store_false", default=None,
                    help="research: predict on every frame, even outside the model's training domain or without an "
                         "image (the score and the state are still shown and logged; the window says the gate is off)")
     p.add_argument("--no-heatmap", dest="heatmap", action="store_false", help="start with the heat map hidden")
@@ -104,14 +105,6 @@ def options_from_args(args: argparse.Namespace):
         raise ConfigError("--exit-after-frames must be at least 1")
     if not 0.0 <= args.opacity <= 1.0:
         raise ConfigError(f"--opacity must be in [0, 1], got {args.opacity}")
-    if not 0.0 <= args.ema < 1.0:
-        raise ConfigError(f"--ema must be in [0, 1), got {args.ema}")
-    if not (math.isfinite(args.decision_s) and args.decision_s >= 0):
-        raise ConfigError(f"--decision must be a time constant in seconds >= 0, got {args.decision_s}")
-    if args.threads < 0:
-        raise ConfigError(f"--threads must be >= 0, got {args.threads}")
-    if args.speed <= 0:
-        raise ConfigError(f"--speed must be positive, got {args.speed}")
     from sonolens.pipeline.overlay import COLORMAPS
 
     if args.colormap not in COLORMAPS:
@@ -121,9 +114,17 @@ def options_from_args(args: argparse.Namespace):
     for d, name in ((args.snapshot_dir, "--snapshot-dir"), (args.record_dir, "--record-dir")):
         if not Path(d).expanduser().is_dir():
             raise ConfigError(f"{name}: not a folder: {d}")
-    model: str | None = args.model if args.model is not None else "busi"
-    if model is not None and model.lower() in ("off", "none"):
-        model = None
+    # the pipeline settings: the same schema, file and resolution as 'sonolens run' (pipeline.config), view's defaults
+    from sonolens.pipeline.config import resolve
+    from sonolens.pipeline.engines import NO_MODEL
+
+    flags = {k: getattr(args, k) for k in ("roi", "threads", "loop", "speed", "realtime", "ema", "decision_s", "gate",
+                                           "cam")}
+    off = args.model is not None and args.model.lower() in NO_MODEL
+    flags["model"] = None if off else args.model
+    pipe_cfg = resolve(args.config, flags, mode="view", source=args.source,
+                       default_source=default_sample() or "").pipeline
+    model: str | None = None if off else pipe_cfg.model
     study = None
     if args.study or args.participant or args.condition or args.log:
         if not args.study:
@@ -138,7 +139,7 @@ def options_from_args(args: argparse.Namespace):
         study = StudyOptions(args.participant, args.condition, log)
         if args.condition == "off":
             model = None  # 'off' runs no model at all
-    source = args.source or default_sample()
+    source = pipe_cfg.source or None
     from sonolens.pipeline.engines import BUNDLED_MODELS, bundled_model_path
     from sonolens.pipeline.outputs import refuse_inputs_as_outputs
 
@@ -149,9 +150,10 @@ def options_from_args(args: argparse.Namespace):
     if source is None and automation:
         raise ConfigError("no SOURCE given and the bundled sample (assets/sample_videos/busi_demo.mp4) was not found")
     selfcheck = args.selfcheck if args.selfcheck is not None else bool(args.report)
-    return ViewerOptions(source=source, model=model, roi=args.roi, threads=args.threads, loop=args.loop,
-                         speed=args.speed, realtime=args.realtime, ema=args.ema, decision_s=args.decision_s,
-                         gate=args.gate, cam=args.cam,
+    c = pipe_cfg
+    return ViewerOptions(source=source, model=model, roi=c.roi if isinstance(c.roi, str) else None,
+                         threads=c.threads, loop=c.loop, speed=c.speed, realtime=c.realtime, queue=c.queue, ema=c.ema,
+                         decision_s=c.decision_s, gate=c.gate, cam=c.cam,
                          heatmap=args.heatmap, alpha=args.opacity, colormap=args.colormap, selfcheck=selfcheck,
                          study=study,
                          exit_after_frames=args.exit_after_frames, exit_after_seconds=args.exit_after_seconds,

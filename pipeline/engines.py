@@ -212,19 +212,29 @@ def default_model_path() -> Path | None:
     return bundled_model_path(DEFAULT_BUNDLED)
 
 
-def load_engine(path_or_name: str | os.PathLike, threads: int = 0) -> OnnxEngine:
-    """An ``OnnxEngine`` for a file path or a bundled model name (``busi``, ``chest-xray``)."""
+NO_MODEL = ("off", "none")  # the one spelling of "run no model", on the command line and in a config file
+
+
+def resolve_model_path(path_or_name: str | os.PathLike) -> Path:
+    """The model file of a path or a bundled name, the one rule everywhere (``run``, ``view``, ``eval``,
+    ``fit-ood``…): an existing path wins; a bundled name (``busi``, ``busi-uclm``, ``chest-xray``) otherwise; a
+    one-line ``ModelError`` naming both when neither exists."""
     key = str(path_or_name)
+    path = Path(path_or_name)
+    if path.exists():
+        return path
     if key in BUNDLED_MODELS:
-        path = bundled_model_path(key)
-        if path is None:
+        found = bundled_model_path(key)
+        if found is None:
             weights = _weights_dir()
             where = weights / BUNDLED_MODELS[key] if weights is not None else BUNDLED_MODELS[key]
             raise ModelError(f"bundled model {key!r} is not installed (expected {where}); "
                              f"pass a model file path instead")
-        return OnnxEngine(path, threads=threads)
-    path = Path(path_or_name)
-    if not path.exists():
-        names = ", ".join(BUNDLED_MODELS)
-        raise ModelError(f"model {key!r} not found: not a file, and not a bundled model name ({names})")
-    return OnnxEngine(path, threads=threads)
+        return found
+    names = ", ".join(BUNDLED_MODELS)
+    raise ModelError(f"model {key!r} not found: not a file, and not a bundled model name ({names})")
+
+
+def load_engine(path_or_name: str | os.PathLike, threads: int = 0) -> OnnxEngine:
+    """An ``OnnxEngine`` for a file path or a bundled model name (``resolve_model_path``)."""
+    return OnnxEngine(resolve_model_path(path_or_name), threads=threads)

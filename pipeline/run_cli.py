@@ -6,12 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from .engines import BUNDLED_MODELS, bundled_model_path
+from .config import Resolved, resolve
+from .engines import BUNDLED_MODELS, NO_MODEL, bundled_model_path
 from .errors import ConfigError, SonolensError, SourceError
 from .outputs import check_writable, refuse_inputs_as_outputs, strict_json, write_text_atomic
 from .overlay import OverlayStyle
 from .shutdown import ShutdownSignals
-from .stream import PipelineConfig, build, load_config, run_to_end
+from .stream import build, run_to_end
 
 REPORT_EVERY_S = 5.0  # a running `--json` report is refreshed this often (marked complete: false)
 DEFAULT_SAMPLE = "assets/sample_videos/busi_demo.mp4"  # real BUSI test images, panned (see its README)
@@ -95,20 +96,11 @@ def cli_main(argv: list[str]) -> int:
     """``sonolens run``. Exit 0; 2 with one line for bad input or a fault (the reports are still written);
     128 + N after signal N (Ctrl-C: 130, SIGTERM: 143), after a clean shutdown that wrote the reports."""
     args = parser().parse_args(argv)
-    source = args.source or default_sample()
-    if source is None:
-        raise ConfigError(f"no SOURCE given and the bundled sample ({DEFAULT_SAMPLE}) was not found")
-    flags = {k: getattr(args, k) for k in ("realtime", "frames", "queue", "loop", "start_s", "speed", "roi",
-                                          "threads", "cam", "ema", "csv", "reconnect", "gate", "decision_s",
-                                          "decision_margin")}
-    if args.model is not None:
-        flags["model"] = None if args.model.lower() in ("off", "none") else args.model
-    if args.config:
-        cfg = load_config(args.config, source=source, **flags)
-    else:
-        cfg = PipelineConfig(source=source, **{k: v for k, v in flags.items() if v is not None})
-    if args.model is not None and flags.get("model") is None:
-        cfg.model = None
+    resolved = resolve_args(args, mode="run")
+    for note in resolved.notes:
+        print(f"sonolens: note: {note}", file=sys.stderr)
+    cfg = resolved.pipeline
+    args.json, args.record = resolved.outputs["json"], resolved.outputs["record"]
     # every output is checked before the first frame: a report must not fail after an hour of processing
     outputs = {"report": args.json, "per-frame CSV": cfg.csv, "recording": args.record}
     model_file = bundled_model_path(cfg.model) if cfg.model in BUNDLED_MODELS else cfg.model
@@ -173,6 +165,25 @@ def cli_main(argv: list[str]) -> int:
         after = f" after --start {cfg.start_s:g} s (past its end?)" if cfg.start_s else ""
         raise SourceError(f"{report['source']['name']}: no frame was read{after}")
     return 0
+
+
+FLAG_FIELDS = ("realtime", "frames", "queue", "loop", "start_s", "speed", "roi", "threads", "cam", "ema", "csv",
+               "reconnect", "gate", "decision_s", "decision_margin", "json", "record")
+
+
+def resolve_args(args: argparse.Namespace, mode: str) -> Resolved:
+    """The one configuration of ``run`` (and ``config show``): defaults ← ``--config`` ← flags ← SOURCE, the
+    bundled sample when nothing names a source; ``--model off`` (or ``none``) runs no model."""
+    flags = {k: getattr(args, k, None) for k in FLAG_FIELDS}
+    off = args.model is not None and args.model.lower() in NO_MODEL
+    flags["model"] = None if off else args.model
+    resolved = resolve(args.config, flags, mode=mode, source=args.source, default_source=default_sample())
+    if off:
+        resolved.pipeline.model = None
+        resolved.origin["model.path"] = "command line"
+    if resolved.pipeline.source is None:
+        raise ConfigError(f"no SOURCE given and the bundled sample ({DEFAULT_SAMPLE}) was not found")
+    return resolved
 
 
 def _with_sinks(report: dict, recorder, igtl, complete: bool) -> dict:

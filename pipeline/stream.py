@@ -303,9 +303,10 @@ def _safe_spec(spec: str, name: str) -> str:
 
 
 def open_engine(model: str | None, threads: int = 0) -> Engine | None:
-    if model is None or str(model).lower() in ("off", "none"):
+    from .engines import NO_MODEL, load_engine
+
+    if model is None or str(model).lower() in NO_MODEL:
         return None
-    from .engines import load_engine
 
     return load_engine(model, threads=threads)
 

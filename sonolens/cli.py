@@ -17,6 +17,8 @@ from . import RESEARCH_NOTICE, __version__
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("sonolens.pipeline.run_cli:cli_main",
             "headless pipeline: source -> queue -> inference -> report/recording"),
+    "config": ("sonolens.pipeline.config_cli:cli_main",
+               "show the resolved run/view configuration and where each value came from"),
     "view": ("sonolens.app.main:cli_main", "the live PyQt6 overlay viewer (needs the 'app' extra)"),
     "bench": ("sonolens.bench.cli:cli_main", "benchmark suite, writes BENCHMARKS.md and JSON"),
     "simulate": ("sonolens.simulator.cli:cli_main", "render a B-mode phantom clip to mp4"),

@@ -220,16 +220,10 @@ def logits_checkpoint(model_path: str | Path, paths: Sequence[Path], batch_size:
 
 
 def resolve_model(model: str | Path) -> Path:
-    """A model path, or the installed file of a bundled model name (``busi``, ``chest-xray``)."""
-    from sonolens.pipeline.engines import BUNDLED_MODELS, bundled_model_path
+    """A model path, or the installed file of a bundled model name: ``pipeline.engines.resolve_model_path``."""
+    from sonolens.pipeline.engines import resolve_model_path
 
-    key = str(model)
-    if key in BUNDLED_MODELS and not Path(key).exists():
-        path = bundled_model_path(key)
-        if path is None:
-            raise ModelError(f"bundled model {key!r} is not installed; pass a model file path instead")
-        return path
-    return Path(model)
+    return resolve_model_path(model)
 
 
 def predict_logits(model_path: str | Path, paths: Sequence[Path]

@@ -752,18 +752,10 @@ def _fit_parser() -> argparse.ArgumentParser:
 
 
 def resolve_model(name: str) -> Path:
-    """A model file path, or a bundled model name (``busi``, ``chest-xray``)."""
-    from sonolens.pipeline.engines import BUNDLED_MODELS, bundled_model_path
+    """A model file path, or a bundled model name: ``pipeline.engines.resolve_model_path``, the one rule."""
+    from sonolens.pipeline.engines import resolve_model_path
 
-    if name in BUNDLED_MODELS:
-        path = bundled_model_path(name)
-        if path is None:
-            raise ModelError(f"bundled model {name!r} is not installed")
-        return path
-    path = Path(name)
-    if not path.is_file():
-        raise ModelError(f"model {name!r} not found")
-    return path
+    return resolve_model_path(name)
 
 
 def fit_cli_main(argv: list[str]) -> int:

@@ -1,0 +1,234 @@
+"""One configuration surface for ``run`` and ``view`` (and later ``batch``): a typed schema in sections, loaded the
+same way everywhere — defaults (per mode) ← YAML file ← command-line flags — with every key and value checked.
+
+The sections, one per operator of the pipeline (HoloHub's one-YAML-section-per-operator)::
+
+    source:      spec, realtime, loop, start_s, speed, frames, roi, roi_frames, reconnect, slideshow_fps
+    queue:       policy (latest | block), capacity
+    model:       path (file, bundled name, or none), threads, cam, cam_class, gate
+    postprocess: ema, decision_s, decision_margin
+    outputs:     csv, json, record, telemetry_window
+    sources:     several streams in one process (not supported yet: refused in one line)
+
+An unknown key is refused with the closest valid key suggested; a value of the wrong type names the key, the value and
+what is expected — a YAML 1.1 boolean written as a string (``loop: "false"``) is refused, never coerced; ranges are
+checked by ``PipelineConfig`` itself. The flat files of earlier versions (``loop: true`` at the top level) still load,
+with a one-line note pointing to the sectioned form. ``resolve`` also says where each value came from
+(``sonolens config show``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .stream import PipelineConfig
+
+MODES = ("run", "view")
+
+
+@dataclass(frozen=True)
+class Key:
+    """One setting: ``section.name`` in a file; ``target``: the ``PipelineConfig`` field (or an ``outputs`` entry
+    the command handles); ``kind``: bool | int | float | str | choice; ``optional``: None allowed."""
+
+    section: str
+    name: str
+    target: str
+    kind: str
+    optional: bool = False
+    choices: tuple[str, ...] = ()
+    help: str = ""
+
+    @property
+    def dotted(self) -> str:
+        return f"{self.section}.{self.name}"
+
+
+SCHEMA: tuple[Key, ...] = (
+    Key("source", "spec", "source", "str", help="file, folder, camera:N, URL, igtl://…"),
+    Key("source", "realtime", "realtime", "bool", help="pace files at their timestamps"),
+    Key("source", "loop", "loop", "bool"),
+    Key("source", "start_s", "start_s", "float", help="start this many seconds into a file"),
+    Key("source", "speed", "speed", "float", help="playback speed (1 = real time)"),
+    Key("source", "frames", "frames", "int", optional=True, help="stop after this many frames"),
+    Key("source", "roi", "roi", "str", optional=True, help="x,y,w,h; none = automatic"),
+    Key("source", "roi_frames", "roi_frames", "int"),
+    Key("source", "reconnect", "reconnect", "int", help="reopen a live source up to N times"),
+    Key("source", "slideshow_fps", "slideshow_fps", "float", help="stills: images a second"),
+    Key("queue", "policy", "queue", "choice", optional=True, choices=("latest", "block")),
+    Key("queue", "capacity", "queue_capacity", "int", optional=True),
+    Key("model", "path", "model", "str", optional=True, help="ONNX file or bundled name; none = no model"),
+    Key("model", "threads", "threads", "int", help="ONNX Runtime threads (0 = its default)"),
+    Key("model", "cam", "cam", "bool"),
+    Key("model", "cam_class", "cam_class", "int", optional=True),
+    Key("model", "gate", "gate", "bool", help="the out-of-domain / input-health gate"),
+    Key("postprocess", "ema", "ema", "float"),
+    Key("postprocess", "decision_s", "decision_s", "float", help="video-level decision time constant (0 = off)"),
+    Key("postprocess", "decision_margin", "decision_margin", "float"),
+    Key("outputs", "csv", "csv", "str", optional=True),
+    Key("outputs", "json", "json", "str", optional=True),
+    Key("outputs", "record", "record", "str", optional=True),
+    Key("outputs", "telemetry_window", "telemetry_window", "int"),
+)
+SECTIONS = tuple(dict.fromkeys(k.section for k in SCHEMA)) + ("sources",)
+OUTPUT_TARGETS = ("json", "record")  # handled by the command, not by the pipeline
+# One documented default per mode where the two differ: the viewer leaves a core to the GUI thread.
+MODE_DEFAULTS: dict[str, dict[str, Any]] = {"run": {"threads": 0}, "view": {"threads": 1}}
+_BY_DOTTED = {k.dotted: k for k in SCHEMA}
+_BY_TARGET = {k.target: k for k in SCHEMA}
+_YAML11_BOOL_STRINGS = {"y", "yes", "n", "no", "true", "false", "on", "off"}
+
+
+@dataclass
+class Resolved:
+    """The resolved configuration: the pipeline's, the command's own outputs, where each value came from, notes."""
+
+    pipeline: PipelineConfig
+    outputs: dict[str, str | None]
+    origin: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def show(self) -> str:
+        """The resolved values in sections, each with its origin: what ``sonolens config show`` prints."""
+        values = {**{f.name: getattr(self.pipeline, f.name) for f in fields(PipelineConfig)}, **self.outputs}
+        lines = []
+        for section in SECTIONS[:-1]:
+            lines.append(f"{section}:")
+            for k in (k for k in SCHEMA if k.section == section):
+                v = values.get(k.target)
+                shown = "none" if v is None else ("true" if v is True else "false" if v is False else v)
+                lines.append(f"  {k.name}: {shown}".ljust(42) + f"  # {self.origin.get(k.dotted, 'default')}")
+        return "\n".join(lines)
+
+
+def resolve(config: str | Path | None = None, flags: dict[str, Any] | None = None, *, mode: str = "run",
+            source: str | None = None, default_source: str | None = None) -> Resolved:
+    """Defaults of ``mode`` ← the YAML file ``config`` ← ``flags`` (``PipelineConfig`` field names or ``json`` /
+    ``record``; None = not given) ← ``source`` (the positional SOURCE, when given); ``default_source`` (the bundled
+    sample) when neither names one. One-line ``ConfigError`` for any mistake."""
+    if mode not in MODES:
+        raise ConfigError(f"unknown mode {mode!r} (known: {', '.join(MODES)})")
+    values: dict[str, Any] = dict(MODE_DEFAULTS[mode])
+    origin = {_BY_TARGET[t].dotted: f"default for '{mode}'" for t in values}
+    notes: list[str] = []
+    if config is not None:
+        from_file, notes = read_file(config)
+        values.update(from_file)
+        origin.update({_BY_TARGET[t].dotted: f"{config}" for t in from_file})
+    for target, value in (flags or {}).items():
+        if value is not None:
+            key = _BY_TARGET[target]
+            values[target] = check_value(key, value, "command line")
+            origin[key.dotted] = "command line"
+    if source is not None:
+        values["source"], origin["source.spec"] = source, "command line"
+    if "source" not in values and default_source is not None:
+        values["source"], origin["source.spec"] = default_source, "default (the bundled sample)"
+    if "source" not in values:
+        raise ConfigError("no source: give SOURCE on the command line or source.spec in the configuration file")
+    outputs = {t: values.pop(t, None) for t in OUTPUT_TARGETS}
+    return Resolved(PipelineConfig(**values), outputs, origin, notes)
+
+
+def read_file(path: str | Path) -> tuple[dict[str, Any], list[str]]:
+    """The checked values of a YAML file (sectioned, or flat as before), keyed by target; and notes."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if data is None:
+        return {}, []
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping of sections (source:, model:, …), got a YAML {type(data).__name__}")
+    if "sources" in data:
+        raise ConfigError(f"{p}: 'sources' (several streams in one process) is not supported yet: one source per "
+                          f"run (source.spec)")
+    if any(isinstance(v, dict) for v in data.values()):  # sections hold mappings; a flat file holds none
+        return _sectioned(p, data), []
+    return _flat(p, data), [f"{p}: a flat configuration file (read as before); the sectioned form is "
+                            f"'source:', 'queue:', 'model:', 'postprocess:', 'outputs:' (see 'sonolens config show')"]
+
+
+def _sectioned(p: Path, data: dict) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for section, body in data.items():
+        if section not in SECTIONS:
+            raise ConfigError(f"{p}: unknown section {section!r}{_suggest(str(section), SECTIONS)}")
+        if section == "sources":
+            raise ConfigError(f"{p}: 'sources' (several streams in one process) is not supported yet: one source "
+                              f"per run (source.spec)")
+        if not isinstance(body, dict):
+            raise ConfigError(f"{p}: section {section!r} must be a mapping of keys, got {_shown(body)}")
+        for name, value in body.items():
+            dotted = f"{section}.{name}"
+            if dotted not in _BY_DOTTED:
+                names = [k.dotted for k in SCHEMA]
+                raise ConfigError(f"{p}: unknown key {dotted!r}{_suggest(dotted, names)}")
+            key = _BY_DOTTED[dotted]
+            out[key.target] = check_value(key, value, str(p))
+    return out
+
+
+def _flat(p: Path, data: dict) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in data.items():
+        if name not in _BY_TARGET:
+            raise ConfigError(f"{p}: unknown key {name!r}{_suggest(str(name), list(_BY_TARGET))}")
+        out[name] = check_value(_BY_TARGET[name], value, str(p))
+    return out
+
+
+def check_value(key: Key, value: Any, where: str) -> Any:
+    """``value`` as ``key`` expects it, or a one-line ``ConfigError`` naming the key, the value and the type."""
+    if value is None or (isinstance(value, str) and value.lower() == "none" and key.optional):
+        if key.optional:
+            return None
+        raise ConfigError(f"{where}: {key.dotted} needs a value ({_expected(key)})")
+    if key.kind == "bool":
+        if isinstance(value, bool):
+            return value
+        hint = " (a YAML boolean written as a string: leave out the quotes)" if isinstance(value, str) and \
+            value.strip().lower() in _YAML11_BOOL_STRINGS else ""
+        raise ConfigError(f"{where}: {key.dotted} expects true or false, got {_shown(value)}{hint}")
+    if key.kind == "int":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: {key.dotted} expects a whole number, got {_shown(value)}")
+    if key.kind == "float":
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value)):
+            return float(value)
+        raise ConfigError(f"{where}: {key.dotted} expects a finite number, got {_shown(value)}")
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: {key.dotted} expects {_expected(key)}, got {_shown(value)}")
+    if key.kind == "choice" and value not in key.choices:
+        raise ConfigError(f"{where}: {key.dotted} expects one of {', '.join(key.choices)}, got {_shown(value)}")
+    return value
+
+
+def _expected(key: Key) -> str:
+    what = {"str": "text", "choice": "one of " + ", ".join(key.choices)}.get(key.kind, key.kind)
+    return what + (" or none" if key.optional else "")
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    return f"{type(value).__name__} {value!r}"[:80]
+
+
+def _suggest(name: str, valid: Any) -> str:
+    close = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else f" (valid: {', '.join(list(valid)[:12])}…)"
+
+
+__all__ = ["SCHEMA", "SECTIONS", "MODES", "MODE_DEFAULTS", "Key", "Resolved", "resolve", "read_file", "check_value"]
