@@ -732,7 +732,7 @@ def test_eval_accepts_the_bundled_model_names_run_and_view_accept(tmp_path):
     by_name = ev.evaluate_model("busi", samples, n_boot=10)
     by_path = ev.evaluate_model(path, samples, n_boot=10)
     assert np.array_equal(by_name["probs"], by_path["probs"])
-    with pytest.raises(ModelError, match="does not exist"):
+    with pytest.raises(ModelError, match="not a file, and not a bundled model name"):
         ev.evaluate_model(tmp_path / "nope.onnx", samples, n_boot=10)
 
 
