@@ -150,10 +150,8 @@ def options_from_args(args: argparse.Namespace):
     if source is None and automation:
         raise ConfigError("no SOURCE given and the bundled sample (assets/sample_videos/busi_demo.mp4) was not found")
     selfcheck = args.selfcheck if args.selfcheck is not None else bool(args.report)
-    c = pipe_cfg
-    return ViewerOptions(source=source, model=model, roi=c.roi if isinstance(c.roi, str) else None,
-                         threads=c.threads, loop=c.loop, speed=c.speed, realtime=c.realtime, queue=c.queue, ema=c.ema,
-                         decision_s=c.decision_s, gate=c.gate, cam=c.cam,
+    pipe_cfg.model = model
+    return ViewerOptions(source=source, pipeline=pipe_cfg,
                          heatmap=args.heatmap, alpha=args.opacity, colormap=args.colormap, selfcheck=selfcheck,
                          study=study,
                          exit_after_frames=args.exit_after_frames, exit_after_seconds=args.exit_after_seconds,

@@ -3,7 +3,8 @@ or by tests. No Qt here."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, field, fields, replace
+from typing import Any
 
 from sonolens.pipeline.stream import PipelineConfig
 
@@ -17,22 +18,21 @@ class StudyOptions:
     log: str
 
 
-@dataclass
+# The pipeline settings a viewer session reads through ``ViewerOptions``: held in one ``PipelineConfig``, not copied.
+PIPELINE_KEYS = ("model", "roi", "threads", "loop", "speed", "realtime", "queue", "ema", "decision_s", "gate", "cam")
+
+
+@dataclass(init=False)
 class ViewerOptions:
-    """Every setting of one viewer session; ``loop`` and ``speed`` change while it runs (L, [ and ])."""
+    """Every setting of one viewer session. The pipeline's settings live in ``pipeline`` (a ``PipelineConfig``,
+    resolved by ``pipeline.config`` from the same file and flags ``sonolens run`` reads; ``model``, ``loop``… are views
+    of it); the rest is the viewer's own. ``loop`` and ``speed`` change while it runs (L, [ and ]).
+
+    ``ViewerOptions(source=…, loop=True, …)`` accepts the pipeline keys too (tests), folded into ``pipeline``.
+    """
 
     source: str | None = None
-    model: str | None = "busi"  # path or bundled name; None = no model
-    roi: str | None = None
-    threads: int = 1  # see main.py --threads
-    loop: bool = False
-    speed: float = 1.0
-    realtime: bool = True
-    queue: str | None = None
-    ema: float = 0.0
-    decision_s: float = 0.0  # video-level decision (pipeline.postprocess.ClassDecision); 0 = off
-    gate: bool = True  # the frame-state gate; False (--no-gate, research): a prediction on every frame
-    cam: bool = True
+    pipeline: PipelineConfig = field(default_factory=lambda: PipelineConfig(source="", threads=1))
     heatmap: bool = True
     alpha: float = 0.4
     colormap: str = "jet"
@@ -46,6 +46,18 @@ class ViewerOptions:
     record_dir: str = "."
     automation: bool = False  # any of exit_after_*, screenshot, report: no modal dialogs, exit codes matter
 
+    def __init__(self, source: str | None = None, pipeline: PipelineConfig | None = None, **kw: Any) -> None:
+        base = pipeline if pipeline is not None else PipelineConfig(source="", threads=1)
+        given = {k: kw.pop(k) for k in PIPELINE_KEYS if k in kw}
+        self.pipeline = replace(base, source=source or "", **given)
+        self.source = source
+        for f in fields(self):
+            if f.name not in ("source", "pipeline"):
+                default = f.default_factory() if f.default_factory is not MISSING else f.default
+                setattr(self, f.name, kw.pop(f.name, default))
+        if kw:
+            raise TypeError(f"unknown viewer option(s): {', '.join(sorted(kw))}")
+
     @property
     def show_predictions(self) -> bool:
         """False in the blinded and off study conditions: no bars, no heat map, no ROI box."""
@@ -53,9 +65,61 @@ class ViewerOptions:
 
     def pipeline_config(self, source: str) -> PipelineConfig:
         """The pipeline settings for playing ``source`` with these options."""
-        return PipelineConfig(source=source, model=self.model, realtime=self.realtime, loop=self.loop,
-                              speed=self.speed, roi=self.roi, threads=self.threads, cam=self.cam, ema=self.ema,
-                              queue=self.queue, gate=self.gate, decision_s=self.decision_s)
+        return replace(self.pipeline, source=source)
+
+    # -- views of the pipeline settings (typed, so the viewer's code reads them as before) ------------------------
+    @property
+    def model(self) -> str | None:
+        return self.pipeline.model
+
+    @property
+    def roi(self) -> str | None:
+        return self.pipeline.roi if isinstance(self.pipeline.roi, str) or self.pipeline.roi is None else None
+
+    @property
+    def threads(self) -> int:
+        return self.pipeline.threads
+
+    @property
+    def loop(self) -> bool:
+        return self.pipeline.loop
+
+    @loop.setter
+    def loop(self, on: bool) -> None:  # L while playing
+        self.pipeline.loop = bool(on)
+
+    @property
+    def speed(self) -> float:
+        return self.pipeline.speed
+
+    @speed.setter
+    def speed(self, value: float) -> None:  # [ and ] while playing
+        self.pipeline.speed = float(value)
+
+    @property
+    def realtime(self) -> bool:
+        return self.pipeline.realtime
+
+    @property
+    def queue(self) -> str | None:
+        return self.pipeline.queue
+
+    @property
+    def ema(self) -> float:
+        return self.pipeline.ema
+
+    @property
+    def decision_s(self) -> float:
+        return self.pipeline.decision_s
+
+    @property
+    def gate(self) -> bool:
+        return self.pipeline.gate
+
+    @property
+    def cam(self) -> bool:
+        return self.pipeline.cam
+
 
 
 __all__ = ["StudyOptions", "ViewerOptions"]
