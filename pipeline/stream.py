@@ -22,6 +22,7 @@ from .messages import Frame
 from .postprocess import standard_postprocessor
 from .preprocess import Preprocessor
 from .reconnect import NO_RECONNECT, ConnectionLog, ReconnectPolicy, open_with_retry
+from .redact import redact_credentials
 from .roi import Roi, parse_roi
 from .sources import open_source
 from .sources.base import Source, SourceInfo
@@ -296,10 +297,7 @@ class Pipeline:
 
 def _safe_spec(spec: str, name: str) -> str:
     """The source as the user gave it, without credentials of a stream URL (``rtsp://user:pw@host`` → host)."""
-    if "://" in spec and "@" in spec.split("://", 1)[1].split("/", 1)[0]:
-        scheme, rest = spec.split("://", 1)
-        return f"{scheme}://{rest.split('@', 1)[1]}"
-    return spec
+    return redact_credentials(spec)
 
 
 def open_engine(model: str | None, threads: int = 0) -> Engine | None:

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..errors import SourceDisconnected, SourceError
 from ..messages import RawFrame
+from ..redact import redact_credentials
 from .base import Source, SourceInfo
 from .live import LatestFrame, start_reader
 
@@ -50,9 +51,7 @@ def _default_capture(spec: int | str) -> Any:
 
 def _display_name(spec: int | str) -> str:
     """``camera 0``, ``camera /dev/video2``, ``camera rtsp://host/stream`` — with any password removed."""
-    text = str(spec)
-    text = re.sub(r"(://[^/:@]*):[^/@]*@", r"\1:***@", text)
-    return f"camera {text}"
+    return f"camera {redact_credentials(str(spec))}"
 
 
 class CameraSource(Source):

@@ -105,3 +105,15 @@ def test_one_model_resolver_an_existing_path_wins(tmp_path, monkeypatch):
     assert resolve_model_path("busi").resolve() == (tmp_path / "busi").resolve()
     with pytest.raises(ModelError, match="not a file, and not a bundled model name"):
         resolve_model_path("nothing-here")
+
+
+def test_one_credential_redaction_for_reports_and_names():
+    from sonolens.pipeline.redact import redact_credentials
+    from sonolens.pipeline.sources.camera import CameraSource
+    from sonolens.pipeline.stream import _safe_spec
+
+    url = "rtsp://admin:s3cret@10.0.0.5:554/live"
+    assert redact_credentials(url) == "rtsp://10.0.0.5:554/live" == _safe_spec(url, "x")
+    assert redact_credentials("igtl://user@host:18944/Image") == "igtl://host:18944/Image"
+    assert redact_credentials("scan.mp4") == "scan.mp4"
+    assert "s3cret" not in CameraSource(url).name and "admin" not in CameraSource(url).name
