@@ -3,7 +3,7 @@ same way everywhere — defaults (per mode) ← YAML file ← command-line flags
 
 The sections, one per operator of the pipeline (HoloHub's one-YAML-section-per-operator)::
 
-    source:      spec, realtime, loop, start_s, speed, frames, roi, roi_frames, reconnect, slideshow_fps
+    source:      spec, options, realtime, loop, start_s, speed, frames, roi, roi_frames, reconnect, slideshow_fps
     queue:       policy (latest | block), capacity
     model:       path (file, bundled name, or none), threads, cam, cam_class, gate
     postprocess: ema, decision_s, decision_margin
@@ -51,6 +51,8 @@ class Key:
 
 SCHEMA: tuple[Key, ...] = (
     Key("source", "spec", "source", "str", help="file, folder, camera:N, URL, igtl://…"),
+    Key("source", "options", "source_options", "mapping", optional=True,
+        help="stream: transport, username, password, open_timeout_s, read_timeout_s; igtl: device"),
     Key("source", "realtime", "realtime", "bool", help="pace files at their timestamps"),
     Key("source", "loop", "loop", "bool"),
     Key("source", "start_s", "start_s", "float", help="start this many seconds into a file"),
@@ -208,6 +210,10 @@ def check_value(key: Key, value: Any, where: str) -> Any:
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value)):
             return float(value)
         raise ConfigError(f"{where}: {key.dotted} expects a finite number, got {_shown(value)}")
+    if key.kind == "mapping":
+        if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+            return dict(value)
+        raise ConfigError(f"{where}: {key.dotted} expects a mapping of option: value, got {_shown(value)}")
     if not isinstance(value, str):
         raise ConfigError(f"{where}: {key.dotted} expects {_expected(key)}, got {_shown(value)}")
     if key.kind == "choice" and value not in key.choices:

@@ -56,6 +56,7 @@ class PipelineConfig:
     telemetry_window: int = 120
     gate: bool = True  # the frame-state gate (out-of-domain score and input health); False: predict on every frame
     reconnect: int = 0  # live sources: reopen up to N times in a row after a disconnect or a late start (0 = never)
+    source_options: dict[str, Any] = dataclasses.field(default_factory=dict)  # source.options: transport, device…
 
     def __post_init__(self) -> None:
         """Reject values that cannot mean what was asked, in one line each (the CLI exits 2)."""
@@ -321,7 +322,7 @@ def build(cfg: PipelineConfig, sinks: list[Sink] | tuple[Sink, ...] = (), engine
     """
     if cfg.queue_policy not in ("latest", "block"):
         raise ConfigError(f"--queue must be latest or block, got {cfg.queue_policy!r}")
-    source = open_source(cfg.source, fps=cfg.slideshow_fps)
+    source = open_source(cfg.source, fps=cfg.slideshow_fps, options=cfg.source_options or None)
     conn = ConnectionLog()
     info = open_with_retry(source, cfg.reconnect_policy, conn)  # a live stream that starts late is waited for
     try:

@@ -18,8 +18,9 @@ from pathlib import Path
 from ..errors import SourceError
 from ..messages import RawFrame
 from .base import Source, SourceInfo
-from .camera import CameraSource
+from .camera import CameraSource, stream_capture
 from .dicom import DicomSource, is_dicom_path
+from .options import check_options
 from .stills import IMAGE_EXTENSIONS, FolderSource, ImageSource
 from .video import OpenCVVideoSource, VideoSource
 
@@ -40,8 +41,9 @@ __all__ = [
 _STREAM_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
 
 
-def open_source(spec: str, *, fps: float | None = None) -> Source:
-    """The source ``spec`` names, *not yet opened* (call ``.open()`` or use it in a ``with``).
+def open_source(spec: str, *, fps: float | None = None, options: dict | None = None) -> Source:
+    """The source ``spec`` names, *not yet opened* (call ``.open()`` or use it in a ``with``); ``options``: what its
+    kind accepts beside the spec (``source.options``: a stream's transport and credentials, an OpenIGTLink device).
 
     ``fps`` is the slideshow rate of a folder (default 1 image/s) and nothing else: callers pass their
     slideshow setting for every spec, so it must not slow a camera or a phantom down to 1 frame/s. A video
@@ -50,17 +52,23 @@ def open_source(spec: str, *, fps: float | None = None) -> Source:
     spec = str(spec).strip()
     if not spec:
         raise SourceError("no source given")
+    opts = check_options(spec, options, _STREAM_PREFIXES)
     lower = spec.lower()
     if lower.startswith("camera:"):
         device = spec.split(":", 1)[1].strip()
         if not device:
             raise SourceError("camera: needs a device, e.g. camera:0 or camera:/dev/video0")
         return CameraSource(int(device) if device.isdigit() else device)
+    if lower.startswith(_STREAM_PREFIXES) and opts:
+        return CameraSource(spec, capture_factory=lambda s: stream_capture(str(s), opts))
     if lower.startswith("/dev/video") or lower.startswith(_STREAM_PREFIXES):
         return CameraSource(spec)
     if lower.startswith("igtl://"):
-        from .igtl import IgtlSource
+        from .igtl import IgtlSource, parse_igtl_url
 
+        if "device" in opts:
+            host, port, _ = parse_igtl_url(spec)
+            return IgtlSource(host, port, opts["device"])
         return IgtlSource.from_url(spec)
     if lower.startswith("phantom:"):
         kind = spec.split(":", 1)[1].strip()

@@ -39,6 +39,17 @@ def is_network_spec(spec: int | str) -> bool:
     return isinstance(spec, str) and bool(_NETWORK.match(spec))
 
 
+def stream_capture(url: str, options: dict[str, Any]) -> Any:
+    """A network stream through PyAV with source options (``source.options``): transport, credentials (into the
+    URL only here, never into the name), timeouts."""
+    from .network import StreamCapture
+    from .options import ffmpeg_options, url_with_credentials
+
+    return StreamCapture(url_with_credentials(url, options), name=_display_name(url),
+                         open_timeout_s=options.get("open_timeout_s", 5.0),
+                         read_timeout_s=options.get("read_timeout_s", 5.0), ffmpeg_options=ffmpeg_options(options))
+
+
 def _default_capture(spec: int | str) -> Any:
     """A network stream through PyAV (timestamps, pacing, one-line errors: OpenCV's FFmpeg backend can abort the
     process on a stream it cannot seek); a device through OpenCV."""

@@ -38,6 +38,7 @@ from av.video.reformatter import VideoReformatter
 
 from ..errors import SourceDisconnected, SourceError, reason
 from ..orientation import FrameOrientation, apply_orientation
+from ..redact import redact_credentials
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +74,14 @@ class StreamCapture:
     """
 
     def __init__(self, url: str, *, name: str | None = None, open_timeout_s: float = 5.0,
-                 read_timeout_s: float = 5.0) -> None:
+                 read_timeout_s: float = 5.0, ffmpeg_options: dict[str, str] | None = None) -> None:
         self.url = url
-        self.name = name or url
+        self.name = name or redact_credentials(url)
         self.frames_discarded = 0
         self._container: Any = None
         try:
-            self._container = av.open(url, mode="r", timeout=(open_timeout_s, read_timeout_s))
+            self._container = av.open(url, mode="r", timeout=(open_timeout_s, read_timeout_s),
+                                      options=dict(ffmpeg_options or {}))
         except av.FFmpegError as err:
             self._raise_open_error(err, open_timeout_s)
         except OSError as err:  # pragma: no cover - PyAV wraps errors in FFmpegError, which is an OSError

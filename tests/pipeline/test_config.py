@@ -117,3 +117,45 @@ def test_one_credential_redaction_for_reports_and_names():
     assert redact_credentials("igtl://user@host:18944/Image") == "igtl://host:18944/Image"
     assert redact_credentials("scan.mp4") == "scan.mp4"
     assert "s3cret" not in CameraSource(url).name and "admin" not in CameraSource(url).name
+
+
+def test_source_options_are_checked_per_kind_and_reach_the_source(tmp_path, monkeypatch):
+    """``source.options`` (had nowhere to go at c28fbd5): a stream's transport and credentials, an OpenIGTLink
+    device; checked for the source's kind, credentials used to open the stream and never shown."""
+    import av
+
+    from sonolens.pipeline.sources import network, open_source
+
+    with pytest.raises(ConfigError, match="does not apply to this source"):
+        open_source(str(SAMPLE), options={"transport": "tcp"})
+    with pytest.raises(ConfigError, match="transport expects one of tcp, udp, http"):
+        open_source("rtsp://10.0.0.5/live", options={"transport": "sctp"})
+    seen = {}
+
+    def fake_open(url, **kw):
+        seen.update(url=url, **kw)
+        raise av.error.ConnectionRefusedError(111, "Connection refused")
+
+    monkeypatch.setattr(network.av, "open", fake_open)
+    src = open_source("rtsp://10.0.0.5/live", options={"transport": "tcp", "username": "admin",
+                                                       "password": "s3:cret", "open_timeout_s": 2})
+    with pytest.raises(Exception) as err:
+        src.open()
+    assert seen["url"] == "rtsp://admin:s3%3Acret@10.0.0.5/live" and seen["options"] == {"rtsp_transport": "tcp"}
+    assert seen["timeout"][0] == 2.0
+    assert "s3" not in str(err.value) and "admin" not in str(err.value) and "s3" not in src.name
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("source:\n  spec: rtsp://10.0.0.5/live\n  options: {transport: udp}\n")
+    assert resolve(cfg, mode="run").pipeline.source_options == {"transport": "udp"}
+    cfg.write_text("source:\n  spec: rtsp://10.0.0.5/live\n  options: [udp]\n")
+    with pytest.raises(ConfigError, match="source.options expects a mapping"):
+        resolve(cfg, mode="run")
+
+
+def test_an_igtl_device_can_be_named_as_an_option():
+    pytest.importorskip("pyigtl")
+    from sonolens.pipeline.sources import open_source
+
+    src = open_source("igtl://127.0.0.1:18944", options={"device": "Image_Reference"})
+    assert src.device == "Image_Reference" and src.name.endswith("/Image_Reference")
