@@ -60,6 +60,8 @@ class OverlayStyle:
     show_bars: bool = True  # False (blinded study condition): nothing of the model's answer, state and score included
     show_hud: bool = True
     warning: str | None = None  # burned into every frame (e.g. "untrained model"), above the research notice
+    ood_threshold: float | None = None  # shown beside the score ("ood score 35.2 / 39.7"): a score means little alone
+    gate_off: bool = False  # the model has a gate and it is switched off (--no-gate): said on every frame
     places: dict = field(default_factory=dict, repr=False, compare=False)  # text places kept across frames
 
 
@@ -225,10 +227,13 @@ def _prediction_block(result: Result, style: OverlayStyle, s: float) -> _Block |
 def _info_block(result: Result, style: OverlayStyle, hud: dict | None, s: float) -> _Block:
     b = _Block(s)
     score = result.ood_score if style.show_bars else None
-    if style.show_hud and (hud or score is not None):
+    if style.show_hud and (hud or score is not None or style.gate_off):
         parts = [f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}" for k, v in (hud or {}).items()]
+        if style.gate_off and score is None:
+            parts.append("gate off")
         if score is not None:
-            parts.append(f"ood score {score:.2f}")
+            limit = f" / {style.ood_threshold:.2f}" if style.ood_threshold is not None else ""
+            parts.append(f"ood score {score:.2f}{limit}" + (" (gate off)" if style.gate_off else ""))
         line = "  ".join(parts)
         b.text(line, 0.45 * s, (180, 255, 180))
         b.reserve = [(re.sub(r"\d+", lambda m: "8" * (len(m.group()) + 1), line), 0.45 * s, False)]  # a digit more

@@ -117,9 +117,12 @@ def cli_main(argv: list[str]) -> int:
 
             # live: the recorder drops (and counts) frames rather than slow the live path; offline: keeps all
             untrained = [w for w in pipe.warnings() if "untrained" in w]
-            recorder = Recorder(args.record, fps=pipe.info.fps or 30.0, block=not cfg.realtime,
-                                style=OverlayStyle(warning=untrained[0].upper() if untrained else None),
-                                hud_source=lambda: {"fps": round(pipe.telemetry.live_fps(), 1)})
+            gate = pipe.engine.meta.ood if pipe.engine is not None else {}
+            style = OverlayStyle(warning=untrained[0].upper() if untrained else None,
+                                 ood_threshold=float(gate["threshold"]) if gate else None,
+                                 gate_off=bool(gate) and not cfg.gate)
+            recorder = Recorder(args.record, fps=pipe.info.fps or 30.0, block=not cfg.realtime, style=style,
+                                hud_source=lambda: {"fps": _live_fps(pipe)})
             pipe.add_sink(recorder)
             pipe.add_closer(recorder.close)
         igtl = None
@@ -184,6 +187,12 @@ def resolve_args(args: argparse.Namespace, mode: str) -> Resolved:
     if resolved.pipeline.source is None:
         raise ConfigError(f"no SOURCE given and the bundled sample ({DEFAULT_SAMPLE}) was not found")
     return resolved
+
+
+def _live_fps(pipe) -> str:
+    """The HUD's processing rate: "-" until a rate can be measured (not "0.0" on the first frame)."""
+    fps = pipe.telemetry.live_fps()
+    return f"{fps:.1f}" if fps > 0 else "-"
 
 
 def _with_sinks(report: dict, recorder, igtl, complete: bool) -> dict:

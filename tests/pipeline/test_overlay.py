@@ -39,3 +39,38 @@ def test_heatmap_is_normalise_resize_normalise():
     # the old single normalisation before resizing differs from it (the viewer drew that map before)
     single = cv2.resize(cam / cam.max(), (70, 50), interpolation=cv2.INTER_LINEAR)
     assert not np.allclose(single, m, atol=1e-3)
+
+
+def test_the_burned_in_score_shows_its_threshold_and_a_switched_off_gate():
+    """At c28fbd5 recordings showed "ood score 113.95" with no threshold, "fps 0.0" on the first frame, and nothing
+    about a gate switched off with --no-gate."""
+    import numpy as np
+
+    from sonolens.pipeline.messages import Result, Timings
+    from sonolens.pipeline.overlay import OverlayStyle, _info_block
+    from sonolens.pipeline.run_cli import _live_fps
+
+    t = Timings(t_captured_ns=0, t_enqueued_ns=0, t_dequeued_ns=0, t_preprocessed_ns=0, t_inferred_ns=0,
+                t_delivered_ns=0)
+    r = Result(index=0, frame=np.zeros((8, 8, 3), np.uint8), roi=(0, 0, 8, 8), timings=t, class_names=("a", "b"),
+               probs=np.array([0.3, 0.7], np.float32), ood_score=113.95)
+
+    def texts(style: OverlayStyle) -> str:
+        return " | ".join(row[1] for row in _info_block(r, style, {"fps": "-"}, 1.0).rows)
+
+    assert "ood score 113.95 / 39.71" in texts(OverlayStyle(ood_threshold=39.71))
+    assert "(gate off)" in texts(OverlayStyle(ood_threshold=39.71, gate_off=True))
+    assert "fps -" in texts(OverlayStyle())
+
+    class Tele:
+        def __init__(self, fps):
+            self.fps = fps
+
+        def live_fps(self):
+            return self.fps
+
+    class Pipe:
+        def __init__(self, fps):
+            self.telemetry = Tele(fps)
+
+    assert _live_fps(Pipe(0.0)) == "-" and _live_fps(Pipe(29.96)) == "30.0"
