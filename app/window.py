@@ -26,7 +26,7 @@ from PyQt6.QtWidgets import QApplication, QMainWindow
 from sonolens import RESEARCH_NOTICE, __version__
 from sonolens.pipeline.engines import Engine
 from sonolens.pipeline.errors import SonolensError
-from sonolens.pipeline.messages import STATE_TEXT
+from sonolens.pipeline.messages import state_text
 from sonolens.pipeline.stream import open_engine
 
 from .automation import Automation
@@ -149,8 +149,8 @@ class ViewerWindow(QMainWindow):
                 name = r.class_names[r.top_class]
                 view.chip = (f"{name}  {100 * float(r.probs[r.top_class]):.0f}%", class_color(name, r.top_class))
             else:
-                text = STATE_TEXT.get(r.state, "No prediction")
-                self.ui.bars.set_hidden(text + (f"\n({r.no_image})" if r.no_image else ""))
+                title, why = state_text(r.state, r.no_image)
+                self.ui.bars.set_hidden(title + (f"\n{why}" if why else ""))
                 view.chip = (STATE_CHIP.get(r.state, "no prediction"), NOTICE)
         view.set_frame(df)
 

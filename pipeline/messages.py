@@ -73,6 +73,22 @@ class Timings:
 STATE_TEXT = {"out_of_domain": "Outside the model's training domain \u2014 no prediction", "no_image": "No image"}
 """What the viewer and the recording show instead of class bars and heat map while a frame's state holds."""
 
+NO_IMAGE_TEXT = {
+    "blank": ("No image", "(black frame)"),
+    "uniform": ("No image", "(flat grey frame)"),
+    "frozen": ("Frozen frame", "(unchanged for 1 s: paused?)"),
+    "air": ("No image", "(probe in the air)"),
+}
+"""Why a frame shows no prediction, by input-health verdict (``pipeline.health``): a title and the reason."""
+
+
+def state_text(state: str, no_image: str | None) -> tuple[str, str]:
+    """The title and the reason the viewer and the recording show for a frame without a prediction: a frozen still
+    is a "Frozen frame", not "No image"."""
+    if state == "no_image" and no_image in NO_IMAGE_TEXT:
+        return NO_IMAGE_TEXT[no_image]
+    return STATE_TEXT.get(state, "No prediction"), f"({no_image})" if no_image else ""
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Result:

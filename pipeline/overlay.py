@@ -30,7 +30,7 @@ import numpy as np
 from sonolens import RESEARCH_NOTICE
 
 from .cam import heatmap
-from .messages import STATE_TEXT, Result
+from .messages import NO_IMAGE_TEXT, STATE_TEXT, Result, state_text
 
 COLORMAPS = {"jet": cv2.COLORMAP_JET, "inferno": cv2.COLORMAP_INFERNO, "turbo": cv2.COLORMAP_TURBO,
              "viridis": cv2.COLORMAP_VIRIDIS, "hot": cv2.COLORMAP_HOT}
@@ -208,18 +208,20 @@ def _prediction_block(result: Result, style: OverlayStyle, s: float) -> _Block |
         bars.bar(f"{name} {100 * float(p):5.1f}%", 0.5 * s, class_rgb(name, i, dim=i != top), float(p))
     bars.text(f"{result.label} ({100 * float(result.probs[top]):.0f}%)", 0.7 * s, class_rgb(result.label, top))
     bars.reserve = [(f"{n} 100.0%", 0.5 * s, True) for n in names] + [(f"{n} (100%)", 0.7 * s, False) for n in names]
-    texts = [t.replace("\u2014", "-") for t in STATE_TEXT.values()]  # Hershey fonts are ASCII
+    titles = [t.replace("\u2014", "-") for t in [*STATE_TEXT.values(), *(t for t, _ in NO_IMAGE_TEXT.values())]]
+    whys = [w for _, w in NO_IMAGE_TEXT.values()]  # Hershey fonts are ASCII: no em dash above
     room = _Block(s)  # the tallest state text
-    room.text(max(texts, key=len), 0.7 * s, _WHITE)
-    room.text("(uniform)", 0.5 * s, _WHITE)
-    room.reserve = [(t, 0.7 * s, False) for t in texts]
+    room.text(max(titles, key=len), 0.7 * s, _WHITE)
+    room.text(max(whys, key=len), 0.5 * s, _WHITE)
+    room.reserve = [(t, 0.7 * s, False) for t in titles] + [(w, 0.5 * s, False) for w in whys]
     if result.state not in STATE_TEXT:
         bars.alts = [room]
         return bars
     state = _Block(s)  # no prediction: say why instead of bars and heat map
-    state.text(STATE_TEXT[result.state].replace("\u2014", "-"), 0.7 * s, (255, 200, 80))
-    if result.no_image:
-        state.text(f"({result.no_image})", 0.5 * s, (255, 200, 80))
+    title, why = state_text(result.state, result.no_image)
+    state.text(title.replace("\u2014", "-"), 0.7 * s, (255, 200, 80))
+    if why:
+        state.text(why, 0.5 * s, (255, 200, 80))
     state.alts = [bars, room]
     return state
 

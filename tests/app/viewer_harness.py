@@ -160,7 +160,7 @@ def gated(monkeypatch):
 
     def install(src: GatedSource) -> GatedSource:
         monkeypatch.setattr(stream, "open_source",
-                            lambda spec, fps=1.0: src if spec == GATED else original(spec, fps=fps))
+                            lambda spec, fps=1.0, **kw: src if spec == GATED else original(spec, fps=fps, **kw))
         return src
 
     return install

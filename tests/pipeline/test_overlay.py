@@ -74,3 +74,21 @@ def test_the_burned_in_score_shows_its_threshold_and_a_switched_off_gate():
             self.telemetry = Tele(fps)
 
     assert _live_fps(Pipe(0.0)) == "-" and _live_fps(Pipe(29.96)) == "30.0"
+
+
+def test_a_frozen_still_says_frozen_frame_and_why():
+    """At c28fbd5 a clearly visible still read "No image (frozen)"."""
+    import numpy as np
+
+    from sonolens.pipeline.messages import Result, Timings, state_text
+    from sonolens.pipeline.overlay import OverlayStyle, _prediction_block
+
+    assert state_text("no_image", "frozen")[0] == "Frozen frame" and "1 s" in state_text("no_image", "frozen")[1]
+    assert state_text("no_image", "air") == ("No image", "(probe in the air)")
+    assert state_text("out_of_domain", None)[0].startswith("Outside the model's training domain")
+    t = Timings(t_captured_ns=0, t_enqueued_ns=0, t_dequeued_ns=0, t_preprocessed_ns=0, t_inferred_ns=0,
+                t_delivered_ns=0)
+    r = Result(index=0, frame=np.zeros((8, 8, 3), np.uint8), roi=(0, 0, 8, 8), timings=t, class_names=("a", "b"),
+               probs=np.array([0.3, 0.7], np.float32), state="no_image", no_image="frozen")
+    rows = [row[1] for row in _prediction_block(r, OverlayStyle(), 1.0).rows]
+    assert rows[0] == "Frozen frame" and "No image" not in rows
