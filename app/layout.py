@@ -100,6 +100,13 @@ class ViewerLayout:
         lay.addWidget(self.warnings_label)
         self.warnings: list[str] = []
 
+        # the engineering part (overlay controls, performance HUD): hidden in presentation mode (--present)
+        main_lay = lay
+        self.engineering = QWidget()
+        lay = QVBoxLayout(self.engineering)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(8)
+        main_lay.addWidget(self.engineering)
         lay.addWidget(_separator())
         lay.addWidget(_heading("Overlay"))
         form = QFormLayout()
@@ -140,6 +147,8 @@ class ViewerLayout:
         self.hud.setTextInteractionFlags(Qt.TextInteractionFlag.NoTextInteraction)
         self.hud.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         lay.addWidget(self.hud)
+        self.engineering.setVisible(not self.opts.present)
+        lay = main_lay
         self.study_label: QLabel | None = None
         if self.opts.study is not None:
             lay.addWidget(_separator())

@@ -63,6 +63,9 @@ def parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("window")
     g.add_argument("--screen", type=int, default=None, metavar="N", help="open on screen N (0 = primary)")
     g.add_argument("--fullscreen", action="store_true", help="start in full screen (F11 toggles)")
+    g.add_argument("--present", action="store_true",
+                   help="presentation mode for demos: the image, class bars, heat map and state only (no engineering "
+                        "HUD, no overlay controls, no latency stamp strip); combine with --fullscreen")
     g.add_argument("--size", default="1280x800", help="window size WxH (default 1280x800)")
     g.add_argument("--snapshot-dir", default=".", help="folder for snapshots (S)")
     g.add_argument("--record-dir", default=".", help="folder for recordings (R)")
@@ -149,10 +152,13 @@ def options_from_args(args: argparse.Namespace):
         {"source": source, "model": bundled_model_path(model) if model in BUNDLED_MODELS else model})
     if source is None and automation:
         raise ConfigError("no SOURCE given and the bundled sample (assets/sample_videos/busi_demo.mp4) was not found")
-    selfcheck = args.selfcheck if args.selfcheck is not None else bool(args.report)
+    if args.present and args.selfcheck:
+        raise ConfigError("--present shows no latency stamp strip: leave out --selfcheck")
+    selfcheck = False if args.present else (args.selfcheck if args.selfcheck is not None else bool(args.report))
     pipe_cfg.model = model
     return ViewerOptions(source=source, pipeline=pipe_cfg,
                          heatmap=args.heatmap, alpha=args.opacity, colormap=args.colormap, selfcheck=selfcheck,
+                         present=args.present,
                          study=study,
                          exit_after_frames=args.exit_after_frames, exit_after_seconds=args.exit_after_seconds,
                          screenshot=args.screenshot, report=args.report, snapshot_dir=args.snapshot_dir,

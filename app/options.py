@@ -37,6 +37,7 @@ class ViewerOptions:
     alpha: float = 0.4
     colormap: str = "jet"
     selfcheck: bool = False
+    present: bool = False  # presentation mode: image, class bars, heat map and state; no HUD, no stamp strip
     study: StudyOptions | None = None
     exit_after_frames: int | None = None
     exit_after_seconds: float | None = None

@@ -128,3 +128,16 @@ def test_study_log_has_each_frames_state_and_score_and_export_excludes_those_cal
     assert s["calls_without_prediction"] == {"out_of_domain": 1}
     assert "1 call on frames without a prediction (out_of_domain 1) excluded from agreement and kappa" \
         in format_summary(s)
+
+
+def test_presentation_mode_shows_the_prediction_without_the_engineering_panel(make_window, clip, qtbot):
+    """``view --present`` (first-hour issue): image, class bars, heat map and state; no HUD, no overlay controls,
+    no latency stamp strip, even with --report."""
+    win = make_window(opts(clip, loop=True, present=True))
+    wait_frames(qtbot, win, 3)
+    assert not win.ui.engineering.isVisible() and win.ui.bars.isVisible()
+    normal = make_window(opts(clip, loop=True))
+    wait_frames(qtbot, normal, 3)
+    assert normal.ui.engineering.isVisible()
+    args = options_from_args(parser().parse_args([str(clip), "--present", "--report", "r.json"]))
+    assert args.present and args.selfcheck is False
