@@ -6,8 +6,8 @@ of ``models.adapters`` (``cam_wrapper`` picks it from the student's adapter).
 ``cam_c = ReLU(sum_k W_lin[c, k] A_k) / (h*w)`` (``LinearCamWrapper``).
 
 ``hardswish_head`` (MobileNetV3), why it can be fused: the student's CAM layer (``blocks.5``) feeds *global average
-pooling*, so the gradient of
-a logit with respect to the CAM activations ``A`` [K, h, w] is the same at every spatial position:
+pooling*, so the gradient of a logit with respect to the CAM activations ``A`` [K, h, w] is the same at every spatial
+position:
 
     d logit_c / d A_k(i, j) = g_ck = 1/(h*w) * sum_m W_conv[m, k] * hardswish'(z_m) * W_lin[c, m]
 
