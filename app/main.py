@@ -40,6 +40,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None,
                    help="ONNX model file or bundled name (busi, busi-uclm, chest-xray); 'off' for none (default: busi)")
     p.add_argument("--roi", default=None, help="x,y,w,h of the ultrasound image (default: detected automatically)")
+    p.add_argument("--dwell", type=float, default=None, metavar="S",
+                   help="a folder of images: show each for S seconds (default 1)")
     p.add_argument("--config", default=None,
                    help="YAML file of pipeline settings, the same file 'sonolens run' reads (flags override it)")
     p.add_argument("--threads", type=int, default=None,
@@ -120,11 +122,13 @@ def options_from_args(args: argparse.Namespace):
     # the pipeline settings: the same schema, file and resolution as 'sonolens run' (pipeline.config), view's defaults
     from sonolens.pipeline.config import resolve
     from sonolens.pipeline.engines import NO_MODEL
+    from sonolens.pipeline.run_cli import dwell_to_fps
 
     flags = {k: getattr(args, k) for k in ("roi", "threads", "loop", "speed", "realtime", "ema", "decision_s", "gate",
                                            "cam")}
     off = args.model is not None and args.model.lower() in NO_MODEL
     flags["model"] = None if off else args.model
+    flags["slideshow_fps"] = dwell_to_fps(args.dwell)
     pipe_cfg = resolve(args.config, flags, mode="view", source=args.source,
                        default_source=default_sample() or "").pipeline
     model: str | None = None if off else pipe_cfg.model

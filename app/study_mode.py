@@ -92,7 +92,7 @@ class StudySession(QObject):
             has_model = r.probs.size > 0
             label = self.log.call(key, r.index, model_top=r.top_class if has_model else None,
                                   model_probs=r.probs if has_model else None, class_names=r.class_names,
-                                  model_state=r.state if has_model else None)
+                                  model_state=r.state if has_model else None, file=r.file)
         self._check()
         frame = cur.result.index if cur else "–"
         self.win.ui.status_bar.showMessage(f"call recorded: {label} (frame {frame})", 3000)
@@ -116,6 +116,7 @@ class StudySession(QObject):
                        top_class=r.top_class if has_model else None,
                        shown=self.opts.show_predictions and r.shows_prediction,
                        state=r.state if has_model else None, ood_score=r.ood_score, no_image=r.no_image,
+                       file=r.file,
                        capture_to_result_ms=t.stage_ms()["capture_to_result"],
                        capture_to_pixels_ms=capture_to_pixels_ms, t_ns=t_paint_ns)
         self._check()

@@ -158,7 +158,7 @@ class CaptureThread(threading.Thread):
                 self._note_lateness(-delay, info)
             t = self._clock()
             pixels = raw.pixels if self.capture_hook is None else self.capture_hook(raw.pixels, t)
-            frame = Frame(index=self.frames_in, pixels=pixels, pts_s=raw.pts_s, t_captured_ns=t,
+            frame = Frame(index=self.frames_in, pixels=pixels, pts_s=raw.pts_s, t_captured_ns=t, file=raw.file,
                           discontinuity=produced == 0)
             if self.t_first_ns is None:
                 self.t_first_ns = t

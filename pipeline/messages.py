@@ -22,6 +22,7 @@ class RawFrame:
 
     pixels: np.ndarray  # H×W×3 uint8 RGB, or H×W uint8 grayscale
     pts_s: float | None = None
+    file: str | None = None  # a still's file (relative to its folder): every record of it names the image
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -39,6 +40,7 @@ class Frame:
     t_enqueued_ns: int = 0
     t_dequeued_ns: int = 0
     discontinuity: bool = False
+    file: str | None = None  # the still it shows (``RawFrame.file``), None for video
 
 
 STAGES = ("queue_wait", "preprocess", "inference", "deliver", "capture_to_result")
@@ -121,6 +123,7 @@ class Result:
     state: str = "ok"
     no_image: str | None = None
     decision: int = -1  # the class a video-level decision shows (``postprocess.ClassDecision``); -1: none
+    file: str | None = None  # the still it shows (folders and images), relative to its folder; None for video
 
     @property
     def shows_prediction(self) -> bool:

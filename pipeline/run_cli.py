@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -48,6 +49,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--start", type=float, default=None, dest="start_s", help="start offset in seconds")
     p.add_argument("--speed", type=float, default=None, help="playback speed factor for --realtime")
     p.add_argument("--roi", default=None, help="x,y,w,h of the ultrasound image (default: detected automatically)")
+    p.add_argument("--dwell", type=float, default=None, metavar="S",
+                   help="a folder of images: show each for S seconds (default 1)")
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (0 = default)")
     p.add_argument("--no-cam", dest="cam", action="store_false", default=None, help="skip the Grad-CAM output")
     p.add_argument("--ema", type=float, default=None, help="probability smoothing factor in [0, 1)")
@@ -178,6 +181,7 @@ def resolve_args(args: argparse.Namespace, mode: str) -> Resolved:
     """The one configuration of ``run`` (and ``config show``): defaults ← ``--config`` ← flags ← SOURCE, the
     bundled sample when nothing names a source; ``--model off`` (or ``none``) runs no model."""
     flags = {k: getattr(args, k, None) for k in FLAG_FIELDS}
+    flags["slideshow_fps"] = dwell_to_fps(getattr(args, "dwell", None))
     off = args.model is not None and args.model.lower() in NO_MODEL
     flags["model"] = None if off else args.model
     resolved = resolve(args.config, flags, mode=mode, source=args.source, default_source=default_sample())
@@ -187,6 +191,15 @@ def resolve_args(args: argparse.Namespace, mode: str) -> Resolved:
     if resolved.pipeline.source is None:
         raise ConfigError(f"no SOURCE given and the bundled sample ({DEFAULT_SAMPLE}) was not found")
     return resolved
+
+
+def dwell_to_fps(dwell_s: float | None) -> float | None:
+    """``--dwell S`` (seconds per still) as the slideshow rate; a one-line ``ConfigError`` unless positive."""
+    if dwell_s is None:
+        return None
+    if not (math.isfinite(dwell_s) and dwell_s > 0):
+        raise ConfigError(f"--dwell must be a positive number of seconds, got {dwell_s}")
+    return 1.0 / dwell_s
 
 
 def _live_fps(pipe) -> str:

@@ -155,7 +155,7 @@ class Pipeline:
         self.t_end: float | None = None
 
     def _on_drop(self, frame: Frame) -> None:
-        self.telemetry.record_drop(frame.index, frame.pts_s, frame.t_captured_ns, frame.t_enqueued_ns)
+        self.telemetry.record_drop(frame.index, frame.pts_s, frame.t_captured_ns, frame.t_enqueued_ns, frame.file)
 
     def add_sink(self, sink: Sink) -> None:
         """Deliver every later result to ``sink`` too (called on the worker thread; keep it cheap)."""

@@ -25,7 +25,7 @@ from .stats import LatencyHistogram
 
 CSV_FIELDS = ("index", "status", "pts_s", "t_captured_ns", "t_enqueued_ns", "t_dequeued_ns", "t_preprocessed_ns",
               "t_inferred_ns", "t_delivered_ns", "top_class", "top_prob")
-CSV_TAIL = ("cam_class", "ood_score", "state", "no_image")
+CSV_TAIL = ("cam_class", "ood_score", "state", "no_image", "file")
 """After ``CSV_FIELDS`` come ``p_<class>`` (each class's probability) and ``CSV_TAIL``."""
 
 
@@ -64,19 +64,21 @@ class FrameRow:
     ood_score: float | None = None
     state: str = "ok"
     no_image: str | None = None
+    file: str | None = None
 
     @classmethod
     def of(cls, r: Result) -> FrameRow:
         return cls(index=r.index, timings=r.timings, top_class=r.top_class, top_prob=r.top_prob,
                    probs=tuple(float(p) for p in r.probs), cam_class=r.cam_class, ood_score=r.ood_score,
-                   state=r.state, no_image=r.no_image)
+                   state=r.state, no_image=r.no_image, file=r.file)
 
     def csv_row(self, n_classes: int) -> tuple:
         t = self.timings
         probs = self.probs if len(self.probs) == n_classes else ("",) * n_classes
         return (self.index, "processed", t.pts_s, t.t_captured_ns, t.t_enqueued_ns, t.t_dequeued_ns,
                 t.t_preprocessed_ns, t.t_inferred_ns, t.t_delivered_ns, self.top_class, self.top_prob, *probs,
-                self.cam_class, "" if self.ood_score is None else self.ood_score, self.state, self.no_image or "")
+                self.cam_class, "" if self.ood_score is None else self.ood_score, self.state, self.no_image or "",
+                self.file or "")
 
 
 def stage_arrays(rows: Sequence[FrameRow]) -> dict[str, np.ndarray]:
@@ -137,12 +139,13 @@ class Telemetry:
                 # flushed every 30 rows: a crash loses at most a second of rows
                 self._write_csv(row.csv_row(len(self.class_names)), flush=self._n % 30 == 0)
 
-    def record_drop(self, index: int, pts_s: float | None, t_captured_ns: int, t_enqueued_ns: int) -> None:
+    def record_drop(self, index: int, pts_s: float | None, t_captured_ns: int, t_enqueued_ns: int,
+                    file: str | None = None) -> None:
         """A frame the ``latest`` queue evicted: it gets a CSV row too, so no frame vanishes from the record."""
         with self._lock:
             if self._csv is not None:
-                blanks = ("",) * (len(CSV_FIELDS) - 5 + len(self.class_names) + len(CSV_TAIL))
-                self._write_csv((index, "dropped", pts_s, t_captured_ns, t_enqueued_ns, *blanks))
+                blanks = ("",) * (len(CSV_FIELDS) - 5 + len(self.class_names) + len(CSV_TAIL) - 1)
+                self._write_csv((index, "dropped", pts_s, t_captured_ns, t_enqueued_ns, *blanks, file or ""))
 
     def _write_csv(self, row: tuple, flush: bool = False) -> None:
         """Write one CSV row (lock held). A write error (full disk) closes the CSV and raises one line."""

@@ -94,7 +94,7 @@ class InferenceWorker(threading.Thread):
         if self.engine is None or x is None:
             t_inf = time.perf_counter_ns()
             timings = self._timings(frame, t_pre, t_inf)
-            return Result(index=frame.index, frame=frame.pixels, roi=roi, timings=timings)
+            return Result(index=frame.index, frame=frame.pixels, roi=roi, timings=timings, file=frame.file)
         out = self.engine.infer(x, want_cam=self.cam_enabled)
         t_inf = time.perf_counter_ns()
         if frame.discontinuity:
@@ -109,7 +109,7 @@ class InferenceWorker(threading.Thread):
         return Result(index=frame.index, frame=frame.pixels, roi=roi, timings=self._timings(frame, t_pre, t_inf),
                       class_names=self.class_names, probs=pred.probs, raw_probs=pred.raw_probs, cam=cam,
                       cam_class=cls, ood_score=pred.ood_score, state=pred.state, no_image=pred.no_image,
-                      decision=pred.decision)
+                      decision=pred.decision, file=frame.file)
 
     @staticmethod
     def _timings(frame: Frame, t_pre: int, t_inf: int) -> Timings:

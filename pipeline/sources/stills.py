@@ -109,7 +109,7 @@ class ImageSource(Source):
     def frames(self, start_s: float = 0.0) -> Iterator[RawFrame]:
         if self._pixels is None:
             raise RuntimeError("ImageSource.frames() called before open()")
-        yield RawFrame(self._pixels, 0.0)
+        yield RawFrame(self._pixels, 0.0, file=self.path.name)
 
     def close(self) -> None:
         self._pixels = None
@@ -232,7 +232,7 @@ class FolderSource(Source):
                 self._skip(path)
                 continue
             self.current_path = path
-            yield RawFrame(pixels, index / self.fps)
+            yield RawFrame(pixels, index / self.fps, file=path.relative_to(self.folder).as_posix())
 
     def close(self) -> None:
         self._first = None

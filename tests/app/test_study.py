@@ -299,3 +299,14 @@ def test_a_disk_too_full_for_the_header_is_one_config_error(tmpfs):
     with pytest.raises(ConfigError, match="cannot write study log .*No space left on device"):
         StudyLog(d / "s.jsonl", participant="p", condition="ai", source="x", model=None)
     assert not (d / "s.jsonl").exists()
+
+
+def test_frame_and_call_records_name_the_still(tmp_path):
+    """First-hour issue, item 6: a folder's frames and the calls on them carry the image's file."""
+    p = tmp_path / "s.jsonl"
+    log = StudyLog(p, participant="p1", condition="ai", source="cases/", model=None)
+    log.frame(0, pts_s=0.0, probs=None, top_class=None, shown=False, capture_to_result_ms=1.0, file="b/c3.png")
+    log.call(1, 0, model_top=None, file="b/c3.png")
+    log.close()
+    lines = [json.loads(line) for line in p.read_text().splitlines()]
+    assert [rec.get("file") for rec in lines if rec.get("type") in ("frame", "event")] == ["b/c3.png", "b/c3.png"]
