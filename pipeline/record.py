@@ -103,6 +103,8 @@ class Recorder:
                     self._writer.close()
             except SonolensError as exc:
                 self.error = self.error or exc
+            if self._writer is not None and self._writer.frames_on_disk is not None:
+                self.frames_written = self._writer.frames_on_disk  # what a decoder can read back, at most
             with self._cond:  # release a producer waiting for room
                 self._items.clear()
                 self._bytes = 0

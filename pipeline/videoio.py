@@ -86,6 +86,9 @@ class VideoWriter:
         self._last_pts: int | None = None
         self._pts_origin: float | None = None
         self.frames_written = 0
+        self.frames_on_disk: int | None = None  # set when the file turned out shorter than what was written
+        self.bytes_muxed = 0  # encoded bytes handed to the muxer: a file shorter than this lost its end
+        self._frame_end_bytes: list[int] = []  # bytes muxed when each frame's packets were out (frames_on_disk)
         self._input_size: tuple[int, int] | None = None
         self.size: tuple[int, int] | None = None  # encoded (even) size, known once the stream exists
         self._stream: VideoStream | None = None
@@ -170,7 +173,7 @@ class VideoWriter:
         vf.time_base = stream.codec_context.time_base
         try:
             for packet in stream.encode(vf):
-                self._container.mux(packet)
+                self._mux(packet)
         except (OSError, av.FFmpegError) as exc:
             raise SourceError(f"writing video {self.path} failed at frame {self.frames_written}: "
                               f"{reason(exc)}") from None
@@ -204,7 +207,7 @@ class VideoWriter:
         try:
             if self._stream is not None:
                 for packet in self._stream.encode(None):
-                    self._container.mux(packet)
+                    self._mux(packet)
         except (OSError, av.FFmpegError) as exc:
             error = exc
         finally:
@@ -219,6 +222,29 @@ class VideoWriter:
         if self.frames_written and not self.still_there():
             raise SourceError(f"the recording {self.path} vanished while it was written (the file or its folder was "
                               f"removed): its {self.frames_written} frames are lost")
+        if self.frames_written:
+            self._check_complete()
+
+    def _mux(self, packet) -> None:
+        self._container.mux(packet)
+        self.bytes_muxed += int(packet.size or 0)
+        self._frame_end_bytes.append(self.bytes_muxed)
+
+    def _check_complete(self) -> None:
+        """The file holds every encoded byte (it is at least as long as the packets muxed into it), or one line
+        saying how many frames at most reached the disk: FFmpeg does not report a failed write of the last fragment
+        when the container is closed on a full disk."""
+        try:
+            size = os.stat(self.path).st_size
+        except OSError:
+            return  # still_there() said so already
+        if size >= self.bytes_muxed:
+            return
+        on_disk = sum(1 for end in self._frame_end_bytes if end <= size)
+        self.frames_on_disk = min(on_disk, self.frames_written)
+        raise SourceError(f"the recording {self.path} is incomplete: {size} of at least {self.bytes_muxed} bytes "
+                          f"reached the disk (full?); at most {self.frames_on_disk} of {self.frames_written} frames "
+                          f"are in it")
 
     def still_there(self) -> bool:
         """Whether the path still names the file this writer opened (not removed, its folder not removed)."""

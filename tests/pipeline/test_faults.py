@@ -126,3 +126,25 @@ def test_a_source_cut_while_being_read_is_exit_2_and_keeps_the_frames_before(tmp
                                  "cut.mp4 ends after")
     report = json.loads(rep.read_text())
     assert report["error"] in line and 0 < report["frames_processed"] < 360
+
+
+def test_a_disk_full_at_the_end_of_a_recording_is_not_a_success(tmp_path, tmpfs):
+    """At c28fbd5: ``--max-rate --record`` onto a 2 MiB tmpfs exited 0 with ``frames_written 360, error null`` while
+    the file was cut at 2,097,152 bytes with 345 decodable frames: the last fragment's failed write went unseen."""
+    full = tmpfs("2m")
+    rep = tmp_path / "r.json"
+    proc = sonolens_proc("run", str(REPO / "assets" / "sample_videos" / "sweep.mp4"), "--max-rate", "--json",
+                         str(rep), "--record", str(full / "o.mp4"))
+    assert_one_line_error(proc, "o.mp4", "incomplete")
+    rec = json.loads(rep.read_text())["recording"]
+    assert rec["error"] and rec["frames_written"] < 360
+    import av
+
+    decodable = 0
+    try:
+        with av.open(str(full / "o.mp4")) as c:
+            for _ in c.decode(video=0):
+                decodable += 1
+    except av.FFmpegError:
+        pass
+    assert decodable <= rec["frames_written"]  # the report never claims more than a decoder reads back
