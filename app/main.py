@@ -114,8 +114,12 @@ def options_from_args(args: argparse.Namespace):
 
     if args.colormap not in COLORMAPS:
         raise ConfigError(f"--colormap must be one of {', '.join(COLORMAPS)}, got {args.colormap!r}")
-    _check_out(args.screenshot, "--screenshot")
-    _check_out(args.report, "--report")
+    from sonolens.pipeline.outputs import check_writable
+
+    for path, what in ((args.screenshot, "--screenshot"), (args.report, "--report")):
+        if path:  # checked now (a read-only folder), not found out after the session: one line, exit 2
+            _check_out(path, what)
+            check_writable(path, what)
     for d, name in ((args.snapshot_dir, "--snapshot-dir"), (args.record_dir, "--record-dir")):
         if not Path(d).expanduser().is_dir():
             raise ConfigError(f"{name}: not a folder: {d}")

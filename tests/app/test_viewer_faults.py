@@ -174,3 +174,19 @@ def test_the_display_rate_is_kept_at_the_end_of_the_stream(qtbot, make_window, c
     assert report["display_fps"] > 0 and disp > 0, hud
     assert disp == pytest.approx(report["display_fps"], rel=0.5), hud
     assert "(rates as at the last frame)" in hud
+
+
+def test_unwritable_report_or_screenshot_is_one_line_before_the_window_opens(tmpfs):
+    """At c28fbd5 ``view --report v.json`` in a read-only working folder aborted (exit 134) and ``view --screenshot
+    RO/s.png`` exited 0 with no file and no message."""
+    import subprocess
+    import sys
+
+    from conftest import NEUTRAL_CWD
+
+    ro = tmpfs("64k", ro=True)
+    for flag, cwd, target in (("--report", ro, "v.json"), ("--screenshot", NEUTRAL_CWD, str(ro / "s.png"))):
+        proc = subprocess.run([sys.executable, "-m", "sonolens", "view", "--exit-after-frames", "2", flag, target],
+                              capture_output=True, text=True, timeout=120, cwd=cwd)
+        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        assert proc.returncode == 2 and len(lines) == 1 and flag in lines[0], proc.stderr
