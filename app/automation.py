@@ -151,6 +151,9 @@ class Automation:
         pb.stop_pipeline(wait=True)
         end = {"interrupted_by": self.interrupted_by} if self.interrupted_by else {}
         win.study.close(frames_displayed=win.stats.frames_displayed, exit_code=rc, **end)
+        if win.study.error and rc == 0:  # the log vanished: the session is lost, not a success
+            print(f"sonolens: error: {win.study.error}", file=sys.stderr)
+            rc = win.exit_code = 2
         if self.opts.report:
             Path(self.opts.report).write_text(json.dumps(self.report(), indent=2, default=str))
         win.exit_hook(rc)

@@ -299,6 +299,14 @@ class StudyLog:
             except OSError:
                 pass
             try:
+                gone = os.fstat(self._fd).st_nlink == 0  # unlinked: its folder (or the file) was removed
+            except OSError:
+                gone = False
+            if gone:
+                self.end_written = False
+                self.error = self.error or (f"the study log {self.path} vanished while it was written (the file or "
+                                            f"its folder was removed): its {self.frames} frame records are lost")
+            try:
                 os.fsync(self._fd)
             except OSError:
                 pass

@@ -146,6 +146,8 @@ class StudySession(QObject):
         """The session's end record (idempotent: after a failed write it was written already)."""
         if self.log is not None:
             self.log.close(frames_displayed=frames_displayed, exit_code=exit_code, **summary)
+            if self.log.error is not None and self.error is None:  # found at close: a vanished log
+                self.error = self.log.error
 
 
 __all__ = ["StudySession"]

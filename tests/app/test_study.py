@@ -310,3 +310,40 @@ def test_frame_and_call_records_name_the_still(tmp_path):
     log.close()
     lines = [json.loads(line) for line in p.read_text().splitlines()]
     assert [rec.get("file") for rec in lines if rec.get("type") in ("frame", "event")] == ["b/c3.png", "b/c3.png"]
+
+
+def test_a_log_whose_folder_vanishes_says_so_at_close(tmp_path):
+    """At c28fbd5 the report said ``end_written: true`` with 237 frames while no file existed."""
+    import shutil
+
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    log = StudyLog(folder / "s.jsonl", participant="p1", condition="ai", source="x", model=None)
+    log.frame(0, pts_s=None, probs=None, top_class=None, shown=False, capture_to_result_ms=1.0)
+    shutil.rmtree(folder)
+    log.close()
+    assert log.end_written is False and "vanished" in (log.error or "")
+
+
+def test_the_viewer_exits_2_when_its_study_log_vanishes(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+    import time
+
+    from conftest import NEUTRAL_CWD, REPO
+
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    log = folder / "s.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "sonolens", "view", str(REPO / "assets/sample_videos/benign.mp4"),
+                             "--study", "--participant", "p", "--condition", "ai", "--log", str(log),
+                             "--exit-after-frames", "90"], cwd=NEUTRAL_CWD, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not log.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the viewer ended before its log was opened"
+    shutil.rmtree(folder)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and "vanished" in err and "Traceback" not in err, err
