@@ -151,13 +151,13 @@ def options_from_args(args: argparse.Namespace):
         if args.condition == "off":
             model = None  # 'off' runs no model at all
     source = pipe_cfg.source or None
-    from sonolens.pipeline.engines import BUNDLED_MODELS, bundled_model_path
     from sonolens.pipeline.outputs import refuse_inputs_as_outputs
+    from sonolens.pipeline.run_cli import model_file_of
 
     refuse_inputs_as_outputs(
         {"--screenshot file": args.screenshot, "--report file": args.report,
          "--log file": study.log if study else None},
-        {"source": source, "model": bundled_model_path(model) if model in BUNDLED_MODELS else model})
+        {"source": source, "model": model_file_of(model)})
     if source is None and automation:
         raise ConfigError("no SOURCE given and the bundled sample (assets/sample_videos/busi_demo.mp4) was not found")
     if args.present and args.selfcheck:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from .config import Resolved, resolve
-from .engines import BUNDLED_MODELS, NO_MODEL, bundled_model_path
+from .engines import NO_MODEL, resolve_model_path
 from .errors import ConfigError, SonolensError, SourceError
 from .outputs import check_writable, refuse_inputs_as_outputs, strict_json, write_text_atomic
 from .overlay import OverlayStyle
@@ -106,8 +106,8 @@ def cli_main(argv: list[str]) -> int:
     args.json, args.record = resolved.outputs["json"], resolved.outputs["record"]
     # every output is checked before the first frame: a report must not fail after an hour of processing
     outputs = {"report": args.json, "per-frame CSV": cfg.csv, "recording": args.record}
-    model_file = bundled_model_path(cfg.model) if cfg.model in BUNDLED_MODELS else cfg.model
-    refuse_inputs_as_outputs(outputs, {"source": cfg.source, "model": model_file, "config": args.config})
+    refuse_inputs_as_outputs(outputs, {"source": cfg.source, "model": model_file_of(cfg.model),
+                                       "config": args.config})
     for what, path in outputs.items():
         if path:
             check_writable(path, what)
@@ -191,6 +191,17 @@ def resolve_args(args: argparse.Namespace, mode: str) -> Resolved:
     if resolved.pipeline.source is None:
         raise ConfigError(f"no SOURCE given and the bundled sample ({DEFAULT_SAMPLE}) was not found")
     return resolved
+
+
+def model_file_of(model: str | None) -> str | None:
+    """The file a model argument names (the one resolver's rule), or None (no model, or none found: loading
+    reports that one in its own line)."""
+    if model is None or str(model).lower() in NO_MODEL:
+        return None
+    try:
+        return str(resolve_model_path(model))
+    except SonolensError:
+        return None
 
 
 def dwell_to_fps(dwell_s: float | None) -> float | None:
