@@ -136,6 +136,59 @@ def summarise(rows: list[dict[str, Any]], n_boot: int = 2000) -> dict[str, Any]:
     return out
 
 
+def join_pairs(rows: list[dict[str, str]], n: int) -> list[tuple[dict[str, str], dict[str, str]]]:
+    """``n`` (benign clip, malignant clip) pairs by a fixed rule that reads no score: the first clip of the i-th benign
+    patient with the first clip of the i-th malignant patient, in ``clips.csv`` order."""
+    firsts: dict[str, dict[str, dict[str, str]]] = {"benign": {}, "malignant": {}}
+    for row in rows:
+        firsts.get(row["label"], {}).setdefault(row["patient"], row)
+    return list(zip(list(firsts["benign"].values())[:n], list(firsts["malignant"].values())[:n]))
+
+
+def join_clip(a: Path, b: Path, out: Path, fps: float = 30.0) -> int:
+    """``a`` then ``b`` as one clip at ``fps`` (``out``, H.264); returns the frame index of the join."""
+    import av
+
+    from sonolens.pipeline.videoio import VideoWriter
+
+    def frames(p: Path):
+        with av.open(str(p)) as c:
+            for f in c.decode(video=0):
+                yield f.to_ndarray(format="rgb24")
+
+    first = list(frames(a))
+    with VideoWriter(out, fps, size=(first[0].shape[1], first[0].shape[0]), crf=18) as w:
+        for img in first:
+            w.write(img)
+        for img in frames(b):
+            w.write(img)
+    return len(first)
+
+
+def join_test(rows: list[dict[str, str]], root: Path, model: str, n: int, decision_s: float, margin: float,
+              workdir: Path) -> dict[str, Any]:
+    """The issue's test on real clips: a benign clip joined to a malignant one, and how long after the join the shown
+    class (``--decision``) turns malignant. Pairs whose post-join frames the model itself does not call malignant
+    (raw top class on fewer than half of them) cannot switch, and are counted apart."""
+    out = []
+    for a, b in join_pairs(rows, n):
+        clip = workdir / f"{Path(a['file']).stem}+{Path(b['file']).stem}.mp4"
+        join = join_clip(root / a["file"], root / b["file"], clip)
+        fr = clip_frames(clip, model, {"decision_s": decision_s, "decision_margin": margin})
+        names, raw, shown = fr["names"], fr["raw"], fr["shown_top"]
+        mal = names.index("malignant")
+        after = raw[join:].argmax(axis=1)
+        switch = next((i for i in range(join, len(shown)) if shown[i] == mal), None)
+        out.append({"benign": a["file"], "malignant": b["file"], "join_frame": join,
+                    "raw_malignant_after_join": float(np.mean(after == mal)),
+                    "switch_s": None if switch is None else (switch - join) / 30.0})
+    followable = [r for r in out if r["raw_malignant_after_join"] >= 0.5]
+    within = [r for r in followable if r["switch_s"] is not None and r["switch_s"] <= 2.0]
+    return {"pairs": out, "followable": len(followable), "switched_within_2s": len(within),
+            "median_switch_s": float(np.median([r["switch_s"] for r in followable if r["switch_s"] is not None]))
+            if any(r["switch_s"] is not None for r in followable) else None}
+
+
 def _fmt(a: dict[str, Any]) -> str:
     ci = a.get("ci")
     return f"{a['auc']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "") + f" (n={a['n']})"
@@ -178,6 +231,9 @@ def _parser() -> argparse.ArgumentParser:
     smooth.add_argument("--decision", type=float, default=None, metavar="SECONDS",
                         help="also measure the overlay with the video-level decision (the run's --decision)")
     p.add_argument("--decision-margin", type=float, default=0.15)
+    p.add_argument("--joins", type=int, default=0, metavar="N",
+                   help="also join N benign clips to N malignant ones (fixed pairs) and measure how long after the "
+                        "join the shown class (--decision, default 1 s) turns malignant")
     p.add_argument("--limit", type=int, default=None, help="only the first N clips (a quick look)")
     p.add_argument("--n-boot", type=int, default=2000)
     p.add_argument("--json", help="write the per-clip rows and the summary here")
@@ -202,8 +258,20 @@ def cli_main(argv: list[str]) -> int:
         rows.append(clip_row(row, frames, smoothed))
         print(f"\rcine-eval: {i + 1}/{len(rows_in)} clips", end="", flush=True)
     print()
-    summary = summarise(rows, n_boot=args.n_boot)
-    text = markdown(args.model, summary)
+    summary = summarise(rows, n_boot=args.n_boot) if rows else {}  # --limit 0 --joins N: the join test alone
+    text = markdown(args.model, summary) if rows else f"### {args.model}\n"
+    if args.joins:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            summary["joins"] = join_test(read_clips(root), root, args.model, args.joins, args.decision or 1.0,
+                                         args.decision_margin, Path(tmp))
+        j = summary["joins"]
+        text += (f"\nJoined clips ({len(j['pairs'])} benign→malignant pairs, decision "
+                 f"{args.decision or 1.0:g} s): the model calls the malignant half malignant in {j['followable']}; "
+                 f"of those, the shown class turned malignant within 2 s of the join in {j['switched_within_2s']} "
+                 f"(median {j['median_switch_s'] if j['median_switch_s'] is None else round(j['median_switch_s'], 2)}"
+                 f" s).\n")
     print(text)
     if args.json:
         Path(args.json).write_text(json.dumps({"model": args.model, "smoothing": smoothing, "summary": summary,

@@ -55,3 +55,22 @@ def test_clip_report_segments(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert [ln.split("|")[1].strip() for ln in lines[2:]] == [f"normal.mp4 part {k}" for k in (1, 2, 3)]
     assert sum(int(ln.split("|")[2]) for ln in lines[2:]) == 150
+
+
+def test_join_pairs_follow_a_fixed_rule_that_reads_no_score():
+    rows = [{"file": f"{lab}/{pid}_{k}.mp4", "label": lab, "patient": pid}
+            for lab, pid in (("benign", "p1"), ("malignant", "p2"), ("benign", "p3"), ("malignant", "p4"))
+            for k in (1, 2)]
+    pairs = cine_eval.join_pairs(rows, 5)
+    assert [(a["file"], b["file"]) for a, b in pairs] == [("benign/p1_1.mp4", "malignant/p2_1.mp4"),
+                                                          ("benign/p3_1.mp4", "malignant/p4_1.mp4")]
+
+
+def test_a_joined_clip_starts_its_second_half_at_the_join(tmp_path):
+    import av
+
+    a, b = SAMPLES / "normal.mp4", SAMPLES / "benign.mp4"
+    join = cine_eval.join_clip(a, b, tmp_path / "j.mp4")
+    with av.open(str(tmp_path / "j.mp4")) as c:
+        n = sum(1 for _ in c.decode(video=0))
+    assert join == 150 and n == 150 + 180
