@@ -170,7 +170,7 @@ def join_test(rows: list[dict[str, str]], root: Path, model: str, n: int, decisi
     """The issue's test on real clips: a benign clip joined to a malignant one, and how long after the join the shown
     class (``--decision``) turns malignant. Pairs whose post-join frames the model itself does not call malignant
     (raw top class on fewer than half of them) cannot switch, and are counted apart."""
-    out = []
+    out: list[dict[str, Any]] = []
     for a, b in join_pairs(rows, n):
         clip = workdir / f"{Path(a['file']).stem}+{Path(b['file']).stem}.mp4"
         join = join_clip(root / a["file"], root / b["file"], clip)
@@ -182,11 +182,10 @@ def join_test(rows: list[dict[str, str]], root: Path, model: str, n: int, decisi
         out.append({"benign": a["file"], "malignant": b["file"], "join_frame": join,
                     "raw_malignant_after_join": float(np.mean(after == mal)),
                     "switch_s": None if switch is None else (switch - join) / 30.0})
-    followable = [r for r in out if r["raw_malignant_after_join"] >= 0.5]
-    within = [r for r in followable if r["switch_s"] is not None and r["switch_s"] <= 2.0]
-    return {"pairs": out, "followable": len(followable), "switched_within_2s": len(within),
-            "median_switch_s": float(np.median([r["switch_s"] for r in followable if r["switch_s"] is not None]))
-            if any(r["switch_s"] is not None for r in followable) else None}
+    followable = [r for r in out if float(r["raw_malignant_after_join"]) >= 0.5]
+    switches = [float(r["switch_s"]) for r in followable if r["switch_s"] is not None]
+    return {"pairs": out, "followable": len(followable), "switched_within_2s": sum(s <= 2.0 for s in switches),
+            "median_switch_s": float(np.median(switches)) if switches else None}
 
 
 def _fmt(a: dict[str, Any]) -> str:
