@@ -242,6 +242,16 @@ class Pipeline:
             out.append("the out-of-domain gate is off (--no-gate): every frame gets a prediction")
         return out
 
+    def _message_counts(self) -> dict:
+        """A message source's skipped messages (OpenIGTLink: other types/devices, IMAGE messages it could not
+        read), so none vanishes without a count; nothing for other sources."""
+        unreadable = getattr(self.source, "unreadable_images", None)
+        if unreadable is None:
+            return {}
+        return {"messages_skipped": {"other": int(getattr(self.source, "ignored_messages", 0)),
+                                     "unreadable_images": int(unreadable),
+                                     "unreadable_reason": getattr(self.source, "unreadable_reason", None)}}
+
     @staticmethod
     def _hidden_warning(predictions: dict | None, gate: dict | None) -> list[str]:
         """An end-of-run line when most processed frames got no prediction from the gate (the run looks empty)."""
@@ -293,6 +303,7 @@ class Pipeline:
             "predictions": s["predictions"],
             "connection": self.capture.connection.summary() if self.info.live else None,
             "error": str(self.error) if self.error else None,
+            **self._message_counts(),
         }
 
 

@@ -112,6 +112,8 @@ class IgtlSource(Source):
         self._slot: LatestFrame | None = None
         self._counts_before = (0, 0)
         self.ignored_messages = 0  # other message types and other devices
+        self.unreadable_images = 0  # IMAGE messages of the right device that could not be decoded
+        self.unreadable_reason: str | None = None
 
     @classmethod
     def from_url(cls, spec: str, **kw: Any) -> IgtlSource:
@@ -150,7 +152,9 @@ class IgtlSource(Source):
         self._thread, first = start_reader(
             self._read_loop, (sock, self._stop, self._slot, messages), "sonolens-igtl", self._slot,
             self.first_frame_timeout_s, self.close,
-            f"{self.name}: connected, but no {what} within {self.first_frame_timeout_s:g} s")
+            lambda: f"{self.name}: connected, but no {what} within {self.first_frame_timeout_s:g} s"
+                    + (f"; {self.unreadable_images} IMAGE message(s) could not be read ({self.unreadable_reason})"
+                       if self.unreadable_images else ""))
         height, width = first[0].shape[:2]
         self.info = SourceInfo(name=self.name, kind="igtl", width=width, height=height, fps=None,
                                frame_count=None, live=True)
@@ -225,7 +229,8 @@ class IgtlSource(Source):
                     pixels = image_to_uint8(msg.image)
                 except (ValueError, KeyError, IndexError, NotImplementedError, TypeError) as err:
                     log.debug("%s: unreadable IMAGE message skipped (%s)", self.name, err)
-                    self.ignored_messages += 1
+                    self.unreadable_images += 1
+                    self.unreadable_reason = f"{type(err).__name__}: {str(err)[:80]}"
                     continue
                 now = time.monotonic()
                 ts = float(fields.get("timestamp") or 0.0)

@@ -25,7 +25,8 @@ __all__ = ["LatestFrame", "start_reader"]
 
 
 def start_reader(target: Callable[..., None], args: tuple, name: str, slot: LatestFrame, timeout_s: float,
-                 close: Callable[[], None], no_frame: str) -> tuple[threading.Thread, tuple[np.ndarray, float | None]]:
+                 close: Callable[[], None], no_frame: str | Callable[[], str]
+                 ) -> tuple[threading.Thread, tuple[np.ndarray, float | None]]:
     """Start a live source's reader thread and wait up to ``timeout_s`` for its first frame (``open()`` learns the
     frame size from it). On the reader's error or when no frame came, ``close()`` the source and raise
     (``SourceDisconnected(no_frame)`` for silence, so the reconnect policy can wait for a late start)."""
@@ -38,7 +39,7 @@ def start_reader(target: Callable[..., None], args: tuple, name: str, slot: Late
         raise
     if first is None:
         close()
-        raise SourceDisconnected(no_frame)
+        raise SourceDisconnected(no_frame() if callable(no_frame) else no_frame)
     return thread, first
 
 

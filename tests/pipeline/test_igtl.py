@@ -301,3 +301,39 @@ def test_run_sends_every_result_to_slicer(igtl_server, tmp_path):
     assert set(payload["probs"]) == {"normal", "benign", "malignant"}
     assert sum(payload["probs"].values()) == pytest.approx(1.0, abs=1e-4)
     assert np.asarray(heat.image).shape == (1, 80, 96)
+
+
+def test_unreadable_image_messages_are_counted_and_named():
+    """At c28fbd5 malformed IMAGE messages were dropped silently and the source said only "no IMAGE message within
+    5 s"; now the timeout names how many could not be read, and why."""
+    import socket
+
+    good = pyigtl.ImageMessage(image(1), device_name=DEVICE).pack()
+    header, body = good[:58], bytearray(good[58:])
+    body[6:12] = b"\xff\xff\xff\xff\xff\xff"  # the image size fields: far more pixels than the body holds
+    bad = header + bytes(body)
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    port = srv.getsockname()[1]
+
+    done = threading.Event()
+
+    def serve():
+        conn, _ = srv.accept()
+        with conn:
+            for _ in range(3):
+                conn.sendall(bad)
+            done.wait(60)  # the connection stays open until the source has given up (bounded)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    src = IgtlSource("127.0.0.1", port, DEVICE, first_frame_timeout_s=0.8)
+    try:
+        with pytest.raises(SourceDisconnected) as err:
+            src.open()
+    finally:
+        done.set()
+        srv.close()
+    assert "3 IMAGE message(s) could not be read" in str(err.value), str(err.value)
+    assert src.unreadable_images == 3
