@@ -322,6 +322,17 @@ def evaluate_model(model_path: str | Path, samples, *, n_boot: int = 1000, seed:
     return result
 
 
+def _repo_relative(path: Path) -> str:
+    """``path`` relative to the repository when it lies inside it (a report names no machine's folders), else its
+    name."""
+    from .config import REPO_ROOT
+
+    try:
+        return path.resolve().relative_to(REPO_ROOT).as_posix()
+    except ValueError:
+        return path.name
+
+
 def training_overlap(model: str, samples: list, *, include: bool) -> tuple[list, dict[str, Any]]:
     """Which ``samples`` match the model's training images (its shipped hashes, ``training.train_hashes``): left out
     unless ``include``. Returns the samples to score and a record for the JSON (with a one-line ``message``)."""
@@ -334,7 +345,7 @@ def training_overlap(model: str, samples: list, *, include: bool) -> tuple[list,
     path, doc = found
     mask = train_hashes.seen(samples, doc)
     matched = [str(s.path) for s, m in zip(samples, mask) if m]
-    record: dict[str, Any] = {"checked": True, "hashes": str(path), "training_rows": f"{', '.join(doc['splits'])} "
+    record: dict[str, Any] = {"checked": True, "hashes": _repo_relative(path), "training_rows": f"{', '.join(doc['splits'])} "
                               f"of {doc['source']} ({doc['n']} images)", "matched": len(matched),
                               "excluded": bool(matched) and not include, "matched_files": matched}
     if not matched:

@@ -34,12 +34,14 @@ def sidecar_of(model_path: str | os.PathLike) -> Path:
 
 
 def resolve_model_file(model: str) -> Path | None:
-    """A model argument as a file: an existing path, else a bundled name's file, else None (a checkpoint is a file)."""
-    from sonolens.pipeline.engines import bundled_model_path
+    """A model argument as a file by the one resolver's rule (``pipeline.engines.resolve_model_path``), or None."""
+    from sonolens.pipeline.engines import resolve_model_path
+    from sonolens.pipeline.errors import ModelError
 
-    if Path(model).is_file():
-        return Path(model)
-    return bundled_model_path(model)
+    try:
+        return resolve_model_path(model)
+    except ModelError:
+        return None
 
 
 def build(samples: Sequence[Any], *, splits: Sequence[str], source: str) -> dict[str, Any]:
@@ -124,9 +126,9 @@ def cli_main(argv: list[str]) -> int:
     from .data import read_split_csv
 
     args = _parser().parse_args(argv)
-    model = resolve_model_file(args.model)
-    if model is None:
-        raise ConfigError(f"model {args.model!r} not found")
+    from sonolens.pipeline.engines import resolve_model_path
+
+    model = resolve_model_path(args.model)  # one line naming both ways when it is neither a file nor bundled
     splits = [s for s in args.splits.split(",") if s]
     samples = read_split_csv(args.split_file, args.data, splits)
     if not samples:
