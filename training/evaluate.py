@@ -345,8 +345,9 @@ def training_overlap(model: str, samples: list, *, include: bool) -> tuple[list,
     path, doc = found
     mask = train_hashes.seen(samples, doc)
     matched = [str(s.path) for s, m in zip(samples, mask) if m]
-    record: dict[str, Any] = {"checked": True, "hashes": _repo_relative(path), "training_rows": f"{', '.join(doc['splits'])} "
-                              f"of {doc['source']} ({doc['n']} images)", "matched": len(matched),
+    rows = f"{', '.join(doc['splits'])} of {doc['source']} ({doc['n']} images)"
+    record: dict[str, Any] = {"checked": True, "hashes": _repo_relative(path), "training_rows": rows,
+                              "matched": len(matched),
                               "excluded": bool(matched) and not include, "matched_files": matched}
     if not matched:
         record["message"] = (f"training overlap: none of the {len(samples)} images matches an image the model was "
