@@ -30,7 +30,36 @@ from .adapters import student_adapter
 from .registry import spec_of
 
 
-class FusedCamWrapper(nn.Module):
+class _CamWrapper(nn.Module):
+    """What both recipes share: the model, the CAM layer's static shape (so the exported graph has a fixed
+    ``[N, C, h, w]`` cam shape instead of shape arithmetic) and the features flattened over positions. A subclass
+    checks its head (``check``, a ``ModelError`` listing what does not fit) and turns ``flat`` [N, K, h*w] into
+    ``(logits, cam [N, C, h*w])`` (``head``)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.check(model)
+        self.model = model
+        self.channels, self.feat_h, self.feat_w = _feature_shape(model)
+        self.num_classes = int(model.classifier.out_features)
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        k, h, w = self.channels, self.feat_h, self.feat_w
+        feat = self.model.forward_features(image)  # = output of the CAM layer, [N, K, h, w]
+        if not torch.jit.is_tracing() and tuple(feat.shape[1:]) != (k, h, w):
+            raise ValueError(f"input {tuple(image.shape)} does not match the model's input_size "
+                             f"{tuple(spec_of(self.model).input_size)}")
+        logits, cam = self.head(feat.reshape(-1, k, h * w))
+        return logits, cam.reshape(-1, self.num_classes, h, w)
+
+    def check(self, model: nn.Module) -> None:
+        raise NotImplementedError
+
+    def head(self, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+
+class FusedCamWrapper(_CamWrapper):
     """``forward(image [N, 3, H, W]) -> (logits [N, C], cam [N, C, h, w])``; ``cam`` is raw Grad-CAM (ReLU
     applied, not normalised), ``(h, w)`` the CAM layer's resolution (7×7 at 224×224).
 
@@ -40,21 +69,11 @@ class FusedCamWrapper(nn.Module):
     mis-explained.
     """
 
-    def __init__(self, model: nn.Module):
-        super().__init__()
+    def check(self, model: nn.Module) -> None:
         check_fusable(model)
-        self.model = model
-        self.channels, self.feat_h, self.feat_w = _feature_shape(model)
-        self.num_classes = int(model.classifier.out_features)
 
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        m = self.model
-        k, h, w = self.channels, self.feat_h, self.feat_w
-        feat = m.forward_features(image)  # = output of the CAM layer, [N, K, h, w]
-        if not torch.jit.is_tracing() and tuple(feat.shape[1:]) != (k, h, w):
-            raise ValueError(f"input {tuple(image.shape)} does not match the model's input_size "
-                             f"{tuple(spec_of(m).input_size)}")
-        flat = feat.reshape(-1, k, h * w)
+    def head(self, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        m, k, hw = self.model, self.channels, self.feat_h * self.feat_w
         w_conv = m.conv_head.weight.reshape(m.conv_head.out_channels, k)  # [M, K]
         w_lin = m.classifier.weight  # [C, M]
         # Head, written out so the ONNX graph shares conv_head/classifier weights with the CAM branch.
@@ -63,32 +82,20 @@ class FusedCamWrapper(nn.Module):
         logits = F.linear(F.hardswish(z), w_lin, m.classifier.bias)  # [N, C]
         dact = hardswish_grad(z)  # [N, M]
         grads = torch.matmul(dact.unsqueeze(1) * w_lin, w_conv)  # [N, C, K] = h*w * d logit_c / d A_k
-        cam = torch.relu(torch.matmul(grads, flat) * (1.0 / (h * w)))  # [N, C, h*w]
-        return logits, cam.reshape(-1, self.num_classes, h, w)
+        return logits, torch.relu(torch.matmul(grads, flat) * (1.0 / hw))  # cam [N, C, h*w]
 
 
-class LinearCamWrapper(nn.Module):
+class LinearCamWrapper(_CamWrapper):
     """``forward(image) -> (logits, cam)`` like ``FusedCamWrapper``, for the ``linear`` recipe: ``forward_features``
     ends at the CAM layer → ``global_pool`` (avg) → ``classifier`` (Linear). Refused otherwise (``ModelError``)."""
 
-    def __init__(self, model: nn.Module):
-        super().__init__()
+    def check(self, model: nn.Module) -> None:
         check_linear_head(model)
-        self.model = model
-        self.channels, self.feat_h, self.feat_w = _feature_shape(model)
-        self.num_classes = int(model.classifier.out_features)
 
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        m = self.model
-        k, h, w = self.channels, self.feat_h, self.feat_w
-        feat = m.forward_features(image)  # = output of the CAM layer, [N, K, h, w]
-        if not torch.jit.is_tracing() and tuple(feat.shape[1:]) != (k, h, w):
-            raise ValueError(f"input {tuple(image.shape)} does not match the model's input_size "
-                             f"{tuple(spec_of(m).input_size)}")
-        flat = feat.reshape(-1, k, h * w)
+    def head(self, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        m, hw = self.model, self.feat_h * self.feat_w
         logits = m.classifier(flat.mean(dim=2))  # global average pooling, then the Linear classifier
-        cam = torch.relu(torch.matmul(m.classifier.weight, flat) * (1.0 / (h * w)))  # [N, C, h*w]
-        return logits, cam.reshape(-1, self.num_classes, h, w)
+        return logits, torch.relu(torch.matmul(m.classifier.weight, flat) * (1.0 / hw))  # cam [N, C, h*w]
 
 
 def cam_wrapper(model: nn.Module) -> nn.Module:
