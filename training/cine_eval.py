@@ -21,10 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from sonolens.pipeline.errors import ConfigError, SourceError
-from sonolens.pipeline.stream import PipelineConfig, build, run_to_end
+from sonolens.pipeline.errors import ConfigError
 
+from .clip_report import ClipFrames, clip_frames
 from .external_eval import auc, cluster_bootstrap
+from .temporal import _flips
 
 DEFAULT_CINE = "../shared/videos/breast_cine"
 
@@ -41,44 +42,14 @@ def read_clips(root: Path) -> list[dict[str, str]]:
     return rows
 
 
-def clip_frames(clip: Path, model: str, smoothing: dict[str, float] | None = None) -> dict[str, Any]:
-    """Per-frame state, raw and shown P(classes) and shown class of ``clip`` through the pipeline; ``smoothing``:
-    ``PipelineConfig`` fields (``ema``, or ``decision_s`` and ``decision_margin``)."""
-    states: list[str] = []
-    raw: list[np.ndarray] = []
-    shown: list[np.ndarray] = []
-    shown_top: list[int] = []
-
-    def sink(r: Any) -> None:
-        states.append(r.state)
-        raw.append(r.raw_probs)
-        shown.append(r.probs)
-        shown_top.append(r.top_class)
-
-    s = smoothing or {}
-    cfg = PipelineConfig(source=str(clip), model=model, realtime=False, cam=False, ema=float(s.get("ema", 0.0)),
-                         decision_s=float(s.get("decision_s", 0.0)),
-                         decision_margin=float(s.get("decision_margin", 0.15)))
-    pipe = build(cfg, [sink])
-    run_to_end(pipe)
-    if pipe.error:
-        raise pipe.error
-    if not raw:
-        raise SourceError(f"{clip}: no frame was processed")
-    assert pipe.engine is not None
-    names = pipe.engine.meta.class_names
-    return {"names": names, "states": states, "raw": np.stack(raw), "shown": np.stack(shown), "shown_top": shown_top}
-
-
 def changes_per_s(top: Sequence[int], states: Sequence[str], fps: float) -> float:
     """Top-class changes per second over the frames that show a prediction (state ``ok``), per second of clip."""
     shown = [t for t, s in zip(top, states) if s == "ok"]
-    flips = sum(a != b for a, b in zip(shown, shown[1:]))
-    return flips / (len(states) / fps) if states else float("nan")
+    return _flips(shown) / (len(states) / fps) if states else float("nan")
 
 
-def clip_row(row: dict[str, str], frames: dict[str, Any], smoothed: dict[str, Any] | None) -> dict[str, Any]:
-    names, states, raw = frames["names"], frames["states"], frames["raw"]
+def clip_row(row: dict[str, str], frames: ClipFrames, smoothed: ClipFrames | None) -> dict[str, Any]:
+    names, states, raw = frames.names, frames.states, frames.raw
     if "malignant" not in names:
         raise ConfigError(f"the model has no 'malignant' class ({', '.join(names)})")
     p_mal = raw[:, names.index("malignant")]
@@ -91,10 +62,10 @@ def clip_row(row: dict[str, str], frames: dict[str, Any], smoothed: dict[str, An
            "changes_per_s_raw": changes_per_s(raw_top, states, fps)}
     out["changes_per_s_all_frames"] = changes_per_s(raw_top, ["ok"] * len(states), fps)  # the gate ignored
     if smoothed is not None:
-        s_ok = np.array([s == "ok" for s in smoothed["states"]])
-        p_shown = smoothed["shown"][:, names.index("malignant")]
-        out["changes_per_s_smoothed"] = changes_per_s(smoothed["shown_top"], smoothed["states"], fps)
-        out["changes_per_s_smoothed_all_frames"] = changes_per_s(smoothed["shown_top"], ["ok"] * len(states), fps)
+        s_ok = np.array([s == "ok" for s in smoothed.states])
+        p_shown = smoothed.shown[:, names.index("malignant")]
+        out["changes_per_s_smoothed"] = changes_per_s(smoothed.shown_top, smoothed.states, fps)
+        out["changes_per_s_smoothed_all_frames"] = changes_per_s(smoothed.shown_top, ["ok"] * len(states), fps)
         out["score_gated_smoothed"] = float(p_shown[s_ok].mean()) if s_ok.any() else None
     return out
 
@@ -174,8 +145,8 @@ def join_test(rows: list[dict[str, str]], root: Path, model: str, n: int, decisi
     for a, b in join_pairs(rows, n):
         clip = workdir / f"{Path(a['file']).stem}+{Path(b['file']).stem}.mp4"
         join = join_clip(root / a["file"], root / b["file"], clip)
-        fr = clip_frames(clip, model, {"decision_s": decision_s, "decision_margin": margin})
-        names, raw, shown = fr["names"], fr["raw"], fr["shown_top"]
+        fr = clip_frames(clip, model, decision_s=decision_s, decision_margin=margin)
+        names, raw, shown = fr.names, fr.raw, fr.shown_top
         mal = names.index("malignant")
         after = raw[join:].argmax(axis=1)
         switch = next((i for i in range(join, len(shown)) if shown[i] == mal), None)
@@ -253,7 +224,7 @@ def cli_main(argv: list[str]) -> int:
     for i, row in enumerate(rows_in):
         clip = root / row["file"]
         frames = clip_frames(clip, args.model)
-        smoothed = clip_frames(clip, args.model, smoothing) if smoothing else None
+        smoothed = clip_frames(clip, args.model, **smoothing) if smoothing else None
         rows.append(clip_row(row, frames, smoothed))
         print(f"\rcine-eval: {i + 1}/{len(rows_in)} clips", end="", flush=True)
     print()

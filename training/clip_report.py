@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,33 +18,53 @@ from sonolens.pipeline.errors import ConfigError, SourceError
 from sonolens.pipeline.stream import PipelineConfig, build, run_to_end
 
 
+@dataclass(frozen=True)
+class ClipFrames:
+    """Every frame of a clip through the real pipeline: class names, raw and shown ``[frames, classes]``
+    probabilities, the state and the shown class of each frame."""
+
+    names: tuple[str, ...]
+    raw: np.ndarray
+    shown: np.ndarray
+    states: list[str]
+    shown_top: list[int]
+
+
 def clip_stats(clip: str, model: str) -> tuple[tuple[str, ...], np.ndarray]:
     """The model's class names and its probabilities on every frame of ``clip``, shape ``(frames, classes)``.
 
     Raises a ``SonolensError`` (``SourceError``, ``ModelError``) for a clip or model that cannot be opened, the
     pipeline's own error if decoding fails midway, and ``SourceError`` if no frame was processed.
     """
-    names, probs, _ = clip_frames(clip, model)
-    return names, probs
+    frames = clip_frames(clip, model)
+    return frames.names, frames.raw
 
 
-def clip_frames(clip: str, model: str) -> tuple[tuple[str, ...], np.ndarray, list[str]]:
-    """``clip_stats`` and the state of every frame (``ok`` when the overlay shows a prediction)."""
-    probs: list[np.ndarray] = []
+def clip_frames(clip: str | Path, model: str, *, ema: float = 0.0, decision_s: float = 0.0,
+                decision_margin: float = 0.15) -> ClipFrames:
+    """Every frame of ``clip`` through ``pipeline.stream.build`` (``--max-rate``, no CAM); ``ema``, ``decision_s``,
+    ``decision_margin``: the smoothing the shown probabilities get (``PipelineConfig``'s fields)."""
+    raw: list[np.ndarray] = []
+    shown: list[np.ndarray] = []
     states: list[str] = []
+    top: list[int] = []
 
     def sink(r) -> None:
-        probs.append(r.raw_probs)
+        raw.append(r.raw_probs)
+        shown.append(r.probs)
         states.append(r.state)
+        top.append(r.top_class)
 
-    pipe = build(PipelineConfig(source=clip, model=model, realtime=False, cam=False), [sink])
+    cfg = PipelineConfig(source=str(clip), model=model, realtime=False, cam=False, ema=ema, decision_s=decision_s,
+                         decision_margin=decision_margin)
+    pipe = build(cfg, [sink])
     run_to_end(pipe)
     if pipe.error:
         raise pipe.error
-    if not probs:
+    if not raw:
         raise SourceError(f"{clip}: no frame was processed")
-    assert pipe.engine is not None  # clip_stats always runs a model
-    return pipe.engine.meta.class_names, np.stack(probs), states
+    assert pipe.engine is not None  # clip_frames always runs a model
+    return ClipFrames(pipe.engine.meta.class_names, np.stack(raw), np.stack(shown), states, top)
 
 
 def markdown_table(rows: list[tuple[str, int, np.ndarray, np.ndarray]], names: tuple[str, ...],
@@ -81,7 +102,8 @@ def cli_main(argv: list[str]) -> int:
     shown: list[float] = []
     names: tuple[str, ...] = ()
     for clip in args.clips:
-        names, probs, states = clip_frames(clip, args.model)
+        frames = clip_frames(clip, args.model)
+        names, probs, states = frames.names, frames.raw, frames.states
         bounds = np.linspace(0, len(probs), args.segments + 1).round().astype(int)
         for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
             p = probs[a:b]
