@@ -101,7 +101,6 @@ def _check_out(path: str | None, what: str) -> None:
 
 def options_from_args(args: argparse.Namespace):
     """Validate the command line (user mistakes raise ConfigError) and build ``ViewerOptions``."""
-    from sonolens.pipeline.run_cli import default_sample
 
     from .options import StudyOptions, ViewerOptions
 
@@ -124,18 +123,10 @@ def options_from_args(args: argparse.Namespace):
         if not Path(d).expanduser().is_dir():
             raise ConfigError(f"{name}: not a folder: {d}")
     # the pipeline settings: the same schema, file and resolution as 'sonolens run' (pipeline.config), view's defaults
-    from sonolens.pipeline.config import resolve
-    from sonolens.pipeline.engines import NO_MODEL
-    from sonolens.pipeline.run_cli import dwell_to_fps
+    from sonolens.pipeline.run_cli import resolve_args
 
-    flags = {k: getattr(args, k) for k in ("roi", "threads", "loop", "speed", "realtime", "ema", "decision_s", "gate",
-                                           "cam")}
-    off = args.model is not None and args.model.lower() in NO_MODEL
-    flags["model"] = None if off else args.model
-    flags["slideshow_fps"] = dwell_to_fps(args.dwell)
-    pipe_cfg = resolve(args.config, flags, mode="view", source=args.source,
-                       default_source=default_sample() or "").pipeline
-    model: str | None = None if off else pipe_cfg.model
+    pipe_cfg = resolve_args(args, "view", require_source=False).pipeline
+    model: str | None = pipe_cfg.model
     study = None
     if args.study or args.participant or args.condition or args.log:
         if not args.study:

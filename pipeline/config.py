@@ -132,7 +132,8 @@ def resolve(config: str | Path | None = None, flags: dict[str, Any] | None = Non
     if "source" not in values and default_source is not None:
         values["source"], origin["source.spec"] = default_source, "default (the bundled sample)"
     if "source" not in values:
-        raise ConfigError("no source: give SOURCE on the command line or source.spec in the configuration file")
+        raise ConfigError("no source: give SOURCE on the command line or source.spec in the configuration file (no "
+                          "bundled sample was found either)")
     outputs = {t: values.pop(t, None) for t in OUTPUT_TARGETS}
     return Resolved(PipelineConfig(**values), outputs, origin, notes)
 

@@ -177,19 +177,20 @@ FLAG_FIELDS = ("realtime", "frames", "queue", "loop", "start_s", "speed", "roi",
                "reconnect", "gate", "decision_s", "decision_margin", "json", "record")
 
 
-def resolve_args(args: argparse.Namespace, mode: str) -> Resolved:
-    """The one configuration of ``run`` (and ``config show``): defaults ← ``--config`` ← flags ← SOURCE, the
-    bundled sample when nothing names a source; ``--model off`` (or ``none``) runs no model."""
+def resolve_args(args: argparse.Namespace, mode: str, *, require_source: bool = True) -> Resolved:
+    """The one configuration of ``run``, ``view`` and ``config show`` from their parsed command lines (a flag a
+    command does not have counts as not given): defaults ← ``--config`` ← flags ← SOURCE, the bundled sample when
+    nothing names a source (``require_source=False``: an empty source, the viewer opens without one);
+    ``--model off`` (or ``none``) runs no model."""
     flags = {k: getattr(args, k, None) for k in FLAG_FIELDS}
     flags["slideshow_fps"] = dwell_to_fps(getattr(args, "dwell", None))
     off = args.model is not None and args.model.lower() in NO_MODEL
     flags["model"] = None if off else args.model
-    resolved = resolve(args.config, flags, mode=mode, source=args.source, default_source=default_sample())
+    default = default_sample() or (None if require_source else "")
+    resolved = resolve(args.config, flags, mode=mode, source=args.source, default_source=default)
     if off:
         resolved.pipeline.model = None
         resolved.origin["model.path"] = "command line"
-    if resolved.pipeline.source is None:
-        raise ConfigError(f"no SOURCE given and the bundled sample ({DEFAULT_SAMPLE}) was not found")
     return resolved
 
 
