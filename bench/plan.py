@@ -174,16 +174,22 @@ def find_teacher_checkpoint(arg: str | None) -> Path | None:
     return found[-1] if found else None
 
 
-def _model_trained(path: Path) -> bool | None:
+def _model_spec(path: Path) -> Any:
+    """The ``ModelSpec`` of an ONNX file, or None when it cannot be read (only informational here)."""
     try:
         import onnxruntime as ort
 
         from sonolens.pipeline.modelfile import META_KEY, ModelSpec
 
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        return ModelSpec.from_json(sess.get_modelmeta().custom_metadata_map[META_KEY]).trained
+        return ModelSpec.from_json(sess.get_modelmeta().custom_metadata_map[META_KEY])
     except Exception:  # noqa: BLE001 - only informational
         return None
+
+
+def _model_trained(path: Path) -> bool | None:
+    spec = _model_spec(path)
+    return None if spec is None else bool(spec.trained)
 
 
 def resolve_inputs(args: argparse.Namespace, plan: Plan, workdir: Path, say) -> Inputs:
@@ -273,20 +279,11 @@ def _extra_students(workdir: Path, prep: dict[str, Any]) -> dict[str, tuple[Path
 
 def _bundled_by_arch_size() -> dict[tuple[str, int], Path]:
     """Bundled fp32 model files by (architecture, input height), read from their metadata."""
-    import onnxruntime as ort
-
-    from sonolens.pipeline.modelfile import META_KEY, ModelSpec
-
     found: dict[tuple[str, int], Path] = {}
     for path in sorted((REPO / "models" / "weights").glob("*.onnx")):
-        if path.stem.endswith("_int8"):
-            continue
-        try:
-            sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-            spec = ModelSpec.from_json(sess.get_modelmeta().custom_metadata_map[META_KEY])
-        except Exception:  # noqa: BLE001 - only a lookup
-            continue
-        found.setdefault((spec.arch, int(spec.input_size[0])), path)
+        spec = None if path.stem.endswith("_int8") else _model_spec(path)
+        if spec is not None:
+            found.setdefault((spec.arch, int(spec.input_size[0])), path)
     return found
 
 

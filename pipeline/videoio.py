@@ -26,6 +26,8 @@ What a crash leaves behind:
 from __future__ import annotations
 
 import os
+from array import array
+from bisect import bisect_right
 from fractions import Fraction
 from pathlib import Path
 from typing import cast
@@ -88,7 +90,8 @@ class VideoWriter:
         self.frames_written = 0
         self.frames_on_disk: int | None = None  # set when the file turned out shorter than what was written
         self.bytes_muxed = 0  # encoded bytes handed to the muxer: a file shorter than this lost its end
-        self._frame_end_bytes: list[int] = []  # bytes muxed when each frame's packets were out (frames_on_disk)
+        # bytes muxed after each packet (rising), 8 bytes a packet: how many frames a short file still holds
+        self._packet_end_bytes = array("q")
         self._input_size: tuple[int, int] | None = None
         self.size: tuple[int, int] | None = None  # encoded (even) size, known once the stream exists
         self._stream: VideoStream | None = None
@@ -228,7 +231,7 @@ class VideoWriter:
     def _mux(self, packet) -> None:
         self._container.mux(packet)
         self.bytes_muxed += int(packet.size or 0)
-        self._frame_end_bytes.append(self.bytes_muxed)
+        self._packet_end_bytes.append(self.bytes_muxed)
 
     def _check_complete(self) -> None:
         """The file holds every encoded byte (it is at least as long as the packets muxed into it), or one line
@@ -240,7 +243,7 @@ class VideoWriter:
             return  # still_there() said so already
         if size >= self.bytes_muxed:
             return
-        on_disk = sum(1 for end in self._frame_end_bytes if end <= size)
+        on_disk = bisect_right(self._packet_end_bytes, size)
         self.frames_on_disk = min(on_disk, self.frames_written)
         raise SourceError(f"the recording {self.path} is incomplete: {size} of at least {self.bytes_muxed} bytes "
                           f"reached the disk (full?); at most {self.frames_on_disk} of {self.frames_written} frames "
