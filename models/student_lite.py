@@ -81,17 +81,16 @@ def _load_lite_file(model, path: Path) -> None:
     if not path.is_file():
         raise ModelError(f"pretrained_file {str(path)!r} does not exist")
     try:
-        keys = list(torch.load(str(path), map_location="cpu", weights_only=True))
+        src = torch.load(str(path), map_location="cpu", weights_only=True)  # read once
     except Exception as exc:
         raise ModelError(f"{path}: not a readable torch state dict ({type(exc).__name__})") from exc
     classifier = model.classifier
     model.reset_classifier(0)
     try:
-        if keys and keys[0].startswith("_"):  # lukemelas-style: names differ, order and shapes match
-            load_efficientnet_lite_pth(model, path)
+        if next(iter(src), "").startswith("_"):  # lukemelas-style: names differ, order and shapes match
+            load_efficientnet_lite_pth(model, path, src)
         else:
-            state = {k: v for k, v in torch.load(str(path), map_location="cpu", weights_only=True).items()
-                     if not k.startswith("classifier.")}
+            state = {k: v for k, v in src.items() if not k.startswith("classifier.")}
             own = model.state_dict()
             bad = sorted({*own} ^ {*state}) or [k for k in own if own[k].shape != state[k].shape]
             if bad:

