@@ -228,6 +228,8 @@ class Pipeline:
             value = getattr(self.source, counter, None)
             if isinstance(value, int):
                 out[counter] = value
+        if self.source.notes:
+            out["notes"] = list(self.source.notes)
         return out
 
     def warnings(self) -> list[str]:

@@ -34,6 +34,9 @@ class Source(ABC):
     """Base class: ``with source: for raw in source.frames(): ...``"""
 
     info: SourceInfo
+    #: What a report must say about the input itself (a header that undercounts its frames, packets that could not
+    #: be decoded), one line each; a source that finds one also logs it as a warning when it finds it.
+    notes: tuple[str, ...] = ()
 
     @abstractmethod
     def open(self) -> SourceInfo:

@@ -4,8 +4,10 @@ A multi-frame file plays as a video, a single-frame file as a still; a folder of
 folder source reads each file through :func:`read_dicom_still`). Files are recognised by the ``.dcm``/``.dicom``
 extension or, without one, by the ``DICM`` marker after the 128-byte preamble.
 
-* **Decoding**: pydicom with the pylibjpeg plugins (uncompressed, RLE, JPEG baseline/extended/lossless, JPEG-LS;
-  JPEG 2000 where a plugin for it is installed), one frame at a time so a long cine never sits in memory whole.
+* **Decoding**: pydicom with the pylibjpeg plugins (uncompressed, RLE, JPEG baseline/extended/lossless, JPEG-LS,
+  JPEG 2000 and HTJ2K), one frame at a time so a long cine never sits in memory whole; a compressed syntax whose
+  plugin is missing names the package to install. A NumberOfFrames below what the pixel data holds plays the
+  declared frames with one warning (and a note in the report).
   Photometric interpretations MONOCHROME1/2, RGB, YBR_FULL, YBR_FULL_422 and PALETTE COLOR all become uint8 RGB
   or grey. The video transfer syntaxes (MPEG-2, MPEG-4 AVC/H.264, HEVC/H.265), which pydicom cannot decode, are
   decoded with PyAV. A transfer syntax nothing here can decode is a one-line ``SourceError`` naming it.
@@ -51,6 +53,15 @@ __all__ = [
 
 DICOM_EXTENSIONS = frozenset({".dcm", ".dicom"})
 EXTRA_HINT = "install the 'dicom' extra: pip install 'sonolens[dicom]'"
+
+# The plugin of the 'dicom' extra behind each family of compressed syntaxes (PS3.5 Annex A.4).
+_PLUGINS = (
+    ("1.2.840.10008.1.2.4.9", "pylibjpeg-openjpeg"),  # .90/.91 JPEG 2000 (.92/.93 multi-component)
+    ("1.2.840.10008.1.2.4.20", "pylibjpeg-openjpeg"),  # .201–.203 High-Throughput JPEG 2000
+    ("1.2.840.10008.1.2.4.5", "pylibjpeg-libjpeg"),  # .50/.51/.57 JPEG baseline, extended, lossless
+    ("1.2.840.10008.1.2.4.70", "pylibjpeg-libjpeg"),
+    ("1.2.840.10008.1.2.4.8", "pylibjpeg-libjpeg"),  # .80/.81 JPEG-LS
+)
 
 # Transfer syntaxes whose pixel data is one encapsulated video stream (PS3.5 §8.2.5–8.2.8): PyAV decodes them.
 _VIDEO_SYNTAXES = {
@@ -125,6 +136,16 @@ def _reason(err: BaseException) -> str:
     """``reason`` with the error's type in front (pydicom's messages rarely say what kind of failure they are)."""
     why, kind = reason(err), type(err).__name__
     return kind if why == kind else f"{kind}: {why}"
+
+
+def _missing_plugin(syntax: Any) -> str:
+    """What to install for a compressed syntax pydicom cannot decode here: the plugin of the 'dicom' extra
+    that decodes it (JPEG 2000 and HTJ2K: pylibjpeg-openjpeg; JPEG and JPEG-LS: pylibjpeg-libjpeg)."""
+    uid = str(syntax)
+    plugin = next((pkg for prefix, pkg in _PLUGINS if uid.startswith(prefix)), None)
+    if plugin is None:
+        return EXTRA_HINT
+    return f"it needs {plugin}: pip install {plugin} (part of the 'dicom' extra: pip install 'sonolens[dicom]')"
 
 
 def _syntax_name(uid: Any) -> str:
@@ -315,10 +336,10 @@ class _Reader:
             decoder = get_decoder(self.syntax)
         except (NotImplementedError, ValueError, KeyError):
             raise SourceError(f"{self.name}: cannot decode its {_syntax_name(self.syntax)}; sonolens reads "
-                              "uncompressed, RLE, JPEG, JPEG-LS and MPEG-2/H.264/HEVC DICOM") from None
+                              "uncompressed, RLE, JPEG, JPEG-LS, JPEG 2000, HTJ2K and MPEG-2/H.264/HEVC DICOM") from None
         if not decoder.is_available:
             raise DicomUnavailable(f"{self.name}: no decoder for its {_syntax_name(self.syntax)} is installed "
-                              f"({EXTRA_HINT})")
+                                   f"({_missing_plugin(self.syntax)})")
 
     def frames(self, start: int = 0) -> Iterator[np.ndarray]:
         if start >= self.frame_count:
@@ -379,6 +400,47 @@ class _Reader:
             raise SourceError(f"{self.name}: its {_syntax_name(self.syntax)} pixel data holds no video") from None
 
 
+def _stored_frames(path: Path, reader: _Reader) -> int | None:
+    """How many frames the pixel data really holds, read from its length (native data) or from the headers of its
+    fragments (encapsulated data: the basic offset table, else the fragments that open a JPEG, JPEG-LS or JPEG 2000
+    codestream), without decoding a pixel; None where it cannot tell."""
+    import pydicom
+    from pydicom.encaps import parse_basic_offsets, parse_fragments
+
+    try:
+        with _quiet():
+            ds = pydicom.dcmread(str(path), defer_size=64, force=True)
+        elem = ds.get_item("PixelData", keep_deferred=True)
+        if elem is None or elem.value_tell is None:
+            return None
+        if elem.length != 0xFFFFFFFF:  # native: a defined length, frames of a fixed size
+            frame_bytes = _native_frame_bytes(reader.ds)
+            return elem.length // frame_bytes if frame_bytes else None
+        if reader.video_format is not None:  # one video stream: its frame count is the container's business
+            return None
+        with path.open("rb") as fp:
+            fp.seek(elem.value_tell)
+            offsets = parse_basic_offsets(fp)
+            if offsets:
+                return len(offsets)
+            starts = 0
+            for position in parse_fragments(fp)[1]:
+                fp.seek(position + 8)  # after the item tag and length
+                starts += fp.read(2) in (b"\xff\xd8", b"\xff\x4f")
+            return starts or None
+    except Exception:  # a check for a warning: a file it cannot parse is the decoder's to report
+        log.debug("%s: the stored frame count could not be read", path.name, exc_info=True)
+        return None
+
+
+def _native_frame_bytes(ds: Any) -> int:
+    rows, columns = int(ds.Rows), int(ds.Columns)
+    samples, bits = int(ds.get("SamplesPerPixel", 1) or 1), int(ds.get("BitsAllocated", 8) or 8)
+    if str(ds.get("PhotometricInterpretation", "")).upper() == "YBR_FULL_422":
+        return rows * columns * 2 * bits // 8  # two samples a pixel (PS3.5 §8.2.1)
+    return rows * columns * samples * bits // 8
+
+
 def read_dicom_still(path: Path) -> np.ndarray:
     """The (first) image of a DICOM file as uint8 RGB or grey; raises ``SourceError`` (one line) when it cannot."""
     path = Path(path)
@@ -410,11 +472,18 @@ class DicomSource(Source):
             raise SourceError(f"no such file: {self.path}")
         if not self.path.is_file():
             raise SourceError(f"{self.path} is not a DICOM file")
+        self.notes = ()
         reader = _Reader(self.path, self.name)
         first = next(reader.frames(0), None)
         if first is None:
             raise SourceError(f"{self.name} holds no decodable frame")
         n = reader.frame_count
+        stored = _stored_frames(self.path, reader)
+        if stored is not None and stored > n:
+            note = (f"{self.name}: its NumberOfFrames says {n} but its pixel data holds {stored} frames; "
+                    f"only the {n} declared are played")
+            log.warning("%s", note)
+            self.notes = (note,)
         self._pts, fps = frame_times(reader.ds, n)
         self.roi_hint = roi_hint_of(reader.ds, first.shape[1], first.shape[0])
         self._reader, self._first = reader, first

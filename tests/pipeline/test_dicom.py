@@ -39,6 +39,7 @@ from sonolens.pipeline.sources.stills import read_still  # noqa: E402
 US_MULTIFRAME = "1.2.840.10008.5.1.4.1.1.3.1"
 US_IMAGE = "1.2.840.10008.5.1.4.1.1.6.1"
 H264_HIGH = "1.2.840.10008.1.2.4.102"
+HTJ2K_LOSSLESS = "1.2.840.10008.1.2.4.201"
 JPIP_REFERENCED = "1.2.840.10008.1.2.4.94"  # pixel data lives on a JPIP server: nothing can decode it from the file
 MARKERS = {"PatientName": "ZZNAMEZZ", "PatientID": "ZZPIDZZ", "PatientBirthDate": "ZZDOBZZ",
            "AccessionNumber": "ZZACCZZ", "InstitutionName": "ZZINSTZZ"}
@@ -262,6 +263,69 @@ def test_h264_transfer_syntax_decodes_through_pyav(tmp_path):
     assert len(got) == 12 and src.info.fps == pytest.approx(30.0)
     assert [int(r.pixels[20, 30].mean()) for r in got] == pytest.approx([10 * i for i in range(12)], abs=3)
     assert got[-1].pts_s == pytest.approx(11 / 30)
+
+
+def htj2k_file(path: Path, frames: int = 3) -> tuple[Path, np.ndarray]:
+    """An HTJ2K (lossless, .201) cine of the committed codestream ``data/htj2k_48x64.j2c`` repeated ``frames``
+    times (made by ``data/make_htj2k.py``, so no HTJ2K encoder is needed here); returns the expected grey frame."""
+    from data.make_htj2k import CODESTREAM, htj2k_frame
+
+    make_dicom(path, grey_frames(frames), syntax=HTJ2K_LOSSLESS, FrameTime=40)
+    ds = pydicom.dcmread(path)
+    ds.PixelData = encapsulate([CODESTREAM.read_bytes()] * frames)
+    ds.save_as(path)
+    return path, htj2k_frame()
+
+
+def test_htj2k_decodes_when_its_plugin_is_installed(tmp_path):
+    pytest.importorskip("openjpeg", reason="pylibjpeg-openjpeg (the 'dicom' extra) decodes HTJ2K")
+    from sonolens.pipeline.preprocess import to_gray
+
+    path, expected = htj2k_file(tmp_path / "htj2k.dcm")
+    src, got = read_all(path)
+    assert len(got) == 3
+    for raw in got:
+        np.testing.assert_array_equal(to_gray(raw.pixels), expected)
+
+
+def test_a_missing_htj2k_decoder_names_the_package(tmp_path, monkeypatch):
+    """The 'dicom' extra installed but no HTJ2K decoder: the line names pylibjpeg-openjpeg, not just the extra."""
+    from pydicom.pixels import get_decoder
+
+    path, _ = htj2k_file(tmp_path / "htj2k.dcm")
+    decoder = get_decoder(UID(HTJ2K_LOSSLESS))
+    monkeypatch.setattr(type(decoder), "is_available", property(lambda self: False))
+    with pytest.raises(DicomUnavailable) as err:
+        DicomSource(path).open()
+    message = str(err.value)
+    assert "\n" not in message and "htj2k.dcm" in message and "High-Throughput JPEG 2000" in message
+    assert "pip install pylibjpeg-openjpeg" in message
+
+
+@pytest.mark.parametrize("syntax", ["native", "jpeg-with-offsets", "jpeg-without-offsets"])
+def test_a_header_that_undercounts_its_frames_is_a_warning_in_the_report(tmp_path, syntax):
+    """NumberOfFrames 6 over pixel data of 10 frames: the 6 declared play (as other viewers do), with one warning
+    line and the same words in the JSON report's source notes."""
+    path = make_dicom(tmp_path / "short.dcm", colour_frames(10),
+                      syntax=ExplicitVRLittleEndian if syntax == "native" else JPEGBaseline8Bit, FrameTime=40)
+    ds = pydicom.dcmread(path)
+    ds.NumberOfFrames = 6
+    if syntax == "jpeg-without-offsets":
+        ds.PixelData = encapsulate([jpeg_bytes(f) for f in colour_frames(10)], has_bot=False)
+    ds.save_as(path)
+    report = tmp_path / "r.json"
+    proc = sonolens_proc("run", str(path), "--model", "off", "--max-rate", "--json", str(report))
+    assert proc.returncode == 0, proc.stderr
+    warning = [ln for ln in proc.stderr.splitlines() if "NumberOfFrames" in ln]
+    assert len(warning) == 1 and "says 6" in warning[0] and "holds 10 frames" in warning[0], proc.stderr
+    result = json.loads(report.read_text())
+    assert result["frames_in"] == 6
+    assert result["source"]["notes"] == [warning[0].split("warning: ", 1)[1]]
+    ds.NumberOfFrames = 10
+    ds.save_as(path)
+    source = DicomSource(path)
+    source.open()
+    assert source.notes == ()
 
 
 # ---------------------------------------------------------------------------------------------- the issue's cine
