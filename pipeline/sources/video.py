@@ -197,6 +197,44 @@ class _Timeline:
         return pts
 
 
+class _Skips:
+    """The packets a file's decoder rejected: how many, the first reason, and the gaps they left in the timeline
+    (the times of the frames either side of a jump in the decoded frames' timestamps after a rejected packet; the
+    decoder may still hand out frames it held before the jump)."""
+
+    def __init__(self) -> None:
+        self.packets = 0
+        self.reason = ""
+        self.gaps: list[tuple[float | None, float | None]] = []
+        self.frame_s = 0.1  # a frame's duration: a jump of more than 1.5 of them after a rejected packet is a gap
+        self._last: float | None = None
+        self._pending = False  # packets rejected since the last gap was found
+
+    def skip(self, name: str, why: str) -> None:
+        if not self.packets:
+            self.reason = why
+            log.warning("%s: a damaged packet after %s could not be decoded (%s); skipping to the next decodable one",
+                        name, "the start" if self._last is None else f"{self._last:.2f} s", why)
+        self.packets += 1
+        self._pending = True
+
+    def resume(self, t: float | None) -> None:
+        if self._pending and (self._last is None or t is None or t - self._last > 1.5 * self.frame_s):
+            self.gaps.append((self._last, t))
+            self._pending = False
+        self._last = t
+
+    def summary(self, name: str) -> str:
+        def at(t: float | None, missing: str) -> str:
+            return missing if t is None else f"{t:.2f} s"
+
+        gaps = self.gaps + ([(self._last, None)] if self._pending else [])
+        where = ", ".join(f"{at(a, 'the start')}–{at(b, 'the end')}" for a, b in gaps[:3])
+        more = f" and {len(gaps) - 3} more" if len(gaps) > 3 else ""
+        return (f"{name}: {self.packets} damaged packet(s) could not be decoded ({self.reason}) and were skipped, "
+                f"leaving a gap at {where}{more}")
+
+
 class VideoSource(Source):
     """A video file decoded with PyAV; falls back to :class:`OpenCVVideoSource` only where PyAV fails
     and OpenCV both opens the file *and* reads a first frame from it.
@@ -223,6 +261,7 @@ class VideoSource(Source):
         self._fps: float | None = None
         self._t0 = 0.0  # stream start time (s), subtracted from frame.time
         self._has_pts = True
+        self._skips = _Skips()  # packets the codec rejected, and the gaps they left
         self._rgb = VideoReformatter()  # one swscale context reused for every frame
         self._orientation = FrameOrientation()  # reads frame.side_data once per open, not per frame (see there)
 
@@ -230,6 +269,7 @@ class VideoSource(Source):
     def open(self) -> SourceInfo:
         self.close()
         _check_file(self.path)
+        self._skips, self.notes = _Skips(), ()
         try:
             self.info = self._open_pyav()
             self.backend = "pyav"
@@ -263,6 +303,7 @@ class VideoSource(Source):
         scan = _scan(self.path, elementary)
         self._has_pts = scan.has_pts and not elementary
         self._fps = scan.mean_fps if scan.variable and scan.mean_fps else _rate(stream, elementary)
+        self._skips.frame_s = 1.0 / self._fps if self._fps else self._skips.frame_s
         start, tb = stream.start_time, stream.time_base
         self._t0 = float(start * tb) if start is not None and tb is not None else 0.0
         if scan.first_pts is not None and scan.first_pts < self._t0:
@@ -270,7 +311,7 @@ class VideoSource(Source):
             self._t0 = scan.first_pts
 
         self._orientation.reset()
-        decoder = container.decode(stream)
+        decoder = self._decode_packets()
         timeline = self._timeline()
         skipped = 0
         try:
@@ -300,6 +341,20 @@ class VideoSource(Source):
             frame_count=scan.frames,
             live=False,
         )
+
+    def _decode_packets(self) -> Iterator[av.VideoFrame]:
+        """``container.decode(stream)`` one packet at a time, so a packet the codec rejects (garbage spliced into the
+        file, a damaged sector) is skipped and counted, as ffmpeg does, instead of ending the file there."""
+        skips = self._skips
+        for packet in self._container.demux(self._stream):
+            try:
+                frames = packet.decode()
+            except av.InvalidDataError as err:
+                skips.skip(self.name, reason(err))
+                continue
+            for frame in frames:
+                skips.resume(None if frame.time is None else frame.time - self._t0)
+                yield frame
 
     def _timeline(self, index: int = 0) -> _Timeline:
         return _Timeline(not self._has_pts, self._fps, self._t0, index)
@@ -351,7 +406,7 @@ class VideoSource(Source):
             target = int((start_s + self._t0) / stream.time_base)
             try:
                 self._container.seek(target, stream=stream, backward=True, any_frame=False)
-                decoder = self._container.decode(stream)
+                decoder = self._decode_packets()
                 frame = next(decoder, None)
                 # A keyframe without a timestamp (pre-roll) cannot be found by seeking: FFmpeg lands on a later one.
                 # Landing after start_s would show the wrong frame: decode from the beginning instead.
@@ -369,7 +424,7 @@ class VideoSource(Source):
             raise SourceError(f"{self.name} can no longer be read ({reason(err)})") from None
         self._stream = self._container.streams.video[0]
         self._stream.thread_type = self.thread_type
-        return self._container.decode(self._stream)
+        return self._decode_packets()
 
     def _decode(
         self, decoder: Iterator[av.VideoFrame], start_s: float, held: RawFrame | None, timeline: _Timeline
@@ -409,6 +464,10 @@ class VideoSource(Source):
             raise SourceError(
                 f"{self.name}: decoding failed after {yielded} frames ({reason(err)})"
             ) from None
+        if self._skips.packets:
+            # every decodable frame has been delivered; a damaged file still ends the run with exit 2
+            self.notes = (self._skips.summary(self.name),)
+            raise SourceError(f"{self.notes[0]}; the {yielded} decodable frames were processed")
         expected = self.info.frame_count
         if from_start and start_s <= 0 and expected and yielded < expected - 1:
             # the frames before the cut have been delivered; the run ends with this error (exit 2), not as a success

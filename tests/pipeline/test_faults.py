@@ -8,6 +8,7 @@ rows its CSV has flushed.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -126,6 +127,27 @@ def test_a_source_cut_while_being_read_is_exit_2_and_keeps_the_frames_before(tmp
                                  "cut.mp4 ends after")
     report = json.loads(rep.read_text())
     assert report["error"] in line and 0 < report["frames_processed"] < 360
+
+
+def test_garbage_in_the_middle_is_skipped_counted_and_the_gap_reported(tmp_path):
+    """At c28fbd5: 200 KB of garbage written over the middle of a clip ended the run at the corruption (178 of 360
+    frames); ffmpeg decodes past it. Now the damaged packets are skipped and counted, every decodable frame after
+    them is processed, and the run ends with one line naming the count and the gap (exit 2, report written)."""
+    data = bytearray(SAMPLE.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 200_000] = bytes(range(256)) * (200_000 // 256) + bytes(200_000 % 256)
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(bytes(data))
+    rep = tmp_path / "r.json"
+    proc = sonolens_proc("run", str(damaged), "--model", "off", "--max-rate", "--json", str(rep))
+    line = assert_one_line_error(proc, "damaged.mp4", "damaged packet(s) could not be decoded", "gap at")
+    warnings = [ln for ln in proc.stderr.splitlines() if ln.startswith("sonolens: warning:") and "skipping" in ln]
+    assert len(warnings) == 1, proc.stderr  # one line when it happens, not one per packet
+    report = json.loads(rep.read_text())
+    assert 250 < report["frames_processed"] < 360  # past the corruption (178 before), not the whole clip
+    assert report["error"] in line and report["source"]["notes"][0] in line
+    skipped = int(re.search(r"(\d+) damaged packet", line).group(1))
+    assert skipped + report["frames_processed"] <= 360
 
 
 def test_a_disk_full_at_the_end_of_a_recording_is_not_a_success(tmp_path, tmpfs):
