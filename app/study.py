@@ -272,16 +272,36 @@ class StudyLog:
             os.close(self._sync_fd)
 
     def sync(self) -> None:
+        """Every ``fsync_interval_s``: the log still has a link (its folder was not removed: else the session stops
+        now, not at its end), and what was written since the last sync reaches the disk."""
         with self._lock:
-            if self._closed or not self._dirty:
+            if self._closed:
                 return
-            self._dirty = False
+            dirty, self._dirty = self._dirty, False
+        if self._unlinked(self._sync_fd):
+            with self._lock:
+                self.error = self.error or self._vanished()
+            return
+        if not dirty:
+            return
         try:
             os.fsync(self._sync_fd)
         except OSError as exc:
             if exc.errno not in (errno.EINVAL, errno.EROFS):  # not a file that can be synced: nothing to lose
                 with self._lock:
                     self._fail(exc)
+
+    @staticmethod
+    def _unlinked(fd: int) -> bool:
+        """The open file has no name left: it (or its folder) was removed while it was written."""
+        try:
+            return os.fstat(fd).st_nlink == 0
+        except OSError:
+            return False
+
+    def _vanished(self) -> str:
+        return (f"the study log {self.path} vanished while it was written (the file or its folder was removed): "
+                f"its {self.frames} frame records are lost")
 
     def close(self, **summary: Any) -> None:
         """Write the ``end`` record (with ``error`` when writing failed; into the reserved room) and close."""
@@ -298,14 +318,9 @@ class StudyLog:
                 os.ftruncate(self._fd, self._size)  # give the reserve past the end back
             except OSError:
                 pass
-            try:
-                gone = os.fstat(self._fd).st_nlink == 0  # unlinked: its folder (or the file) was removed
-            except OSError:
-                gone = False
-            if gone:
+            if self._unlinked(self._fd):
                 self.end_written = False
-                self.error = self.error or (f"the study log {self.path} vanished while it was written (the file or "
-                                            f"its folder was removed): its {self.frames} frame records are lost")
+                self.error = self.error or self._vanished()
             try:
                 os.fsync(self._fd)
             except OSError:

@@ -26,6 +26,7 @@ from .redact import redact_credentials
 from .roi import Roi, parse_roi
 from .sources import open_source
 from .sources.base import Source, SourceInfo
+from .sources.sizecap import SizeCappedSource, scale_box
 from .telemetry import Telemetry
 from .worker import InferenceWorker, Preprocess, Sink
 
@@ -134,6 +135,7 @@ class Pipeline:
                                    class_names=spec.class_names if spec else ())
         self.queue = FrameQueue(cfg.queue_policy, cfg.queue_capacity, on_drop=self._on_drop)
         roi = parse_roi(cfg.roi) if isinstance(cfg.roi, str) else cfg.roi
+        roi = scale_box(roi, getattr(source, "scale", 1.0))  # given in the source's pixels; frames may be capped
         self.preprocessor = Preprocessor(engine.meta if engine else None, roi=roi, roi_frames=cfg.roi_frames,
                                          roi_hint=getattr(info, "roi_hint", None))
         self.postprocess = standard_postprocessor(
@@ -335,7 +337,8 @@ def build(cfg: PipelineConfig, sinks: list[Sink] | tuple[Sink, ...] = (), engine
     """
     if cfg.queue_policy not in ("latest", "block"):
         raise ConfigError(f"--queue must be latest or block, got {cfg.queue_policy!r}")
-    source = open_source(cfg.source, fps=cfg.slideshow_fps, options=cfg.source_options or None)
+    # frames over 4096 px on the long side are downscaled as they arrive (sizecap: memory stays bounded)
+    source = SizeCappedSource(open_source(cfg.source, fps=cfg.slideshow_fps, options=cfg.source_options or None))
     conn = ConnectionLog()
     info = open_with_retry(source, cfg.reconnect_policy, conn)  # a live stream that starts late is waited for
     try:

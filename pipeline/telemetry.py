@@ -10,6 +10,7 @@ the span of the run; ``fps_in`` is frames captured per second. Dropped frames co
 from __future__ import annotations
 
 import csv
+import os
 import threading
 from collections import deque
 from collections.abc import Sequence
@@ -153,9 +154,18 @@ class Telemetry:
             self._csv.writerow(row)
             if flush and self._csv_file is not None:
                 self._csv_file.flush()
+                self._check_linked()
         except OSError as exc:
             self._abandon_csv()
             raise SonolensError(f"writing the per-frame CSV to {self.csv_path} failed: {reason(exc)}") from None
+
+    def _check_linked(self) -> None:
+        """The CSV still has a name (its folder was not removed while it was written), else one line."""
+        f = self._csv_file
+        if f is not None and os.fstat(f.fileno()).st_nlink == 0:
+            self._abandon_csv()
+            raise SonolensError(f"the per-frame CSV {self.csv_path} vanished while it was written (the file or its "
+                                f"folder was removed): its {self._n} rows are lost")
 
     def _abandon_csv(self) -> None:
         f, self._csv_file, self._csv = self._csv_file, None, None
@@ -225,6 +235,7 @@ class Telemetry:
                 return
             try:
                 f.flush()
+                self._check_linked()
             except OSError as exc:
                 self._abandon_csv()
                 raise SonolensError(f"writing the per-frame CSV to {self.csv_path} failed: {reason(exc)}") from None

@@ -181,6 +181,12 @@ class VideoWriter:
             raise SourceError(f"writing video {self.path} failed at frame {self.frames_written}: "
                               f"{reason(exc)}") from None
         self.frames_written += 1
+        if self.frames_written % self.gop == 0 and not self.still_there():  # once a fragment (≤ 2 s), not at the end
+            raise self._vanished()
+
+    def _vanished(self) -> SourceError:
+        return SourceError(f"the recording {self.path} vanished while it was written (the file or its folder was "
+                           f"removed): its {self.frames_written} frames are lost")
 
     def _next_pts(self, pts_s: float | None) -> int:
         """The frame's pts: its index, or (``timestamps``) its time since the first frame in 1/90000 s, never
@@ -223,8 +229,7 @@ class VideoWriter:
         if error is not None:
             raise SourceError(f"finishing video {self.path} failed: {reason(error)}")
         if self.frames_written and not self.still_there():
-            raise SourceError(f"the recording {self.path} vanished while it was written (the file or its folder was "
-                              f"removed): its {self.frames_written} frames are lost")
+            raise self._vanished()
         if self.frames_written:
             self._check_complete()
 

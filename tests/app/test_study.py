@@ -325,6 +325,28 @@ def test_a_log_whose_folder_vanishes_says_so_at_close(tmp_path):
     assert log.end_written is False and "vanished" in (log.error or "")
 
 
+def test_a_log_whose_folder_vanishes_stops_within_a_sync_interval(tmp_path):
+    """A long session learns of the loss at the next periodic sync, not only at its end: later records are refused
+    (``frame`` counts nothing), so the viewer's after-write check ends the session."""
+    import shutil
+    import time
+
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    log = StudyLog(folder / "s.jsonl", participant="p1", condition="ai", source="x", model=None,
+                   fsync_interval_s=0.05)
+    log.frame(0, pts_s=None, probs=None, top_class=None, shown=False, capture_to_result_ms=1.0)
+    shutil.rmtree(folder)
+    deadline = time.monotonic() + 30  # a generous bound on a 0.05 s period: a hang fails, a slow machine does not
+    while log.error is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert "vanished" in (log.error or "")
+    log.frame(1, pts_s=None, probs=None, top_class=None, shown=False, capture_to_result_ms=1.0)
+    assert log.frames == 1
+    log.close()
+    assert log.end_written is False
+
+
 def test_the_viewer_exits_2_when_its_study_log_vanishes(tmp_path):
     import shutil
     import subprocess

@@ -34,6 +34,51 @@ def test_a_recording_whose_folder_vanishes_is_an_error(tmp_path):
     assert "vanished" in out["recording"]["error"]
 
 
+def test_an_endless_recording_whose_folder_vanishes_ends_the_run(tmp_path):
+    """A looping realtime run has no end to find the loss at: the recorder looks once a fragment (≤ 2 s), so the run
+    stops by itself with the one line and exit 2 instead of encoding into a removed file for hours."""
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    target, report = folder / "overlay.mp4", tmp_path / "report.json"
+    proc = subprocess.Popen([sys.executable, "-m", "sonolens", "run", str(SAMPLE), "--realtime", "--loop",
+                             "--record", str(target), "--json", str(report), "--quiet"], cwd=NEUTRAL_CWD,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (target.exists() and target.stat().st_size > 0) and proc.poll() is None \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before its recording had frames"
+        shutil.rmtree(folder)
+        _, err = proc.communicate(timeout=120)  # without the periodic check: never ends (the test times out)
+    finally:
+        proc.kill()
+    errors = [ln for ln in err.splitlines() if ln.startswith("sonolens: error")]
+    assert proc.returncode == 2 and len(errors) == 1 and "vanished" in errors[0] and "Traceback" not in err, err
+    assert "vanished" in json.loads(report.read_text())["recording"]["error"]
+
+
+def test_a_csv_whose_folder_vanishes_is_an_error(tmp_path):
+    folder = tmp_path / "csv"
+    folder.mkdir()
+    target, report = folder / "frames.csv", tmp_path / "report.json"
+    proc = subprocess.Popen([sys.executable, "-m", "sonolens", "run", str(SAMPLE), "--realtime", "--loop",
+                             "--csv", str(target), "--json", str(report), "--quiet"], cwd=NEUTRAL_CWD,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (target.exists() and target.stat().st_size > 200) and proc.poll() is None \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before its CSV had rows"
+        shutil.rmtree(folder)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    errors = [ln for ln in err.splitlines() if ln.startswith("sonolens: error")]
+    assert proc.returncode == 2 and len(errors) == 1 and "vanished" in errors[0] and "frames.csv" in errors[0], err
+
+
 def test_a_killed_run_keeps_its_last_report(tmp_path):
     """At c28fbd5 a ``kill -9`` left the 0-byte file of the writability check; now the report is refreshed every few
     seconds (atomically, ``complete: false``), so a kill loses at most the last interval."""
