@@ -17,11 +17,22 @@ PAPER: dict[str, Any] = {  # the breast-ultrasound paper's own figures, for the 
 }
 # Targets of the flat headline keys. model_forward: the per-frame budget of the 250 frames/s max-rate target
 # (1000 / 250 = 4 ms), since the worker's inference must fit in it for the pipeline to keep up.
+# moving: a 30 Hz 960×720 H.264 sweep whose every frame differs (decode costs what a live scan costs); 90 frames/s
+# is three times its rate (room for the viewer's drawing beside it). The SonoSite clip is a still (100 identical
+# frames, nearly free to decode): its rows stay, labelled as an upper bound.
 TARGETS = {
     "model_forward_p50_ms": ("<=", 2.0, "student ONNX fp32 forward with fused CAM, batch 1, p50 (ms)"),
-    "max_rate_fps_sonosite_cam": (">=", 250.0, "--max-rate over the SonoSite clip, CAM on (processed frames/s)"),
-    "realtime_dropped_sonosite": ("<=", 0, "--realtime over the SonoSite clip, CAM on: dropped frames"),
-    "realtime_capture_to_result_p99_ms_sonosite": ("<=", 15.0, "--realtime, CAM on: capture→result p99 (ms)"),
+    "max_rate_fps_moving_cam": (">=", 90.0, "--max-rate over moving 960×720 H.264 footage (simulated sweep), CAM "
+                                            "on (processed frames/s)"),
+    "realtime_dropped_moving": ("<=", 0, "--realtime over the moving 960×720 footage at 30 Hz, CAM on: dropped "
+                                         "frames"),
+    "realtime_capture_to_result_p99_ms_moving": ("<=", 15.0, "--realtime, moving footage, CAM on: capture→result "
+                                                             "p99 (ms)"),
+    "max_rate_fps_sonosite_cam": (">=", 250.0, "--max-rate over the SonoSite clip — a still: 100 identical frames, "
+                                               "an upper bound — CAM on (processed frames/s)"),
+    "realtime_dropped_sonosite": ("<=", 0, "--realtime over the SonoSite clip (a still), CAM on: dropped frames"),
+    "realtime_capture_to_result_p99_ms_sonosite": ("<=", 15.0, "--realtime, SonoSite clip (a still), CAM on: "
+                                                               "capture→result p99 (ms)"),
     "run_peak_rss_mb": ("<=", 400.0, "peak RSS of 'sonolens run' (ONNX path, torch not imported), MB"),
     "soak_rss_growth_mb": ("<", 10.0, "soak (--soak 30): resident memory growth after warm-up over 30 min, MB"),
     "soak_dropped": ("<=", 0, "soak: frames dropped at 30 Hz (quiet machine)"),
@@ -276,6 +287,13 @@ def assemble(inp: Inputs, plan: Plan, sections: set[str], results: dict[str, lis
                 nv_run = key.get(f"naive_{mode}", {})
                 key[f"sonolens_over_naive_{mode}"] = None if contended(nv_run) else _ratio(mr, nv_run.get("fps"))
             pipe["key"] = key
+        if "moving" in results and inp.moving_clip is not None:
+            moving: dict[str, Any] = {"clip": inp.moving_clip.name, "source": _source_info(inp.moving_clip),
+                                      "made_by": "sonolens simulate sweep --size {}x{} --fps 30 --seconds {:g} "
+                                                 "--seed 0".format(*plan.moving_size, plan.moving_seconds)}
+            for name, run in zip(("max_rate_cam", "realtime_cam"), _runs_of(results["moving"])):
+                moving[name] = run if isinstance(run, dict) else {"error": run}
+            pipe["moving"] = moving
         for table, clips in (("samples", inp.samples), ("shared", inp.shared_videos)):
             rows = []
             if plan.group_tables and f"table:{table}" in results:
@@ -460,6 +478,7 @@ def headline(rep: dict[str, Any]) -> dict[str, Any]:
     """The flat keys and their ``targets`` block. A figure measured under contention is not a result: its flat key
     is None, and its target says so (``contended``, with the figure as measured and the reasons)."""
     key = rep.get("pipeline", {}).get("key", {})
+    moving = rep.get("pipeline", {}).get("moving", {})
     sonosite = bool(key.get("is_sonosite"))
     mem = rep.get("run_memory", {})
     soak = rep.get("soak") or {}
@@ -470,6 +489,10 @@ def headline(rep: dict[str, Any]) -> dict[str, Any]:
         "offline_teacher_over_student": rep.get("ratios", {}).get("offline_teacher_over_student"),
         "gradcam_over_fused": rep.get("gradcam", {}).get("gradcam_over_fused"),
         "model_forward_p50_ms": _p50(models.get("student_onnx_fp32_cam")),
+        "max_rate_fps_moving_cam": moving.get("max_rate_cam", {}).get("fps_processed"),
+        "realtime_dropped_moving": moving.get("realtime_cam", {}).get("frames_dropped"),
+        "realtime_capture_to_result_p99_ms_moving":
+            moving.get("realtime_cam", {}).get("capture_to_result_ms", {}).get("p99"),
         "max_rate_fps_sonosite_cam": key.get("max_rate_cam", {}).get("fps_processed") if sonosite else None,
         "realtime_dropped_sonosite": key.get("realtime_cam", {}).get("frames_dropped") if sonosite else None,
         "realtime_capture_to_result_p99_ms_sonosite":
@@ -481,6 +504,9 @@ def headline(rep: dict[str, Any]) -> dict[str, Any]:
     }
     source_of = {  # the entry whose contention verdict each flat key inherits
         "model_forward_p50_ms": models.get("student_onnx_fp32_cam"),
+        "max_rate_fps_moving_cam": moving.get("max_rate_cam"),
+        "realtime_dropped_moving": moving.get("realtime_cam"),
+        "realtime_capture_to_result_p99_ms_moving": moving.get("realtime_cam"),
         "max_rate_fps_sonosite_cam": key.get("max_rate_cam"),
         "realtime_dropped_sonosite": key.get("realtime_cam"),
         "realtime_capture_to_result_p99_ms_sonosite": key.get("realtime_cam"),

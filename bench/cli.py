@@ -50,7 +50,17 @@ from sonolens.pipeline.errors import ConfigError
 from .assemble import TARGETS, assemble, display_path, headline
 from .child import disable_av_log_callback
 from .env import machine_info, versions
-from .plan import DEFAULT_SECTIONS, PLANS, REPO, SECTIONS, Plan, build_jobs, make_size_clips, resolve_inputs
+from .plan import (
+    DEFAULT_SECTIONS,
+    PLANS,
+    REPO,
+    SECTIONS,
+    Plan,
+    build_jobs,
+    make_moving_clip,
+    make_size_clips,
+    resolve_inputs,
+)
 from .report import render_markdown, write_plots
 from .runner import execute, run_child
 
@@ -165,6 +175,8 @@ def run_bench(plan: Plan, sections: set[str], args: argparse.Namespace, out_dir:
     with tempfile.TemporaryDirectory(prefix="sonolens-bench-") as tmp:
         workdir = Path(tmp)
         inp = resolve_inputs(args, plan, workdir, say)
+        if "pipeline" in sections:
+            inp.moving_clip = make_moving_clip(plan, workdir, say)
         size_clips: dict[str, Path] = {}
         if "scaling" in sections and inp.scale_clip is not None:
             say(f"re-encoding {inp.scale_clip.name} at {len(plan.sizes)} frame sizes into a temp dir")

@@ -15,7 +15,8 @@ from sonolens.pipeline.errors import ConfigError
 from .runner import Job, run_child
 
 REPO = Path(__file__).resolve().parents[1]
-SONOSITE = "itkpocus_sonosite-anon-eye1-video.mp4"
+SONOSITE = "itkpocus_sonosite-anon-eye1-video.mp4"  # a still: 100 identical frames (an upper bound, labelled so)
+BREAST_CINE_ROWS = 3  # real breast cine clips (320×320, 30 fps) in the ../shared/videos table
 SECTIONS = ("models", "gradcam", "pipeline", "scaling", "memory", "record4k", "soak")
 # What each mode measures when --sections is not given. The soak runs only when asked for (--soak MINUTES); the 4K
 # recording (re-encoding a 4K clip, then recording it in realtime) is left out of --quick.
@@ -65,6 +66,8 @@ class Plan:
     key_max_rate_frames: int = 1000
     key_realtime_frames: int = 1000
     key_realtime_no_cam_frames: int = 500
+    moving_size: tuple[int, int] = (960, 720)  # the headline's moving footage: a simulated sweep rendered per run
+    moving_seconds: float = 12.0  # at 30 fps; max-rate and realtime each over the whole clip (not looped)
     clip_max_rate_frames: int | None = None  # per clip of the sample/shared tables (None: the whole clip)
     clip_realtime_s: float | None = 10.0  # realtime runs of the tables: at most this many seconds (None: skip)
     sample_limit: int | None = None
@@ -95,14 +98,14 @@ PLANS = {
     "quick": Plan("quick", isolate_torch=False, teacher_iters=3, teacher_max_s=3.0, model_iters=30,
                   model_max_s=2.0, onnx_iters=200, onnx_max_s=1.5, gradcam_iters=10, naive_frames=50,
                   naive_max_s=6.0, key_max_rate_frames=300, key_realtime_frames=100, key_realtime_no_cam_frames=50,
-                  clip_max_rate_frames=100, clip_realtime_s=None, shared_all=False, group_tables=True,
+                  moving_seconds=4.0, clip_max_rate_frames=100, clip_realtime_s=None, shared_all=False, group_tables=True,
                   sizes=((640, 480), (1920, 1080)), size_base_frames=25, size_max_rate_frames=100,
                   size_realtime_frames=0, threads_frames=200, streams=(1, 2), streams_max_rate_frames=150,
                   streams_realtime_frames=50, run_rss_frames=150),
     "smoke": Plan("smoke", isolate_torch=False, isolate_runtime=False, teacher_iters=1, teacher_max_s=1.0,
                   model_iters=2, model_max_s=1.0, onnx_iters=3, onnx_max_s=1.0, gradcam_iters=1, naive_frames=3,
                   naive_max_s=2.0, key_max_rate_frames=12, key_realtime_frames=8, key_realtime_no_cam_frames=6,
-                  clip_max_rate_frames=10, clip_realtime_s=0.25, sample_limit=1, shared_all=False,
+                  moving_size=(128, 96), moving_seconds=0.3, clip_max_rate_frames=10, clip_realtime_s=0.25, sample_limit=1, shared_all=False,
                   group_tables=True, sizes=((96, 64), (128, 96)), size_base_frames=4, size_max_rate_frames=8,
                   size_realtime_frames=4, threads=(1,), threads_frames=8, streams=(1, 2), streams_max_rate_frames=8,
                   streams_realtime_frames=4, run_rss_frames=8, tiny_teachers=True, torch_threads=1,
@@ -142,6 +145,7 @@ class Inputs:
     shared_dir: Path | None
     shared_videos: list[Path]
     key_clip: Path | None  # the SonoSite clip, None when ../shared is absent
+    moving_clip: Path | None = None  # the simulated moving sweep (rendered by the run when the pipeline is measured)
     standin_clip: Path | None = None  # the bundled sweep sample (else the first sample), for when it is absent
     notes: list[str] = field(default_factory=list)
     extra: dict[str, tuple[Path, str]] = field(default_factory=dict)  # extra_key -> (file, where it came from)
@@ -237,7 +241,7 @@ def resolve_inputs(args: argparse.Namespace, plan: Plan, workdir: Path, say) -> 
         samples = samples[: plan.sample_limit]
     shared = _shared_dir(args.shared_videos)
     if shared is not None and shared.is_dir():
-        vids = sorted(shared.glob("*.mp4"))
+        vids = sorted(shared.glob("*.mp4")) + sorted(shared.glob("breast_cine/*/*.mp4"))[:BREAST_CINE_ROWS]
         key = shared / SONOSITE if (shared / SONOSITE).is_file() else None
     else:
         vids, key = [], None
@@ -314,6 +318,19 @@ def make_size_clips(base: Path, sizes: tuple[tuple[int, int], ...], n_frames: in
                 writer.write(cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA))
         out[f"{w}x{h}"] = path
     return out
+
+
+def make_moving_clip(plan: Plan, workdir: Path, say) -> Path:
+    """The headline's moving footage: ``sonolens simulate sweep`` (seed 0, 30 fps, H.264) at ``plan.moving_size``
+    for ``plan.moving_seconds``, rendered into ``workdir``: every frame differs (the probe moves over speckle), so
+    decoding costs what a live scan costs — unlike the SonoSite clip, a still."""
+    from sonolens.simulator.cli import write_clip
+
+    w, h = plan.moving_size
+    path = workdir / f"moving_sweep_{w}x{h}.mp4"
+    say(f"rendering {plan.moving_seconds:g} s of a moving {w}×{h} simulated sweep (the headline's footage)")
+    write_clip("sweep", path, plan.moving_seconds, seed=0, fps=30.0, size=(w, h), progress=False)
+    return path
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -410,6 +427,10 @@ def build_jobs(inp: Inputs, plan: Plan, sections: set[str], workdir: Path, size_
                                                                      torch_threads=plan.torch_threads)}
                                       for mode in ("top", "all")],
                             True, f"naive: PyTorch eager + pytorch-grad-cam on {key.name}"))
+        if inp.moving_clip is not None:
+            runs = [_pipe(inp.moving_clip, student, realtime=rt, cam=True) for rt in (False, True)]
+            jobs.append(Job("moving", [{"task": "pipeline", "args": {"runs": [r]}} for r in runs], False,
+                            f"pipeline: moving footage {inp.moving_clip.name} (max-rate and realtime, CAM on)"))
         for table, clips in (("samples", inp.samples), ("shared", inp.shared_videos)):
             if plan.group_tables and clips:
                 jobs.append(Job(f"table:{table}", [{"task": "pipeline", "args": {"runs": table_runs(c, student,

@@ -94,7 +94,10 @@ def _report_with(**values):
         "pipeline": {"key": {"is_sonosite": values.get("sonosite", True),
                              "max_rate_cam": {"fps_processed": values.get("fps", 300.0)},
                              "realtime_cam": {"frames_dropped": values.get("drop", 0),
-                                              "capture_to_result_ms": {"p99": values.get("p99", 9.0)}}}},
+                                              "capture_to_result_ms": {"p99": values.get("p99", 9.0)}}},
+                     "moving": {"max_rate_cam": {"fps_processed": values.get("mfps", 140.0)},
+                                "realtime_cam": {"frames_dropped": values.get("mdrop", 0),
+                                                 "capture_to_result_ms": {"p99": values.get("mp99", 8.0)}}}},
         "run_memory": {"peak_rss_mb": values.get("rss", 200.0), "torch_imported": values.get("torch", False),
                        "isolated": True},
         "soak": {"ok": True, "minutes": values.get("soak_min", 30.0), "counts_for_target": values.get("soak_min", 30.0)
@@ -106,9 +109,19 @@ def _report_with(**values):
 def test_headline_targets_pass_and_fail():
     good = headline(_report_with(t=15.0))
     assert all(good["targets"][k]["pass"] is True for k in TARGETS), good["targets"]
-    bad = headline(_report_with(fwd=9.0, fps=100.0, drop=3, p99=40.0, rss=900.0, growth=10.0, sdrop=4))
+    bad = headline(_report_with(fwd=9.0, fps=100.0, drop=3, p99=40.0, rss=900.0, growth=10.0, sdrop=4, mfps=60.0,
+                                mdrop=2, mp99=35.0))
     assert all(bad["targets"][k]["pass"] is False for k in TARGETS), bad["targets"]
     assert bad["max_rate_fps_sonosite_cam"] == 100.0 and bad["realtime_dropped_sonosite"] == 3
+    assert bad["max_rate_fps_moving_cam"] == 60.0 and bad["realtime_dropped_moving"] == 2
+
+
+def test_the_headline_leads_with_moving_footage_and_labels_the_still():
+    """The first figures of the headline are measured on moving footage; the SonoSite rows say it is a still."""
+    targets = headline(_report_with())["targets"]
+    names = list(targets)
+    assert names.index("max_rate_fps_moving_cam") < names.index("max_rate_fps_sonosite_cam")
+    assert all("still" in targets[k]["what"] for k in names if "sonosite" in k)
 
 
 def test_headline_does_not_count_a_stand_in_clip_or_a_torch_import():
