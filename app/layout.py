@@ -213,7 +213,7 @@ class ViewerLayout:
 
         pm = mb.addMenu("&Playback")
         self.act_pause = self._action(pm, "Play / pause", ["Space"])
-        self.act_step = self._action(pm, "Step one frame", ["Right", "."])
+        self.act_step = self._action(pm, "Step one frame (--hold: the next image)", ["Right", "."])
         self.act_loop = self._action(pm, "Loop", ["L"], checkable=True)
         self.act_loop.setChecked(self.opts.loop)
         self.act_slower = self._action(pm, "Slower", ["["])

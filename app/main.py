@@ -42,6 +42,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--roi", default=None, help="x,y,w,h of the ultrasound image (default: detected automatically)")
     p.add_argument("--dwell", type=float, default=None, metavar="S",
                    help="a folder of images: show each for S seconds (default 1)")
+    p.add_argument("--hold", action="store_true", default=None,
+                   help="a folder of images: hold each image until you advance it (Right or .), instead of --dwell")
     p.add_argument("--config", default=None,
                    help="YAML file of pipeline settings, the same file 'sonolens run' reads (flags override it)")
     p.add_argument("--threads", type=int, default=None,

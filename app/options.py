@@ -19,7 +19,8 @@ class StudyOptions:
 
 
 # The pipeline settings a viewer session reads through ``ViewerOptions``: held in one ``PipelineConfig``, not copied.
-PIPELINE_KEYS = ("model", "roi", "threads", "loop", "speed", "realtime", "queue", "ema", "decision_s", "gate", "cam")
+PIPELINE_KEYS = ("model", "roi", "threads", "loop", "speed", "realtime", "queue", "ema", "decision_s", "gate", "cam",
+                 "slideshow_fps", "slideshow_hold")
 
 
 @dataclass(init=False)

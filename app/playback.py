@@ -72,6 +72,11 @@ class Playback(QObject):
         return self.current.result.index if self.current else None
 
     @property
+    def current_file(self) -> str | None:
+        """The still on screen (relative to its folder), None for video."""
+        return self.current.result.file if self.current else None
+
+    @property
     def frames_skipped(self) -> int:
         return self._skipped_bridges + (self.bridge.skipped if self.bridge else 0) + self._skipped_other
 
@@ -202,8 +207,12 @@ class Playback(QObject):
         self.changed.emit()
 
     def step(self) -> None:
-        """While paused: show the next frame (a held one, else let one more through capture); else pause."""
+        """A held still (``--hold``): show the next image. Else, while paused: show the next frame (a held one,
+        else let one more through capture); while playing: pause."""
         if self.pipe is None:
+            return
+        if self.opts.pipeline.slideshow_hold:
+            self.advance()
             return
         if not self.paused:
             self.toggle_pause()
@@ -214,6 +223,13 @@ class Playback(QObject):
             self.step_credit += 1
             self.pipe.capture.step()
         self.happened.emit("step", self.current_index, {})
+
+    def advance(self) -> None:
+        """Show the next image of a held folder (``FolderSource.advance``: the API a reader study answers through)."""
+        if self.pipe is None or not self.opts.pipeline.slideshow_hold:
+            return
+        self.pipe.source.advance()  # type: ignore[attr-defined]  # a held source is a FolderSource (open_source)
+        self.happened.emit("advance", self.current_index, {})
 
     def set_loop(self, on: bool) -> None:
         self.opts.loop = bool(on)

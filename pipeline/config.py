@@ -3,7 +3,7 @@ same way everywhere — defaults (per mode) ← YAML file ← command-line flags
 
 The sections, one per operator of the pipeline (HoloHub's one-YAML-section-per-operator)::
 
-    source:      spec, options, realtime, loop, start_s, speed, frames, roi, roi_frames, reconnect, slideshow_fps
+    source:      spec, options, realtime, loop, start_s, speed, frames, roi, roi_frames, reconnect, slideshow_fps, hold
     queue:       policy (latest | block), capacity
     model:       path (file, bundled name, or none), threads, cam, cam_class, gate
     postprocess: ema, decision_s, decision_margin
@@ -62,6 +62,8 @@ SCHEMA: tuple[Key, ...] = (
     Key("source", "roi_frames", "roi_frames", "int"),
     Key("source", "reconnect", "reconnect", "int", help="reopen a live source up to N times"),
     Key("source", "slideshow_fps", "slideshow_fps", "float", help="stills: images a second"),
+    Key("source", "hold", "slideshow_hold", "bool",
+        help="a folder of stills: hold each image until the viewer advances (Right or .)"),
     Key("queue", "policy", "queue", "choice", optional=True, choices=("latest", "block")),
     Key("queue", "capacity", "queue_capacity", "int", optional=True),
     Key("model", "path", "model", "str", optional=True, help="ONNX file or bundled name; none = no model"),
@@ -134,6 +136,9 @@ def resolve(config: str | Path | None = None, flags: dict[str, Any] | None = Non
     if "source" not in values:
         raise ConfigError("no source: give SOURCE on the command line or source.spec in the configuration file (no "
                           "bundled sample was found either)")
+    if mode == "run" and values.get("slideshow_hold"):
+        raise ConfigError(f"source.hold ({origin['source.hold']}) waits for a viewer to advance each image: nothing "
+                          "advances a headless run (use --dwell S, or 'sonolens view --hold')")
     outputs = {t: values.pop(t, None) for t in OUTPUT_TARGETS}
     return Resolved(PipelineConfig(**values), outputs, origin, notes)
 

@@ -184,6 +184,7 @@ def resolve_args(args: argparse.Namespace, mode: str, *, require_source: bool = 
     ``--model off`` (or ``none``) runs no model."""
     flags = {k: getattr(args, k, None) for k in FLAG_FIELDS}
     flags["slideshow_fps"] = dwell_to_fps(getattr(args, "dwell", None))
+    flags["slideshow_hold"] = getattr(args, "hold", None)
     off = args.model is not None and args.model.lower() in NO_MODEL
     flags["model"] = None if off else args.model
     default = default_sample() or (None if require_source else "")

@@ -53,6 +53,7 @@ class PipelineConfig:
     decision_margin: float = 0.15  # ... and the lead another class needs before the shown class changes
     speed: float = 1.0
     slideshow_fps: float = 1.0  # stills/folders: seconds per image = 1/slideshow_fps
+    slideshow_hold: bool = False  # a folder: each image held until the viewer advances (FolderSource.advance)
     csv: str | None = None
     telemetry_window: int = 120
     gate: bool = True  # the frame-state gate (out-of-domain score and input health); False: predict on every frame
@@ -202,6 +203,7 @@ class Pipeline:
             return
         self._stopped = True
         self.capture.stop()
+        self.source.interrupt()  # a held still waits for the viewer: let the capture thread go
         self.worker.stop()
         self.queue.close()
         for t in (self.capture, self.worker):
@@ -338,7 +340,8 @@ def build(cfg: PipelineConfig, sinks: list[Sink] | tuple[Sink, ...] = (), engine
     if cfg.queue_policy not in ("latest", "block"):
         raise ConfigError(f"--queue must be latest or block, got {cfg.queue_policy!r}")
     # frames over 4096 px on the long side are downscaled as they arrive (sizecap: memory stays bounded)
-    source = SizeCappedSource(open_source(cfg.source, fps=cfg.slideshow_fps, options=cfg.source_options or None))
+    source = SizeCappedSource(open_source(cfg.source, fps=cfg.slideshow_fps, options=cfg.source_options or None,
+                                          hold=cfg.slideshow_hold))
     conn = ConnectionLog()
     info = open_with_retry(source, cfg.reconnect_policy, conn)  # a live stream that starts late is waited for
     try:

@@ -41,17 +41,20 @@ __all__ = [
 _STREAM_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
 
 
-def open_source(spec: str, *, fps: float | None = None, options: dict | None = None) -> Source:
+def open_source(spec: str, *, fps: float | None = None, options: dict | None = None, hold: bool = False) -> Source:
     """The source ``spec`` names, *not yet opened* (call ``.open()`` or use it in a ``with``); ``options``: what its
     kind accepts beside the spec (``source.options``: a stream's transport and credentials, an OpenIGTLink device).
 
     ``fps`` is the slideshow rate of a folder (default 1 image/s) and nothing else: callers pass their
     slideshow setting for every spec, so it must not slow a camera or a phantom down to 1 frame/s. A video
     plays at its own rate (pacing is the capture thread's job); a camera or phantom runs at its own rate.
+    ``hold``: a folder whose images each wait for ``FolderSource.advance()`` (anything else: a one-line error).
     """
     spec = str(spec).strip()
     if not spec:
         raise SourceError("no source given")
+    if hold and not Path(spec).expanduser().is_dir():
+        raise SourceError(f"holding each image until advanced applies to a folder of images, not {spec}")
     opts = check_options(spec, options, _STREAM_PREFIXES)
     lower = spec.lower()
     if lower.startswith("camera:"):
@@ -80,7 +83,7 @@ def open_source(spec: str, *, fps: float | None = None, options: dict | None = N
 
     path = Path(spec).expanduser()
     if path.is_dir():
-        return FolderSource(path, fps=fps or 1.0)
+        return FolderSource(path, fps=fps or 1.0, hold=hold)
     if not path.exists():
         hint = f" (for a camera, use camera:{spec})" if spec.isdigit() else ""
         raise SourceError(f"no such file: {spec}{hint}")

@@ -49,6 +49,9 @@ class Source(ABC):
     def close(self) -> None:  # noqa: B027 - a no-op default: sources without resources need not override it
         """Release the device or file. Safe to call twice."""
 
+    def interrupt(self) -> None:  # noqa: B027 - a no-op default: only a source that waits for input overrides it
+        """From another thread, as the pipeline stops: end a ``frames()`` iterator that is waiting (a held still)."""
+
     def __enter__(self) -> Source:
         self.open()
         return self

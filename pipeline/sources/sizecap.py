@@ -96,5 +96,8 @@ class SizeCappedSource(Source):
             self._warn(w, h)
             yield RawFrame(_capped(raw.pixels, self.max_side), raw.pts_s, file=raw.file)
 
+    def interrupt(self) -> None:
+        self.inner.interrupt()
+
     def close(self) -> None:
         self.inner.close()

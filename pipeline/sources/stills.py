@@ -18,6 +18,8 @@ from __future__ import annotations
 import fnmatch
 import logging
 import re
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -122,7 +124,13 @@ def _natural_key(path: Path, root: Path) -> list:
 
 
 class FolderSource(Source):
-    """The stills under ``folder`` (recursively, in natural sort order) as a slideshow at ``fps``.
+    """The stills under ``folder`` (recursively, in natural sort order) as a slideshow at ``fps``, or held.
+
+    ``hold=True``: each image is yielded once and the iterator then waits until ``advance()`` is called (from any
+    thread: the viewer's step key, a reader study's answer); the source is then ``live`` (the capture thread does
+    not pace it) and ``pts_s`` is the time since ``open()`` at which the image was shown. The last image also waits
+    for ``advance()``, so the slideshow ends when the reader is done with it. ``interrupt()`` ends a waiting
+    iterator (the pipeline stopping).
 
     ``paths`` lists the files in play order; frame ``i`` is ``paths[i]`` with ``pts_s = i / fps`` (a
     skipped file leaves a gap, so a timestamp always names the same file); ``frames(start_s)`` starts at
@@ -138,6 +146,7 @@ class FolderSource(Source):
         *,
         recursive: bool = True,
         exclude: Sequence[str] = DEFAULT_EXCLUDE,
+        hold: bool = False,
     ) -> None:
         if not fps or fps <= 0:
             raise SourceError(f"slideshow rate must be positive, got fps={fps}")
@@ -150,6 +159,10 @@ class FolderSource(Source):
         self.skipped_paths: list[Path] = []
         self.current_path: Path | None = None
         self._first: tuple[int, np.ndarray] | None = None
+        self.hold = bool(hold)
+        self._advance = threading.Event()
+        self._interrupted = False
+        self._t_open = 0.0
 
     @property
     def skipped(self) -> int:
@@ -204,16 +217,32 @@ class FolderSource(Source):
         else:
             raise SourceError(f"{self.name}: none of its {len(self.paths)} image files could be read")
         height, width = self._first[1].shape[:2]
+        self._advance.clear()
+        self._interrupted, self._t_open = False, time.monotonic()
         self.info = SourceInfo(
             name=self.name,
             kind="folder",
             width=width,
             height=height,
-            fps=self.fps,
+            fps=None if self.hold else self.fps,
             frame_count=len(self.paths),
-            live=False,
+            live=self.hold,
         )
         return self.info
+
+    def advance(self) -> None:
+        """Show the next image now (``hold``); thread-safe; a call while nothing waits is kept for the next wait."""
+        self._advance.set()
+
+    def interrupt(self) -> None:
+        self._interrupted = True
+        self._advance.set()
+
+    def _wait_for_advance(self) -> bool:
+        """Block until ``advance()`` (True) or ``interrupt()`` (False)."""
+        self._advance.wait()
+        self._advance.clear()
+        return not self._interrupted
 
     def frames(self, start_s: float = 0.0) -> Iterator[RawFrame]:
         if not self.paths:
@@ -232,7 +261,10 @@ class FolderSource(Source):
                 self._skip(path)
                 continue
             self.current_path = path
-            yield RawFrame(pixels, index / self.fps, file=path.relative_to(self.folder).as_posix())
+            pts = time.monotonic() - self._t_open if self.hold else index / self.fps
+            yield RawFrame(pixels, pts, file=path.relative_to(self.folder).as_posix())
+            if self.hold and not self._wait_for_advance():
+                return
 
     def close(self) -> None:
         self._first = None

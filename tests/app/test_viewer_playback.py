@@ -175,3 +175,27 @@ def test_missing_source_shows_an_error_dialog(qtbot, make_window, monkeypatch, t
     assert len(shown) == 1 and "no such file" in shown[0]
     assert win.playback.pipe is None and win.isVisible() and "nope.mp4" in win.ui.view.placeholder
     assert win.exit_codes == []  # interactive: the window stays open for Ctrl+O
+
+
+def test_a_held_folder_waits_for_the_reader_and_right_advances_it(qtbot, make_window, tmp_path):
+    """``view FOLDER --hold`` (first-hour issue, item 6): each image stays until Right (or .) advances it; the
+    displayed frame names its file; the last image also waits, then the slideshow ends."""
+    import cv2
+
+    folder = tmp_path / "cases"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for name in ("c1.png", "c2.png"):
+        cv2.imwrite(str(folder / name), rng.integers(0, 255, (H, W), dtype=np.uint8))
+    win = make_window(opts(folder, slideshow_hold=True))
+    wait_frames(qtbot, win, 1)
+    pb = win.playback
+    assert pb.pipe.info.live and win.stats.frames_displayed == 1
+    qtbot.wait(300)  # a slideshow at its default 1 image/s would not move in 0.3 s either; held, it never does
+    assert win.stats.frames_displayed == 1 and pb.current_file == "c1.png"
+    qtbot.keyClick(win.ui.view, Qt.Key.Key_Right)
+    wait_frames(qtbot, win, 2)
+    assert pb.current_file == "c2.png" and not pb.paused and not pb.is_ended
+    qtbot.keyClick(win.ui.view, Qt.Key.Key_Period)
+    qtbot.waitUntil(lambda: pb.is_ended, timeout=8000)
+    assert win.stats.frames_displayed == 2

@@ -41,3 +41,75 @@ def test_dwell_must_be_positive(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "sonolens", "run", str(folder), "--dwell", "0"], capture_output=True,
                           text=True, timeout=60, cwd=NEUTRAL_CWD)
     assert proc.returncode == 2 and "--dwell must be a positive number" in proc.stderr
+
+
+# ---------------------------------------------------------------------------------------------- held stills
+def test_a_held_folder_shows_each_image_until_advanced_and_stops_when_interrupted(tmp_path):
+    """``FolderSource(hold=True)``: the API a reader study waits through. Each image is yielded once; the next comes
+    only after ``advance()`` (from another thread); ``interrupt()`` ends the wait (the pipeline stopping)."""
+    import queue
+    import threading
+
+    from sonolens.pipeline.sources import FolderSource
+
+    folder, names = _folder(tmp_path)
+    src = FolderSource(folder, hold=True)
+    info = src.open()
+    assert info.live and info.fps is None  # the capture thread does not pace it: the reader does
+    got: queue.Queue = queue.Queue()
+
+    def consume():
+        for raw in src.frames():
+            got.put(raw.file)
+        got.put("END")
+
+    threading.Thread(target=consume, daemon=True).start()
+    assert got.get(timeout=30) == names[0]
+    assert got.empty()  # nothing advanced it: the first image is still the one on screen
+    src.advance()
+    assert got.get(timeout=30) == names[1]
+    src.interrupt()
+    assert got.get(timeout=30) == "END"
+
+
+def test_a_held_folder_through_the_pipeline_stops_cleanly(tmp_path):
+    """The capture thread blocked in a held image lets go when the pipeline stops (no 5 s join timeout)."""
+    import threading
+
+    from sonolens.pipeline.stream import PipelineConfig, build
+
+    folder, names = _folder(tmp_path)
+    seen: list[str | None] = []
+    first = threading.Event()
+
+    def sink(result):
+        seen.append(result.file)
+        first.set()
+
+    pipe = build(PipelineConfig(source=str(folder), model=None, slideshow_hold=True), [sink])
+    pipe.start()
+    assert first.wait(30)
+    pipe.source.advance()  # the size cap forwards it to the folder source
+    pipe.stop()
+    assert not pipe.capture.is_alive()
+    assert seen[0] == names[0] and len(seen) <= 2
+
+
+def test_hold_is_refused_where_nothing_advances_and_for_a_video(tmp_path):
+    from conftest import REPO, assert_one_line_error
+
+    folder, _ = _folder(tmp_path)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("source:\n  hold: true\n")
+    proc = subprocess.run([sys.executable, "-m", "sonolens", "run", str(folder), "--config", str(cfg)],
+                          capture_output=True, text=True, timeout=60, cwd=NEUTRAL_CWD)
+    assert_one_line_error(proc, "source.hold", "headless run")
+    from sonolens.pipeline.errors import SourceError
+    from sonolens.pipeline.sources import open_source
+
+    try:
+        open_source(str(REPO / "assets" / "sample_videos" / "sweep.mp4"), hold=True)
+    except SourceError as exc:
+        assert "folder of images" in str(exc)
+    else:
+        raise AssertionError("hold accepted for a video")
