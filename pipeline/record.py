@@ -7,12 +7,17 @@
   (the wait shows up in the telemetry as delivery time).
 * The file is a fragmented MP4 with every finished fragment (≤ 2 s) flushed to disk, and each frame keeps its
   source timestamp (a variable-rate source is recorded at its own times): see ``videoio.VideoWriter``.
+* Legible at any source size: the frame is scaled *before* the overlay is drawn, so the text is drawn at the
+  recording's resolution. By default a source whose short side is under ``MIN_SHORT_SIDE`` (480 px) is recorded
+  at the smallest whole multiple that reaches it (a 256×256 clip at 512×512); ``size=(W, H)`` (``--record-size``)
+  records at exactly that size, the image fitted with its aspect kept.
 * A write error (a full disk) stops the recorder; the next ``__call__`` raises it as a one-line
   ``SonolensError``, which ends the run with exit 2 after every other report is written.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections import deque
@@ -30,12 +35,36 @@ from .videoio import VideoWriter
 log = logging.getLogger(__name__)
 
 HudSource = Any  # Callable[[], dict] | None: live telemetry for the burned-in HUD
+MIN_SHORT_SIDE = 480  # pixels: below this the burned-in text is too small to read; such sources are upscaled
+
+
+def record_scale(width: int, height: int, size: tuple[int, int] | None = None) -> float:
+    """The factor a ``width × height`` source frame is scaled by before the overlay is drawn: to fit ``size``
+    (aspect kept), else the smallest whole multiple that brings the short side to ``MIN_SHORT_SIDE`` (1 when it
+    already does)."""
+    if size is not None:
+        return min(size[0] / width, size[1] / height)
+    short = min(width, height)
+    return 1.0 if short >= MIN_SHORT_SIDE else float(-(-MIN_SHORT_SIDE // short))
+
+
+def scaled_result(result: Result, scale: float) -> Result:
+    """``result`` with its frame and ROI scaled by ``scale`` (the CAM is drawn at the ROI's size anyway)."""
+    if scale == 1.0:
+        return result
+    h, w = result.frame.shape[:2]
+    size = (max(2, round(w * scale)), max(2, round(h * scale)))
+    frame = cv2.resize(result.frame, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    x, y, rw, rh = result.roi
+    roi = (round(x * scale), round(y * scale), max(1, round(rw * scale)), max(1, round(rh * scale)))
+    return dataclasses.replace(result, frame=frame, roi=roi)
 
 
 class Recorder:
     def __init__(self, path: str | Path, fps: float, style: OverlayStyle | None = None, hud_source: HudSource = None,
-                 *, block: bool = False, max_bytes: int = 192 << 20) -> None:
+                 *, block: bool = False, max_bytes: int = 192 << 20, size: tuple[int, int] | None = None) -> None:
         self.path = Path(path)
+        self.size = size  # (W, H) of the recording, or None: the source's, upscaled when it is small
         self.fps = fps
         self.style = style or OverlayStyle()
         self.hud_source = hud_source
@@ -47,6 +76,7 @@ class Recorder:
         self._closing = False
         self._writer: VideoWriter | None = None
         self._size: tuple[int, int] = (0, 0)
+        self.scale = 1.0  # what the source frames are scaled by before the overlay (set by the first frame)
         self.frames_written = 0
         self.dropped = 0
         self.error: SonolensError | None = None
@@ -80,7 +110,11 @@ class Recorder:
         try:
             while (item := self._next()) is not None:
                 result, hud, nbytes = item
-                img = draw_overlay(result, self.style, hud)
+                if self._writer is None:
+                    self.scale = record_scale(result.frame.shape[1], result.frame.shape[0], self.size)
+                img = draw_overlay(scaled_result(result, self.scale), self.style, hud)
+                if self.size is not None and (img.shape[1], img.shape[0]) != self.size:
+                    img = letterbox(img, self.size)  # --record-size of another aspect: the image fitted, centred
                 if self._writer is None:
                     self._writer = VideoWriter(self.path, self.fps, size=(img.shape[1], img.shape[0]),
                                                fragmented=True, timestamps=True)
@@ -122,6 +156,7 @@ class Recorder:
 
     def stats(self) -> dict[str, Any]:
         return {"path": str(self.path), "frames_written": self.frames_written, "dropped": self.dropped,
+                "size": list(self._size) if self._writer is not None else None, "scale": round(self.scale, 4),
                 "error": str(self.error) if self.error else None}
 
 

@@ -66,6 +66,9 @@ def parser() -> argparse.ArgumentParser:
                    help="live sources: when the connection drops (or a stream starts late), reopen it with back-off, "
                         "up to N attempts in a row (default N: 10); disconnects and gaps go in the report")
     p.add_argument("--record", default=None, metavar="OUT.mp4", help="write the video with the overlay burned in")
+    p.add_argument("--record-size", default=None, metavar="WxH", type=parse_size,
+                   help="--record at this size (the image fitted, aspect kept; the overlay drawn at this size). "
+                        "Default: the source's, upscaled 2×, 3×… when its short side is under 480 px")
     p.add_argument("--igtl-send", default=None, metavar="HOST:PORT",
                    help="send each result to an OpenIGTLink server (e.g. 3D Slicer): probabilities as a STRING, "
                         "the heat map as an IMAGE (needs the 'igtl' extra)")
@@ -104,6 +107,8 @@ def cli_main(argv: list[str]) -> int:
         print(f"sonolens: note: {note}", file=sys.stderr)
     cfg = resolved.pipeline
     args.json, args.record = resolved.outputs["json"], resolved.outputs["record"]
+    if args.record_size is not None and not args.record:
+        raise ConfigError("--record-size sets the size of the --record video: give --record OUT.mp4 too")
     # every output is checked before the first frame: a report must not fail after an hour of processing
     outputs = {"report": args.json, "per-frame CSV": cfg.csv, "recording": args.record}
     refuse_inputs_as_outputs(outputs, {"source": cfg.source, "model": model_file_of(cfg.model),
@@ -125,7 +130,7 @@ def cli_main(argv: list[str]) -> int:
                                  ood_threshold=float(gate["threshold"]) if gate else None,
                                  gate_off=bool(gate) and not cfg.gate)
             recorder = Recorder(args.record, fps=pipe.info.fps or 30.0, block=not cfg.realtime, style=style,
-                                hud_source=lambda: {"fps": _live_fps(pipe)})
+                                hud_source=lambda: {"fps": _live_fps(pipe)}, size=args.record_size)
             pipe.add_sink(recorder)
             pipe.add_closer(recorder.close)
         igtl = None
@@ -204,6 +209,17 @@ def model_file_of(model: str | None) -> str | None:
         return str(resolve_model_path(model))
     except SonolensError:
         return None
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``WxH`` (e.g. ``1280x720``) as (width, height); even numbers from 64 to 7680 (what H.264 and a screen take)."""
+    try:
+        w, h = (int(v) for v in text.lower().replace("×", "x").split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WxH, e.g. 1280x720, got {text!r}") from None
+    if not (64 <= w <= 7680 and 64 <= h <= 7680) or w % 2 or h % 2:
+        raise argparse.ArgumentTypeError(f"width and height must be even and within 64..7680, got {text!r}")
+    return w, h
 
 
 def dwell_to_fps(dwell_s: float | None) -> float | None:

@@ -69,6 +69,8 @@ def test_snapshot_key_saves_the_window(qtbot, make_window, clip, tmp_path):
 def test_a_selfcheck_recording_has_the_sources_size_and_no_stamp_band(qtbot, make_window, clip, tmp_path):
     import av
 
+    from sonolens.pipeline.record import record_scale
+
     win = make_window(opts(clip, loop=True, selfcheck=True, record_dir=str(tmp_path)))
     wait_frames(qtbot, win, 2)
     assert win.playback.current.result.frame.shape[:2] == (H + band_height(W), W)  # the pipeline's frames: padded
@@ -81,7 +83,8 @@ def test_a_selfcheck_recording_has_the_sources_size_and_no_stamp_band(qtbot, mak
     qtbot.waitUntil(lambda: not rec._thread.is_alive(), timeout=5000)
     with av.open(str(rec.path)) as c:
         sizes = {(f.width, f.height) for f in c.decode(video=0)}
-    assert sizes == {(W, H)}
+    k = int(record_scale(W, H))  # a source this small is recorded at a whole multiple, for legible text
+    assert k > 1 and sizes == {(W * k, H * k)}  # the source's aspect, no stamp band
 
 
 def _scanner_screen(w=960, h=720, roi=(240, 90, 560, 540), texts=()):
