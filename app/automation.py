@@ -22,6 +22,7 @@ from PyQt6.QtCore import QTimer
 from PyQt6.QtGui import QGuiApplication
 from PyQt6.QtWidgets import QMessageBox
 
+from sonolens.pipeline.contention import CpuWatch, judge
 from sonolens.pipeline.stream import Pipeline
 
 from .widgets import RED, style_dialog
@@ -43,6 +44,9 @@ class Automation:
         self._printed: set[str] = set()
         self._final_pipe: Pipeline | None = None  # the pipeline of the run, kept for the report
         self._t_start = time.perf_counter()
+        # what the session got from the CPU (the same record and verdict as each figure of 'sonolens bench')
+        self._cpu = CpuWatch(poll=True) if self.opts.report else None
+        self._contention: dict | None = None
         self.error_box: QMessageBox | None = None
         self.interrupted_by: str | None = None  # SIGINT / SIGTERM ended the session
         if self.opts.exit_after_seconds:
@@ -154,8 +158,19 @@ class Automation:
         if win.study.error and rc == 0:  # the log vanished: the session is lost, not a success
             print(f"sonolens: error: {win.study.error}", file=sys.stderr)
             rc = win.exit_code = 2
+        csv_error = win.display_csv.close() if win.display_csv is not None else None
+        if csv_error:
+            self.errors.append(csv_error)
+            if rc == 0:
+                print(f"sonolens: error: {csv_error}", file=sys.stderr)
+                rc = win.exit_code = 2
+        if self._cpu is not None:
+            record = self._cpu.record(compute_bound=False)
+            self._contention = {"record": record, **judge(record)}
         if self.opts.report:
-            Path(self.opts.report).write_text(json.dumps(self.report(), indent=2, default=str))
+            report = self.report()
+            Path(self.opts.report).write_text(json.dumps(report, indent=2, default=str))
+            print(summary_lines(report), file=sys.stderr)
         win.exit_hook(rc)
 
     def report(self) -> dict:
@@ -180,11 +195,32 @@ class Automation:
             "pipeline": pipe.report() if pipe is not None else None,
             "warnings": list(win.ui.warnings),
             "interrupted_by": self.interrupted_by,
+            "contention": self._contention,
         }
         study = win.study.report()
         if study is not None:
             out["study"] = study
         return out
+
+
+def summary_lines(report: dict) -> str:
+    """The few lines ``view --report`` prints when it quits: display rate, drops, the latencies a user reads first,
+    and whether the CPU was shared (figures measured under contention are not results)."""
+    lat = report.get("latency_ms") or {}
+
+    def stage(name: str) -> str:
+        s = lat.get(name)
+        return (f"{name} p50/p95/p99 {s['p50']:.1f}/{s['p95']:.1f}/{s['p99']:.1f} ms" if s and s.get("n")
+                else f"{name} not measured")
+
+    lines = [f"sonolens view: {report['frames_displayed']} frames displayed at {report['display_fps']:.1f} fps; "
+             f"dropped {report['frames_dropped_queue']} (queue) + {report['frames_skipped_display']} (display)",
+             f"  {stage('capture_to_pixels')}; {stage('capture_to_paint')}"]
+    cont = report.get("contention")
+    if cont:
+        lines.append("  CPU: contended — " + "; ".join(cont["reasons"]) if cont.get("contended")
+                     else "  CPU: not contended (no other process competed for it)")
+    return "\n".join(lines)
 
 
 def signal_name(signum: int) -> str:

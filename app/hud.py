@@ -7,10 +7,14 @@ records exactly that, from timestamps taken in the paint event and after the sel
 
 from __future__ import annotations
 
+import csv
 import math
+import os
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
 
 import numpy as np
 
@@ -127,4 +131,76 @@ def hud_lines(*, fps_in: float, fps_processed: float, fps_display: float, droppe
     return lines
 
 
-__all__ = ["RateMeter", "CounterRate", "DisplayStats", "hud_lines", "fmt_ms"]
+DISPLAY_CSV_FIELDS = ("index", "file", "t_captured_ns", "t_delivered_ns", "t_painted_ns", "result_to_paint_ms",
+                      "capture_to_paint_ms", "capture_to_pixels_ms")
+
+
+def display_csv_path(csv_path: str | None) -> str | None:
+    """``FRAMES.csv`` → ``FRAMES_display.csv``: the viewer's per-painted-frame rows beside the pipeline's."""
+    if not csv_path:
+        return None
+    p = Path(csv_path)
+    return str(p.with_name(f"{p.stem}_display{p.suffix or '.csv'}"))
+
+
+class DisplayCsv:
+    """``view --csv``: one row per painted frame with what the viewer measured (``DISPLAY_CSV_FIELDS``; the
+    pipeline's own stages are in the pipeline's CSV, joined by ``index``). Flushed every 30 rows; a write error (a
+    full disk) or a vanished file stops it and is kept in ``error`` for the exit (one line, exit 2)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.rows = 0
+        self.error: str | None = None
+        self._file: IO[str] | None = open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self._csv = csv.writer(self._file)
+        self._csv.writerow(DISPLAY_CSV_FIELDS)
+
+    def row(self, index: int, file: str | None, t_captured_ns: int, t_delivered_ns: int, t_painted_ns: int,
+            capture_to_pixels_ms: float | None) -> None:
+        if self._file is None:
+            return
+        try:
+            self._csv.writerow((index, file or "", t_captured_ns, t_delivered_ns, t_painted_ns,
+                                f"{(t_painted_ns - t_delivered_ns) / 1e6:.3f}",
+                                f"{(t_painted_ns - t_captured_ns) / 1e6:.3f}",
+                                "" if capture_to_pixels_ms is None else f"{capture_to_pixels_ms:.3f}"))
+            self.rows += 1
+            if self.rows % 30 == 0:
+                self._check()
+        except OSError as exc:
+            self._stop(f"writing the display CSV {self.path} failed: {exc.strerror or exc}")
+
+    def _check(self) -> None:
+        assert self._file is not None
+        self._file.flush()
+        if os.fstat(self._file.fileno()).st_nlink == 0:
+            self._stop(f"the display CSV {self.path} vanished while it was written (the file or its folder was "
+                       f"removed): its {self.rows} rows are lost")
+
+    def _stop(self, why: str) -> None:
+        self.error = self.error or why
+        f, self._file = self._file, None
+        if f is not None:
+            try:
+                f.close()
+            except OSError:
+                pass
+
+    def close(self) -> str | None:
+        """Flush and close; the error, if any (None: every row is on disk)."""
+        if self._file is not None:
+            try:
+                self._check()
+            except OSError as exc:
+                self._stop(f"writing the display CSV {self.path} failed: {exc.strerror or exc}")
+        if self._file is not None:
+            f, self._file = self._file, None
+            try:
+                f.close()
+            except OSError as exc:
+                self.error = self.error or f"writing the display CSV {self.path} failed: {exc.strerror or exc}"
+        return self.error
+
+
+__all__ = ["RateMeter", "CounterRate", "DisplayCsv", "DisplayStats", "display_csv_path", "hud_lines", "fmt_ms"]

@@ -91,8 +91,11 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--exit-after-seconds", type=float, default=None, metavar="S", help="quit after S seconds")
     a.add_argument("--screenshot", default=None, metavar="OUT.png", help="grab the whole window when quitting")
     a.add_argument("--report", default=None, metavar="OUT.json",
-                   help="write display FPS, frames displayed/dropped, latency incl. capture_to_pixels, and the "
-                        "pipeline's report when quitting")
+                   help="write display FPS, frames displayed/dropped, latency incl. capture_to_pixels, the CPU "
+                        "contention record and the pipeline's report when quitting (a summary is printed too)")
+    a.add_argument("--csv", default=None, metavar="FRAMES.csv",
+                   help="per-frame CSV: the pipeline's stages in FRAMES.csv (as 'sonolens run --csv'), and each "
+                        "painted frame's display latencies in FRAMES_display.csv")
     return p
 
 
@@ -128,6 +131,13 @@ def options_from_args(args: argparse.Namespace):
     from sonolens.pipeline.run_cli import resolve_args
 
     pipe_cfg = resolve_args(args, "view", require_source=False).pipeline
+    from .hud import display_csv_path
+
+    display_csv = display_csv_path(pipe_cfg.csv)
+    for path, what in ((pipe_cfg.csv, "--csv"), (display_csv, "--csv (display)")):
+        if path:
+            _check_out(path, what)
+            check_writable(path, what)
     model: str | None = pipe_cfg.model
     study = None
     if args.study or args.participant or args.condition or args.log:
@@ -149,7 +159,7 @@ def options_from_args(args: argparse.Namespace):
 
     refuse_inputs_as_outputs(
         {"--screenshot file": args.screenshot, "--report file": args.report,
-         "--log file": study.log if study else None},
+         "--log file": study.log if study else None, "--csv file": pipe_cfg.csv, "--csv display file": display_csv},
         {"source": source, "model": model_file_of(model)})
     if source is None and automation:
         raise ConfigError("no SOURCE given and the bundled sample (assets/sample_videos/busi_demo.mp4) was not found")

@@ -31,7 +31,7 @@ from sonolens.pipeline.stream import open_engine
 
 from .automation import Automation
 from .bridge import DisplayFrame, RenderSettings
-from .hud import DisplayStats
+from .hud import DisplayCsv, DisplayStats, display_csv_path
 from .layout import SHORTCUTS, ViewerLayout
 from .options import StudyOptions, ViewerOptions
 from .overlay_controls import OverlayControls
@@ -58,6 +58,7 @@ class ViewerWindow(QMainWindow):
         self.settings = RenderSettings(heatmap=opts.heatmap and opts.show_predictions, alpha=opts.alpha,
                                        colormap=opts.colormap, show_predictions=opts.show_predictions)
         self.stats = DisplayStats()
+        self.display_csv = DisplayCsv(csv) if (csv := display_csv_path(opts.pipeline.csv)) else None
         self.engine: Engine | None = None
         self.call_labels: tuple[str, ...] = DEFAULT_CALL_LABELS
         self.exit_code = 0
@@ -177,6 +178,9 @@ class ViewerWindow(QMainWindow):
         if self.selfcheck is not None and pipe is not None and pb.is_live(df):
             c2p = self.selfcheck.measure(df, pipe.telemetry, None if pb.paused else pb.resume_ns)
         self.study.log_frame(df, t_paint_ns, c2p)
+        if self.display_csv is not None:
+            r = df.result
+            self.display_csv.row(r.index, r.file, t.t_captured_ns, t.t_delivered_ns, t_paint_ns, c2p)
         self.automation.frame_displayed()
 
     def _tick(self) -> None:

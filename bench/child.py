@@ -93,7 +93,7 @@ def time_calls(fn: Callable[[], Any], iters: int, warmup: int, max_s: float, thr
     """Call ``fn`` ``warmup`` times untimed, then up to ``iters`` times (stopping early after ``max_s`` seconds,
     but never before 3 calls). Returns per-call milliseconds, the wall time of the timed calls, and the CPU record
     of the timed calls (``contention.CpuWatch``: what the process got from the CPU meanwhile)."""
-    from .contention import CpuWatch
+    from sonolens.pipeline.contention import CpuWatch
 
     for _ in range(max(0, warmup)):
         fn()
@@ -172,7 +172,7 @@ def _torch_threads(n: int) -> str:
     one kept busy, 2 threads timed the student at 511 ms and 1 thread near its quiet 3.6 ms."""
     import torch
 
-    from .contention import free_cores
+    from sonolens.pipeline.contention import free_cores
 
     if n > 0:
         torch.set_num_threads(int(n))
@@ -287,7 +287,7 @@ def naive(clip: str, frames: int, class_mode: str = "top", checkpoint: str | Non
     from sonolens.pipeline.preprocess import Preprocessor
     from sonolens.pipeline.sources import open_source
 
-    from .contention import CpuWatch
+    from sonolens.pipeline.contention import CpuWatch
 
     threads_basis = _torch_threads(torch_threads)
     model, init = _build_torch_model("student", {}, checkpoint)
@@ -362,7 +362,7 @@ def pipeline(runs: list[dict[str, Any]], concurrent: bool = False) -> dict[str, 
     together (``concurrent``: several streams in one process, the way one app would serve several probes)."""
     from sonolens.pipeline.stream import PipelineConfig, build, run_to_end
 
-    from .contention import CpuWatch
+    from sonolens.pipeline.contention import CpuWatch
 
     cfgs = [PipelineConfig(**r) for r in runs]
     if not concurrent:
@@ -434,7 +434,7 @@ def soak(source: str, model: str | None, seconds: float, interval_s: float = 5.0
     from sonolens.pipeline.sources import open_source
     from sonolens.pipeline.stream import PipelineConfig, build
 
-    from .contention import CpuWatch
+    from sonolens.pipeline.contention import CpuWatch
 
     probe = open_source(source)
     try:
@@ -472,7 +472,7 @@ def record(argv: list[str], report_json: str) -> dict[str, Any]:
     finished, i.e. how long a user waits for the recording once the run ends."""
     from sonolens.pipeline import run_cli as rc
 
-    from .contention import CpuWatch
+    from sonolens.pipeline.contention import CpuWatch
 
     timing: dict[str, float] = {}
     original = rc.run_to_end

@@ -93,3 +93,43 @@ def test_automation_screenshot_and_report_with_real_model(clip, tmp_path, random
     img = cv2.imread(str(shot))
     assert img.shape[1] == report["window"]["width"] and img.shape[0] == report["window"]["height"]
     assert img.std() > 10  # a real picture, not a blank window
+
+
+def test_report_prints_a_summary_carries_the_contention_record_and_csv_writes_both_files(clip, tmp_path):
+    """First-hour issue, item 5: ``view --report`` prints its summary at exit and carries the same CPU record and
+    verdict as each 'sonolens bench' figure; ``view --csv F.csv`` writes the pipeline's per-frame CSV (as run's) and
+    the viewer's per-painted-frame CSV beside it (``F_display.csv``, joined by ``index``)."""
+    import csv
+
+    rep, frames = tmp_path / "rep.json", tmp_path / "f.csv"
+    r = _view(str(clip), "--model", "off", "--exit-after-frames", "20", "--report", str(rep), "--csv", str(frames),
+              "--size", "900x600")
+    assert r.returncode == 0, r.stderr
+    assert "sonolens view: 20 frames displayed at" in r.stderr and "capture_to_pixels p50/p95/p99" in r.stderr
+    report = json.loads(rep.read_text())
+    cont = report["contention"]
+    assert set(cont) >= {"record", "contended", "reasons"} and cont["record"]["wall_s"] > 0
+    assert ("CPU: contended" in r.stderr) == cont["contended"]
+    display = list(csv.DictReader((tmp_path / "f_display.csv").open()))
+    pipeline = list(csv.DictReader(frames.open()))
+    assert len(display) == report["frames_displayed"] == 20
+    assert {row["index"] for row in display} <= {row["index"] for row in pipeline}
+    measured = [float(row["capture_to_pixels_ms"]) for row in display if row["capture_to_pixels_ms"]]
+    assert len(measured) == report["latency_ms"]["capture_to_pixels"]["n"]
+    assert all(float(row["capture_to_paint_ms"]) >= float(row["result_to_paint_ms"]) for row in display)
+
+
+def test_the_display_csv_stops_with_one_line_when_its_folder_vanishes(tmp_path):
+    import shutil
+
+    from sonolens.app.hud import DisplayCsv
+
+    folder = tmp_path / "out"
+    folder.mkdir()
+    out = DisplayCsv(str(folder / "f_display.csv"))
+    out.row(0, None, 0, 1, 2, None)
+    shutil.rmtree(folder)
+    for i in range(1, 40):
+        out.row(i, None, 0, 1, 2, 1.0)
+    error = out.close()
+    assert error and "vanished" in error and "\n" not in error

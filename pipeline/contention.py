@@ -135,7 +135,7 @@ class CpuWatch:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if poll and self._has_sched:
-            self._thread = threading.Thread(target=self._poll, args=(poll_s,), name="sonolens-bench-cpuwatch",
+            self._thread = threading.Thread(target=self._poll, args=(poll_s,), name="sonolens-cpuwatch",
                                             daemon=True)
             self._thread.start()
 
