@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from sonolens.pipeline.contention import NOT_A_RESULT, judge
+
 from .plan import EXTRA_STUDENTS, Inputs, Plan, display_path, extra_key, extra_label
 
 PAPER: dict[str, Any] = {  # the breast-ultrasound paper's own figures, for the side-by-side table

@@ -284,10 +284,9 @@ def naive(clip: str, frames: int, class_mode: str = "top", checkpoint: str | Non
     import torch
 
     from sonolens.models.torch_engine import TorchEngine
+    from sonolens.pipeline.contention import CpuWatch
     from sonolens.pipeline.preprocess import Preprocessor
     from sonolens.pipeline.sources import open_source
-
-    from sonolens.pipeline.contention import CpuWatch
 
     threads_basis = _torch_threads(torch_threads)
     model, init = _build_torch_model("student", {}, checkpoint)
@@ -360,9 +359,8 @@ def _first_pixels(clip: str):
 def pipeline(runs: list[dict[str, Any]], concurrent: bool = False) -> dict[str, Any]:
     """``build`` + ``run_to_end`` for each config (sequentially), or all configs started at once and waited for
     together (``concurrent``: several streams in one process, the way one app would serve several probes)."""
-    from sonolens.pipeline.stream import PipelineConfig, build, run_to_end
-
     from sonolens.pipeline.contention import CpuWatch
+    from sonolens.pipeline.stream import PipelineConfig, build, run_to_end
 
     cfgs = [PipelineConfig(**r) for r in runs]
     if not concurrent:
@@ -431,10 +429,9 @@ def soak(source: str, model: str | None, seconds: float, interval_s: float = 5.0
     """The realtime pipeline (CAM on, the clip looped, paced at ``rate_hz``) for ``seconds``, with this process's
     resident memory (``VmRSS``) sampled every ``interval_s``: memory growth after warm-up and drops over a long
     run. Warm-up (default: 20 % of the run, at most 2 minutes) covers allocator and ONNX Runtime arenas settling."""
+    from sonolens.pipeline.contention import CpuWatch
     from sonolens.pipeline.sources import open_source
     from sonolens.pipeline.stream import PipelineConfig, build
-
-    from sonolens.pipeline.contention import CpuWatch
 
     probe = open_source(source)
     try:
@@ -471,7 +468,6 @@ def record(argv: list[str], report_json: str) -> dict[str, Any]:
     ``Pipeline.stop()`` takes: capture and worker joined, the recorder's queued frames encoded and the file
     finished, i.e. how long a user waits for the recording once the run ends."""
     from sonolens.pipeline import run_cli as rc
-
     from sonolens.pipeline.contention import CpuWatch
 
     timing: dict[str, float] = {}

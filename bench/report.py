@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from sonolens.pipeline.contention import CPU_PER_WALL_MIN, NOT_A_RESULT, OTHERS_BUSY_MIN, RUN_DELAY_MAX, SPREAD_MAX
 from sonolens.pipeline.messages import STAGES
 
 from .assemble import contended
-from sonolens.pipeline.contention import CPU_PER_WALL_MIN, NOT_A_RESULT, OTHERS_BUSY_MIN, RUN_DELAY_MAX, SPREAD_MAX
 
 # How many decimals each headline key is shown with (tests use the same table to find them in the Markdown).
 HEADLINE_DIGITS = {

@@ -336,7 +336,8 @@ class _Reader:
             decoder = get_decoder(self.syntax)
         except (NotImplementedError, ValueError, KeyError):
             raise SourceError(f"{self.name}: cannot decode its {_syntax_name(self.syntax)}; sonolens reads "
-                              "uncompressed, RLE, JPEG, JPEG-LS, JPEG 2000, HTJ2K and MPEG-2/H.264/HEVC DICOM") from None
+                              "uncompressed, RLE, JPEG, JPEG-LS, JPEG 2000, HTJ2K and MPEG-2/H.264/HEVC DICOM"
+                              ) from None
         if not decoder.is_available:
             raise DicomUnavailable(f"{self.name}: no decoder for its {_syntax_name(self.syntax)} is installed "
                                    f"({_missing_plugin(self.syntax)})")

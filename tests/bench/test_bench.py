@@ -18,11 +18,11 @@ import pytest
 from sonolens.bench.assemble import TARGETS, assemble, contended, difference, headline
 from sonolens.bench.child import noise_ms, rss_growth
 from sonolens.bench.cli import cli_main
-from sonolens.pipeline.contention import NOT_A_RESULT, CpuWatch, free_cores, judge, make_record
 from sonolens.bench.plan import PLANS, Inputs, display_path
 from sonolens.bench.plan import REPO as BENCH_REPO
 from sonolens.bench.report import HEADLINE_DIGITS, fmt, render_markdown, stage_latencies_from_csv
 from sonolens.bench.runner import run_child
+from sonolens.pipeline.contention import NOT_A_RESULT, CpuWatch, free_cores, judge, make_record
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "assets" / "sample_videos" / "benign.mp4"

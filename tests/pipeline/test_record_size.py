@@ -57,7 +57,8 @@ def test_the_scale_rule_and_the_scaled_result():
     assert record_scale(256, 256, (1280, 720)) == 720 / 256
     assert min(256, 256) * record_scale(256, 256) >= MIN_SHORT_SIDE
     frame = np.zeros((100, 200, 3), np.uint8)
-    r = Result(index=0, frame=frame, roi=(10, 20, 30, 40), timings=Timings(t_captured_ns=0, t_enqueued_ns=0, t_dequeued_ns=0, t_preprocessed_ns=0,
-                                                                    t_inferred_ns=0, t_delivered_ns=0))
+    timings = Timings(t_captured_ns=0, t_enqueued_ns=0, t_dequeued_ns=0, t_preprocessed_ns=0, t_inferred_ns=0,
+                      t_delivered_ns=0)
+    r = Result(index=0, frame=frame, roi=(10, 20, 30, 40), timings=timings)
     scaled = scaled_result(r, 3.0)
     assert scaled.frame.shape == (300, 600, 3) and scaled.roi == (30, 60, 90, 120)
