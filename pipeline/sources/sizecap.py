@@ -2,8 +2,8 @@
 
 A 10000×10000 PNG or a stream of 8000×8000 OpenIGTLink images would otherwise travel through the queue, the
 preprocessing, the heat map, the overlay and the recorder at full size (1.9–2.3 GB resident measured): the model
-sees 160–224 px, and no screen or recording needs more than 4096. ``SizeCappedSource`` wraps every source
-``open_source`` returns: ``info`` (width, height, the DICOM ultrasound region) is given at the capped size, each
+sees 160–224 px, and no screen or recording needs more than 4096. ``SizeCappedSource`` wraps the source of every
+pipeline (``stream.build``: run, view): ``info`` (width, height, the DICOM ultrasound region) is given capped, each
 larger frame is resized with pixel-area interpolation the moment the source yields it, one warning says so, and
 ``scale`` (≤ 1) is what a user's ``--roi``, given in the source's own pixels, is multiplied by.
 """
