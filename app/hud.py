@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from typing import IO
 
 import numpy as np
 
+from sonolens.pipeline.outputs import unlinked, vanished_message
 from sonolens.pipeline.telemetry import percentiles, rate
 
 
@@ -174,9 +174,8 @@ class DisplayCsv:
     def _check(self) -> None:
         assert self._file is not None
         self._file.flush()
-        if os.fstat(self._file.fileno()).st_nlink == 0:
-            self._stop(f"the display CSV {self.path} vanished while it was written (the file or its folder was "
-                       f"removed): its {self.rows} rows are lost")
+        if unlinked(self._file.fileno()):
+            self._stop(vanished_message("display CSV", self.path, f"its {self.rows} rows are lost"))
 
     def _stop(self, why: str) -> None:
         self.error = self.error or why

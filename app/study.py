@@ -47,6 +47,7 @@ from typing import Any
 
 from sonolens import __version__
 from sonolens.pipeline.errors import ConfigError
+from sonolens.pipeline.outputs import unlinked, vanished_message
 
 CONDITIONS = ("ai", "blinded", "off")
 DEFAULT_CALL_LABELS = ("normal", "benign", "malignant")
@@ -278,7 +279,7 @@ class StudyLog:
             if self._closed:
                 return
             dirty, self._dirty = self._dirty, False
-        if self._unlinked(self._sync_fd):
+        if unlinked(self._sync_fd):
             with self._lock:
                 self.error = self.error or self._vanished()
             return
@@ -291,17 +292,8 @@ class StudyLog:
                 with self._lock:
                     self._fail(exc)
 
-    @staticmethod
-    def _unlinked(fd: int) -> bool:
-        """The open file has no name left: it (or its folder) was removed while it was written."""
-        try:
-            return os.fstat(fd).st_nlink == 0
-        except OSError:
-            return False
-
     def _vanished(self) -> str:
-        return (f"the study log {self.path} vanished while it was written (the file or its folder was removed): "
-                f"its {self.frames} frame records are lost")
+        return vanished_message("study log", self.path, f"its {self.frames} frame records are lost")
 
     def close(self, **summary: Any) -> None:
         """Write the ``end`` record (with ``error`` when writing failed; into the reserved room) and close."""
@@ -318,7 +310,7 @@ class StudyLog:
                 os.ftruncate(self._fd, self._size)  # give the reserve past the end back
             except OSError:
                 pass
-            if self._unlinked(self._fd):
+            if unlinked(self._fd):
                 self.end_written = False
                 self.error = self.error or self._vanished()
             try:

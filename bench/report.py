@@ -34,6 +34,8 @@ HEADLINE_DIGITS = {
     "soak_rss_growth_mb": 1,
     "soak_dropped": 0,
 }
+RUN_HEADER = ("mode", "in", "processed", "dropped", "fps processed", "capture→result p50 / p95 / p99 ms",
+              "inference p50 ms", "preprocess p50 ms")  # the columns of ``_run_cells``
 STAGE_ORDER = STAGES  # the pipeline's one definition (pipeline.messages.STAGES, Timings.stage_ms)
 
 
@@ -48,8 +50,7 @@ def _moving_section(moving: dict | None) -> list[str]:
          "costs; each run covers the whole clip once.", ""]
     rows = [[label] + _run_cells(moving.get(name))
             for name, label in (("max_rate_cam", "--max-rate, CAM on"), ("realtime_cam", "--realtime, CAM on"))]
-    return L + _table(["mode", "in", "processed", "dropped", "fps processed", "capture→result p50 / p95 / p99 ms",
-                       "inference p50 ms", "preprocess p50 ms"], rows)
+    return L + _table(list(RUN_HEADER), rows)
 
 
 def fmt(v: Any, digits: int = 1) -> str:
@@ -287,8 +288,7 @@ def render_markdown(r: dict[str, Any]) -> str:
             for name, label in (("max_rate_cam", "--max-rate, CAM on"), ("max_rate_no_cam", "--max-rate, CAM off"),
                                 ("realtime_cam", "--realtime, CAM on"), ("realtime_no_cam", "--realtime, CAM off")):
                 rows.append([label] + _run_cells(key.get(name)))
-            L += _table(["mode", "in", "processed", "dropped", "fps processed", "capture→result p50 / p95 / p99 ms",
-                         "inference p50 ms", "preprocess p50 ms"], rows)
+            L += _table(list(RUN_HEADER), rows)
             errs = [f"{k}: {key[k]['error']}" for k in ("max_rate_cam", "max_rate_no_cam", "realtime_cam",
                                                        "realtime_no_cam") if (key.get(k) or {}).get("error")]
             if errs:

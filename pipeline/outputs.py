@@ -81,6 +81,20 @@ def strict_json(obj: Any, indent: int | None = 2) -> str:
     return json.dumps(clean(obj), indent=indent, allow_nan=False)
 
 
+def unlinked(fd: int) -> bool:
+    """The open file ``fd`` has no name left: it (or its folder) was removed while it was written. The one check
+    every streaming output (run CSV, display CSV, study log) makes periodically and at close."""
+    try:
+        return os.fstat(fd).st_nlink == 0
+    except OSError:
+        return False
+
+
+def vanished_message(what: str, path: str | os.PathLike, lost: str) -> str:
+    """The one line for an output removed under a running session."""
+    return f"the {what} {path} vanished while it was written (the file or its folder was removed): {lost}"
+
+
 def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
     """Whether two paths name one file: device and inode when both exist (hard links, symbolic links, ``..``), else
     the same resolved path."""

@@ -10,7 +10,6 @@ the span of the run; ``fps_in`` is frames captured per second. Dropped frames co
 from __future__ import annotations
 
 import csv
-import os
 import threading
 from collections import deque
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ import numpy as np
 
 from .errors import ConfigError, SonolensError, reason
 from .messages import STAGES, Result, Timings
+from .outputs import unlinked, vanished_message
 from .stats import LatencyHistogram
 
 CSV_FIELDS = ("index", "status", "pts_s", "t_captured_ns", "t_enqueued_ns", "t_dequeued_ns", "t_preprocessed_ns",
@@ -162,10 +162,9 @@ class Telemetry:
     def _check_linked(self) -> None:
         """The CSV still has a name (its folder was not removed while it was written), else one line."""
         f = self._csv_file
-        if f is not None and os.fstat(f.fileno()).st_nlink == 0:
+        if f is not None and unlinked(f.fileno()):
             self._abandon_csv()
-            raise SonolensError(f"the per-frame CSV {self.csv_path} vanished while it was written (the file or its "
-                                f"folder was removed): its {self._n} rows are lost")
+            raise SonolensError(vanished_message("per-frame CSV", self.csv_path or "", f"its {self._n} rows are lost"))
 
     def _abandon_csv(self) -> None:
         f, self._csv_file, self._csv = self._csv_file, None, None

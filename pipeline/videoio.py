@@ -37,6 +37,7 @@ import numpy as np
 from av.video.stream import VideoStream
 
 from .errors import ConfigError, SourceError, reason
+from .outputs import vanished_message
 
 __all__ = ["VideoWriter", "pick_codec", "fps_fraction", "TIMESTAMP_BASE"]
 
@@ -185,8 +186,7 @@ class VideoWriter:
             raise self._vanished()
 
     def _vanished(self) -> SourceError:
-        return SourceError(f"the recording {self.path} vanished while it was written (the file or its folder was "
-                           f"removed): its {self.frames_written} frames are lost")
+        return SourceError(vanished_message("recording", self.path, f"its {self.frames_written} frames are lost"))
 
     def _next_pts(self, pts_s: float | None) -> int:
         """The frame's pts: its index, or (``timestamps``) its time since the first frame in 1/90000 s, never

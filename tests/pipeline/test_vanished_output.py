@@ -34,49 +34,41 @@ def test_a_recording_whose_folder_vanishes_is_an_error(tmp_path):
     assert "vanished" in out["recording"]["error"]
 
 
-def test_an_endless_recording_whose_folder_vanishes_ends_the_run(tmp_path):
-    """A looping realtime run has no end to find the loss at: the recorder looks once a fragment (≤ 2 s), so the run
-    stops by itself with the one line and exit 2 instead of encoding into a removed file for hours."""
-    folder = tmp_path / "rec"
+def _remove_the_folder_mid_run(tmp_path, flag: str, name: str, min_bytes: int):
+    """A looping realtime run writing ``flag FOLDER/name``; FOLDER is removed once the file has ``min_bytes``.
+    Returns (exit code, stderr, the run's JSON report). Without a periodic check the run never ends (it times out)."""
+    folder = tmp_path / "out"
     folder.mkdir()
-    target, report = folder / "overlay.mp4", tmp_path / "report.json"
+    target, report = folder / name, tmp_path / "report.json"
     proc = subprocess.Popen([sys.executable, "-m", "sonolens", "run", str(SAMPLE), "--realtime", "--loop",
-                             "--record", str(target), "--json", str(report), "--quiet"], cwd=NEUTRAL_CWD,
+                             flag, str(target), "--json", str(report), "--quiet"], cwd=NEUTRAL_CWD,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
-        while not (target.exists() and target.stat().st_size > 0) and proc.poll() is None \
+        while not (target.exists() and target.stat().st_size > min_bytes) and proc.poll() is None \
                 and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert proc.poll() is None, "the run ended before its recording had frames"
-        shutil.rmtree(folder)
-        _, err = proc.communicate(timeout=120)  # without the periodic check: never ends (the test times out)
-    finally:
-        proc.kill()
-    errors = [ln for ln in err.splitlines() if ln.startswith("sonolens: error")]
-    assert proc.returncode == 2 and len(errors) == 1 and "vanished" in errors[0] and "Traceback" not in err, err
-    assert "vanished" in json.loads(report.read_text())["recording"]["error"]
-
-
-def test_a_csv_whose_folder_vanishes_is_an_error(tmp_path):
-    folder = tmp_path / "csv"
-    folder.mkdir()
-    target, report = folder / "frames.csv", tmp_path / "report.json"
-    proc = subprocess.Popen([sys.executable, "-m", "sonolens", "run", str(SAMPLE), "--realtime", "--loop",
-                             "--csv", str(target), "--json", str(report), "--quiet"], cwd=NEUTRAL_CWD,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while not (target.exists() and target.stat().st_size > 200) and proc.poll() is None \
-                and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert proc.poll() is None, "the run ended before its CSV had rows"
+        assert proc.poll() is None, f"the run ended before its {name} was written"
         shutil.rmtree(folder)
         _, err = proc.communicate(timeout=120)
     finally:
         proc.kill()
+    return proc.returncode, err, json.loads(report.read_text())
+
+
+def test_an_endless_recording_whose_folder_vanishes_ends_the_run(tmp_path):
+    """A looping realtime run has no end to find the loss at: the recorder looks once a fragment (≤ 2 s), so the run
+    stops by itself with the one line and exit 2 instead of encoding into a removed file for hours."""
+    rc, err, out = _remove_the_folder_mid_run(tmp_path, "--record", "overlay.mp4", 0)
     errors = [ln for ln in err.splitlines() if ln.startswith("sonolens: error")]
-    assert proc.returncode == 2 and len(errors) == 1 and "vanished" in errors[0] and "frames.csv" in errors[0], err
+    assert rc == 2 and len(errors) == 1 and "vanished" in errors[0] and "Traceback" not in err, err
+    assert "vanished" in out["recording"]["error"]
+
+
+def test_a_csv_whose_folder_vanishes_is_an_error(tmp_path):
+    rc, err, _ = _remove_the_folder_mid_run(tmp_path, "--csv", "frames.csv", 200)
+    errors = [ln for ln in err.splitlines() if ln.startswith("sonolens: error")]
+    assert rc == 2 and len(errors) == 1 and "vanished" in errors[0] and "frames.csv" in errors[0], err
 
 
 def test_a_killed_run_keeps_its_last_report(tmp_path):
