@@ -26,8 +26,7 @@ from pathlib import Path
 
 from sonolens import RESEARCH_NOTICE
 from sonolens.pipeline.errors import ConfigError
-
-from .study import CONDITIONS, check_new_log
+from sonolens.study.log import CONDITIONS, check_new_log
 
 
 def parser() -> argparse.ArgumentParser:

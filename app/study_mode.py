@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING
 
 from PyQt6.QtCore import QObject, pyqtSignal
 
+from sonolens.study.log import StudyLog
+
 from .bridge import DisplayFrame
-from .study import StudyLog
 
 if TYPE_CHECKING:
     from .window import ViewerWindow

@@ -28,6 +28,7 @@ from sonolens.pipeline.engines import Engine
 from sonolens.pipeline.errors import SonolensError
 from sonolens.pipeline.messages import state_text
 from sonolens.pipeline.stream import open_engine
+from sonolens.study.log import DEFAULT_CALL_LABELS
 
 from .automation import Automation
 from .bridge import DisplayFrame, RenderSettings
@@ -39,7 +40,6 @@ from .playback import Playback
 from .recording import Recording
 from .selfcheck import SelfCheck
 from .status import StatusPresenter
-from .study import DEFAULT_CALL_LABELS
 from .study_mode import StudySession
 from .widgets import NOTICE, class_color
 

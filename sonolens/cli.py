@@ -45,7 +45,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
                   "a breast model on real cine clips: gate share, clip/patient AUC with CIs, changes per second"),
     "seed-summary": ("sonolens.training.seed_summary:cli_main",
                      "recipes over seeds (mean ± sd) and paired differences from external-eval JSONs"),
-    "study": ("sonolens.app.study_export:cli_main", "study-log tools: 'study export LOG'"),
+    "study run": ("sonolens.app.study_run:cli_main",
+                  "a reader's session: walk a worklist of 'study plan' in the viewer (needs the 'app' extra)"),
+    "study": ("sonolens.study.cli:cli_main", "reader studies: study plan PROTOCOL / report PLAN LOGS / export LOG"),
 }
 
 
@@ -115,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         print(__version__)
         return 0
     name, rest = argv[0], argv[1:]
+    if rest and f"{name} {rest[0]}" in COMMANDS:  # a subcommand another package owns ("study run": the viewer's)
+        name, rest = f"{name} {rest[0]}", rest[1:]
     if name not in COMMANDS:
         print(f"sonolens: error: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2

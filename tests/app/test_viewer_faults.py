@@ -27,7 +27,7 @@ from viewer_harness import NEUTRAL_CWD, opts, subprocess_env, wait_frames  # noq
 from sonolens.app.options import StudyOptions  # noqa: E402
 from sonolens.app.selfcheck import qimage_to_array  # noqa: E402
 from sonolens.app.signals import QtShutdownSignals  # noqa: E402
-from sonolens.app.study import read_log  # noqa: E402
+from sonolens.study.log import read_log  # noqa: E402
 
 pytest_plugins = ("viewer_harness",)  # clip, make_window, gated
 

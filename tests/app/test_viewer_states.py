@@ -23,9 +23,9 @@ from viewer_harness import H, W, grab_view, opts, wait_frames  # noqa: E402
 
 from sonolens.app.main import options_from_args, parser  # noqa: E402
 from sonolens.app.options import StudyOptions  # noqa: E402
-from sonolens.app.study import read_log  # noqa: E402
-from sonolens.app.study_export import analyse, format_summary  # noqa: E402
 from sonolens.pipeline.messages import STATE_TEXT  # noqa: E402
+from sonolens.study.export import analyse, format_summary  # noqa: E402
+from sonolens.study.log import read_log  # noqa: E402
 
 pytest_plugins = ("viewer_harness",)  # clip, make_window, gated
 

@@ -19,7 +19,7 @@ from PyQt6.QtCore import Qt  # noqa: E402
 from viewer_harness import NEUTRAL_CWD, H, W, grab_view, opts, subprocess_env, wait_frames  # noqa: E402
 
 from sonolens.app.options import StudyOptions  # noqa: E402
-from sonolens.app.study import read_log  # noqa: E402
+from sonolens.study.log import read_log  # noqa: E402
 
 pytest_plugins = ("viewer_harness",)  # clip, make_window, gated
 

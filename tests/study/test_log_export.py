@@ -10,9 +10,10 @@ import sys
 import pytest
 from conftest import assert_one_line_error, sonolens_proc
 
-from sonolens.app.study import StudyLog, check_new_log, read_log, read_sessions
-from sonolens.app.study_export import analyse, cli_main, cohen_kappa, export, parse_onsets
 from sonolens.pipeline.errors import ConfigError
+from sonolens.study.cli import cli_main
+from sonolens.study.export import analyse, cohen_kappa, export, parse_onsets
+from sonolens.study.log import StudyLog, check_new_log, read_log, read_sessions
 
 CLASSES = ["normal", "benign", "malignant"]
 
@@ -148,7 +149,7 @@ def test_export_cli_writes_csv_and_summary(tmp_path, capsys):
 def test_export_module_does_not_import_qt(tmp_path):
     import subprocess
 
-    code = ("import sys, sonolens.app.study_export, sonolens.app.study; "
+    code = ("import sys, sonolens.study.export, sonolens.study.log; "
             "sys.exit(1 if any(m.startswith('PyQt6') for m in sys.modules) else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 

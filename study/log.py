@@ -241,9 +241,10 @@ class StudyLog:
     def frame(self, index: int, *, pts_s: float | None, probs: Sequence[float] | None, top_class: int | None,
               shown: bool, capture_to_result_ms: float | None, capture_to_pixels_ms: float | None = None,
               t_ns: int | None = None, state: str | None = None, ood_score: float | None = None,
-              no_image: str | None = None, file: str | None = None) -> None:
+              no_image: str | None = None, file: str | None = None, case: str | None = None) -> None:
+        """One displayed frame. ``case``: the worklist case on screen (``sonolens study run``), else None."""
         self.frames += self._write({"type": "frame", "index": int(index), "pts_s": pts_s, "file": file,
-                                    "wall_time": time.time(),
+                                    "case": case, "wall_time": time.time(),
                      "t_s": self.t_s(t_ns), "probs": None if probs is None else [float(p) for p in probs],
                      "top_class": top_class, "shown": bool(shown), "state": state, "ood_score": ood_score,
                      "no_image": no_image, "capture_to_result_ms": capture_to_result_ms,
@@ -254,14 +255,16 @@ class StudyLog:
                                     "wall_time": time.time(), "t_s": self.t_s(), **fields})
 
     def call(self, key: int, frame_index: int | None, *, model_top: int | None, model_probs=None,
-             class_names: Sequence[str] = (), model_state: str | None = None, file: str | None = None) -> str:
+             class_names: Sequence[str] = (), model_state: str | None = None, file: str | None = None,
+             **answer: Any) -> str:
         """Record the clinician's call for key ``key`` (1-based); returns the label. ``model_state``: the state of
-        the frame on screen (a call on a frame without a prediction does not count towards agreement)."""
+        the frame on screen (a call on a frame without a prediction does not count towards agreement). ``answer``:
+        what else the reader gave with the call (a worklist's ``case`` and ``confidence``)."""
         label = self.call_labels[key - 1]
         model_label = class_names[model_top] if model_top is not None and 0 <= model_top < len(class_names) else None
         self.event("call", frame_index, key=key, label=label, class_index=key - 1, model_top=model_top,
                    model_label=model_label, model_state=model_state, file=file,
-                   model_probs=None if model_probs is None else [float(p) for p in model_probs])
+                   model_probs=None if model_probs is None else [float(p) for p in model_probs], **answer)
         return label
 
     # -- durability -----------------------------------------------------------------------------------------------

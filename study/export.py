@@ -1,6 +1,6 @@
 """``sonolens study export LOG [LOG ...] [--out CSV]``: study logs as one CSV, plus a summary per session.
 
-No Qt here (only ``app.study``'s reader), so logs can be analysed on any machine.
+No Qt here (only ``study.log``'s reader), so logs can be analysed on any machine.
 
 Sessions: a log holds one session, but logs written before that was enforced may hold several (a second
 session appended to an earlier ``--log``). The export splits a file at each header and reports every session
@@ -41,7 +41,7 @@ import numpy as np
 from sonolens.pipeline.errors import ConfigError
 from sonolens.pipeline.outputs import refuse_inputs_as_outputs
 
-from .study import StudyRecords, read_sessions
+from .log import StudyRecords, read_sessions
 
 CSV_BASE = ("participant", "condition", "log", "session", "record", "kind", "t_s", "wall_time", "frame_index",
             "pts_s", "shown", "state", "ood_score", "no_image", "top_class", "top_label", "label", "class_index",
@@ -292,9 +292,8 @@ def format_summary(s: dict) -> str:
     return "\n".join(lines)
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="sonolens study", description="Reader-study log tools.")
-    sub = p.add_subparsers(dest="cmd", required=True)
+def add_parser(sub) -> argparse.ArgumentParser:
+    """``study export``'s arguments, as a subcommand of ``sonolens study`` (``study.cli``)."""
     e = sub.add_parser("export", help="write a CSV of frames and events and print a summary",
                        description="Export study logs to CSV and summarise agreement, reaction times, flags. "
                                    "Each session of a log is reported on its own. Agreement and Cohen's kappa count "
@@ -305,11 +304,11 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--onsets", default=None,
                    help="where lesions appear, for reaction time from onset: frame indices (27,132) or source "
                         "seconds (0.9s,4.4s), inline or in a file")
-    return p
+    e.set_defaults(func=run_export)
+    return e
 
 
-def cli_main(argv: list[str]) -> int:
-    args = parser().parse_args(argv)
+def run_export(args: argparse.Namespace) -> int:
     out = args.out or str(Path(args.logs[0]).with_suffix(".csv"))
     refuse_inputs_as_outputs({"CSV": out, "summary": args.summary},
                              {f"log {log}": log for log in args.logs})  # a log named *.csv is its own default
@@ -325,7 +324,3 @@ def cli_main(argv: list[str]) -> int:
         Path(args.summary).write_text(json.dumps(summaries, indent=2))
         print(f"wrote {args.summary}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(cli_main(sys.argv[1:]))
