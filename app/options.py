@@ -16,6 +16,7 @@ class StudyOptions:
     participant: str
     condition: str  # ai | blinded | off
     log: str
+    extra: dict[str, Any] = field(default_factory=dict)  # more header fields (a worklist's study, session, block)
 
 
 # The pipeline settings a viewer session reads through ``ViewerOptions``: held in one ``PipelineConfig``, not copied.

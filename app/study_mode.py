@@ -12,6 +12,7 @@ room for it), and ``failed`` tells the window, which shows the error and quits w
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,7 @@ class StudySession(QObject):
 
     changed = pyqtSignal()  # a call or flag was recorded (status bar, study panel)
     failed = pyqtSignal(str)  # the log could not be written: the session is over (one-line message)
+    answered = pyqtSignal(str)  # worklist mode: the case on screen was answered (call and rating logged)
 
     def __init__(self, win: ViewerWindow) -> None:
         super().__init__(win)
@@ -37,6 +39,9 @@ class StudySession(QObject):
         self.opts = win.opts
         self.log: StudyLog | None = None
         self.error: str | None = None
+        # worklist mode (``sonolens study run``): the case on screen, and who asks the reader's rating after a call
+        self.case: str | None = None
+        self.ask_rating: Callable[[str, Callable[[dict], None]], None] | None = None
         ui = win.ui
         for k, act in enumerate(ui.study_call_actions, start=1):
             act.triggered.connect(lambda _=False, k=k: self.call(k))
@@ -61,7 +66,7 @@ class StudySession(QObject):
         self.log = StudyLog(s.log, participant=s.participant, condition=s.condition, source=str(self.opts.source),
                             model=model, class_names=list(meta.class_names) if meta else [],
                             call_labels=self.win.call_labels,
-                            extra={"selfcheck": self.opts.selfcheck, "gate": self.opts.gate})
+                            extra={"selfcheck": self.opts.selfcheck, "gate": self.opts.gate, **s.extra})
         self.win.ui.show_call_labels(self.win.call_labels)
 
     def on_event(self, kind: str, frame_index: int | None, fields: dict) -> None:
@@ -87,17 +92,30 @@ class StudySession(QObject):
             return
         cur = self.win.playback.current
         if cur is None:
-            label = self.log.call(key, None, model_top=None, model_probs=None, class_names=())
+            snapshot: dict = {"frame_index": None, "model_top": None, "model_probs": None, "class_names": ()}
         else:
             r = cur.result
             has_model = r.probs.size > 0
-            label = self.log.call(key, r.index, model_top=r.top_class if has_model else None,
-                                  model_probs=r.probs if has_model else None, class_names=r.class_names,
-                                  model_state=r.state if has_model else None, file=r.file)
+            snapshot = {"frame_index": r.index, "model_top": r.top_class if has_model else None,
+                        "model_probs": r.probs if has_model else None, "class_names": r.class_names,
+                        "model_state": r.state if has_model else None, "file": r.file}
+        if self.ask_rating is None:
+            self._log_call(key, snapshot, {})
+        elif self.case is not None:  # worklist: the call is logged with the rating, once the reader gives it
+            case = self.case
+            self.ask_rating(labels[key - 1], lambda answer: self._log_call(key, snapshot, {"case": case, **answer}))
+
+    def _log_call(self, key: int, snapshot: dict, answer: dict) -> None:
+        if self.log is None:
+            return
+        snap = dict(snapshot)
+        label = self.log.call(key, snap.pop("frame_index"), **snap, **answer)
         self._check()
-        frame = cur.result.index if cur else "–"
+        frame = "–" if snapshot["frame_index"] is None else snapshot["frame_index"]
         self.win.ui.status_bar.showMessage(f"call recorded: {label} (frame {frame})", 3000)
         self.changed.emit()
+        if "case" in answer:
+            self.answered.emit(answer["case"])
 
     def flag(self) -> None:
         if self.log is not None:
@@ -117,7 +135,7 @@ class StudySession(QObject):
                        top_class=r.top_class if has_model else None,
                        shown=self.opts.show_predictions and r.shows_prediction,
                        state=r.state if has_model else None, ood_score=r.ood_score, no_image=r.no_image,
-                       file=r.file,
+                       file=r.file, case=self.case,
                        capture_to_result_ms=t.stage_ms()["capture_to_result"],
                        capture_to_pixels_ms=capture_to_pixels_ms, t_ns=t_paint_ns)
         self._check()
