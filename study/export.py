@@ -21,25 +21,40 @@ separately, by state (``calls_without_prediction``). Calls without a model (cond
 
 The summary (printed; ``--summary`` writes it as JSON) gives per session: frames shown (and per state), calls,
 agreement with the model (fraction and Cohen's kappa, over calls on frames with a prediction), the calls
-excluded, reaction times, flags, freezes, and capture→pixels latency when measured.
+excluded, reaction times, flags, freezes, capture→pixels latency when measured, and ``skipped_records``.
+
+Damaged or foreign logs never end in a traceback. Besides torn lines, the reader (``study.log.read_sessions``) reads
+CRLF line endings and skips lines that are not UTF-8, JSON values that are not objects, and records of a type it
+does not know (a newer sonolens's; unknown fields are ignored). A record that lacks what a computation needs — a
+frame without ``index`` or ``t_s`` (no first-shown time), a ``top_class`` that is not a class, ``probs`` that are
+not a list, an event without ``kind``, a call without ``label`` (no answer), ``t_s`` (no reaction times) or
+``frame_index`` (``null`` is no fault: no frame was on screen) — keeps its CSV row with what it has (a numeric cell
+that holds no number is empty) and is left out of that computation. Both are counted by reason in
+``skipped_records`` (a record lacking two things counts under both), printed in the summary and warned about on
+stderr. A header without ``class_names`` gives numbered probability columns (``p_0``, ``p_1`` …).
+
+Outputs: ``--out`` and ``--summary`` are checked before any log is read — a missing folder, a folder that is a
+file, a read-only one are one-line errors. Both are written through a temporary file in the same folder and a
+rename, so a failure half-way (a full disk) leaves the earlier file in place, never a truncated one.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
+import os
 import sys
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from sonolens.pipeline.errors import ConfigError
-from sonolens.pipeline.outputs import refuse_inputs_as_outputs
+from sonolens.pipeline.errors import ConfigError, SonolensError, reason
+from sonolens.pipeline.outputs import check_writable, refuse_inputs_as_outputs, strict_json, write_text_atomic
 
 from .log import StudyRecords, read_sessions
 
@@ -47,6 +62,16 @@ CSV_BASE = ("participant", "condition", "log", "session", "record", "kind", "t_s
             "pts_s", "shown", "state", "ood_score", "no_image", "top_class", "top_label", "label", "class_index",
             "model_top", "model_label", "model_state", "agree", "rt_prev_s", "rt_frame_s", "rt_onset_s",
             "capture_to_result_ms", "capture_to_pixels_ms")
+# Why a record was left out of a computation (``skipped_records``, beside the reader's ``study.log.SKIP_*``)
+SKIP_FRAME_INDEX = "frame without index"  # no first-shown time: no reaction time from it, no onset at it
+SKIP_FRAME_T = "frame without t_s"  # no first-shown time, not in the duration
+SKIP_TOP_CLASS = "frame with a bad top_class"  # not an integer, or not a class: no top_label
+SKIP_PROBS = "frame with probs not a list"  # no p_ columns
+SKIP_STATE = "frame with a state not text"  # no state
+SKIP_EVENT_KIND = "event without kind"  # not a call, flag or freeze
+SKIP_CALL_LABEL = "call without label"  # no answer: not in calls, agreement, kappa or reaction times
+SKIP_CALL_T = "call without t_s"  # no reaction times
+SKIP_CALL_FRAME = "call without frame_index"  # no reaction time from the called frame (null: none was on screen)
 EXCLUSION_NOTE = ("calls on frames without a prediction (outside the model's domain, no image) are excluded from "
                   "agreement and kappa and counted separately")
 
@@ -84,7 +109,10 @@ def parse_onsets(text: str | None) -> list[int | float]:
     if not text:
         return []
     p = Path(text)
-    raw = p.read_text() if p.is_file() else text
+    try:
+        raw = p.read_text(encoding="utf-8") if p.is_file() else text
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read --onsets file {p}: {reason(exc)}") from None
     out: list[int | float] = []
     try:
         for v in raw.replace("\n", ",").split(","):
@@ -96,12 +124,41 @@ def parse_onsets(text: str | None) -> list[int | float]:
     return out
 
 
-def _onset_frames(onsets, frames: list[dict]) -> list[int]:
+def _num(v: Any) -> int | float | None:
+    """``v`` when it is a finite number (not a bool), else None: what a record's numeric field holds, if usable."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def _int(v: Any) -> int | None:
+    """``v`` as an int when it is an integer (or an integral float), else None."""
+    n = _num(v)
+    return None if n is None or n != int(n) else int(n)
+
+
+def _text(v: Any) -> str | None:
+    return v if isinstance(v, str) else None
+
+
+def _label(v: Any) -> str | None:
+    """A label, normalised for comparison; None when missing, empty or not text."""
+    text = _norm(v) if isinstance(v, (str, int)) and not isinstance(v, bool) else None
+    return text or None
+
+
+def _class_names(header: dict) -> list[str]:
+    names = header.get("class_names")
+    return [str(n) for n in names] if isinstance(names, list) else []
+
+
+def _onset_frames(onsets: Sequence[int | float], frames: list[dict]) -> list[int]:
     """Onsets as frame indices: a time in seconds becomes the first displayed frame at or after it (source pts)."""
     out = []
     for o in onsets:
         if isinstance(o, float):
-            later = [int(f["index"]) for f in frames if f.get("pts_s") is not None and f["pts_s"] >= o - 1e-6]
+            later = [i for f in frames if (i := _int(f.get("index"))) is not None
+                     and (pts := _num(f.get("pts_s"))) is not None and pts >= o - 1e-6]
             if later:
                 out.append(min(later))
         else:
@@ -109,111 +166,209 @@ def _onset_frames(onsets, frames: list[dict]) -> list[int]:
     return sorted(out)
 
 
-def analyse(recs: StudyRecords, onsets: Sequence[int | float] = ()) -> tuple[list[dict], dict]:
-    """CSV rows and the summary of one log."""
-    h = recs.header
-    classes = list(h.get("class_names") or [])
-    first_shown: dict[int, float] = {}
-    for f in recs.frames:
-        first_shown.setdefault(int(f["index"]), float(f["t_s"]))
-    t_first = min(first_shown.values()) if first_shown else None
-    onsets = _onset_frames(onsets, recs.frames)
-    onset_times = sorted((first_shown[i], i) for i in onsets if i in first_shown)
-    # an onset frame that was never displayed (dropped) counts from the first displayed frame after it
-    for i in onsets:
+def _first_shown(frames: list[dict], skipped: Counter[str]) -> dict[int, float]:
+    """When each frame index was first displayed (``t_s``); frames without an index or a time are left out."""
+    first: dict[int, float] = {}
+    for f in frames:
+        i, t = _int(f.get("index")), _num(f.get("t_s"))
+        if i is None:
+            skipped[SKIP_FRAME_INDEX] += 1
+        if t is None:
+            skipped[SKIP_FRAME_T] += 1
+        if i is not None and t is not None:
+            first.setdefault(i, float(t))
+    return first
+
+
+def _onset_times(onset_frames: list[int], first_shown: dict[int, float]) -> list[tuple[float, int]]:
+    """(time, frame) of each lesion onset: when its frame was first displayed, or, for an onset frame that was never
+    displayed (dropped), the first displayed frame after it."""
+    times = sorted((first_shown[i], i) for i in onset_frames if i in first_shown)
+    for i in onset_frames:
         if i not in first_shown:
             later = [t for j, t in first_shown.items() if j >= i]
             if later:
-                onset_times.append((min(later), i))
-    onset_times.sort()
+                times.append((min(later), i))
+    return sorted(times)
 
-    merged = sorted([("frame", r) for r in recs.frames] + [("event", r) for r in recs.events],
-                    key=lambda kr: kr[1].get("t_s", 0.0))
+
+def _in_time_order(recs: StudyRecords) -> list[tuple[str, dict]]:
+    """Frames and events by ``t_s``; a record without a usable ``t_s`` keeps its place after the record before it."""
+    keyed: list[tuple[float, str, dict]] = []
+    for kind, records in (("frame", recs.frames), ("event", recs.events)):
+        last = 0.0
+        for r in records:
+            t = _num(r.get("t_s"))
+            last = last if t is None else float(t)
+            keyed.append((last, kind, r))
+    keyed.sort(key=lambda x: x[0])  # stable: log order among equal times
+    return [(kind, r) for _, kind, r in keyed]
+
+
+@dataclass
+class _Tally:
+    """What ``analyse`` accumulates over a session's calls and events."""
+
+    first_shown: dict[int, float]
+    onset_times: list[tuple[float, int]]
+    prev_call_t: float | None
+    calls: list[str] = field(default_factory=list)
+    model_tops: list[str | None] = field(default_factory=list)
+    agrees: list[bool] = field(default_factory=list)
+    rt_prev: list[float] = field(default_factory=list)
+    rt_frame: list[float] = field(default_factory=list)
+    rt_onset: list[float] = field(default_factory=list)
+    excluded: Counter[str] = field(default_factory=Counter)  # calls on frames without a prediction, by state
+    kinds: Counter[str] = field(default_factory=Counter)
+
+
+def analyse(recs: StudyRecords, onsets: Sequence[int | float] = ()) -> tuple[list[dict], dict]:
+    """CSV rows and the summary of one session. A record that lacks what a computation needs (a frame without
+    ``t_s`` has no first-shown time, a call without ``label`` is no answer) is left out of that computation, keeps
+    its row with what it has, and is counted by reason in the summary's ``skipped_records`` (with the lines the
+    reader skipped: ``StudyRecords.skipped``)."""
+    skipped: Counter[str] = Counter(recs.skipped)
+    classes = _class_names(recs.header)
+    first_shown = _first_shown(recs.frames, skipped)
+    t_first = min(first_shown.values()) if first_shown else None
+    tally = _Tally(first_shown, _onset_times(_onset_frames(onsets, recs.frames), first_shown), t_first)
     rows: list[dict] = []
-    calls, model_tops, agrees, rt_prev, rt_frame, rt_onset = [], [], [], [], [], []
-    excluded: Counter = Counter()  # calls on frames without a prediction, by state
-    prev_call_t = t_first
-    kinds: Counter[str] = Counter()
-    for kind, r in merged:
-        row: dict[str, Any] = {k: "" for k in CSV_BASE}
-        row.update(participant=h.get("participant", ""), condition=h.get("condition", ""), log=recs.path.name,
-                   session=recs.session, record=kind, t_s=r.get("t_s"), wall_time=r.get("wall_time"))
+    for kind, r in _in_time_order(recs):
+        row = _base_row(recs, kind, r)
         if kind == "frame":
-            probs = r.get("probs") or []
-            top = r.get("top_class")
-            row.update(frame_index=r.get("index"), pts_s=r.get("pts_s"), shown=int(bool(r.get("shown"))),
-                       state=_frame_state(r), ood_score=r.get("ood_score"), no_image=r.get("no_image"),
-                       top_class=top, top_label=classes[top] if top is not None and 0 <= top < len(classes) else "",
-                       capture_to_result_ms=r.get("capture_to_result_ms"),
-                       capture_to_pixels_ms=r.get("capture_to_pixels_ms"))
-            for name, p in zip(classes, probs):
-                row[f"p_{name}"] = p
+            _frame_row(row, r, classes, skipped)
         else:
-            ek = r.get("kind", "")
-            kinds[ek] += 1
-            row.update(kind=ek, frame_index=r.get("frame_index"))
-            if ek == "call":
-                t = float(r["t_s"])
-                ml = _norm(r.get("model_label"))
-                state = r.get("model_state") or ("ok" if ml is not None else None)  # older logs: no state, ok
-                row.update(label=r.get("label"), class_index=r.get("class_index"), model_top=r.get("model_top"),
-                           model_label=r.get("model_label"), model_state=state)
-                calls.append(_norm(r.get("label")))
-                if ml is not None and state != "ok":  # the model showed no prediction: nothing to agree with
-                    excluded[state] += 1
-                    ml = None
-                model_tops.append(ml)
-                if ml is not None:
-                    agree = calls[-1] == ml
-                    agrees.append(agree)
-                    row["agree"] = int(agree)
-                if prev_call_t is not None:
-                    row["rt_prev_s"] = t - prev_call_t
-                    rt_prev.append(t - prev_call_t)
-                prev_call_t = t
-                fi = r.get("frame_index")
-                if fi is not None and int(fi) in first_shown:
-                    row["rt_frame_s"] = t - first_shown[int(fi)]
-                    rt_frame.append(row["rt_frame_s"])
-                before = [ot for ot, _ in onset_times if ot <= t]
-                if before:
-                    row["rt_onset_s"] = t - before[-1]
-                    rt_onset.append(row["rt_onset_s"])
+            _event_row(row, r, tally, skipped)
         rows.append(row)
+    return rows, _summary(recs, tally, skipped)
 
-    pairs = [(c, m) for c, m in zip(calls, model_tops) if m is not None]
-    c2p = [f["capture_to_pixels_ms"] for f in recs.frames if f.get("capture_to_pixels_ms") is not None]
-    span = (max(first_shown.values()) - t_first) if first_shown and t_first is not None else 0.0
 
-    def stats(v: list[float]) -> dict | None:
-        return None if not v else {"n": len(v), "mean": float(np.mean(v)), "median": float(np.median(v))}
+def _base_row(recs: StudyRecords, kind: str, r: dict) -> dict[str, Any]:
+    row: dict[str, Any] = {k: "" for k in CSV_BASE}
+    h = recs.header
+    row.update(participant=h.get("participant", ""), condition=h.get("condition", ""), log=recs.path.name,
+               session=recs.session, record=kind, t_s=_num(r.get("t_s")), wall_time=_num(r.get("wall_time")))
+    return row
 
-    summary = {
+
+def _frame_row(row: dict[str, Any], r: dict, classes: list[str], skipped: Counter[str]) -> None:
+    top, top_label = r.get("top_class"), ""
+    if top is not None:
+        top = _int(top)
+        if top is not None and 0 <= top < len(classes):
+            top_label = classes[top]
+        elif top is None or classes:  # without class names a top class cannot be checked
+            skipped[SKIP_TOP_CLASS] += 1
+    if _text(r.get("state")) is None and r.get("state") is not None:
+        skipped[SKIP_STATE] += 1
+    row.update(frame_index=_int(r.get("index")), pts_s=_num(r.get("pts_s")), shown=int(bool(r.get("shown"))),
+               state=_frame_state(r), ood_score=_num(r.get("ood_score")), no_image=_text(r.get("no_image")),
+               top_class=top, top_label=top_label, capture_to_result_ms=_num(r.get("capture_to_result_ms")),
+               capture_to_pixels_ms=_num(r.get("capture_to_pixels_ms")))
+    probs = r.get("probs")
+    if probs is None:
+        return
+    if not isinstance(probs, list):
+        skipped[SKIP_PROBS] += 1
+        return
+    names = classes or [str(i) for i in range(len(probs))]  # a header without class names: p_0, p_1, …
+    for name, p in zip(names, probs):
+        row[f"p_{name}"] = _num(p)
+
+
+def _event_row(row: dict[str, Any], r: dict, tally: _Tally, skipped: Counter[str]) -> None:
+    ek = _text(r.get("kind"))
+    if ek is None:
+        skipped[SKIP_EVENT_KIND] += 1
+        ek = ""
+    tally.kinds[ek] += 1
+    row.update(kind=ek, frame_index=_int(r.get("frame_index")))
+    if ek == "call":
+        _call_row(row, r, tally, skipped)
+
+
+def _call_row(row: dict[str, Any], r: dict, tally: _Tally, skipped: Counter[str]) -> None:
+    """A clinician's call: agreement with the model (on frames with a prediction) and reaction times."""
+    label, ml = _label(r.get("label")), _label(r.get("model_label"))
+    state = _text(r.get("model_state")) or ("ok" if ml is not None else None)  # older logs: no state, ok
+    row.update(label=_text(r.get("label")), class_index=_int(r.get("class_index")), model_top=_int(r.get("model_top")),
+               model_label=_text(r.get("model_label")), model_state=state)
+    if label is None:  # no answer: not a call of agreement, kappa or reaction times
+        skipped[SKIP_CALL_LABEL] += 1
+        return
+    tally.calls.append(label)
+    if ml is not None and state != "ok":  # the model showed no prediction: nothing to agree with
+        tally.excluded[state or ""] += 1
+        ml = None
+    tally.model_tops.append(ml)
+    if ml is not None:
+        agree = label == ml
+        tally.agrees.append(agree)
+        row["agree"] = int(agree)
+    t = _num(r.get("t_s"))
+    if t is None:
+        skipped[SKIP_CALL_T] += 1
+        return
+    _reaction_times(row, r, float(t), tally, skipped)
+
+
+def _reaction_times(row: dict[str, Any], r: dict, t: float, tally: _Tally, skipped: Counter[str]) -> None:
+    if tally.prev_call_t is not None:
+        row["rt_prev_s"] = t - tally.prev_call_t
+        tally.rt_prev.append(row["rt_prev_s"])
+    tally.prev_call_t = t
+    fi = _int(r.get("frame_index"))
+    if fi is None and ("frame_index" not in r or r["frame_index"] is not None):  # null: no frame was on screen
+        skipped[SKIP_CALL_FRAME] += 1
+    if fi is not None and fi in tally.first_shown:
+        row["rt_frame_s"] = t - tally.first_shown[fi]
+        tally.rt_frame.append(row["rt_frame_s"])
+    before = [ot for ot, _ in tally.onset_times if ot <= t]
+    if before:
+        row["rt_onset_s"] = t - before[-1]
+        tally.rt_onset.append(row["rt_onset_s"])
+
+
+def _stats(v: list[float]) -> dict | None:
+    return None if not v else {"n": len(v), "mean": float(np.mean(v)), "median": float(np.median(v))}
+
+
+def _summary(recs: StudyRecords, tally: _Tally, skipped: Counter[str]) -> dict:
+    h, end = recs.header, (recs.end or {})
+    pairs = [(c, m) for c, m in zip(tally.calls, tally.model_tops) if m is not None]
+    c2p = [v for f in recs.frames if (v := _num(f.get("capture_to_pixels_ms"))) is not None]
+    shown = tally.first_shown.values()
+    return {
         "log": str(recs.path), "session": recs.session, "sessions_in_log": recs.sessions_in_file,
         "participant": h.get("participant"), "condition": h.get("condition"),
         "source": h.get("source"), "complete": recs.complete, "torn_last_line": recs.torn_last_line,
-        "torn_lines": list(recs.torn_lines), "log_error": (recs.end or {}).get("error"),
-        "interrupted_by": (recs.end or {}).get("interrupted_by"),
+        "torn_lines": list(recs.torn_lines), "log_error": end.get("error"),
+        "interrupted_by": end.get("interrupted_by"),
         "frames_displayed": len(recs.frames),
         "frames_predictions_shown": sum(bool(f.get("shown")) for f in recs.frames),
         "frames_by_state": dict(Counter(st for f in recs.frames if (st := _frame_state(f)) is not None)),
-        "duration_s": span, "calls": len(calls), "calls_by_label": dict(Counter(c for c in calls if c)),
+        "duration_s": (max(shown) - min(shown)) if shown else 0.0,
+        "calls": len(tally.calls), "calls_by_label": dict(Counter(tally.calls)),
         "calls_with_model": len(pairs),
-        "calls_without_prediction": dict(excluded),
+        "calls_without_prediction": dict(tally.excluded),
         "agreement_rule": EXCLUSION_NOTE,
-        "agreement": (sum(agrees) / len(agrees)) if agrees else None,
+        "agreement": (sum(tally.agrees) / len(tally.agrees)) if tally.agrees else None,
         "cohen_kappa": _kappa_or_none([str(c) for c, _ in pairs], [str(m) for _, m in pairs]),
-        "rt_prev_s": stats(rt_prev), "rt_frame_s": stats(rt_frame), "rt_onset_s": stats(rt_onset),
-        "flags": kinds.get("flag", 0), "freezes": kinds.get("freeze", 0),
+        "rt_prev_s": _stats(tally.rt_prev), "rt_frame_s": _stats(tally.rt_frame), "rt_onset_s": _stats(tally.rt_onset),
+        "flags": tally.kinds.get("flag", 0), "freezes": tally.kinds.get("freeze", 0),
         "capture_to_pixels_ms": None if not c2p else {"n": len(c2p), "p50": float(np.percentile(c2p, 50)),
                                                       "p95": float(np.percentile(c2p, 95))},
+        "skipped_records": dict(skipped),
     }
-    return rows, summary
 
 
 def _frame_state(f: dict) -> str | None:
-    """A frame record's state; older logs have none: ``ok`` when the model ran, None without a model."""
-    return f.get("state") or ("ok" if f.get("probs") is not None else None)
+    """A frame record's state; older logs have none: ``ok`` when the model ran, None without a model (or with a
+    state that is not text)."""
+    state = f.get("state")
+    if state is None or state == "":
+        return "ok" if f.get("probs") is not None else None
+    return _text(state)
 
 
 def log_warnings(sessions: Sequence[StudyRecords]) -> list[str]:
@@ -227,13 +382,35 @@ def log_warnings(sessions: Sequence[StudyRecords]) -> list[str]:
         for line in s.torn_lines:
             out.append(f"{s.path.name}: line {line} is torn (session {s.session} was killed while writing it); "
                        "skipped")
+        if not isinstance(s.header.get("class_names"), list):
+            out.append(f"{_where(s.path.name, s.session, s.sessions_in_file)}: the header has no class_names: "
+                       "probability columns are numbered (p_0, p_1 …) and top_label is empty")
     return out
+
+
+def skipped_warning(summary: dict) -> str | None:
+    """One line on the records of a session that were skipped or left out of a computation, or None."""
+    skipped = summary.get("skipped_records") or {}
+    if not skipped:
+        return None
+    where = _where(Path(summary["log"]).name, summary["session"], summary.get("sessions_in_log", 1))
+    return f"{where}: {_skipped_text(skipped)} (the summary's skipped_records)"
+
+
+def _skipped_text(skipped: dict[str, int]) -> str:
+    return "records skipped or incomplete: " + ", ".join(f"{k} {v}" for k, v in skipped.items())
+
+
+def _where(name: str, session: int, sessions: int) -> str:
+    return name + (f" (session {session} of {sessions})" if sessions > 1 else "")
 
 
 def export(logs: Sequence[str | Path], out_csv: str | Path, onsets: Sequence[int | float] = (),
            warnings: list[str] | None = None) -> list[dict]:
-    """Write the CSV of every session of every log; return one summary per session. ``warnings`` collects what
-    ``log_warnings`` says about each file."""
+    """Write the CSV of every session of every log (atomically: ``write_csv``); return one summary per session.
+    ``warnings`` collects what ``log_warnings`` and ``skipped_warning`` say about each file and session."""
+    out = Path(out_csv)
+    _check_folder(out, "CSV")
     all_rows, summaries, prob_cols = [], [], []
     for log_path in logs:
         sessions = read_sessions(log_path)
@@ -243,17 +420,49 @@ def export(logs: Sequence[str | Path], out_csv: str | Path, onsets: Sequence[int
             rows, summary = analyse(recs, onsets)
             all_rows += rows
             summaries.append(summary)
+            if warnings is not None and (w := skipped_warning(summary)):
+                warnings.append(w)
             for r in rows:
                 prob_cols += [k for k in r if k.startswith("p_") and k not in prob_cols]
-    out = Path(out_csv)
-    if not out.resolve().parent.is_dir():
-        raise ConfigError(f"output folder does not exist: {out.parent}")
-    with open(out, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=list(CSV_BASE) + prob_cols, restval="")
-        w.writeheader()
-        for r in all_rows:
-            w.writerow({k: ("" if v is None else v) for k, v in r.items()})
+    write_csv(out, list(CSV_BASE) + prob_cols, all_rows)
     return summaries
+
+
+def _check_folder(path: Path, what: str) -> None:
+    """A one-line ConfigError when the folder of an output does not exist (the export makes no folders)."""
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.exists():
+        raise ConfigError(f"cannot write the {what} to {path}: output folder does not exist: {parent}")
+    if not parent.is_dir():
+        raise ConfigError(f"cannot write the {what} to {path}: {parent} is a file, not a folder")
+
+
+def write_csv(out: str | Path, columns: Sequence[str], rows: Sequence[dict]) -> None:
+    """Write the rows to a temporary file beside ``out`` and rename it over ``out``, so a failure half-way (a full
+    disk) leaves the earlier CSV, never a truncated one. A link is followed (its target is replaced); a device or
+    a pipe (``/dev/stdout``) is written directly. OSError: one-line ConfigError."""
+    out = Path(out)
+    direct = out.exists() and not out.is_file()  # (through links) a device or a pipe: no file to replace
+    target = out.resolve() if out.is_symlink() and not direct else out
+    tmp = target if direct else target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "w", newline="", encoding="utf-8", errors="backslashreplace") as f:
+            w = csv.DictWriter(f, fieldnames=list(columns), restval="")
+            w.writeheader()
+            for r in rows:
+                w.writerow({k: ("" if v is None else v) for k, v in r.items()})
+            if not direct:
+                f.flush()
+                os.fsync(f.fileno())
+        if not direct:
+            os.replace(tmp, target)
+    except OSError as exc:
+        if not direct:
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
+        raise ConfigError(f"cannot write the CSV to {out}: {reason(exc)}") from None
 
 
 def format_summary(s: dict) -> str:
@@ -261,8 +470,7 @@ def format_summary(s: dict) -> str:
         return "n/a" if v is None else fmt.format(v)
 
     rt = s["rt_prev_s"]
-    where = Path(s["log"]).name + (f" (session {s['session']} of {s['sessions_in_log']})"
-                                   if s.get("sessions_in_log", 1) > 1 else "")
+    where = _where(Path(s["log"]).name, s["session"], s.get("sessions_in_log", 1))
     status = "" if s["complete"] else " (incomplete: no end record)"
     if s.get("log_error"):
         status += f" (log stopped: {s['log_error']})"
@@ -289,6 +497,8 @@ def format_summary(s: dict) -> str:
     if s["capture_to_pixels_ms"]:
         c = s["capture_to_pixels_ms"]
         lines.append(f"  capture->pixels p50 {c['p50']:.1f} ms, p95 {c['p95']:.1f} ms (n={c['n']})")
+    if s.get("skipped_records"):
+        lines.append(f"  {_skipped_text(s['skipped_records'])}")
     return "\n".join(lines)
 
 
@@ -309,11 +519,17 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    """``sonolens study export``: the outputs are checked (folder exists, writable) before any log is read."""
     out = args.out or str(Path(args.logs[0]).with_suffix(".csv"))
     refuse_inputs_as_outputs({"CSV": out, "summary": args.summary},
                              {f"log {log}": log for log in args.logs})  # a log named *.csv is its own default
+    for what, path in (("CSV", out), ("summary", args.summary)):
+        if path:
+            _check_folder(Path(path), what)
+            check_writable(path, what)
+    onsets = parse_onsets(args.onsets)
     warnings: list[str] = []
-    summaries = export(args.logs, out, parse_onsets(args.onsets), warnings)
+    summaries = export(args.logs, out, onsets, warnings)
     for w in warnings:
         print(f"sonolens: warning: {w}", file=sys.stderr)
     for s in summaries:
@@ -321,6 +537,9 @@ def run_export(args: argparse.Namespace) -> int:
     print(f"(agreement and kappa: {EXCLUSION_NOTE})")
     print(f"wrote {out}")
     if args.summary:
-        Path(args.summary).write_text(json.dumps(summaries, indent=2))
+        try:
+            write_text_atomic(args.summary, strict_json(summaries), "summary")
+        except SonolensError as exc:
+            raise ConfigError(str(exc)) from None
         print(f"wrote {args.summary}")
     return 0
