@@ -17,6 +17,7 @@ class StudyOptions:
     condition: str  # ai | blinded | off
     log: str
     extra: dict[str, Any] = field(default_factory=dict)  # more header fields (a worklist's study, session, block)
+    labels: tuple[str, ...] | None = None  # the call keys' labels (a worklist's); default: the model's classes
 
 
 # The pipeline settings a viewer session reads through ``ViewerOptions``: held in one ``PipelineConfig``, not copied.

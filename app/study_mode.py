@@ -101,7 +101,8 @@ class StudySession(QObject):
                         "model_state": r.state if has_model else None, "file": r.file}
         if self.ask_rating is None:
             self._log_call(key, snapshot, {})
-        elif self.case is not None:  # worklist: the call is logged with the rating, once the reader gives it
+        elif self.case is not None and cur is not None and self.win.playback.is_live(cur):
+            # worklist: a call on the case's own frame, logged with the rating once the reader gives it
             case = self.case
             self.ask_rating(labels[key - 1], lambda answer: self._log_call(key, snapshot, {"case": case, **answer}))
 
@@ -115,6 +116,7 @@ class StudySession(QObject):
         self.win.ui.status_bar.showMessage(f"call recorded: {label} (frame {frame})", 3000)
         self.changed.emit()
         if "case" in answer:
+            self.case = None  # answered: no second call on it while the next case opens
             self.answered.emit(answer["case"])
 
     def flag(self) -> None:

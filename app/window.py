@@ -116,6 +116,8 @@ class ViewerWindow(QMainWindow):
         if meta is not None:
             self.call_labels = tuple(meta.class_names)
             self.overlay.set_classes(self.call_labels)
+        if self.opts.study is not None and self.opts.study.labels:
+            self.call_labels = tuple(self.opts.study.labels)
         self.ui.show_model(meta)
         try:
             self.study.open(self.engine)

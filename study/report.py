@@ -81,8 +81,21 @@ def summarise(plan: dict, data: StudyData, n_boot: int = 2000) -> dict[str, Any]
         "logs_used": data.logs_used, "logs_ignored": data.logs_ignored, "bootstrap": n_boot,
         "conditions": {n: condition_summary(by_cond.get(n, []), positive, n_boot, plan["seed"]) for n in names},
         "questionnaires": questionnaire_summary(data.questionnaires)}
-    summary["differences"] = [difference(rows, n, names[0], positive, n_boot, plan["seed"]) for n in names[1:]]
+    ref = reference_condition(plan)
+    summary["reference"] = ref
+    summary["differences"] = [difference(rows, n, ref, positive, n_boot, plan["seed"]) for n in names if n != ref]
     return summary
+
+
+def reference_condition(plan: dict) -> str:
+    """What the other conditions are compared with: the first condition without the model's output on screen
+    (``off``, else ``blinded``), else the first condition."""
+    conds = plan["conditions"]
+    for display in ("off", "blinded"):
+        match = [c["name"] for c in conds if c["display"] == display]
+        if match:
+            return match[0]
+    return conds[0]["name"]
 
 
 def questionnaire_summary(answers: Sequence[Row]) -> dict[str, dict[str, Any]]:

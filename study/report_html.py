@@ -169,7 +169,8 @@ def write_html(summary: dict, plots: Sequence[Path], out: Path) -> Path:
              f"{html.escape(missing)}); positive class <b>{html.escape(summary['positive'])}</b>. Research use only."
              "</p>", "<h2>By condition (pooled over readers)</h2>", condition_table(summary),
              f"<p class='note'>Pooled: the mean of the readers' figures. [95 % CI]: two-way bootstrap over readers "
-             f"and cases ({summary['bootstrap']} resamples). Differences: each condition minus the first.</p>",
+             f"and cases ({summary['bootstrap']} resamples). Differences: each condition minus the reference "
+             f"condition ({html.escape(summary['reference'])}).</p>",
              "<h2>By reader</h2>", reader_table(summary),
              "<p class='note'>[95 % CI]: Wilson intervals. κ with model: over calls on frames where the model made "
              "a prediction.</p>", "<h2>Questionnaires</h2>", questionnaire_table(summary), "<h2>Plots</h2>"]
