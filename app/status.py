@@ -29,7 +29,9 @@ class StatusPresenter:
         """Status bar (source, frame, speed, loop, recording, self-check) and the state in the view's strip."""
         pb, rec = self.win.playback, self.win.recording.recorder
         parts = []
-        if pb.pipe is not None:
+        if self.win.study.case_label is not None:  # a worklist: never the file's name (it can give the answer)
+            parts.append(self.win.study.case_label)
+        elif pb.pipe is not None:
             info = pb.pipe.info
             parts.append(f"{info.name} ({info.kind}, {info.width}×{info.height}"
                          + (f", {info.fps:.4g} fps)" if info.fps else ")"))

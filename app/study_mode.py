@@ -42,6 +42,7 @@ class StudySession(QObject):
         # worklist mode (``sonolens study run``): the case on screen, and who asks the reader's rating after a call
         self.case: str | None = None
         self.ask_rating: Callable[[str, Callable[[dict], None]], None] | None = None
+        self.case_label: str | None = None  # what the status bar says of the case ("case 3 of 12"), not its file
         ui = win.ui
         for k, act in enumerate(ui.study_call_actions, start=1):
             act.triggered.connect(lambda _=False, k=k: self.call(k))
@@ -149,7 +150,8 @@ class StudySession(QObject):
             return ""
         labels = self.win.call_labels
         text = (f"participant <b>{s.participant}</b> · condition <b>{s.condition}</b><br>"
-                "keys: " + ", ".join(f"{i + 1}={lab}" for i, lab in enumerate(labels)) + ", F=flag, Space=freeze<br>"
+                "keys: " + ", ".join(f"{i + 1}={lab}" for i, lab in enumerate(labels)) + ", F=flag, Space=freeze"
+                + (", P=pause" if self.ask_rating is not None else "") + "<br>"
                 f"{self.log.events} events, {self.log.frames} frames logged")
         if self.error:
             text += f"<br><span style='color:#f85149'><b>log stopped:</b> {html.escape(self.error)}</span>"

@@ -112,9 +112,12 @@ class StudyRunner(QObject):
         if self.win.playback.open_source(str(case.path)):  # no call before its first frame (``StudySession.call``)
             study.case = case.id
             n = len(block.cases) - len(self.queue) + 1
+            block_no = self.wl.blocks.index(block) + 1
             study.on_event("case_shown", None, {"case": case.id, "path": str(case.path), "position": n})
-            self.win.setWindowTitle(f"sonolens study — {self.wl.reader} — block {block.block} — case {n} of "
-                                    f"{len(block.cases)}")
+            study.case_label = (f"block {block.block} ({block_no} of {len(self.wl.blocks)}) · case {n} of "
+                                f"{len(block.cases)}")
+            self.win.setWindowTitle(f"sonolens study — {self.wl.reader} — {study.case_label}")
+            self.win.presenter.refresh()
 
     def _ask_rating(self, label: str, answer: Callable[[dict], None]) -> None:
         from .study_forms import RatingDialog
@@ -125,6 +128,9 @@ class StudyRunner(QObject):
         dialog.answered.connect(lambda v: answer({"confidence": float(v)}))
         dialog.finished.connect(lambda _r: self._dialog_closed(dialog))
         dialog.open()
+        win = self.win.geometry()  # bottom right, over the side panel: the image stays in view
+        dialog.adjustSize()
+        dialog.move(win.right() - dialog.width() - 16, win.bottom() - dialog.height() - 40)
 
     def _dialog_closed(self, dialog) -> None:
         """The keys go back to the viewer (its shortcuts need the active window)."""
