@@ -226,9 +226,10 @@ class Playback(QObject):
 
     def advance(self) -> None:
         """Show the next image of a held folder (``FolderSource.advance``: the API a reader study answers through)."""
-        if self.pipe is None or not self.opts.pipeline.slideshow_hold:
+        advance = getattr(self.pipe.source, "advance", None) if self.pipe is not None else None
+        if advance is None or not self.opts.pipeline.slideshow_hold:  # only a held folder advances
             return
-        self.pipe.source.advance()  # type: ignore[attr-defined]  # a held source is a FolderSource (open_source)
+        advance()
         self.happened.emit("advance", self.current_index, {})
 
     def set_loop(self, on: bool) -> None:

@@ -82,7 +82,7 @@ class StudyRunner(QObject):
                  "block": block.block, "study_condition": block.condition, "worklist": str(self.wl.path)}
         study = StudyOptions(self.wl.reader, block.display, str(log), extra=extra, labels=self.wl.labels)
         return ViewerOptions(source=None, model=None if block.display == "off" else self.model, loop=True,
-                             present=True, study=study)
+                             slideshow_hold=True, present=True, study=study)  # a folder case: Right steps
 
     def _window_closed(self, rc: int) -> None:
         """The block's window finished (``Automation.finish``): the next block, or the end of the session."""

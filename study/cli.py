@@ -97,10 +97,9 @@ def format_summary(summary: dict) -> str:
 
 def _add_plan(sub) -> None:
     pl = sub.add_parser("plan", help="counterbalanced worklists, one per reader and session, from a protocol file",
-                        description="Plan a reader study: every reader reads every case once per condition, one "
-                                    "condition per session for each block of cases, blocks and conditions in a Latin "
-                                    "square, block order alternating between readers, case order shuffled from the "
-                                    "seed. Prints the balance table.")
+                        description="Plan a reader study: every reader reads every case once per condition; the "
+                                    "cases in one block per condition, read under a Latin square of blocks, sessions "
+                                    "and readers; case order shuffled from the seed. Prints the balance table.")
     pl.add_argument("protocol", metavar="PROTOCOL", help="the study's protocol file (YAML)")
     pl.add_argument("--out", required=True, metavar="PLAN", help="a new folder for the plan and the worklists")
     pl.set_defaults(func=run_plan)

@@ -143,7 +143,7 @@ def _text(v: Any) -> str | None:
 
 def _label(v: Any) -> str | None:
     """A label, normalised for comparison; None when missing, empty or not text."""
-    text = _norm(v) if isinstance(v, (str, int)) and not isinstance(v, bool) else None
+    text = _norm(str(v)) if isinstance(v, (str, int)) and not isinstance(v, bool) else None
     return text or None
 
 

@@ -4,20 +4,21 @@ order — counterbalanced, randomised from the protocol's seed — written as on
 The design (fully crossed: every reader reads every case; split-plot: readers in ``groups``, each group its own
 stratified share of the cases, every case read by one group):
 
-* each reader reads each of their cases once per condition, one condition per session: ``sessions`` equals the
-  number of conditions C, sessions separated by the washout;
+* each reader reads each of their cases once per condition, in ``sessions`` = C sessions (C conditions) separated
+  by the washout; every session holds every condition once, a block of cases each;
 * a reader's cases are split into C blocks, stratified by ground truth (so every block has the same mix);
-* block b is read in session s under condition (b + s) mod C — a cyclic Latin square: across the sessions every
-  block meets every condition once, and every session holds every condition once;
-* reader i reads the blocks of a session starting with block i mod C, so which condition comes first in a session
-  alternates between readers (with two conditions: AI first for one reader, without for the next, and the other
-  way round in the second session);
+* reader i reads block b in session s under condition (b + s + i) mod C — a cyclic Latin square per reader:
+  across the sessions every block meets every condition once; and across readers, the condition under which a
+  block is first seen (and the condition a session starts with) rotates, so neither is tied to one condition;
+* readers C, C + 1, … also rotate the order of the blocks within a session (reader i starts with block
+  ⌊i / C⌋ mod C): with two conditions, readers 1 and 2 read block A first, readers 3 and 4 block B;
 * case order within each block is shuffled per reader, session and block from the seed (``numpy`` PCG64 seeded with
   ``[seed, group, reader, session, block]``: the same protocol gives the same plan on any machine).
 
-With C > 2 the square balances position but not carry-over (a Williams square would); the balance table says what
-it balances. An impossible plan (fewer cases than blocks, fewer readers than groups, sessions ≠ conditions) is
-refused with a one-line reason.
+Over readers 1…C the conditions are balanced at every block position of every session; with C > 2 the square
+balances position but not carry-over (a Williams square would). The balance table says what it balances. An
+impossible plan (fewer cases than blocks, fewer readers than groups, sessions ≠ conditions) is refused with a
+one-line reason.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def stratified_split(cases: Sequence[Case], parts: int, rng: np.random.Generator
     k = 0
     for truth in sorted(by_truth):
         members = list(by_truth[truth])
-        rng.shuffle(members)  # type: ignore[arg-type]
+        rng.shuffle(members)
         for c in members:
             out[k % parts].append(c)
             k += 1
@@ -96,10 +97,10 @@ def _reader_sessions(p: Protocol, group: int, ri: int, reader: str, blocks: list
     for s in range(p.sessions):
         order = 0
         for pos in range(n):
-            b = (pos + ri) % n
-            cond = p.conditions[(b + s) % n].name
+            b = (pos + ri // n) % n
+            cond = p.conditions[(b + s + ri) % n].name
             cases = list(blocks[b])
-            np.random.default_rng([p.seed, group, ri, s, b]).shuffle(cases)  # type: ignore[arg-type]
+            np.random.default_rng([p.seed, group, ri, s, b]).shuffle(cases)
             for c in cases:
                 order += 1
                 out.append(Reading(reader, group + 1, s + 1, BLOCK_NAMES[b], pos + 1, cond, order, c.id))

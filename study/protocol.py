@@ -42,7 +42,13 @@ class RatingScale:
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> RatingScale:
         d = checked_keys(d or {}, ("low", "high", "step", "label"), "rating")
-        return cls(**{k: (str(v) if k == "label" else float(v)) for k, v in d.items()})
+        try:
+            numbers = {k: float(d[k]) for k in ("low", "high", "step") if k in d}
+        except (TypeError, ValueError):
+            raise ConfigError(f"rating: low, high and step must be numbers ({d})") from None
+        default = cls()
+        return cls(numbers.get("low", default.low), numbers.get("high", default.high),
+                   numbers.get("step", default.step), str(d.get("label", default.label)))
 
 
 DISPLAYS = ("ai", "blinded", "off")  # what the reader sees: the model's output | the model runs hidden | no model

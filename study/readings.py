@@ -101,9 +101,9 @@ def _log_sessions(logs: Sequence[Path], study: str, data: StudyData) -> list[Stu
 def _planned_rows(plan: dict) -> dict[tuple[str, str, str], dict[str, Any]]:
     truth = {c["id"]: c["truth"] for c in plan["cases"]}
     display = {c["name"]: c["display"] for c in plan["conditions"]}
-    rows = {}
+    rows: dict[tuple[str, str, str], dict[str, Any]] = {}
     for r in plan["readings"]:
-        row = {k: "" for k in COLUMNS}
+        row: dict[str, Any] = {k: "" for k in COLUMNS}
         row.update(r, study=plan["study"], display=display[r["condition"]], truth=truth[r["case"]], answered=0)
         rows[(r["reader"], r["case"], r["condition"])] = row
     return rows

@@ -38,15 +38,19 @@ def _write_protocol(path, readers, cases) -> None:
 
 @pytest.fixture
 def small_study(tmp_path, clip):
-    """Six cases (five stills, one clip), two readers, conditions ai / off, two sessions, both questionnaires."""
+    """Six cases (a folder of two images, four stills, one clip), two readers, conditions ai / off, two sessions,
+    both questionnaires."""
     data = tmp_path / "data"
-    data.mkdir()
-    still = list(frames(5, seed=3))
+    (data / "c0").mkdir(parents=True)
+    still = list(frames(6, seed=3))
+    cv2.imwrite(str(data / "c0" / "view2.png"), still[5])
     cases = []
     for i, truth in enumerate(["normal", "normal", "benign", "benign", "malignant", "malignant"]):
-        path = clip if i == 5 else data / f"case{i}.png"
-        if i < 5:
+        path = clip if i == 5 else data / "c0" if i == 0 else data / f"case{i}.png"
+        if 0 < i < 5:
             cv2.imwrite(str(path), still[i])
+        if i == 0:
+            cv2.imwrite(str(path / "view1.png"), still[0])
         cases.append((f"c{i}", path, truth))
     _write_protocol(tmp_path / "protocol.yaml", ["R1", "R2"], cases)
     return tmp_path / "protocol.yaml"

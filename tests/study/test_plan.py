@@ -171,20 +171,22 @@ def test_groups_with_a_crossed_design_is_refused(tmp_path):
 SQUARE_TRUTHS = {"b1": "benign", "b2": "benign", "b3": "benign", "m1": "malignant", "m2": "malignant",
                  "m3": "malignant"}
 
-# Written out by hand from plan.py's rule: block b (A=0, B=1, C=2) in session s (0-based) has condition
-# (b + s) mod 3 of (ai, blinded, off); reader i (0-based) starts a session with block i mod 3.
-#   R1 (i=0) reads blocks A B C; R2 (i=1) B C A; R3 (i=2) C A B, in every session.
-#   session 1 (s=0): A→ai, B→blinded, C→off;  session 2: A→blinded, B→off, C→ai;  session 3: A→off, B→ai, C→blinded
+# Written out by hand from plan.py's rule: reader i (0-based) reads block b (A=0, B=1, C=2) in session s (0-based)
+# under condition (b + s + i) mod 3 of (ai, blinded, off), and starts a session with block floor(i / 3) mod 3 — so
+# R1, R2, R3 all read A B C in that order:
+#   R1 (i=0): s1 A→ai B→blinded C→off;   s2 A→blinded B→off C→ai;   s3 A→off B→ai C→blinded
+#   R2 (i=1): s1 A→blinded B→off C→ai;   s2 A→off B→ai C→blinded;   s3 A→ai B→blinded C→off
+#   R3 (i=2): s1 A→off B→ai C→blinded;   s2 A→ai B→blinded C→off;   s3 A→blinded B→off C→ai
 SQUARE = {
     ("R1", 1): [("A", "ai"), ("B", "blinded"), ("C", "off")],
     ("R1", 2): [("A", "blinded"), ("B", "off"), ("C", "ai")],
     ("R1", 3): [("A", "off"), ("B", "ai"), ("C", "blinded")],
-    ("R2", 1): [("B", "blinded"), ("C", "off"), ("A", "ai")],
-    ("R2", 2): [("B", "off"), ("C", "ai"), ("A", "blinded")],
-    ("R2", 3): [("B", "ai"), ("C", "blinded"), ("A", "off")],
-    ("R3", 1): [("C", "off"), ("A", "ai"), ("B", "blinded")],
-    ("R3", 2): [("C", "ai"), ("A", "blinded"), ("B", "off")],
-    ("R3", 3): [("C", "blinded"), ("A", "off"), ("B", "ai")],
+    ("R2", 1): [("A", "blinded"), ("B", "off"), ("C", "ai")],
+    ("R2", 2): [("A", "off"), ("B", "ai"), ("C", "blinded")],
+    ("R2", 3): [("A", "ai"), ("B", "blinded"), ("C", "off")],
+    ("R3", 1): [("A", "off"), ("B", "ai"), ("C", "blinded")],
+    ("R3", 2): [("A", "ai"), ("B", "blinded"), ("C", "off")],
+    ("R3", 3): [("A", "blinded"), ("B", "off"), ("C", "ai")],
 }
 
 
@@ -227,6 +229,10 @@ def test_latin_square_balance(tmp_path):
     for (reader, session), rs in _sessions(readings).items():
         assert Counter(r.condition for r in rs) == {"ai": 2, "blinded": 2, "off": 2}, (reader, session)
         assert sorted(r.case for r in rs) == sorted(SQUARE_TRUTHS)  # every case once in a session
+    # across the readers, each block is first seen (session 1) under each condition once
+    first_sight = {(r.reader, r.block): r.condition for r in readings if r.session == 1}
+    for block in ("A", "B", "C"):
+        assert {first_sight[(rd, block)] for rd in ("R1", "R2", "R3")} == conditions, block
     # across the readers, each condition once at each block position of each session
     for session in (1, 2, 3):
         for pos in (1, 2, 3):
@@ -269,7 +275,7 @@ def test_stratified_split_spreads_each_class(tmp_path):
 def test_two_conditions_alternate_between_readers_and_sessions(tmp_path):
     readings = make_plan(load_protocol(_protocol(tmp_path)))
     first = {key: rs[0].condition for key, rs in _sessions(readings).items()}
-    # hand: R1 s1 reads A(ai) then B(off); R2 s1 reads B(off) then A(ai); session 2 swaps the conditions
+    # hand: R1 s1 reads A(ai) then B(off); R2 s1 reads A(off) then B(ai); session 2 swaps the conditions
     assert first == {("R1", 1): "ai", ("R1", 2): "off", ("R2", 1): "off", ("R2", 2): "ai"}
     assert first[("R1", 1)] != first[("R2", 1)]
     assert first[("R1", 1)] != first[("R1", 2)] and first[("R2", 1)] != first[("R2", 2)]
@@ -360,3 +366,16 @@ def test_plan_cli_writes_the_plan_folder(tmp_path, capsys):
     with pytest.raises(ConfigError, match="already holds a plan"):
         cli_main(["plan", str(proto), "--out", str(out)])
     assert (out / "plan.json").read_text() == before
+
+
+def test_readers_beyond_the_square_rotate_the_block_order(tmp_path):
+    truths = {"b1": "benign", "b2": "benign", "m1": "malignant", "m2": "malignant"}
+    readings = make_plan(load_protocol(_protocol(tmp_path, truths, labels=["benign", "malignant"],
+                                                 readers=["R1", "R2", "R3", "R4"])))
+    first = {key: (rs[0].block, rs[0].condition) for key, rs in _sessions(readings).items()}
+    # hand, from (b + s + i) mod 2 and the first block floor(i / 2) mod 2 (A=0, B=1; ai=0, off=1); e.g. R3 (i=2)
+    # starts with B (floor(2/2) = 1) in session 1 (s=0): (1 + 0 + 2) mod 2 = 1 = off
+    assert first == {("R1", 1): ("A", "ai"), ("R1", 2): ("A", "off"), ("R2", 1): ("A", "off"), ("R2", 2): ("A", "ai"),
+                     ("R3", 1): ("B", "off"), ("R3", 2): ("B", "ai"), ("R4", 1): ("B", "ai"), ("R4", 2): ("B", "off")}
+    # so over the four readers each condition opens session 1 twice, and block A is first seen twice under each
+    assert Counter(c for (_, s), (_, c) in first.items() if s == 1) == {"ai": 2, "off": 2}
