@@ -82,7 +82,7 @@ class StudyRunner(QObject):
                  "block": block.block, "study_condition": block.condition, "worklist": str(self.wl.path)}
         study = StudyOptions(self.wl.reader, block.display, str(log), extra=extra, labels=self.wl.labels)
         return ViewerOptions(source=None, model=None if block.display == "off" else self.model, loop=True,
-                             slideshow_hold=True, present=True, study=study)  # a folder case: Right steps
+                             present=True, study=study)
 
     def _window_closed(self, rc: int) -> None:
         """The block's window finished (``Automation.finish``): the next block, or the end of the session."""
@@ -109,15 +109,19 @@ class StudyRunner(QObject):
         case, block, study = self.queue[0], self.block, self.win.study
         assert block is not None
         study.case = None
-        if self.win.playback.open_source(str(case.path)):  # no call before its first frame (``StudySession.call``)
-            study.case = case.id
-            n = len(block.cases) - len(self.queue) + 1
-            block_no = self.wl.blocks.index(block) + 1
-            study.on_event("case_shown", None, {"case": case.id, "path": str(case.path), "position": n})
-            study.case_label = (f"block {block.block} ({block_no} of {len(self.wl.blocks)}) · case {n} of "
-                                f"{len(block.cases)}")
-            self.win.setWindowTitle(f"sonolens study — {self.wl.reader} — {study.case_label}")
-            self.win.presenter.refresh()
+        self.win.opts.pipeline.slideshow_hold = case.path.is_dir()  # a folder case: each image until Right
+        if not self.win.playback.open_source(str(case.path)):  # said in a dialog; the case stays unanswered
+            study.on_event("case_error", None, {"case": case.id, "path": str(case.path)})
+            self.queue.pop(0)
+            QTimer.singleShot(0, self._show_next)
+            return
+        study.case = case.id  # calls count from the case's first frame on (``StudySession.call``)
+        n = len(block.cases) - len(self.queue) + 1
+        block_no = self.wl.blocks.index(block) + 1
+        study.on_event("case_shown", None, {"case": case.id, "path": str(case.path), "position": n})
+        study.case_label = f"block {block.block} ({block_no} of {len(self.wl.blocks)}) · case {n} of {len(block.cases)}"
+        self.win.setWindowTitle(f"sonolens study — {self.wl.reader} — {study.case_label}")
+        self.win.presenter.refresh()
 
     def _ask_rating(self, label: str, answer: Callable[[dict], None]) -> None:
         from .study_forms import RatingDialog
