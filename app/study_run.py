@@ -179,6 +179,7 @@ class StudyRunner(QObject):
         self.dialog = dialog = FormDialog(self.win, form(name))
         dialog.answered.connect(lambda answers: self._form_answered(name, answers))
         dialog.finished.connect(lambda _r: self._dialog_closed(dialog))
+        dialog.rejected.connect(lambda: QTimer.singleShot(0, self._questionnaires))  # Esc: the form comes back
         dialog.open()
 
     def _form_answered(self, name: str, answers: dict) -> None:

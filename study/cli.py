@@ -47,6 +47,8 @@ def run_report(args: argparse.Namespace) -> int:
     from .report_html import plot_accuracy, plot_roc, plot_rt, write_html
     from .worklist import load_plan
 
+    if args.bootstrap < 100:
+        raise ConfigError(f"--bootstrap must be at least 100 resamples, got {args.bootstrap}")
     out = _report_folder(args)
     plan = load_plan(args.plan)
     logs = find_logs(Path(args.logs))
@@ -55,17 +57,22 @@ def run_report(args: argparse.Namespace) -> int:
     data = collect(plan, logs)
     for line in data.logs_ignored:
         print(f"sonolens: warning: ignored {line}", file=sys.stderr)
-    summary = summarise(plan, data, max(100, args.bootstrap))
+    summary = summarise(plan, data, args.bootstrap)
     files = write_tables(data, out)
     done = [r for r in data.rows if r["answered"]]
-    im = write_imrmc(out / "study.imrmc", done, positive=plan["positive"],
-                     description=f"sonolens reader study {plan['study']}: confidence ratings")
-    summary["imrmc"] = {"file": "study.imrmc", "skipped_no_score": im.skipped_no_score}
+    try:
+        im = write_imrmc(out / "study.imrmc", done, positive=plan["positive"],
+                         description=f"sonolens reader study {plan['study']}: confidence ratings")
+        summary["imrmc"] = {"file": "study.imrmc", "skipped_no_score": im.skipped_no_score}
+    except ConfigError as exc:  # e.g. no answered reading yet, or no positive case answered: the rest still stands
+        summary["imrmc"] = {"file": None, "error": str(exc)}
+        print(f"sonolens: warning: no iMRMC file: {exc}", file=sys.stderr)
     plots = [plot_accuracy(summary, out), plot_roc(done, summary, out), plot_rt(done, summary, out)]
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=1), "report summary")
     page = write_html(summary, plots, out)
     print(format_summary(summary))
-    print(f"wrote {len(files) + len(plots) + 3} files to {out} (open {page})")
+    written = len(files) + len(plots) + 2 + (summary["imrmc"]["file"] is not None)  # + summary.json, report.html
+    print(f"wrote {written} files to {out} (open {page})")
     return 0
 
 

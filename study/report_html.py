@@ -75,7 +75,8 @@ def plot_roc(rows: Sequence[Row], summary: dict, out: Path) -> Path:
         ax.set_xlabel("1 − specificity")
         ax.set_aspect("equal")
     axes[0][0].set_ylabel("sensitivity")
-    axes[0][-1].legend(fontsize=7, loc="lower right")
+    if axes[0][-1].get_legend_handles_labels()[0]:
+        axes[0][-1].legend(fontsize=7, loc="lower right")
     return _save(fig, out / "roc_by_reader.png")
 
 
