@@ -1,3 +1,8 @@
-"""Reader studies, without Qt or torch: the study log (``log``), its export (``export``), the protocol and its
-counterbalanced plan (``protocol``, ``plan``), the analysis and report (``analysis``, ``report``), and the
-iMRMC export (``imrmc``). The participant's screen (``sonolens study run``) is the viewer's (``app.study_run``)."""
+"""Reader studies, without Qt or torch.
+
+``protocol`` (the study's YAML file) → ``plan`` (counterbalanced readings) → ``worklist`` (the files of a plan) →
+the participant's screen (``app.study_run``, which writes the study ``log`` and reads its ``progress``) →
+``readings`` (plan ⋈ logs) → ``analysis`` (statistics) → ``report`` and ``report_html`` (tables, plots, page) and
+``imrmc`` (the MRMC export). ``questionnaires`` holds NASA-TLX and SUS; ``export`` is ``sonolens study export``
+for any study log; ``cli`` is ``sonolens study``.
+"""
