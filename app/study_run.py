@@ -190,13 +190,11 @@ class StudyRunner(QObject):
         QTimer.singleShot(0, self._questionnaires)
 
 
-def _open_window(opts: ViewerOptions):
+def _open_window(opts: ViewerOptions, size: str = "1280x800", screen: int | None = None,
+                 fullscreen: bool = False):
     from .main import create_window
 
-    return create_window(opts, _SIZE["size"], _SIZE["screen"], _SIZE["fullscreen"])
-
-
-_SIZE: dict[str, Any] = {"size": "1280x800", "screen": None, "fullscreen": False}
+    return create_window(opts, size, screen, fullscreen)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -219,9 +217,9 @@ def cli_main(argv: list[str]) -> int:
     from .signals import QtShutdownSignals
 
     _ensure_display(False)
-    _SIZE.update(size=args.size, screen=args.screen, fullscreen=args.fullscreen)
     app = make_app()
-    runner = StudyRunner(wl, logs, model=args.model)
+    runner = StudyRunner(wl, logs, model=args.model,
+                         open_window=lambda o: _open_window(o, args.size, args.screen, args.fullscreen))
     if runner.remaining() == 0 and all(runner.progress.block_done(wl, b) for b in wl.blocks):
         print(f"{wl.session_id}: every case is answered already (logs in {logs})")
         return 0

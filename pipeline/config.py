@@ -19,13 +19,12 @@ with a one-line note pointing to the sectioned form. ``resolve`` also says where
 
 from __future__ import annotations
 
-import difflib
 import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, suggest
 from .stream import PipelineConfig
 
 MODES = ("run", "view")
@@ -171,7 +170,7 @@ def _sectioned(p: Path, data: dict) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for section, body in data.items():
         if section not in SECTIONS:
-            raise ConfigError(f"{p}: unknown section {section!r}{_suggest(str(section), SECTIONS)}")
+            raise ConfigError(f"{p}: unknown section {section!r}{suggest(str(section), SECTIONS)}")
         if section == "sources":
             raise ConfigError(f"{p}: 'sources' (several streams in one process) is not supported yet: one source "
                               f"per run (source.spec)")
@@ -181,7 +180,7 @@ def _sectioned(p: Path, data: dict) -> dict[str, Any]:
             dotted = f"{section}.{name}"
             if dotted not in _BY_DOTTED:
                 names = [k.dotted for k in SCHEMA]
-                raise ConfigError(f"{p}: unknown key {dotted!r}{_suggest(dotted, names)}")
+                raise ConfigError(f"{p}: unknown key {dotted!r}{suggest(dotted, names)}")
             key = _BY_DOTTED[dotted]
             out[key.target] = check_value(key, value, str(p))
     return out
@@ -191,7 +190,7 @@ def _flat(p: Path, data: dict) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, value in data.items():
         if name not in _BY_TARGET:
-            raise ConfigError(f"{p}: unknown key {name!r}{_suggest(str(name), list(_BY_TARGET))}")
+            raise ConfigError(f"{p}: unknown key {name!r}{suggest(str(name), list(_BY_TARGET))}")
         out[name] = check_value(_BY_TARGET[name], value, str(p))
     return out
 
@@ -236,11 +235,6 @@ def _shown(value: Any) -> str:
     if isinstance(value, str):
         return f"the string {value!r}"
     return f"{type(value).__name__} {value!r}"[:80]
-
-
-def _suggest(name: str, valid: Any) -> str:
-    close = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else f" (valid: {', '.join(list(valid)[:12])}…)"
 
 
 __all__ = ["SCHEMA", "SECTIONS", "MODES", "MODE_DEFAULTS", "Key", "Resolved", "resolve", "read_file", "check_value"]

@@ -3,6 +3,9 @@
 Anything that is *not* a ``SonolensError`` is a bug in sonolens and keeps its traceback.
 """
 
+import difflib
+from collections.abc import Iterable
+
 
 class SonolensError(Exception):
     """A user-facing error: bad input, missing file, unusable model. ``str(err)`` is the one line shown."""
@@ -37,3 +40,10 @@ def reason(exc: BaseException, limit: int = 160) -> str:
     text = getattr(exc, "strerror", None) or (str(exc).strip().splitlines() or [""])[0] or type(exc).__name__
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def suggest(name: str, valid: Iterable[str]) -> str:
+    """"; did you mean 'x'?" for the closest valid name (else the valid names), to end an unknown-name message."""
+    valid = list(valid)
+    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else f" (valid: {', '.join(valid[:12])}…)"

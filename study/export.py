@@ -56,6 +56,7 @@ import numpy as np
 from sonolens.pipeline.errors import ConfigError, SonolensError, reason
 from sonolens.pipeline.outputs import check_writable, refuse_inputs_as_outputs, strict_json, write_text_atomic
 
+from .analysis import cohen_kappa as kappa
 from .log import StudyRecords, read_sessions
 
 CSV_BASE = ("participant", "condition", "log", "session", "record", "kind", "t_s", "wall_time", "frame_index",
@@ -76,27 +77,12 @@ EXCLUSION_NOTE = ("calls on frames without a prediction (outside the model's dom
                   "agreement and kappa and counted separately")
 
 
-def _kappa_or_none(a: Sequence[str], b: Sequence[str]) -> float | None:
-    """Cohen's kappa of two label lists, or None when there are no pairs or it is undefined (NaN)."""
-    if not a:
-        return None
-    k = cohen_kappa(a, b)
-    return None if math.isnan(k) else k
-
-
 def cohen_kappa(a: Sequence[str], b: Sequence[str]) -> float:
-    """Cohen's kappa between two raters' labels; NaN when undefined (fewer than 1 item or chance agreement 1)."""
+    """Cohen's kappa between two raters' labels (``analysis.cohen_kappa``); NaN where that is undefined."""
     if len(a) != len(b):
         raise ValueError("kappa needs two label lists of the same length")
-    n = len(a)
-    if n == 0:
-        return float("nan")
-    po = sum(x == y for x, y in zip(a, b)) / n
-    ca, cb = Counter(a), Counter(b)
-    pe = sum(ca[k] * cb[k] for k in set(ca) | set(cb)) / (n * n)
-    if pe >= 1.0:
-        return float("nan")
-    return (po - pe) / (1.0 - pe)
+    k = kappa(a, b)
+    return float("nan") if k is None else k
 
 
 def _norm(label: str | None) -> str | None:
@@ -353,7 +339,7 @@ def _summary(recs: StudyRecords, tally: _Tally, skipped: Counter[str]) -> dict:
         "calls_without_prediction": dict(tally.excluded),
         "agreement_rule": EXCLUSION_NOTE,
         "agreement": (sum(tally.agrees) / len(tally.agrees)) if tally.agrees else None,
-        "cohen_kappa": _kappa_or_none([str(c) for c, _ in pairs], [str(m) for _, m in pairs]),
+        "cohen_kappa": kappa([str(c) for c, _ in pairs], [str(m) for _, m in pairs]),
         "rt_prev_s": _stats(tally.rt_prev), "rt_frame_s": _stats(tally.rt_frame), "rt_onset_s": _stats(tally.rt_onset),
         "flags": tally.kinds.get("flag", 0), "freezes": tally.kinds.get("freeze", 0),
         "capture_to_pixels_ms": None if not c2p else {"n": len(c2p), "p50": float(np.percentile(c2p, 50)),

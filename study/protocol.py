@@ -10,11 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from sonolens.pipeline.errors import ConfigError
 
-from .schema import checked_keys
+from .schema import checked_keys, read_yaml
 
 
 @dataclass(frozen=True)
@@ -234,14 +232,7 @@ def parse_protocol(d: Any, path: Path) -> Protocol:
 def load_protocol(path: str | os.PathLike) -> Protocol:
     """Read and validate a protocol file (one-line ConfigError for anything wrong)."""
     p = Path(path)
-    try:
-        d = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"no such protocol file: {p}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read protocol {p}: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"protocol {p} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    d = read_yaml(p, "protocol")
     return parse_protocol(d, p.resolve())
 
 

@@ -13,12 +13,11 @@ Answers are mappings ``{item.key: value}``; every item must be answered, on its 
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sonolens.pipeline.errors import ConfigError
+from sonolens.pipeline.errors import ConfigError, suggest
 
 
 @dataclass(frozen=True)
@@ -114,9 +113,7 @@ def form(name: str) -> Form:
     try:
         return FORMS[name]
     except (KeyError, TypeError):
-        near = difflib.get_close_matches(str(name), list(FORMS), n=1)
-        hint = f"; did you mean {near[0]!r}?" if near else f" (known: {', '.join(FORMS)})"
-        raise ConfigError(f"unknown questionnaire {name!r}{hint}") from None
+        raise ConfigError(f"unknown questionnaire {name!r}{suggest(str(name), FORMS)}") from None
 
 
 def checked_answers(f: Form, answers: Mapping[str, object]) -> dict[str, float]:
@@ -127,9 +124,7 @@ def checked_answers(f: Form, answers: Mapping[str, object]) -> dict[str, float]:
     keys = f.keys()
     for key in answers:
         if key not in keys:
-            near = difflib.get_close_matches(str(key), keys, n=1)
-            hint = f"; did you mean {near[0]!r}?" if near else f" (items: {', '.join(keys)})"
-            raise ConfigError(f"{f.name}: unknown item {key!r}{hint}")
+            raise ConfigError(f"{f.name}: unknown item {key!r}{suggest(str(key), keys)}")
     missing = [key for key in keys if key not in answers]
     if missing:
         raise ConfigError(f"{f.name}: item {missing[0]!r} is not answered ({len(missing)} missing)")

@@ -7,7 +7,6 @@ written by ``study run``, are listed as ignored."""
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,10 +137,6 @@ def find_logs(folder: Path) -> list[Path]:
 
 def answered(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in rows if r["answered"]]
-
-
-def counts(rows: Sequence[dict[str, Any]]) -> Counter:
-    return Counter((r["condition"], bool(r["answered"])) for r in rows)
 
 
 __all__ = ["COLUMNS", "StudyData", "collect", "find_logs", "answered"]

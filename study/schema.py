@@ -1,12 +1,15 @@
-"""Small helpers of the study files' schemas: unknown keys refused with a suggestion (one line)."""
+"""What the study files' schemas share: a YAML file read in one line of error, unknown keys refused with the
+suggestion ``sonolens run``'s configuration gives (``pipeline.errors.suggest``)."""
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
-from sonolens.pipeline.errors import ConfigError
+import yaml
+
+from sonolens.pipeline.errors import ConfigError, suggest
 
 
 def checked_keys(d: Any, allowed: Iterable[str], where: str) -> dict[str, Any]:
@@ -16,7 +19,17 @@ def checked_keys(d: Any, allowed: Iterable[str], where: str) -> dict[str, Any]:
     allowed = tuple(allowed)
     for key in d:
         if key not in allowed:
-            near = difflib.get_close_matches(str(key), allowed, n=1)
-            hint = f"; did you mean {near[0]!r}?" if near else f" (known: {', '.join(allowed)})"
-            raise ConfigError(f"{where}: unknown key {key!r}{hint}")
+            raise ConfigError(f"{where}: unknown key {key!r}{suggest(str(key), allowed)}")
     return dict(d)
+
+
+def read_yaml(path: Path, what: str) -> Any:
+    """The parsed YAML of ``path`` (``what``: "protocol", "worklist"), or a one-line ConfigError."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"no such {what} file: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{what} {path} is not valid YAML: {str(exc).splitlines()[0]}") from None

@@ -25,7 +25,7 @@ from sonolens.pipeline.outputs import write_text_atomic
 
 from .plan import PLAN_FILE, READINGS_CSV, Reading, balance_rows, format_table, session_id
 from .protocol import Protocol, RatingScale
-from .schema import checked_keys
+from .schema import checked_keys, read_yaml
 
 WORKLIST_VERSION = 1
 
@@ -140,12 +140,7 @@ WORKLIST_KEYS = ("sonolens_worklist", "study", "reader", "session", "session_id"
 def load_worklist(path: str | Path) -> Worklist:
     """Read a worklist written by ``study plan`` (one-line ConfigError when it is not one)."""
     p = Path(path)
-    try:
-        d = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"no such worklist: {p}") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read worklist {p}: {str(exc).splitlines()[0]}") from None
+    d = read_yaml(p, "worklist")
     if not isinstance(d, dict) or "sonolens_worklist" not in d:
         raise ConfigError(f"{p} is not a worklist written by 'sonolens study plan'")
     d = checked_keys(d, WORKLIST_KEYS, f"worklist {p.name}")
