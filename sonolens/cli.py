@@ -45,6 +45,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                   "a breast model on real cine clips: gate share, clip/patient AUC with CIs, changes per second"),
     "seed-summary": ("sonolens.training.seed_summary:cli_main",
                      "recipes over seeds (mean ± sd) and paired differences from external-eval JSONs"),
+    "loho": ("sonolens.training.loho:cli_main",
+             "leave-one-hospital-out validation: split files, and the recipe rule over held-out evals"),
     "study run": ("sonolens.app.study_run:cli_main",
                   "a reader's session: walk a worklist of 'study plan' in the viewer (needs the 'app' extra)"),
     "study": ("sonolens.study.cli:cli_main", "reader studies: study plan PROTOCOL / report PLAN LOGS / export LOG"),

@@ -22,7 +22,8 @@ for training that has to hold up on other hospitals' machines): depth/zoom setti
 (``ResolutionLoss``) and an anisotropic point-spread blur (``AnisotropicBlur``), a smooth random TGC curve
 (``TimeGainCurve``), dynamic range / log compression (``DynamicRange``), speckle of varying grain
 (``VariableSpeckle``), JPEG/video-codec artefacts (``JpegArtefacts``) and burned-in calipers and text on every class
-(``BurnedInMarks``).
+(``BurnedInMarks``), a colour-Doppler box (``DopplerBox``) and the black frame of a screen capture or export
+(``Letterbox``).
 
 Geometry uses torchvision transforms v2 (antialiased bilinear resampling; close to INTER_AREA when shrinking —
 the remaining difference is far below the augmentation's own variation).
@@ -116,6 +117,9 @@ class AugmentConfig:
     jpeg_p: float = 0.0
     jpeg_quality: tuple[int, int] = (20, 90)  # JPEG / video-codec blocking and ringing
     marks_p: float = 0.0  # burned-in calipers, dotted lines and text at random places, on every class alike
+    letterbox_p: float = 0.0  # the image shrunk into a black frame, as screen captures and video exports make
+    letterbox_scale: tuple[float, float] = (0.6, 0.95)  # the content's side against the frame's, per axis
+    doppler_p: float = 0.0  # a colour-Doppler box (outline + flow blobs, as grey) at a random place
 
 
 class RandomGamma(nn.Module):
@@ -380,9 +384,65 @@ class BurnedInMarks(nn.Module):
         return y.unsqueeze(0).expand_as(x).contiguous()
 
 
+class DopplerBox(nn.Module):
+    """A colour-Doppler box as a grey model sees it: a thin bright outline and, inside, a few smooth blobs of
+    mid-to-bright grey replacing the B-mode (colour flow converted to grey). Drawn on every class alike."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import cv2
+
+        if torch.rand(()) >= self.p:
+            return x
+        h, w = x.shape[-2:]
+        img = (x[0].clamp(0, 1) * 255).round().to(torch.uint8).numpy().copy()
+        r = torch.rand(4).tolist()
+        bw, bh = int(w * (0.25 + 0.25 * r[0])), int(h * (0.2 + 0.25 * r[1]))
+        x0, y0 = int(r[2] * (w - bw)), int(r[3] * (h - bh))
+        flow = np.zeros((h, w), np.float32)
+        for _ in range(int(torch.randint(1, 5, ()))):
+            c = (x0 + int(torch.rand(()) * bw), y0 + int(torch.rand(()) * bh))
+            ra, rb = (torch.rand(2) + 0.3).tolist()
+            axes = (max(2, int(bw * 0.15 * ra)), max(2, int(bh * 0.1 * rb)))
+            cv2.ellipse(flow, c, axes, float(torch.rand(()) * 180), 0, 360, float(torch.randint(90, 230, ())), -1)
+        flow = cv2.GaussianBlur(flow, (0, 0), 1.5)
+        inside = np.zeros_like(flow, bool)
+        inside[y0:y0 + bh, x0:x0 + bw] = True
+        img = np.where(inside & (flow > 20), flow.clip(0, 255).astype(np.uint8), img)
+        cv2.rectangle(img, (x0, y0), (x0 + bw, y0 + bh), int(torch.randint(150, 256, ())), 1)
+        y = torch.from_numpy(img).float().div(255.0)
+        return y.unsqueeze(0).expand_as(x).contiguous()
+
+
+class Letterbox(nn.Module):
+    """The whole image shrunk into a black frame of the same size at a random place (each axis by its own factor,
+    so the aspect changes too): the borders a screen capture or a video export adds around the scan."""
+
+    def __init__(self, scale: tuple[float, float], p: float):
+        super().__init__()
+        self.scale, self.p = (float(scale[0]), float(scale[1])), p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.rand(()) >= self.p:
+            return x
+        h, w = x.shape[-2:]
+        lo, hi = self.scale
+        sh, sw = (lo + (hi - lo) * torch.rand(2)).tolist()
+        nh, nw = max(8, int(h * sh)), max(8, int(w * sw))
+        small = nn.functional.interpolate(x.unsqueeze(0), size=(nh, nw), mode="bilinear", antialias=True,
+                                          align_corners=False)[0]
+        top, left = int(torch.randint(0, h - nh + 1, ())), int(torch.randint(0, w - nw + 1, ()))
+        out = torch.zeros_like(x)
+        out[:, top:top + nh, left:left + nw] = small
+        return out
+
+
 def scanner_ops(cfg: AugmentConfig) -> list[nn.Module | None]:
     """The scanner-difference modules ``cfg`` switches on, in chain order ([zoom, resolution, blur, TGC, dynamic
-    range, speckle grain, JPEG, marks], ``None`` where off); an empty list when all are off."""
+    range, speckle grain, JPEG, marks, Doppler box, letterbox], ``None`` where off); an empty list when all are off."""
     ops: list[nn.Module | None] = [
         ZoomDepth(cfg.zoom_range, cfg.zoom_p) if cfg.zoom_p > 0 else None,
         ResolutionLoss(cfg.resolution_factor, cfg.resolution_p) if cfg.resolution_p > 0 else None,
@@ -393,6 +453,8 @@ def scanner_ops(cfg: AugmentConfig) -> list[nn.Module | None]:
          if cfg.speckle_grain != (2, 2) and cfg.speckle_p > 0 else None),
         JpegArtefacts(cfg.jpeg_quality, cfg.jpeg_p) if cfg.jpeg_p > 0 else None,
         BurnedInMarks(cfg.marks_p) if cfg.marks_p > 0 else None,
+        DopplerBox(cfg.doppler_p) if cfg.doppler_p > 0 else None,
+        Letterbox(cfg.letterbox_scale, cfg.letterbox_p) if cfg.letterbox_p > 0 else None,
     ]
     return ops if any(op is not None for op in ops) else []
 

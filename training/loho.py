@@ -1,0 +1,217 @@
+"""Leave-one-hospital-out (LOHO) validation: recipes judged by how they hold up on the hospital they did not see.
+
+In-distribution validation rows cannot tell which recipe generalises to another hospital's scanner (the union
+validation of the Lite0 campaign picked the weakest model: ``docs/lite0/SELECTION.md``). Here every recipe is
+trained twice per seed — on BUSI, held out BUS-UCLM; on BUS-UCLM, held out BUSI — and judged on the held-out
+hospital's train + val rows. Test rows of both hospitals are not in the LOHO split files at all, so nothing here
+can read them; the Polish set and the cine clips are never touched.
+
+    sonolens loho split training/split_csv/busi_uclm.csv --out training/split_csv
+    sonolens loho summary runs/loho/*.json --md docs/loho/loho.md --json docs/loho/loho.json
+
+``split`` writes ``loho_busi.csv`` and ``loho_bus_uclm.csv`` (named by the hospital trained on): that hospital's
+``train``/``val`` rows keep their split (the checkpoint is chosen on its own ``val``, as the shipped recipes do),
+the other hospital's ``train`` + ``val`` rows become ``heldout``.
+
+``summary`` reads ``sonolens eval --split heldout --json`` files of checkpoints in run folders named
+``loho_<recipe>_<hospital>_s<seed>`` and applies ``RULE`` (fixed before any held-out figure was read; see
+``docs/loho/SELECTION.md``): per run, the benign-vs-malignant AUC of P(m) / (P(b) + P(m)) on the held-out lesion
+images (prior-free: the hospitals' class mixes differ, 61 % normal in BUS-UCLM against 17 % in BUSI) and the
+3-class balanced accuracy (mean recall); per recipe, their means over both directions and all seeds; the pick is the
+recipe with the highest mean AUC, a difference under ``TIE`` being a tie broken by the balanced accuracy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sonolens.pipeline.errors import ConfigError
+
+HOSPITALS = ("busi", "bus_uclm")
+HELDOUT = "heldout"
+TIE = 0.01
+RULE = ("recipe with the highest mean held-out benign-vs-malignant AUC over both directions and all seeds; "
+        f"a difference under {TIE} is a tie, broken by the mean held-out 3-class balanced accuracy")
+RUN_NAME = re.compile(r"^loho_(?P<recipe>.+)_(?P<hospital>busi|bus_uclm)_s(?P<seed>\d+)$")
+
+
+# --------------------------------------------------------------------------------------------------------
+# Split files
+# --------------------------------------------------------------------------------------------------------
+def loho_rows(rows: Sequence[dict[str, str]], train_on: str) -> list[dict[str, str]]:
+    """The rows of a union split file for training on ``train_on``: its train/val rows as they are, the other
+    hospital's train/val rows as ``heldout``; every test row dropped."""
+    if train_on not in HOSPITALS:
+        raise ConfigError(f"unknown hospital {train_on!r} (one of {', '.join(HOSPITALS)})")
+    out = []
+    for row in rows:
+        if row["split"] not in ("train", "val"):
+            continue
+        if row["dataset"] == train_on:
+            out.append(dict(row))
+        elif row["dataset"] in HOSPITALS:
+            out.append({**row, "split": HELDOUT})
+    return out
+
+
+def write_loho_splits(union_csv: Path, out_dir: Path) -> list[Path]:
+    """``loho_<hospital>.csv`` for each hospital, from the union split file ``union_csv``."""
+    try:
+        with open(union_csv, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            fields, rows = list(reader.fieldnames or []), list(reader)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {union_csv}: {exc.strerror or exc}") from exc
+    missing = {"file", "label", "group", "split", "dataset"} - set(fields)
+    if missing:
+        raise ConfigError(f"{union_csv}: not a multi-dataset split file (no column {', '.join(sorted(missing))})")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for hospital in HOSPITALS:
+        path = out_dir / f"loho_{hospital}.csv"
+        with open(path, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=fields, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(loho_rows(rows, hospital))
+        written.append(path)
+    return written
+
+
+# --------------------------------------------------------------------------------------------------------
+# Metrics of one run and the rule
+# --------------------------------------------------------------------------------------------------------
+def run_name(result: dict[str, Any]) -> dict[str, Any]:
+    """Recipe, hospital trained on and seed of an eval result, from its checkpoint's run folder."""
+    folder = Path(str(result.get("model", ""))).parent.name
+    m = RUN_NAME.match(folder)
+    if not m:
+        raise ConfigError(f"{result.get('model')!r}: not a checkpoint in a loho_<recipe>_<hospital>_s<seed> folder")
+    return {"recipe": m["recipe"], "trained_on": m["hospital"], "seed": int(m["seed"])}
+
+
+def run_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """Held-out benign-vs-malignant AUC, 3-class balanced accuracy and accuracy of one ``eval --json`` result."""
+    from .external_eval import auc, malignancy_score
+
+    if result.get("split") != HELDOUT or "probs" not in result:
+        raise ConfigError(f"{result.get('model')!r}: not an 'eval --split {HELDOUT} --json' result")
+    names = [c.lower() for c in result["class_names"]]
+    probs, y = np.asarray(result["probs"], np.float64), np.asarray(result["y_true"], np.int64)
+    lesion = np.isin(y, [names.index("benign"), names.index("malignant")])
+    score = malignancy_score(probs[lesion], names)
+    pred = probs.argmax(axis=1)
+    recalls = [float((pred[y == k] == k).mean()) for k in np.unique(y)]
+    return {"n": int(len(y)), "auc_bm": auc(score, y[lesion] == names.index("malignant")),
+            "balanced_accuracy": float(np.mean(recalls)), "accuracy": float((pred == y).mean())}
+
+
+def common_seeds(runs: Sequence[dict[str, Any]]) -> list[int]:
+    """Seeds that every recipe ran in both directions: the rule compares recipes on the same seeds only."""
+    per_recipe = [{s for s in {r["seed"] for r in runs if r["recipe"] == name}
+                   if {r["trained_on"] for r in runs if r["recipe"] == name and r["seed"] == s} == set(HOSPITALS)}
+                  for name in {r["recipe"] for r in runs}]
+    return sorted(set.intersection(*per_recipe)) if per_recipe else []
+
+
+def summarise(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Per-run metrics; per-recipe means over both directions and the seeds every recipe completed; the pick."""
+    all_runs = [{**run_name(r), **run_metrics(r)} for r in results]
+    keys = [(r["recipe"], r["trained_on"], r["seed"]) for r in all_runs]
+    if len(set(keys)) != len(keys):
+        raise ConfigError("two results for the same recipe, hospital and seed")
+    seeds = common_seeds(all_runs)
+    runs = [r for r in all_runs if r["seed"] in seeds]
+    recipes: dict[str, dict[str, Any]] = {}
+    for name in sorted({r["recipe"] for r in runs}):
+        mine = [r for r in runs if r["recipe"] == name]
+        recipes[name] = {"runs": len(mine), "directions": sorted({r["trained_on"] for r in mine}),
+                         "seeds": sorted({r["seed"] for r in mine}),
+                         "auc_bm": float(np.mean([r["auc_bm"] for r in mine])),
+                         "balanced_accuracy": float(np.mean([r["balanced_accuracy"] for r in mine]))}
+        for hospital in HOSPITALS:
+            side = [r["auc_bm"] for r in mine if r["trained_on"] == hospital]
+            recipes[name][f"auc_bm_trained_on_{hospital}"] = float(np.mean(side)) if side else math.nan
+    return {"rule": RULE, "seeds": seeds, "runs": all_runs, "recipes": recipes, "pick": pick(recipes)}
+
+
+def pick(recipes: dict[str, dict[str, Any]]) -> str | None:
+    """``RULE`` over recipes that ran in both directions; ``None`` when none did."""
+    complete = {k: v for k, v in recipes.items() if set(v["directions"]) == set(HOSPITALS)}
+    if not complete:
+        return None
+    best_auc = max(v["auc_bm"] for v in complete.values())
+    tied = [k for k, v in complete.items() if best_auc - v["auc_bm"] < TIE]
+    return max(tied, key=lambda k: (complete[k]["balanced_accuracy"], complete[k]["auc_bm"]))
+
+
+def render_markdown(summary: dict[str, Any]) -> str:
+    """The recipe table (common seeds), the table of every run and the pick."""
+    lines = ["| recipe | runs | seeds | held-out AUC b-vs-m (mean) | trained on BUSI → BUS-UCLM | "
+             "trained on BUS-UCLM → BUSI | balanced acc. |", "|---|---|---|---|---|---|---|"]
+    for name, r in summary["recipes"].items():
+        lines.append(f"| {name} | {r['runs']} | {','.join(map(str, r['seeds']))} | {r['auc_bm']:.3f} | "
+                     f"{r['auc_bm_trained_on_busi']:.3f} | {r['auc_bm_trained_on_bus_uclm']:.3f} | "
+                     f"{r['balanced_accuracy']:.3f} |")
+    lines += ["", "| run | held-out n | AUC b-vs-m | balanced acc. | accuracy |", "|---|---|---|---|---|"]
+    for r in summary["runs"]:
+        lines.append(f"| {r['recipe']} · trained on {r['trained_on']} · seed {r['seed']} | {r['n']} | "
+                     f"{r['auc_bm']:.3f} | {r['balanced_accuracy']:.3f} | {r['accuracy']:.3f} |")
+    lines += ["", f"Rule: {summary['rule']}; seeds compared (run by every recipe in both directions): "
+              f"{', '.join(map(str, summary['seeds'])) or 'none'}.", "",
+              f"**Pick: {summary['pick'] or 'none (no recipe ran in both directions)'}**"]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------------------
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sonolens loho", description="Leave-one-hospital-out validation of recipes.")
+    sub = p.add_subparsers(dest="action", required=True)
+    s = sub.add_parser("split", help="write loho_busi.csv and loho_bus_uclm.csv from a union split file")
+    s.add_argument("union_csv")
+    s.add_argument("--out", required=True, help="folder for the two split files")
+    m = sub.add_parser("summary", help="the rule over 'eval --split heldout --json' files")
+    m.add_argument("results", nargs="+")
+    m.add_argument("--md", default=None)
+    m.add_argument("--json", default=None)
+    return p
+
+
+def _read_result(path: str) -> dict[str, Any]:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+
+
+def cli_main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    if args.action == "split":
+        for path in write_loho_splits(Path(args.union_csv), Path(args.out)):
+            print(path)
+        return 0
+    summary = summarise([_read_result(p) for p in args.results])
+    text = render_markdown(summary)
+    print(text, end="")
+    if args.md:
+        Path(args.md).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.md).write_text(text, encoding="utf-8")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(cli_main(sys.argv[1:]))
