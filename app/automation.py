@@ -7,7 +7,9 @@ source ended cleanly, 1 when none were or the source failed, 2 when the model or
 ``finish`` is the one way out, for scripted runs, a normal close, Ctrl-C/SIGTERM (``interrupt``: exit code
 128 + N, see ``app.signals``) and a study log that cannot be written (``study_failed``: exit code 2) alike: freeze
 the run, log and measure every painted frame, grab the screenshot, close recordings and the pipeline, write the
-study log's end and the report.
+study log's end and the report. The session's state (exit code, finishing, errors) lives in the viewer model's
+``session`` part; what the window does at the end comes in as ``EndSteps`` (the window wires them), so this module
+calls no other controller.
 """
 
 from __future__ import annotations
@@ -15,32 +17,56 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from PyQt6.QtCore import QTimer
-from PyQt6.QtGui import QGuiApplication
 from PyQt6.QtWidgets import QMessageBox
 
 from sonolens.pipeline.contention import CpuWatch, judge
 from sonolens.pipeline.stream import Pipeline
 
+from .model import state_field
 from .widgets import RED, style_dialog
 
 if TYPE_CHECKING:
-    from .window import ViewerWindow
+    from PyQt6.QtWidgets import QWidget
+
+    from .hud import DisplayStats
+    from .model import ViewerModel
+    from .options import ViewerOptions
 
 END_PAINT_MS = 200  # after the source ended, let its last frame paint before finishing
 
 
-class Automation:
-    """Error reporting and the end of the session (``finish``) for ``win``."""
+@dataclass(frozen=True)
+class EndSteps:
+    """What the window does when the session ends, called by ``Automation.finish`` in this order."""
 
-    def __init__(self, win: ViewerWindow) -> None:
-        self.win = win
-        self.opts = win.opts
-        self.errors: list[str] = []
-        self.finishing = False
+    freeze: Callable[[], None]  # pause capture and display; log and measure every painted frame; the last HUD
+    screenshot: Callable[[str], bool]  # grab the window into a PNG; False when it could not be written
+    close_outputs: Callable[[], None]  # every recording complete, the pipeline stopped
+    close_study: Callable[..., None]  # the study log's end record: (frames_displayed, exit_code, **summary)
+    close_display_csv: Callable[[], str | None]  # the display CSV (if any) closed; its error, if it failed
+    window_info: Callable[[], dict]  # for the report: "selfcheck", "window" (size, platform, screen), "warnings"
+    study_report: Callable[[], dict | None]
+    exit: Callable[[int], None]  # leave the event loop with the exit code
+
+
+class Automation:
+    """Error reporting and the end of the session (``finish``)."""
+
+    finishing: state_field[bool] = state_field("finishing")
+    interrupted_by: state_field[str | None] = state_field("interrupted_by")  # SIGINT / SIGTERM ended the session
+    exit_code: state_field[int] = state_field("exit_code")
+
+    def __init__(self, opts: ViewerOptions, model: ViewerModel, stats: DisplayStats, parent: QWidget, view: Any,
+                 end: EndSteps) -> None:
+        self.opts, self.model, self.stats, self.parent, self.view, self.end = opts, model, stats, parent, view, end
+        self.state = model.session
+        self.errors: list[str] = model.session.errors
         self._printed: set[str] = set()
         self._final_pipe: Pipeline | None = None  # the pipeline of the run, kept for the report
         self._t_start = time.perf_counter()
@@ -48,7 +74,6 @@ class Automation:
         self._cpu = CpuWatch(poll=True) if self.opts.report else None
         self._contention: dict | None = None
         self.error_box: QMessageBox | None = None
-        self.interrupted_by: str | None = None  # SIGINT / SIGTERM ended the session
         if self.opts.exit_after_seconds:
             QTimer.singleShot(int(self.opts.exit_after_seconds * 1000), lambda: self.finish(self.rc_at_end()))
 
@@ -60,13 +85,13 @@ class Automation:
         if self.opts.automation:
             self._print_error(message)
             box = QMessageBox(QMessageBox.Icon.Critical, "sonolens", message, QMessageBox.StandardButton.Ok,
-                              self.win)
+                              self.parent)
             style_dialog(box)
             box.setModal(False)
             box.show()
             self.error_box = box
         else:  # modal; readable through the application's dark palette (``main.make_app``)
-            QMessageBox.critical(self.win, "sonolens", message)
+            QMessageBox.critical(self.parent, "sonolens", message)
 
     def _print_error(self, message: str) -> None:
         if message not in self._printed:
@@ -75,26 +100,26 @@ class Automation:
 
     def fatal(self, message: str, exc: Exception | None = None) -> None:
         """Cannot continue (no usable model): one line on stderr, a dialog, exit code 2 (or the error's own)."""
-        self.win.exit_code = getattr(exc, "exit_code", 2) if exc is not None else 2
+        self.exit_code = getattr(exc, "exit_code", 2) if exc is not None else 2
         self._print_error(message)
         self.error_dialog(message)
-        QTimer.singleShot(0, lambda: self.finish(self.win.exit_code))
+        QTimer.singleShot(0, lambda: self.finish(self.exit_code))
 
     def open_failed(self, spec: str, message: str, nothing_playing: bool) -> None:
         """A source could not be opened: say so; an automated run ends with exit code 2."""
         self.error_dialog(message)
         if nothing_playing:
-            view = self.win.ui.view
+            view = self.view
             view.placeholder = f"Could not open {spec}: {message}\nOpen a file (Ctrl+O) or a camera (Ctrl+K)."
             view.update()
         if self.opts.automation:
-            self.win.exit_code = 2
+            self.exit_code = 2
             QTimer.singleShot(0, lambda: self.finish(2))
 
     def study_failed(self, message: str) -> None:
         """Slot for ``StudySession.failed``: the study log could not be written (a full disk). The session is
         over (its end record is written): show the error in the window, one line on stderr, exit code 2."""
-        view = self.win.ui.view
+        view = self.view
         view.state_text, view.state_color = f"study log stopped: {message}", RED
         view.update()
         if not self.finishing:
@@ -105,8 +130,8 @@ class Automation:
         if self.finishing:
             return
         self.interrupted_by = signal_name(signum)
-        self.win.exit_code = 128 + int(signum)
-        self.finish(self.win.exit_code)
+        self.exit_code = 128 + int(signum)
+        self.finish(self.exit_code)
 
     def stream_ended(self, error: str) -> None:
         """Slot for ``Playback.ended``: report a source error; an automated run finishes."""
@@ -122,13 +147,13 @@ class Automation:
     def frame_displayed(self) -> None:
         """After each painted frame: ``--exit-after-frames`` reached?"""
         n = self.opts.exit_after_frames
-        if n and self.win.stats.frames_displayed >= n and not self.finishing:
+        if n and self.stats.frames_displayed >= n and not self.finishing:
             self.finish(self.rc_at_end())
 
     def rc_at_end(self) -> int:
-        if self.win.exit_code:
-            return self.win.exit_code
-        if self.win.playback.last_error is not None or self.win.stats.frames_displayed == 0:
+        if self.exit_code:
+            return self.exit_code
+        if self.model.playback.error is not None or self.stats.frames_displayed == 0:
             return 1
         return 0
 
@@ -137,33 +162,13 @@ class Automation:
         if self.finishing:
             return
         self.finishing = True
-        win, pb = self.win, self.win.playback
-        if pb.pipe is not None:  # freeze the run here: what happens while we shut down is not part of it
-            pb.pipe.capture.pause()
-        if pb.bridge is not None:
-            pb.bridge.enabled = False
-        win.drain_after_paint()  # every painted frame gets its log line and measurement
-        win.exit_code = rc
-        win.hud_timer.stop()
-        win.presenter.refresh_hud()
-        if self.opts.screenshot:
-            win.ui.hud.repaint()
-            if not win.grab().save(self.opts.screenshot):
-                self.errors.append(f"could not write screenshot {self.opts.screenshot}")
-        self._final_pipe = pb.pipe
-        win.recording.close_all()
-        pb.stop_pipeline(wait=True)
-        end = {"interrupted_by": self.interrupted_by} if self.interrupted_by else {}
-        win.study.close(frames_displayed=win.stats.frames_displayed, exit_code=rc, **end)
-        if win.study.error and rc == 0:  # the log vanished: the session is lost, not a success
-            print(f"sonolens: error: {win.study.error}", file=sys.stderr)
-            rc = win.exit_code = 2
-        csv_error = win.display_csv.close() if win.display_csv is not None else None
-        if csv_error:
-            self.errors.append(csv_error)
-            if rc == 0:
-                print(f"sonolens: error: {csv_error}", file=sys.stderr)
-                rc = win.exit_code = 2
+        self._final_pipe = self.model.playback.pipe  # kept for the report
+        self.end.freeze()
+        self.exit_code = rc
+        if self.opts.screenshot and not self.end.screenshot(self.opts.screenshot):
+            self.errors.append(f"could not write screenshot {self.opts.screenshot}")
+        self.end.close_outputs()
+        rc = self._close_logs(rc)
         if self._cpu is not None:
             record = self._cpu.record(compute_bound=False)
             self._contention = {"record": record, **judge(record)}
@@ -171,12 +176,28 @@ class Automation:
             report = self.report()
             Path(self.opts.report).write_text(json.dumps(report, indent=2, default=str))
             print(summary_lines(report), file=sys.stderr)
-        win.exit_hook(rc)
+        self.end.exit(rc)
+
+    def _close_logs(self, rc: int) -> int:
+        """The study log's end record and the display CSV; a log lost or unwritable turns a success into exit 2."""
+        end = {"interrupted_by": self.interrupted_by} if self.interrupted_by else {}
+        self.end.close_study(frames_displayed=self.stats.frames_displayed, exit_code=rc, **end)
+        study_error = self.model.study.error
+        if study_error and rc == 0:  # the log vanished: the session is lost, not a success
+            print(f"sonolens: error: {study_error}", file=sys.stderr)
+            rc = self.exit_code = 2
+        csv_error = self.end.close_display_csv()
+        if csv_error:
+            self.errors.append(csv_error)
+            if rc == 0:
+                print(f"sonolens: error: {csv_error}", file=sys.stderr)
+                rc = self.exit_code = 2
+        return rc
 
     def report(self) -> dict:
         """The automation report: display-side figures plus the pipeline's own report."""
-        win, pb, pipe = self.win, self.win.playback, self._final_pipe
-        stats, screen, sc = win.stats, win.screen(), win.selfcheck
+        pb, pipe, stats = self.model.playback, self._final_pipe, self.stats
+        info = self.end.window_info()
         out = {
             "display_fps": stats.display_fps,
             "frames_displayed": stats.frames_displayed,
@@ -185,19 +206,17 @@ class Automation:
             "frames_skipped_display": pb.frames_skipped,
             "dropped_indices": list(pipe.queue.dropped_indices[:100]) if pipe else [],
             "latency_ms": stats.summary(),
-            "selfcheck": {"enabled": self.opts.selfcheck, "method": sc.method if sc else None,
-                          "decoded": stats.selfcheck_ok, "failed": stats.selfcheck_failed},
-            "window": {"width": win.width(), "height": win.height(), "platform": QGuiApplication.platformName(),
-                       "screen": screen.name() if screen else None, "device_pixel_ratio": win.devicePixelRatioF()},
+            "selfcheck": info["selfcheck"],
+            "window": info["window"],
             "source": pb.source_spec,
             "errors": list(self.errors),
             "wall_s": time.perf_counter() - self._t_start,
             "pipeline": pipe.report() if pipe is not None else None,
-            "warnings": list(win.ui.warnings),
+            "warnings": info["warnings"],
             "interrupted_by": self.interrupted_by,
             "contention": self._contention,
         }
-        study = win.study.report()
+        study = self.end.study_report()
         if study is not None:
             out["study"] = study
         return out

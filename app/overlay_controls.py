@@ -31,6 +31,7 @@ class OverlayControls(QObject):
         self.win = win
         self.ui = win.ui
         self.settings = win.settings
+        self.playing = win.model.playback  # reads it; re-renders the frame on screen in place while still
         self._resize_timer = QTimer(self)
         self._resize_timer.setSingleShot(True)
         self._resize_timer.setInterval(60)
@@ -78,7 +79,7 @@ class OverlayControls(QObject):
 
     def _changed(self) -> None:
         self.style_changed.emit()
-        if self.win.playback.still:
+        if self.playing.still:
             self.rerender_current()
 
     # -- CAM class -------------------------------------------------------------------------------------------------
@@ -111,7 +112,7 @@ class OverlayControls(QObject):
     def rerender_current(self) -> None:
         """Re-render the frame on screen (settings changed or the window was resized while paused/ended)."""
         self.settings.area = self.ui.view.area_size()
-        pb = self.win.playback
+        pb = self.playing
         df = pb.current
         if df is None or not pb.still:
             return

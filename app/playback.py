@@ -24,6 +24,7 @@ from sonolens.pipeline.stamp import band_height
 from sonolens.pipeline.stream import Pipeline
 
 from .bridge import DisplayFrame, FrameBridge
+from .model import PlaybackState, state_field
 from .selfcheck import build_viewer_pipeline
 
 if TYPE_CHECKING:
@@ -34,42 +35,46 @@ MAX_HELD = 8  # frames held back while paused; older ones are discarded (counted
 
 
 class Playback(QObject):
-    """Owns the running ``Pipeline`` and its ``FrameBridge``; the rest of the window reacts to its signals."""
+    """Owns the running ``Pipeline`` and its ``FrameBridge``; its state lives in the viewer model's
+    ``playback`` part (``model.PlaybackState``), the rest of the window reacts to its signals and the model."""
 
     happened = pyqtSignal(str, object, dict)  # study-log event: kind, frame index on screen (or None), fields
-    changed = pyqtSignal()  # state for the status bar changed (source, pause, loop, speed, end)
     started = pyqtSignal(object)  # a new Pipeline, before its threads start
     stopping = pyqtSignal(object)  # a Pipeline about to be stopped (a recording detaches from it)
     ended = pyqtSignal(str)  # the source ended: "" at its end, else the error message
+    shown = pyqtSignal(object)  # a DisplayFrame to put on screen
+    open_failed = pyqtSignal(str, str, bool)  # source spec, message, whether nothing is playing
+
+    pipe: state_field[Pipeline | None] = state_field("pipe")
+    bridge: state_field[FrameBridge | None] = state_field("bridge")
+    current: state_field[DisplayFrame | None] = state_field("current")
+    paused: state_field[bool] = state_field("paused")
+    is_ended: state_field[bool] = state_field("ended")
+    source_spec: state_field[str | None] = state_field("source_spec")
+    last_error: state_field[str | None] = state_field("error")
 
     def __init__(self, win: ViewerWindow) -> None:
         super().__init__(win)
-        self.win = win
+        self.win = win  # the parent of the file and camera dialogs
         self.opts = win.opts
-        self.pipe: Pipeline | None = None
-        self.bridge: FrameBridge | None = None
+        self.model = win.model
+        self.state: PlaybackState = win.model.playback
+        self.engine = None  # set by the window once the model is loaded
+        self.settings, self.view, self.act_loop = win.settings, win.ui.view, win.ui.act_loop
         self.generation = 0
-        self.current: DisplayFrame | None = None
-        self.paused = False
-        self.is_ended = False
-        self.source_spec: str | None = None
-        self.last_error: str | None = None
         self.held: collections.deque[DisplayFrame] = collections.deque()
         self.step_credit = 0
         self.resume_ns = 0
-        self._skipped_other = 0  # held frames discarded on resume or overflow
-        self._skipped_bridges = 0  # bridges of pipelines already replaced
-        self._dropped_old = 0  # queue drops of pipelines already replaced
 
     # -- state -----------------------------------------------------------------------------------------------------
     @property
     def still(self) -> bool:
         """Nothing new will arrive by itself: paused, ended or no pipeline."""
-        return self.paused or self.is_ended or self.pipe is None
+        return self.state.still
 
     @property
     def current_index(self) -> int | None:
-        return self.current.result.index if self.current else None
+        return self.state.frame_index
 
     @property
     def current_file(self) -> str | None:
@@ -78,30 +83,29 @@ class Playback(QObject):
 
     @property
     def frames_skipped(self) -> int:
-        return self._skipped_bridges + (self.bridge.skipped if self.bridge else 0) + self._skipped_other
+        return self.state.frames_skipped
 
     @property
     def frames_dropped_queue(self) -> int:
-        return self._dropped_old + (self.pipe.queue.dropped if self.pipe else 0)
+        return self.state.frames_dropped_queue
 
     def is_live(self, df: DisplayFrame) -> bool:
         """``df`` comes from the pipeline now playing (not one already replaced)."""
-        return self.pipe is not None and self.bridge is not None and df.generation == self.bridge.generation
+        return self.state.is_live(df)
 
     # -- sources ---------------------------------------------------------------------------------------------------
     def open_source(self, spec: str, initial: bool = False) -> bool:
         """Start a pipeline on ``spec`` and then stop the current one (if any): a source that cannot be opened
         leaves what was playing untouched. Errors → dialog; the window stays (automation: exit code 2)."""
-        win = self.win
         self.generation += 1
-        bridge = FrameBridge(win.settings, self.generation)
+        bridge = FrameBridge(self.settings, self.generation)
         bridge.frame_ready.connect(lambda b=bridge: self.on_frame_ready(b), Qt.ConnectionType.QueuedConnection)
-        win.settings.area = win.ui.view.area_size()
+        self.settings.area = self.view.area_size()
         try:
             pipe = build_viewer_pipeline(self.opts.pipeline_config(spec), [bridge], selfcheck=self.opts.selfcheck,
-                                         engine=win.engine)
+                                         engine=self.engine)
         except SonolensError as exc:
-            win.automation.open_failed(spec, str(exc), nothing_playing=self.pipe is None)
+            self.open_failed.emit(spec, str(exc), self.pipe is None)
             return False
         self.stop_pipeline(wait=False)
         self.pipe, self.bridge, self.source_spec = pipe, bridge, spec
@@ -116,8 +120,8 @@ class Playback(QObject):
         pipe.start()
         if not initial:
             self.happened.emit("source_opened", None, {"source": spec})
-        win.setWindowTitle(f"sonolens — {pipe.info.name} — {RESEARCH_NOTICE}")
-        self.changed.emit()
+        self.win.setWindowTitle(f"sonolens — {pipe.info.name} — {RESEARCH_NOTICE}")
+        self.model.notify("playback")
         return True
 
     def stop_pipeline(self, wait: bool = True) -> None:
@@ -127,8 +131,8 @@ class Playback(QObject):
         self.stopping.emit(pipe)
         if bridge is not None:
             bridge.enabled = False
-            self._skipped_bridges += bridge.skipped
-        self._dropped_old += pipe.queue.dropped
+            self.state.skipped_bridges += bridge.skipped
+        self.state.dropped_old += pipe.queue.dropped
         self.pipe = self.bridge = None
         if wait:
             pipe.stop()
@@ -161,7 +165,7 @@ class Playback(QObject):
             self.held.append(df)
             while len(self.held) > MAX_HELD:
                 self.held.popleft()
-                self._skipped_other += 1
+                self.state.skipped_other += 1
             return
         if self.paused:
             self.step_credit -= 1
@@ -169,7 +173,7 @@ class Playback(QObject):
 
     def _show(self, df: DisplayFrame) -> None:
         self.current = df
-        self.win.present(df)
+        self.shown.emit(df)
 
     def check_ended(self) -> None:
         """Called periodically: notice that the source ended or failed (once per pipeline)."""
@@ -185,7 +189,7 @@ class Playback(QObject):
             self.happened.emit("source_error", self.current_index, {"message": self.last_error})
         else:
             self.happened.emit("end_of_stream", self.current_index, {})
-        self.changed.emit()
+        self.model.notify("playback")
         self.ended.emit(self.last_error or "")
 
     # -- controls --------------------------------------------------------------------------------------------------
@@ -194,7 +198,7 @@ class Playback(QObject):
             return
         if self.paused:
             self.paused = False
-            self._skipped_other += len(self.held)
+            self.state.skipped_other += len(self.held)
             self.held.clear()
             self.step_credit = 0
             self.resume_ns = time.perf_counter_ns()
@@ -204,7 +208,7 @@ class Playback(QObject):
             self.paused = True
             self.pipe.capture.pause()
             self.happened.emit("freeze", self.current_index, {})
-        self.changed.emit()
+        self.model.notify("playback")
 
     def step(self) -> None:
         """A held still (``--hold``): show the next image. Else, while paused: show the next frame (a held one,
@@ -234,14 +238,14 @@ class Playback(QObject):
 
     def set_loop(self, on: bool) -> None:
         self.opts.loop = bool(on)
-        act = self.win.ui.act_loop
+        act = self.act_loop
         if act.isChecked() != self.opts.loop:
             act.setChecked(self.opts.loop)
         if self.pipe is not None:
             self.pipe.capture.loop = self.opts.loop
             if self.is_ended and self.opts.loop and self.source_spec and self.last_error is None:
                 self.open_source(self.source_spec)  # it had already ended: start again
-        self.changed.emit()
+        self.model.notify("playback")
 
     def change_speed(self, direction: int) -> None:
         cur = self.opts.speed
@@ -252,12 +256,12 @@ class Playback(QObject):
         self.opts.speed = nxt
         if self.pipe is not None:
             self.pipe.capture.speed = nxt  # pacing is the capture thread's alone (the stamp hook only stamps)
-        self.changed.emit()
+        self.model.notify("playback")
 
     def set_cam_class(self, cls: int | None) -> None:
         if self.pipe is not None:
             self.pipe.worker.cam_class = cls  # applies from the next frame
-        self.changed.emit()
+        self.model.notify("playback")
 
 
 __all__ = ["Playback", "SPEEDS"]

@@ -26,6 +26,8 @@ from sonolens.pipeline.overlay import OverlayStyle
 from sonolens.pipeline.stamp import band_height
 from sonolens.pipeline.stream import Pipeline
 
+from .model import PlaybackState, RecordingState, state_field
+
 if TYPE_CHECKING:
     from sonolens.pipeline.record import Recorder
 
@@ -49,23 +51,26 @@ class Recording(QObject):
     """R toggles a recording of the pipeline now playing; S saves a snapshot."""
 
     happened = pyqtSignal(str, object, dict)  # study-log event: kind, frame index on screen, fields
-    changed = pyqtSignal()  # recording started or stopped (status bar)
+
+    recorder: state_field[Recorder | None] = state_field("recorder")
 
     def __init__(self, win: ViewerWindow) -> None:
         super().__init__(win)
-        self.win = win
+        self.win = win  # the window's own widgets: the central widget (snapshots), status bar, record action
         self.opts = win.opts
-        self.recorder: Recorder | None = None
+        self.model = win.model
+        self.state: RecordingState = win.model.recording
+        self.playing: PlaybackState = win.model.playback  # read only
         self._sink: Recorder | ImageRows | None = None  # what was added to the pipeline (the recorder, or wrapped)
         self._pipe: Pipeline | None = None  # the pipeline the recorder is a sink of
         self._closing: list[Recorder] = []  # stopped recorders, finishing their files
 
     def _file_name(self, prefix: str, ext: str) -> str:
-        idx = self.win.playback.current_index or 0
+        idx = self.playing.frame_index or 0
         return f"{prefix}_{_dt.datetime.now():%Y%m%d_%H%M%S}_f{idx}.{ext}"
 
     def _frame_index(self) -> int | None:
-        return self.win.playback.current_index
+        return self.playing.frame_index
 
     # -- snapshot --------------------------------------------------------------------------------------------------
     def snapshot(self, path: str | None = None) -> Path | None:
@@ -81,10 +86,10 @@ class Recording(QObject):
     def toggle(self) -> None:
         if self.recorder is not None:
             self.stop()
-        elif self.win.playback.pipe is not None:
-            self._start(self.win.playback.pipe)
+        elif self.playing.pipe is not None:
+            self._start(self.playing.pipe)
         self.win.ui.act_record.setChecked(self.recorder is not None)
-        self.changed.emit()
+        self.model.notify("recording")
 
     def _start(self, pipe: Pipeline) -> None:
         from sonolens.pipeline.record import Recorder
@@ -116,7 +121,7 @@ class Recording(QObject):
         self.win.ui.status_bar.showMessage(f"recording saved: {rec.path}", 4000)
         self.happened.emit("record_stop", self._frame_index(), {"path": str(rec.path)})
         self.win.ui.act_record.setChecked(False)
-        self.changed.emit()
+        self.model.notify("recording")
 
     def close_all(self) -> None:
         """Stop recording and wait until every file is complete."""

@@ -1,5 +1,6 @@
 """What the window says about its state: the status bar, the state text in the view's strip, the HUD and the
-study panel, and the bars' placeholder before the first prediction. It only reads the controllers."""
+study panel, and the bars' placeholder before the first prediction. It reads the viewer model (``model.ViewerModel``)
+and the display's own statistics — never a controller — and refreshes when the model says a part changed."""
 
 from __future__ import annotations
 
@@ -10,7 +11,11 @@ from .hud import CounterRate, hud_lines
 from .widgets import MUTED, NOTICE, RED, TEXT
 
 if TYPE_CHECKING:
-    from .window import ViewerWindow
+    from .hud import DisplayStats
+    from .layout import ViewerLayout
+    from .model import ViewerModel
+    from .options import ViewerOptions
+    from .selfcheck import SelfCheck
 
 HUD_COLUMNS = 36  # characters of the HUD's monospace font that fit the side panel
 
@@ -18,25 +23,23 @@ HUD_COLUMNS = 36  # characters of the HUD's monospace font that fit the side pan
 class StatusPresenter:
     """Refreshes the texts; ``refresh`` on every state change, ``refresh_hud`` on the HUD timer."""
 
-    def __init__(self, win: ViewerWindow) -> None:
-        self.win = win
-        self.opts = win.opts
-        self.ui = win.ui
+    def __init__(self, model: ViewerModel, opts: ViewerOptions, ui: ViewerLayout, stats: DisplayStats,
+                 selfcheck: SelfCheck | None) -> None:
+        self.model, self.opts, self.ui, self.stats, self.selfcheck = model, opts, ui, stats, selfcheck
+        model.changed.connect(lambda _part: self.refresh())
         self.input_rate = CounterRate()
         self._fps_in = 0.0  # the last input rate measured while frames were coming (kept while still)
 
     def refresh(self) -> None:
         """Status bar (source, frame, speed, loop, recording, self-check) and the state in the view's strip."""
-        pb, rec = self.win.playback, self.win.recording.recorder
+        pb, rec, study = self.model.playback, self.model.recording.recorder, self.model.study
         parts = []
-        if self.win.study.case_label is not None:  # a worklist: never the file's name (it can give the answer)
-            parts.append(self.win.study.case_label)
-        elif pb.pipe is not None:
-            info = pb.pipe.info
-            parts.append(f"{info.name} ({info.kind}, {info.width}×{info.height}"
-                         + (f", {info.fps:.4g} fps)" if info.fps else ")"))
-        if pb.current is not None:
-            parts.append(f"frame {pb.current.result.index}")
+        if study.case_label is not None:  # a worklist: never the file's name (it can give the answer)
+            parts.append(study.case_label)
+        elif pb.source_label is not None:
+            parts.append(pb.source_label)
+        if pb.frame_index is not None:
+            parts.append(f"frame {pb.frame_index}")
         if self.opts.speed != 1.0:
             parts.append(f"speed ×{self.opts.speed:g}")
         if self.opts.loop:
@@ -47,14 +50,14 @@ class StatusPresenter:
             parts.append("self-check on: the strip below the image encodes each frame's capture time")
         self.ui.status_label.setText("   ·   ".join(parts))
         view = self.ui.view
-        if self.win.study.error:
-            view.state_text, view.state_color = f"study log stopped: {self.win.study.error}", RED
-        elif pb.last_error:
-            view.state_text, view.state_color = f"source error: {pb.last_error}", RED
-        elif pb.is_ended:
+        if study.error:
+            view.state_text, view.state_color = f"study log stopped: {study.error}", RED
+        elif pb.error:
+            view.state_text, view.state_color = f"source error: {pb.error}", RED
+        elif pb.ended:
             view.state_text, view.state_color = "■ end of stream", NOTICE
         elif pb.paused:
-            view.state_text, view.state_color = ("❚❚ FROZEN" if self.win.study.active else "❚❚ PAUSED"), TEXT
+            view.state_text, view.state_color = ("❚❚ FROZEN" if study.active else "❚❚ PAUSED"), TEXT
         elif rec is not None:
             view.state_text, view.state_color = "● REC", RED
         else:
@@ -63,14 +66,14 @@ class StatusPresenter:
 
     def refresh_hud(self) -> None:
         """Rates, drops and per-stage latency (pipeline and display side), and the study panel."""
-        win, pb = self.win, self.win.playback
-        pipe, stats = pb.pipe, win.stats
+        pb, stats = self.model.playback, self.stats
+        pipe = pb.pipe
         fps_processed, latency = 0.0, {}
         if pipe is not None:
             live = pipe.telemetry.live()
             fps_processed, latency = float(live["fps_processed"]), dict(live["latency_ms"])
         # paused or ended, nothing new arrives: the rates stay at their last values instead of falling to 0
-        still = pb.paused or pb.is_ended or win.automation.finishing
+        still = pb.paused or pb.ended or self.model.session.finishing
         if pipe is not None and not still:
             self._fps_in = self.input_rate.sample(pipe.capture.frames_in)
         fps_display = stats.meter.last_rate() if still else stats.meter.rate()
@@ -88,19 +91,19 @@ class StatusPresenter:
         score = self.ood_line()
         if score:
             lines.append(score)
-        if win.selfcheck is not None and win.selfcheck.method:
-            lines.append(f"  (stamp read back: {win.selfcheck.method} grab)")
+        if self.selfcheck is not None and self.selfcheck.method:
+            lines.append(f"  (stamp read back: {self.selfcheck.method} grab)")
         self.ui.hud.setText("\n".join(lines))
-        if win.study.active and self.ui.study_label is not None:
-            self.ui.study_label.setText(win.study.panel_text())
+        if self.model.study.active and self.ui.study_label is not None:
+            self.ui.study_label.setText(self.model.study.panel)
 
     def ood_line(self) -> str:
         """The out-of-domain score of the frame on screen and the model's threshold, when the model has a gate
         (not in the blinded and off study conditions: the score is the model's)."""
-        engine, cur = self.win.engine, self.win.playback.current
-        if engine is None or not engine.meta.ood or not self.opts.show_predictions:
+        meta, cur = self.model.meta, self.model.playback.current
+        if meta is None or not meta.ood or not self.opts.show_predictions:
             return ""
-        thr = engine.meta.ood.get("threshold")
+        thr = meta.ood.get("threshold")
         r = cur.result if cur is not None else None
         score = "  –" if r is None or r.ood_score is None else f"{r.ood_score:.2f}"
         limit = f" / {float(thr):.2f}" if thr is not None else ""
@@ -113,7 +116,7 @@ class StatusPresenter:
         if self.opts.study is not None and self.opts.study.condition == "blinded":
             bars.set_hidden("Predictions hidden (blinded study condition).\nThe model runs and is logged.")
             view.chip = ("blinded", MUTED)
-        elif self.win.engine is None:
+        elif self.model.meta is None:
             bars.set_hidden("No model: frames only.")
             view.chip = ("no model", MUTED)
         else:

@@ -21,6 +21,7 @@ from PyQt6.QtCore import QObject, pyqtSignal
 from sonolens.study.log import StudyLog
 
 from .bridge import DisplayFrame
+from .model import PlaybackState, StudyState, state_field
 
 if TYPE_CHECKING:
     from .window import ViewerWindow
@@ -29,20 +30,24 @@ if TYPE_CHECKING:
 class StudySession(QObject):
     """The window's study log and the study keys (1..9 = a call in the model's class order, F = flag)."""
 
-    changed = pyqtSignal()  # a call or flag was recorded (status bar, study panel)
     failed = pyqtSignal(str)  # the log could not be written: the session is over (one-line message)
     answered = pyqtSignal(str)  # worklist mode: the case on screen was answered (call and rating logged)
 
+    error: state_field[str | None] = state_field("error")
+    case_label: state_field[str | None] = state_field("case_label")  # "case 3 of 12" in a worklist, never the file
+
     def __init__(self, win: ViewerWindow) -> None:
         super().__init__(win)
-        self.win = win
+        self.win = win  # its call labels and status bar
         self.opts = win.opts
+        self.model = win.model
+        self.state: StudyState = win.model.study
+        self.playing: PlaybackState = win.model.playback  # read only
+        self.stats = win.stats
         self.log: StudyLog | None = None
-        self.error: str | None = None
         # worklist mode (``sonolens study run``): the case on screen, and who asks the reader's rating after a call
         self.case: str | None = None
         self.ask_rating: Callable[[str, Callable[[dict], None]], None] | None = None
-        self.case_label: str | None = None  # what the status bar says of the case ("case 3 of 12"), not its file
         ui = win.ui
         for k, act in enumerate(ui.study_call_actions, start=1):
             act.triggered.connect(lambda _=False, k=k: self.call(k))
@@ -69,6 +74,17 @@ class StudySession(QObject):
                             call_labels=self.win.call_labels,
                             extra={"selfcheck": self.opts.selfcheck, "gate": self.opts.gate, **s.extra})
         self.win.ui.show_call_labels(self.win.call_labels)
+        self.state.active = True
+        self.changed()
+
+    def changed(self) -> None:
+        """The model's study part is up to date (panel text included): say so."""
+        self.state.panel = self.panel_text()
+        self.model.notify("study")
+
+    def set_case_label(self, label: str | None) -> None:
+        self.case_label = label
+        self.changed()
 
     def on_event(self, kind: str, frame_index: int | None, fields: dict) -> None:
         """Slot for the controllers' ``happened`` signals."""
@@ -79,10 +95,11 @@ class StudySession(QObject):
     def _check(self) -> None:
         """After a write: if the log failed, end the session now (its end record goes into the reserved room)."""
         log = self.log
+        self.state.panel = self.panel_text()  # the counts, shown at the next HUD refresh
         if log is None or log.error is None or self.error is not None:
             return
         self.error = log.error
-        log.close(frames_displayed=self.win.stats.frames_displayed, exit_code=2)
+        log.close(frames_displayed=self.stats.frames_displayed, exit_code=2)
         self.failed.emit(self.error)
 
     # -- keys ------------------------------------------------------------------------------------------------------
@@ -91,7 +108,7 @@ class StudySession(QObject):
         labels = self.win.call_labels
         if self.log is None or key > len(labels):
             return
-        cur = self.win.playback.current
+        cur = self.playing.current
         if cur is None:
             snapshot: dict = {"frame_index": None, "model_top": None, "model_probs": None, "class_names": ()}
         else:
@@ -102,7 +119,7 @@ class StudySession(QObject):
                         "model_state": r.state if has_model else None, "file": r.file}
         if self.ask_rating is None:
             self._log_call(key, snapshot, {})
-        elif self.case is not None and cur is not None and self.win.playback.is_live(cur):
+        elif self.case is not None and cur is not None and self.playing.is_live(cur):
             # worklist: a call on the case's own frame, logged with the rating once the reader gives it
             case = self.case
             self.ask_rating(labels[key - 1], lambda answer: self._log_call(key, snapshot, {"case": case, **answer}))
@@ -115,16 +132,16 @@ class StudySession(QObject):
         self._check()
         frame = "–" if snapshot["frame_index"] is None else snapshot["frame_index"]
         self.win.ui.status_bar.showMessage(f"call recorded: {label} (frame {frame})", 3000)
-        self.changed.emit()
+        self.changed()
         if "case" in answer:
             self.case = None  # answered: no second call on it while the next case opens
             self.answered.emit(answer["case"])
 
     def flag(self) -> None:
         if self.log is not None:
-            self.on_event("flag", self.win.playback.current_index, {})
+            self.on_event("flag", self.playing.frame_index, {})
             self.win.ui.status_bar.showMessage("flag recorded", 3000)
-            self.changed.emit()
+            self.changed()
 
     # -- per frame and at the end ----------------------------------------------------------------------------------
     def log_frame(self, df: DisplayFrame, t_paint_ns: int, capture_to_pixels_ms: float | None) -> None:

@@ -119,9 +119,9 @@ class StudyRunner(QObject):
         n = len(block.cases) - len(self.queue) + 1
         block_no = self.wl.blocks.index(block) + 1
         study.on_event("case_shown", None, {"case": case.id, "path": str(case.path), "position": n})
-        study.case_label = f"block {block.block} ({block_no} of {len(self.wl.blocks)}) · case {n} of {len(block.cases)}"
+        study.set_case_label(f"block {block.block} ({block_no} of {len(self.wl.blocks)}) · case {n} of "
+                             f"{len(block.cases)}")
         self.win.setWindowTitle(f"sonolens study — {self.wl.reader} — {study.case_label}")
-        self.win.presenter.refresh()
 
     def _ask_rating(self, label: str, answer: Callable[[dict], None]) -> None:
         from .study_forms import RatingDialog

@@ -1,6 +1,7 @@
 """The viewer window: puts the layout and the controllers together and handles what happens after each paint.
 
-One concern per module (the controllers keep a reference to this window):
+One concern per module; the state they share is the Qt-free viewer model (``model.ViewerModel``: playback,
+recording, study and session parts), which each controller writes to and the presenter reads:
 
 * ``layout.ViewerLayout`` — widgets, menus, actions and shortcuts (``ui``);
 * ``playback.Playback`` — the pipeline's lifecycle: open a source, frames in, pause/step/loop/speed, its end;
@@ -12,8 +13,9 @@ One concern per module (the controllers keep a reference to this window):
 * ``status.StatusPresenter`` — status bar, HUD, study panel.
 
 Playback, recording and study mode announce what happened with Qt signals (``happened`` events go to the study
-log, ``changed`` to the status bar), so none of them calls the study log or the status bar itself; the window
-connects them (``_connect``) and runs what follows each paint (statistics, self-check, study log, automation).
+log) and the model's ``changed`` event (the status bar), so none of them calls the study log, the status bar or
+another controller itself; the window connects them (``_connect``), hands ``Automation`` the steps of the session's
+end (``_end_steps``) and runs what follows each paint (statistics, self-check, study log, automation).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import collections
 
 from PyQt6.QtCore import Qt, QTimer
+from PyQt6.QtGui import QGuiApplication
 from PyQt6.QtWidgets import QApplication, QMainWindow
 
 from sonolens import RESEARCH_NOTICE, __version__
@@ -30,10 +33,11 @@ from sonolens.pipeline.messages import state_text
 from sonolens.pipeline.stream import open_engine
 from sonolens.study.log import DEFAULT_CALL_LABELS
 
-from .automation import Automation
+from .automation import Automation, EndSteps
 from .bridge import DisplayFrame, RenderSettings
 from .hud import DisplayCsv, DisplayStats, display_csv_path
 from .layout import SHORTCUTS, ViewerLayout
+from .model import ViewerModel
 from .options import StudyOptions, ViewerOptions
 from .overlay_controls import OverlayControls
 from .playback import Playback
@@ -61,18 +65,18 @@ class ViewerWindow(QMainWindow):
         self.display_csv = DisplayCsv(csv) if (csv := display_csv_path(opts.pipeline.csv)) else None
         self.engine: Engine | None = None
         self.call_labels: tuple[str, ...] = DEFAULT_CALL_LABELS
-        self.exit_code = 0
+        self.model = ViewerModel()
         self._after_queue: collections.deque[tuple[DisplayFrame, int]] = collections.deque()
 
         self.ui = ViewerLayout(self, opts, self.settings)
         self.ui.view.on_new_frame_painted = self._on_new_frame_painted
-        self.automation = Automation(self)
+        self.automation = Automation(opts, self.model, self.stats, self, self.ui.view, self._end_steps())
         self.playback = Playback(self)
         self.overlay = OverlayControls(self)
         self.recording = Recording(self)
         self.study = StudySession(self)
         self.selfcheck = SelfCheck(self.ui.view, self.stats) if opts.selfcheck else None
-        self.presenter = StatusPresenter(self)
+        self.presenter = StatusPresenter(self.model, opts, self.ui, self.stats, self.selfcheck)
         self._connect()
 
         self.hud_timer = QTimer(self)
@@ -93,8 +97,8 @@ class ViewerWindow(QMainWindow):
         ui.act_loop.triggered.connect(pb.set_loop)
         for happened in (pb.happened, rec.happened):
             happened.connect(study.on_event)
-        for changed in (pb.changed, rec.changed, study.changed):
-            changed.connect(self.presenter.refresh)
+        pb.shown.connect(self.present)
+        pb.open_failed.connect(self.automation.open_failed)
         pb.started.connect(self._pipeline_started)
         pb.stopping.connect(lambda _pipe: rec.stop())
         pb.ended.connect(self.automation.stream_ended)
@@ -113,6 +117,7 @@ class ViewerWindow(QMainWindow):
             self.automation.fatal(str(exc), exc)
             return False
         meta = self.engine.meta if self.engine is not None else None
+        self.model.meta, self.playback.engine = meta, self.engine
         if meta is not None:
             self.call_labels = tuple(meta.class_names)
             self.overlay.set_classes(self.call_labels)
@@ -188,6 +193,51 @@ class ViewerWindow(QMainWindow):
     def _tick(self) -> None:
         self.playback.check_ended()
         self.presenter.refresh_hud()
+
+    # -- the end ---------------------------------------------------------------------------------------------------
+    @property
+    def exit_code(self) -> int:
+        return self.model.session.exit_code
+
+    @exit_code.setter
+    def exit_code(self, rc: int) -> None:
+        self.model.session.exit_code = rc
+
+    def _end_steps(self) -> EndSteps:
+        return EndSteps(freeze=self._freeze, screenshot=self._screenshot,
+                        close_outputs=self._close_outputs, close_study=lambda **end: self.study.close(**end),
+                        close_display_csv=lambda: self.display_csv.close() if self.display_csv is not None else None,
+                        window_info=self._window_info, study_report=lambda: self.study.report(),
+                        exit=lambda rc: self.exit_hook(rc))
+
+    def _freeze(self) -> None:
+        """What happens while we shut down is not part of the run: capture and display stop, every painted frame
+        gets its log line and measurement, the HUD shows the final figures."""
+        pb = self.playback
+        if pb.pipe is not None:
+            pb.pipe.capture.pause()
+        if pb.bridge is not None:
+            pb.bridge.enabled = False
+        self.drain_after_paint()
+        self.hud_timer.stop()
+        self.presenter.refresh_hud()
+
+    def _screenshot(self, path: str) -> bool:
+        self.ui.hud.repaint()
+        return self.grab().save(path)
+
+    def _close_outputs(self) -> None:
+        self.recording.close_all()
+        self.playback.stop_pipeline(wait=True)
+
+    def _window_info(self) -> dict:
+        screen, sc = self.screen(), self.selfcheck
+        return {"selfcheck": {"enabled": self.opts.selfcheck, "method": sc.method if sc else None,
+                              "decoded": self.stats.selfcheck_ok, "failed": self.stats.selfcheck_failed},
+                "window": {"width": self.width(), "height": self.height(),
+                           "platform": QGuiApplication.platformName(),
+                           "screen": screen.name() if screen else None, "device_pixel_ratio": self.devicePixelRatioF()},
+                "warnings": list(self.ui.warnings)}
 
     # -- window ----------------------------------------------------------------------------------------------------
     def toggle_fullscreen(self) -> None:
