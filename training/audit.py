@@ -21,11 +21,12 @@ pHash ≤ 10 gave only same-lesion pairs; 12–16 mixed same-lesion re-saves wit
 dHash ≤ 13 separated them (every inspected pair in that band with dHash ≤ 13 was the same lesion; dHash 14–15
 already admitted unrelated images). A blurred, centre-cropped pHash added no pair beyond this rule.
 Hashing finds copies, not patients: two different views of one lesion are usually *not* grouped.
+
+The command line (and ``--datasets``, ``training.multi_split``) is in ``training.audit_cli``.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import sys
 import time
@@ -34,8 +35,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-from sonolens.pipeline.errors import ConfigError
 
 from .data import Sample, load_gray, read_class_folders
 
@@ -290,70 +289,7 @@ def audit_dir(root: Path | str, rule: MatchRule = MatchRule()) -> AuditResult:
     return audit_samples(root, read_class_folders(root), rule)
 
 
-def add_rule_options(p: argparse.ArgumentParser) -> None:
-    """The twin-rule options, shared by ``audit-data`` and ``make-split``."""
-    d = MatchRule()
-    p.add_argument("--threshold", type=int, default=d.phash,
-                   help=f"pHash Hamming distance (bits of 64) at or below which two images are twins "
-                        f"(default {d.phash})")
-    p.add_argument("--confirm-threshold", type=int, default=d.confirm_phash,
-                   help=f"pHash distance up to which a close dHash can confirm a twin (default {d.confirm_phash})")
-    p.add_argument("--dhash-threshold", type=int, default=d.dhash,
-                   help=f"dHash distance that confirms a borderline pHash (default {d.dhash})")
+if __name__ == "__main__":  # the old ``python -m sonolens.training.audit`` still works
+    from sonolens.cli import main
 
-
-def rule_from_args(args: argparse.Namespace) -> MatchRule:
-    for name in ("threshold", "confirm_threshold", "dhash_threshold"):
-        if not 0 <= getattr(args, name) <= HASH_BITS:
-            raise ConfigError(f"--{name.replace('_', '-')} must be between 0 and {HASH_BITS}")
-    return MatchRule(args.threshold, max(args.confirm_threshold, args.threshold), args.dhash_threshold)
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="sonolens audit-data",
-        description="Find near-duplicate images (perceptual hashes, grouped transitively), twins with "
-                    "conflicting labels, and unreadable files in a folder-per-class dataset.")
-    p.add_argument("dir", type=Path, help="dataset root with one sub-folder per class (e.g. BUSI)")
-    p.add_argument("--csv", type=Path, help="write one row per image (group, conflict, hashes, nearest twin)")
-    p.add_argument("--datasets", default=None,
-                   help="audit several datasets under DIR together, comma-separated (e.g. busi,bus_uclm): twins "
-                        "within and between datasets and patients (training.multi_split)")
-    p.add_argument("--md", type=Path, default=None, help="with --datasets: write the summary as Markdown")
-    add_rule_options(p)
-    return p
-
-
-def cli_main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
-    rule = rule_from_args(args)
-    if args.datasets:
-        return _union_main(args, rule)
-    result = audit_dir(args.dir, rule)
-    print(result.format_summary())
-    if args.csv:
-        result.write_csv(args.csv)
-        print(f"wrote {args.csv}")
-    return 0
-
-
-def _union_main(args: argparse.Namespace, rule: MatchRule) -> int:
-    from .multi_split import audit_report, read_datasets
-
-    samples = read_datasets(args.dir, [d.strip() for d in args.datasets.split(",") if d.strip()])
-    hashes = hash_samples(samples)
-    report = audit_report(args.dir, samples, hashes, busi_rule=rule)
-    print(report, end="")
-    if args.md:
-        args.md.write_text(report, encoding="utf-8")
-        print(f"wrote {args.md}")
-    if args.csv:
-        from .multi_split import write_audit_csv
-
-        write_audit_csv(args.csv, args.dir, samples, hashes, busi_rule=rule)
-        print(f"wrote {args.csv}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(cli_main(sys.argv[1:]))
+    sys.exit(main(["audit-data", *sys.argv[1:]]))

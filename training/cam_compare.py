@@ -54,12 +54,15 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 
 from sonolens.pipeline.errors import ConfigError
+
+if TYPE_CHECKING:
+    from sonolens.pipeline.engines import OnnxEngine
 
 METRICS = ("lung_mass", "tv", "entropy")
 METRIC_INFO = {
@@ -297,66 +300,19 @@ def compare(model_paths: Sequence[str | Path], samples: Sequence[Any], *,
             n_mask_debug: int = 16) -> dict[str, Any]:
     """Run both models over ``samples`` (``training.data.Sample``), write the figure, tables and JSON to
     ``out_dir`` and return the JSON's content."""
-    from sonolens.pipeline.cam import cam_for_display
-    from sonolens.pipeline.engines import OnnxEngine
-    from sonolens.pipeline.preprocess import preprocess_image, resize_gray
-
-    from .data import load_gray
-
-    if len(model_paths) != 2 or len(names) != 2:
-        raise ConfigError("cam-compare takes exactly two models (and two names)")
-    if names[0] == names[1]:
-        raise ConfigError(f"the two models need different names (got {names[0]!r} twice)")
-    if not samples:
-        raise ConfigError("no images to compare on")
-    if map_size < 8:
-        raise ConfigError(f"--map-size must be at least 8, got {map_size}")
-    engines = []
-    for p in model_paths:
-        if Path(p).suffix.lower() != ".onnx":
-            raise ConfigError(f"{p}: cam-compare takes ONNX model files (export a checkpoint with 'sonolens export')")
-        engines.append(OnnxEngine(str(p)))
-    for e in engines:
-        if not e.has_cam:
-            raise ConfigError(f"{e.path}: the model has no 'cam' output")
-    classes = tuple(c.lower() for c in engines[0].meta.class_names)
-    if tuple(c.lower() for c in engines[1].meta.class_names) != classes:
-        raise ConfigError(f"the models' classes differ: {engines[0].meta.class_names} vs {engines[1].meta.class_names}")
-    unknown = sorted({s.label for s in samples} - set(classes))
-    if unknown:
-        raise ConfigError(f"dataset labels {', '.join(unknown)} are not among the models' classes "
-                          f"({', '.join(classes)})")
+    _check_arguments(model_paths, names, samples, map_size)
+    engines = _open_engines(model_paths)
+    classes = _common_classes(engines, samples)
     if mask not in ("auto", "lung", "none"):
         raise ConfigError(f"--mask must be auto, lung or none, not {mask!r}")
     use_lung = mask == "lung" or (mask == "auto" and LUNG_CLASS in classes)
     which = _resolve_cam_class(cam_class, classes)
     runs = [ModelRun(n, str(p), e.meta, e.cam_size) for n, p, e in zip(names, model_paths, engines)]
     y = np.array([classes.index(s.label) for s in samples])
-    files = [str(s.path) for s in samples]
-    labels = [s.label for s in samples]
+    labels, files = [s.label for s in samples], [str(s.path) for s in samples]
     fig_idx = set(select_figure_images(labels, files, n_figure, seed))
     debug_idx = set(select_figure_images(labels, files, n_mask_debug, seed)) if use_lung else set()
-    keep_maps: dict[int, list[np.ndarray]] = {}
-    keep_gray: dict[int, np.ndarray] = {}
-    masks: list[LungMask | None] = []
-    for i, s in enumerate(samples):
-        gray = load_gray(s.path)
-        lm = lung_mask(gray, map_size) if use_lung else None
-        masks.append(lm)
-        maps = []
-        for run, eng in zip(runs, engines):
-            logits, cam = eng.run(preprocess_image(gray, eng.meta), want_cam=True)
-            assert cam is not None  # every engine has_cam (checked above)
-            probs = _softmax(logits)
-            c = int(np.argmax(probs)) if which == "predicted" else int(y[i]) if which == "true" else int(which)
-            m = cam_for_display(cam, c, (map_size, map_size))
-            run.probs.append(probs)
-            run.cam_class.append(c)
-            run.metrics.append(map_metrics(m, lm.mask if lm is not None else None))
-            maps.append(m)
-        if i in fig_idx or i in debug_idx:
-            keep_gray[i] = resize_gray(gray, (map_size, map_size))
-            keep_maps[i] = maps
+    images = _run_models(engines, runs, samples, y, which, map_size, use_lung, fig_idx | debug_idx)
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -370,75 +326,190 @@ def compare(model_paths: Sequence[str | Path], samples: Sequence[Any], *,
         "seed": seed,
         "n_boot": n_boot,
         "comparison": f"{names[1]} - {names[0]}",
-        "models": {},
-        "metrics": {},
+        "models": {run.name: _model_summary(run, y) for run in runs},
+        "metrics": _metric_stats(runs, metric_names, n_boot, seed),
         "metric_info": {m: METRIC_INFO[m] for m in metric_names},
     }
-    for run in runs:
-        probs = np.stack(run.probs)
-        pred = probs.argmax(axis=1)
-        result["models"][run.name] = {
-            "path": run.path, "arch": run.meta.arch, "input_size": list(run.meta.input_size),
-            "cam_grid": list(run.cam_grid) if run.cam_grid else None, "trained": bool(run.meta.trained),
-            "accuracy": float((pred == y).mean()),
-            "empty_maps": int(sum(1 for m in run.metrics if not math.isfinite(m["tv"]))),
-        }
     if runs[0].cam_grid != runs[1].cam_grid:
         result["warning"] = (f"CAM grids differ ({runs[0].cam_grid} vs {runs[1].cam_grid}): tv and entropy partly "
                              f"measure the grid, not the model")
     if use_lung:
-        sides = [s for lm in masks if lm is not None for s in lm.sides]
-        result["mask_stats"] = {"mean_area": float(np.mean([lm.mask.mean() for lm in masks if lm is not None])),
-                                "sides_otsu": sides.count("otsu"), "sides_prior": sides.count("prior"),
-                                "sides_none": sides.count("none")}
+        result["mask_stats"] = _mask_stats(images.masks)
+    result["per_image_csv"] = str(_write_per_image_csv(out / "cam_per_image.csv", samples, runs, classes,
+                                                       metric_names, images.masks if use_lung else None))
+    result["figure"] = _write_figure(out / "cam_figure.png", images, _in_order(fig_idx, labels, files), runs,
+                                     samples, names, classes)
+    if use_lung:
+        result["lung_masks_png"] = str(_write_mask_debug(out / "lung_masks.png", images,
+                                                         _in_order(debug_idx, labels, files), samples))
+    (out / "cam_metrics.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
+    (out / "cam_metrics.md").write_text(markdown_table(result), encoding="utf-8")
+    return result
+
+
+def _check_arguments(model_paths: Sequence[str | Path], names: Sequence[str], samples: Sequence[Any],
+                     map_size: int) -> None:
+    if len(model_paths) != 2 or len(names) != 2:
+        raise ConfigError("cam-compare takes exactly two models (and two names)")
+    if names[0] == names[1]:
+        raise ConfigError(f"the two models need different names (got {names[0]!r} twice)")
+    if not samples:
+        raise ConfigError("no images to compare on")
+    if map_size < 8:
+        raise ConfigError(f"--map-size must be at least 8, got {map_size}")
+
+
+def _open_engines(model_paths: Sequence[str | Path]) -> list[OnnxEngine]:
+    """Both ONNX files opened; each must have the fused ``cam`` output."""
+    from sonolens.pipeline.engines import OnnxEngine
+
+    engines = []
+    for p in model_paths:
+        if Path(p).suffix.lower() != ".onnx":
+            raise ConfigError(f"{p}: cam-compare takes ONNX model files (export a checkpoint with 'sonolens export')")
+        engines.append(OnnxEngine(str(p)))
+    for e in engines:
+        if not e.has_cam:
+            raise ConfigError(f"{e.path}: the model has no 'cam' output")
+    return engines
+
+
+def _common_classes(engines: Sequence[OnnxEngine], samples: Sequence[Any]) -> tuple[str, ...]:
+    """The models' classes (lowercase), which must be the same for both and include every label of ``samples``."""
+    classes = tuple(c.lower() for c in engines[0].meta.class_names)
+    if tuple(c.lower() for c in engines[1].meta.class_names) != classes:
+        raise ConfigError(f"the models' classes differ: {engines[0].meta.class_names} vs {engines[1].meta.class_names}")
+    unknown = sorted({s.label for s in samples} - set(classes))
+    if unknown:
+        raise ConfigError(f"dataset labels {', '.join(unknown)} are not among the models' classes "
+                          f"({', '.join(classes)})")
+    return classes
+
+
+@dataclass(frozen=True)
+class ImagePass:
+    """What the pass over the images keeps besides the runs: each image's lung mask (None without one) and, for
+    the images of the figures (by index), the image and both models' display maps at the map size."""
+
+    masks: list[LungMask | None]
+    gray: dict[int, np.ndarray]
+    maps: dict[int, list[np.ndarray]]
+
+
+def _run_models(engines: Sequence[OnnxEngine], runs: Sequence[ModelRun], samples: Sequence[Any], y: np.ndarray,
+                which: str | int, map_size: int, use_lung: bool, keep: set[int]) -> ImagePass:
+    """Both models on every image (outputs and measures appended to ``runs``); the lung mask when ``use_lung``."""
+    from sonolens.pipeline.preprocess import resize_gray
+
+    from .data import load_gray
+
+    masks: list[LungMask | None] = []
+    kept_gray: dict[int, np.ndarray] = {}
+    kept_maps: dict[int, list[np.ndarray]] = {}
+    for i, s in enumerate(samples):
+        gray = load_gray(s.path)
+        lm = lung_mask(gray, map_size) if use_lung else None
+        masks.append(lm)
+        maps = [_explain(run, eng, gray, which, int(y[i]), map_size, lm) for run, eng in zip(runs, engines)]
+        if i in keep:
+            kept_gray[i] = resize_gray(gray, (map_size, map_size))
+            kept_maps[i] = maps
+    return ImagePass(masks, kept_gray, kept_maps)
+
+
+def _explain(run: ModelRun, engine: OnnxEngine, gray: np.ndarray, which: str | int, true_class: int, map_size: int,
+             lm: LungMask | None) -> np.ndarray:
+    """One model on one image: its probabilities, explained class and map measures appended to ``run``; returns
+    the [0, 1] display map (``which``: "predicted", "true" or a class index)."""
+    from sonolens.pipeline.cam import cam_for_display
+    from sonolens.pipeline.preprocess import preprocess_image
+
+    logits, cam = engine.run(preprocess_image(gray, engine.meta), want_cam=True)
+    assert cam is not None  # every engine has_cam (checked in _open_engines)
+    probs = _softmax(logits)
+    c = int(np.argmax(probs)) if which == "predicted" else true_class if which == "true" else int(which)
+    m = cam_for_display(cam, c, (map_size, map_size))
+    run.probs.append(probs)
+    run.cam_class.append(c)
+    run.metrics.append(map_metrics(m, lm.mask if lm is not None else None))
+    return m
+
+
+def _model_summary(run: ModelRun, y: np.ndarray) -> dict[str, Any]:
+    pred = np.stack(run.probs).argmax(axis=1)
+    return {
+        "path": run.path, "arch": run.meta.arch, "input_size": list(run.meta.input_size),
+        "cam_grid": list(run.cam_grid) if run.cam_grid else None, "trained": bool(run.meta.trained),
+        "accuracy": float((pred == y).mean()),
+        "empty_maps": int(sum(1 for m in run.metrics if not math.isfinite(m["tv"]))),
+    }
+
+
+def _metric_stats(runs: Sequence[ModelRun], metric_names: Sequence[str], n_boot: int, seed: int
+                  ) -> dict[str, dict[str, Any]]:
+    """Per metric: each model's mean with its bootstrap CI, and the paired comparison (seeds fixed per metric)."""
+    stats = {}
     for k, metric in enumerate(metric_names):
         vals = [np.array([m[metric] for m in run.metrics]) for run in runs]
-        result["metrics"][metric] = {
+        stats[metric] = {
             runs[0].name: bootstrap_mean(vals[0], n_boot, seed + 10 * k),
             runs[1].name: bootstrap_mean(vals[1], n_boot, seed + 10 * k + 1),
             "paired": paired_comparison(vals[0], vals[1], n_boot, seed + 10 * k + 2),
         }
+    return stats
 
-    per_image = out / "cam_per_image.csv"
-    with per_image.open("w", newline="", encoding="utf-8") as fh:
+
+def _mask_stats(masks: Sequence[LungMask | None]) -> dict[str, Any]:
+    sides = [s for lm in masks if lm is not None for s in lm.sides]
+    return {"mean_area": float(np.mean([lm.mask.mean() for lm in masks if lm is not None])),
+            "sides_otsu": sides.count("otsu"), "sides_prior": sides.count("prior"), "sides_none": sides.count("none")}
+
+
+def _in_order(idx: set[int], labels: Sequence[str], files: Sequence[str]) -> list[int]:
+    return sorted(idx, key=lambda i: (labels[i], files[i]))
+
+
+def _write_per_image_csv(path: Path, samples: Sequence[Any], runs: Sequence[ModelRun], classes: Sequence[str],
+                         metric_names: Sequence[str], masks: Sequence[LungMask | None] | None) -> Path:
+    """One row per image: each model's probabilities, explained class and measures; the lung mask's area and
+    sides when there are masks."""
+    with path.open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh, lineterminator="\n")
         head = ["file", "label"]
         for run in runs:
             head += [f"{run.name}_p_{c}" for c in classes] + [f"{run.name}_cam_class"] + \
                     [f"{run.name}_{m}" for m in metric_names]
-        if use_lung:
+        if masks is not None:
             head += ["lung_area", "lung_sides"]
         w.writerow(head)
         for i, s in enumerate(samples):
-            row: list[Any] = [files[i], s.label]
+            row: list[Any] = [str(s.path), s.label]
             for run in runs:
                 row += [f"{p:.6f}" for p in run.probs[i]] + [classes[run.cam_class[i]]]
                 row += [f"{run.metrics[i][m]:.6f}" for m in metric_names]
-            if use_lung:
+            if masks is not None:
                 lm = masks[i]
-                assert lm is not None  # use_lung: every image has a mask
+                assert lm is not None  # with masks, every image has one
                 row += [f"{lm.mask.mean():.4f}", "/".join(lm.sides)]
             w.writerow(row)
-    result["per_image_csv"] = str(per_image)
+    return path
 
-    figure = out / "cam_figure.png"
-    order = sorted(fig_idx, key=lambda i: (labels[i], files[i]))
-    save_figure(figure, [keep_gray[i] for i in order], [keep_maps[i] for i in order],
-                [labels[i] for i in order], [Path(files[i]).name for i in order],
-                [[runs[j].probs[i] for j in range(2)] for i in order],
-                [[runs[j].cam_class[i] for j in range(2)] for i in order],
-                [m.mask if m is not None else None for m in (masks[i] for i in order)], names, classes)
-    result["figure"] = {"path": str(figure), "files": [files[i] for i in order]}
-    if use_lung:
-        dbg = sorted(debug_idx, key=lambda i: (labels[i], files[i]))
-        mask_png = out / "lung_masks.png"
-        dbg_masks = [m for m in (masks[i] for i in dbg) if m is not None]  # use_lung: none is None
-        save_mask_debug(mask_png, [keep_gray[i] for i in dbg], dbg_masks,
-                        [f"{labels[i]} {Path(files[i]).name}" for i in dbg])
-        result["lung_masks_png"] = str(mask_png)
-    (out / "cam_metrics.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
-    (out / "cam_metrics.md").write_text(markdown_table(result), encoding="utf-8")
-    return result
+
+def _write_figure(path: Path, images: ImagePass, order: Sequence[int], runs: Sequence[ModelRun],
+                  samples: Sequence[Any], names: Sequence[str], classes: Sequence[str]) -> dict[str, Any]:
+    """``save_figure`` on the images ``order`` lists; returns the JSON's ``figure`` entry."""
+    files = [str(samples[i].path) for i in order]
+    save_figure(path, [images.gray[i] for i in order], [images.maps[i] for i in order],
+                [samples[i].label for i in order], [Path(f).name for f in files],
+                [[run.probs[i] for run in runs] for i in order], [[run.cam_class[i] for run in runs] for i in order],
+                [m.mask if m is not None else None for m in (images.masks[i] for i in order)], names, classes)
+    return {"path": str(path), "files": files}
+
+
+def _write_mask_debug(path: Path, images: ImagePass, order: Sequence[int], samples: Sequence[Any]) -> Path:
+    masks = [m for m in (images.masks[i] for i in order) if m is not None]  # with lung masks, none is None
+    return save_mask_debug(path, [images.gray[i] for i in order], masks,
+                           [f"{samples[i].label} {Path(samples[i].path).name}" for i in order])
 
 
 # --------------------------------------------------------------------------------------------------------

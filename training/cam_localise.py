@@ -31,6 +31,7 @@ import json
 import math
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ import numpy as np
 
 from sonolens.pipeline.errors import ConfigError
 
-from .external_eval import LESION, cluster_bootstrap, model_inputs
+from .external_eval import LESION, Predictor, cluster_bootstrap, model_inputs
 
 METRICS = ("mass_in_mask", "pointing_hit")
 
@@ -111,91 +112,154 @@ def _summary(values: np.ndarray, chance: np.ndarray, groups: Sequence[str], n_bo
 def run(models: Sequence[tuple[str, str]], sets: dict[str, list], *, cam_class: str = "true", roi_mode: str = "none",
         n_boot: int = 2000, seed: int = 0, out_dir: str | Path = "cam_localisation", n_figure: int = 8
         ) -> dict[str, Any]:
-    from sonolens.pipeline.cam import heatmap
-
-    from .data import load_gray
-    from .external_eval import Predictor
-
+    """Measure every model (``(name, ONNX file)``) on every set; write the JSON, Markdown, per-image CSV and one
+    figure per set to ``out_dir`` and return the JSON's content."""
     if cam_class not in ("true", "predicted"):
         raise ConfigError(f"--cam-class must be true or predicted, not {cam_class!r}")
+    predictors = _load_predictors(models)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    result: dict[str, Any] = {"cam_class": cam_class, "roi": roi_mode, "n_boot": n_boot, "seed": seed,
+                              "models": {n: _model_info(p) for n, p in predictors}, "sets": {}}
+    rows: list[dict[str, Any]] = []
+    rng = np.random.default_rng(seed)
+    for dname, samples in sets.items():
+        fig_idx = set(rng.permutation(len(samples))[:n_figure].tolist())
+        measured = _measure_set(dname, samples, predictors, cam_class, roi_mode, fig_idx)
+        rows += measured.rows
+        result["sets"][dname] = res = _set_summary(dname, samples, measured, n_boot, seed)
+        if measured.tiles:
+            fig = out / f"cam_localisation_{dname}.jpg"  # JPEG: a figure to look at, a tenth of a PNG's size
+            cv2.imwrite(str(fig), _grid(measured.tiles), [cv2.IMWRITE_JPEG_QUALITY, 85])
+            res["figure"] = str(fig)
+    result["per_image_csv"] = str(_write_rows(out / "cam_localisation_per_image.csv", rows))
+    (out / "cam_localisation.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
+    (out / "cam_localisation.md").write_text(markdown_table(result), encoding="utf-8")
+    return result
+
+
+def _load_predictors(models: Sequence[tuple[str, str]]) -> list[tuple[str, Predictor]]:
     predictors = []
     for name, path in models:
         pr = Predictor(path)
         if not pr.has_cam:
             raise ConfigError(f"{path}: needs an ONNX model file with the fused 'cam' output")
         predictors.append((name, pr))
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    result: dict[str, Any] = {"cam_class": cam_class, "roi": roi_mode, "n_boot": n_boot, "seed": seed,
-                              "models": {n: {"path": str(p.path), "arch": p.spec.arch,
-                                             "input_size": list(p.spec.input_size),
-                                             "cam_grid": list(p.engine.cam_size) if p.engine.cam_size else None}
-                                         for n, p in predictors},
-                              "sets": {}}
+    return predictors
+
+
+def _model_info(pr: Predictor) -> dict[str, Any]:
+    return {"path": str(pr.path), "arch": pr.spec.arch, "input_size": list(pr.spec.input_size),
+            "cam_grid": list(pr.engine.cam_size) if pr.engine.cam_size else None}
+
+
+@dataclass(frozen=True)
+class ModelOnImage:
+    """One model's map on one image (in the region the model saw, ``roi`` = x, y, w, h) and its measures."""
+
+    cam_class: str
+    top_class: str
+    roi: tuple[int, int, int, int]
+    map: np.ndarray
+    loc: dict[str, float]
+
+    def row_items(self, name: str) -> dict[str, Any]:
+        """The per-image CSV's columns of this model (``mask_area`` is the image's, not the model's)."""
+        return {f"{name}_cam_class": self.cam_class, f"{name}_p_top": self.top_class,
+                **{f"{name}_{k}": (round(v, 6) if math.isfinite(v) else "") for k, v in self.loc.items()
+                   if k != "mask_area"}}
+
+    def full_map(self, shape: tuple[int, int]) -> np.ndarray:
+        """The map placed in its region of an all-zero map of the whole image."""
+        rx, ry, rw, rh = self.roi
+        full = np.zeros(shape, np.float32)
+        full[ry:ry + rh, rx:rx + rw] = self.map
+        return full
+
+
+def model_on_image(pr: Predictor, gray: np.ndarray, mask_full: np.ndarray, label: str, cam_class: str,
+                   roi_mode: str) -> ModelOnImage:
+    """Run one model on one image and measure its map (for the true ``label`` or the top class) against the mask."""
+    from sonolens.pipeline.cam import heatmap
+
+    x, roi = model_inputs(gray, pr.spec, roi_mode)
+    probs, cam = pr(x, want_cam=True)
+    assert cam is not None  # has_cam checked in _load_predictors
+    c = pr.class_names.index(label) if cam_class == "true" else int(np.argmax(probs))
+    rx, ry, rw, rh = roi
+    m = heatmap(cam[c], (rh, rw))
+    loc = localisation(m, mask_full[ry:ry + rh, rx:rx + rw])
+    return ModelOnImage(pr.class_names[c], pr.class_names[int(np.argmax(probs))], roi, m, loc)
+
+
+@dataclass(frozen=True)
+class SetMeasures:
+    """What ``_measure_set`` collects over one set: per model, each measure per image (and the count of empty
+    maps); the per-image CSV rows; the figure's tiles."""
+
+    per_model: dict[str, dict[str, list[float]]]
+    empty: dict[str, int]
+    rows: list[dict[str, Any]]
+    tiles: list[np.ndarray]
+
+
+def _measure_set(dname: str, samples: Sequence[Any], predictors: list[tuple[str, Predictor]], cam_class: str,
+                 roi_mode: str, fig_idx: set[int]) -> SetMeasures:
+    from .data import load_gray
+
+    names = [n for n, _ in predictors]
+    per_model: dict[str, dict[str, list[float]]] = {n: {"mass_in_mask": [], "pointing_hit": [], "mask_area": []}
+                                                    for n in names}
+    empty = {n: 0 for n in names}
     rows: list[dict[str, Any]] = []
-    rng = np.random.default_rng(seed)
-    for dname, samples in sets.items():
-        fig_idx = set(rng.permutation(len(samples))[:n_figure].tolist())
-        tiles = []
-        per_model: dict[str, dict[str, list[float]]] = {n: {"mass_in_mask": [], "pointing_hit": [], "mask_area": []}
-                                                        for n, _ in predictors}
-        empty = {n: 0 for n, _ in predictors}
-        groups = [s.group for s in samples]
-        for i, s in enumerate(samples):
-            gray = load_gray(s.path)
-            mask_full = load_mask(s.mask, gray.shape[:2])
-            row: dict[str, Any] = {"dataset": dname, "file": str(s.path), "label": s.label, "group": s.group}
-            maps = []
-            for name, pr in predictors:
-                x, roi = model_inputs(gray, pr.spec, roi_mode)
-                probs, cam = pr(x, want_cam=True)
-                assert cam is not None  # has_cam checked above
-                c = pr.class_names.index(s.label) if cam_class == "true" else int(np.argmax(probs))
-                rx, ry, rw, rh = roi
-                m = heatmap(cam[c], (rh, rw))
-                mask = mask_full[ry:ry + rh, rx:rx + rw]
-                loc = localisation(m, mask)
-                if not math.isfinite(loc["mass_in_mask"]):
-                    empty[name] += 1
-                for k in per_model[name]:
-                    per_model[name][k].append(loc[k])
-                row.update({f"{name}_cam_class": pr.class_names[c],
-                            f"{name}_p_top": pr.class_names[int(np.argmax(probs))],
-                            **{f"{name}_{k}": (round(v, 6) if math.isfinite(v) else "") for k, v in loc.items()
-                               if k != "mask_area"}})
-                row["mask_area"] = round(loc["mask_area"], 6)
-                full = np.zeros(gray.shape[:2], np.float32)
-                full[ry:ry + rh, rx:rx + rw] = m
-                maps.append(full)
-            rows.append(row)
-            if i in fig_idx:
-                tiles.append(_tile(gray, mask_full, maps, [n for n, _ in predictors], s))
-        res: dict[str, Any] = {"dataset": dname, "n_images": len(samples), "n_patients": len(set(groups)),
-                               "mask_area_mean": float(np.mean(per_model[predictors[0][0]]["mask_area"])),
-                               "models": {}}
-        for name, _ in predictors:
-            vals = per_model[name]
-            chance = np.array(vals["mask_area"])
-            res["models"][name] = {"empty_maps": empty[name],
-                                   **{k: _summary(np.array(vals[k], float), chance, groups, n_boot, seed + 10 * j)
-                                      for j, k in enumerate(METRICS)}}
-        result["sets"][dname] = res
-        if tiles:
-            fig = out / f"cam_localisation_{dname}.jpg"  # JPEG: a figure to look at, a tenth of a PNG's size
-            cv2.imwrite(str(fig), _grid(tiles), [cv2.IMWRITE_JPEG_QUALITY, 85])
-            res["figure"] = str(fig)
-    per_image = out / "cam_localisation_per_image.csv"
+    tiles: list[np.ndarray] = []
+    for i, s in enumerate(samples):
+        gray = load_gray(s.path)
+        mask_full = load_mask(s.mask, gray.shape[:2])
+        row: dict[str, Any] = {"dataset": dname, "file": str(s.path), "label": s.label, "group": s.group}
+        maps = []
+        for name, pr in predictors:
+            r = model_on_image(pr, gray, mask_full, s.label, cam_class, roi_mode)
+            if not math.isfinite(r.loc["mass_in_mask"]):
+                empty[name] += 1
+            for k, values in per_model[name].items():
+                values.append(r.loc[k])
+            row.update(r.row_items(name))
+            row["mask_area"] = round(r.loc["mask_area"], 6)
+            maps.append(r.full_map(gray.shape[:2]))
+        rows.append(row)
+        if i in fig_idx:
+            tiles.append(_tile(gray, mask_full, maps, names, s))
+    return SetMeasures(per_model, empty, rows, tiles)
+
+
+def _set_summary(dname: str, samples: Sequence[Any], measured: SetMeasures, n_boot: int, seed: int
+                 ) -> dict[str, Any]:
+    """One set's entry of the JSON: sizes, the mean mask area, and per model the measures' summaries."""
+    groups = [s.group for s in samples]
+    names = list(measured.per_model)
+    res: dict[str, Any] = {"dataset": dname, "n_images": len(samples), "n_patients": len(set(groups)),
+                           "mask_area_mean": float(np.mean(measured.per_model[names[0]]["mask_area"])),
+                           "models": {}}
+    for name in names:
+        vals = measured.per_model[name]
+        chance = np.array(vals["mask_area"])
+        res["models"][name] = {"empty_maps": measured.empty[name],
+                               **{k: _summary(np.array(vals[k], float), chance, groups, n_boot, seed + 10 * j)
+                                  for j, k in enumerate(METRICS)}}
+    return res
+
+
+def _write_rows(path: Path, rows: list[dict[str, Any]]) -> Path:
+    """The per-image CSV: every column any row has, in the order they first appear."""
     keys: list[str] = []
     for r in rows:
         keys += [k for k in r if k not in keys]
-    with per_image.open("w", newline="", encoding="utf-8") as fh:
+    with path.open("w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=keys, lineterminator="\n")
         w.writeheader()
         w.writerows(rows)
-    result["per_image_csv"] = str(per_image)
-    (out / "cam_localisation.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
-    (out / "cam_localisation.md").write_text(markdown_table(result), encoding="utf-8")
-    return result
+    return path
 
 
 def _tile(gray: np.ndarray, mask: np.ndarray, maps: Sequence[np.ndarray], names: Sequence[str], s: Any,

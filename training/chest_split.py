@@ -21,12 +21,12 @@ Protocol (deterministic; ``tests/training/test_chest.py`` regenerates the commit
 
 CSV columns ``file,label,group,split`` (the same contract as ``training/split_csv/busi.csv``), ``file`` relative to the
 dataset root, labels lowercased (``normal``, ``pneumonia``), rows sorted by file. Only the standard library and
-numpy: it needs neither torch nor the images themselves (``--check-files`` verifies they exist).
+numpy: it needs neither torch nor the images themselves (``--check-files`` verifies they exist). The command line
+is in ``training.chest_split_cli``.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import sys
 from collections import Counter
@@ -39,11 +39,11 @@ import numpy as np
 from sonolens.pipeline.errors import ConfigError
 
 from .audit import UnionFind
+from .data import SPLIT_COLUMNS
 from .splits import round_half_up  # not banker's rounding: the same counts as the BUSI split
 
 LABELS_FILE = "labels.csv"
 REQUIRED_COLUMNS = ("relpath", "label", "official_split", "patient_key", "exact_duplicate_of")
-SPLIT_COLUMNS = ("file", "label", "group", "split")
 DEFAULT_SEED = 42
 DEFAULT_VAL_FRACTION = 0.1
 
@@ -175,41 +175,6 @@ def summary(rows: Sequence[ChestRow]) -> str:
         cells = [f"{img[split, lab]} ({pat[split, lab]})" for lab in labels]
         lines.append(f"| {split} | " + " | ".join(cells) + f" | {sum(img[split, lab] for lab in labels)} |")
     return "\n".join(lines)
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="sonolens chest-split",
-        description="Write the patient-grouped split CSV (file,label,group,split) of the Kermany chest X-rays: "
-                    "official test set kept, official train split into train/val by patient, stratified by label.")
-    p.add_argument("dir", type=Path, help="dataset root holding labels.csv, NORMAL/ and PNEUMONIA/")
-    p.add_argument("--out", type=Path, required=True, help="CSV to write")
-    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"default {DEFAULT_SEED}")
-    p.add_argument("--val-fraction", type=float, default=DEFAULT_VAL_FRACTION,
-                   help="share of each class's official-train images that goes to val "
-                        f"(default {DEFAULT_VAL_FRACTION})")
-    p.add_argument("--check-files", action="store_true", help="also check that every listed image exists")
-    return p
-
-
-def cli_main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
-    rows = read_labels(args.dir)
-    if args.check_files:
-        absent = [r["relpath"] for r in rows if not (args.dir / r["relpath"]).is_file()]
-        if absent:
-            raise ConfigError(f"{len(absent)} image(s) of labels.csv missing under {args.dir} (first: {absent[0]})")
-    split = chest_split(rows, args.seed, args.val_fraction)
-    bad = straddling_groups(split)
-    if bad:  # cannot happen by construction; a guard against future edits
-        raise ConfigError(f"patient groups in several splits: {', '.join(bad[:5])}")
-    try:
-        write_csv(args.out, split)
-    except OSError as exc:
-        raise ConfigError(f"cannot write {args.out}: {exc.strerror or exc}") from None
-    print(summary(split))
-    print(f"wrote {len(split)} rows to {args.out}")
-    return 0
 
 
 if __name__ == "__main__":  # the old ``python -m sonolens.training.chest_split`` still works

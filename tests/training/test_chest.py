@@ -22,6 +22,7 @@ from conftest import shared_path
 from sonolens.pipeline.errors import ConfigError
 from sonolens.training import cam_compare as cc
 from sonolens.training import chest_split as cs
+from sonolens.training import chest_split_cli
 from sonolens.training.config import load_config
 from sonolens.training.data import Sample, read_split_csv
 
@@ -128,10 +129,10 @@ def test_committed_split_properties():
 def test_split_cli_writes_the_csv(tmp_path):
     root = shared_path(*CHEST)
     out = tmp_path / "chest.csv"
-    assert cs.cli_main([str(root), "--out", str(out)]) == 0
+    assert chest_split_cli.cli_main([str(root), "--out", str(out)]) == 0
     assert out.read_bytes() == SPLIT_CSV.read_bytes()
     with pytest.raises(ConfigError, match="labels.csv"):
-        cs.cli_main([str(tmp_path), "--out", str(tmp_path / "x.csv")])
+        chest_split_cli.cli_main([str(tmp_path), "--out", str(tmp_path / "x.csv")])
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -152,21 +152,21 @@ def test_union_split_keeps_patients_whole_and_refuses_the_external_set(tmp_path:
 
 
 def test_union_audit_and_split_clis_write_their_reports(tmp_path: Path, capsys):
-    from sonolens.training import audit, splits
+    from sonolens.training import audit_cli, split_cli
 
     root, samples = _uclm_like(tmp_path)
     md, per_image = tmp_path / "audit.md", tmp_path / "audit.csv"
-    assert audit.cli_main([str(root), "--datasets", "bus_uclm", "--md", str(md), "--csv", str(per_image)]) == 0
+    assert audit_cli.cli_main([str(root), "--datasets", "bus_uclm", "--md", str(md), "--csv", str(per_image)]) == 0
     text = md.read_text()
     assert "| bus_uclm | 40 | 17 | 3 | 20 | 10 |" in text and "Vallez" in text  # counts, patients, citation
     rows = list(csv.DictReader(per_image.open()))
     assert len(rows) == 40 and rows[0]["dataset"] == "bus_uclm" and rows[0]["unit"].startswith("bus_uclm:")
     out = tmp_path / "split.csv"
-    assert splits.cli_main([str(root), "--datasets", "bus_uclm", "--out", str(out), "--seed", "3"]) == 0
+    assert split_cli.cli_main([str(root), "--datasets", "bus_uclm", "--out", str(out), "--seed", "3"]) == 0
     assert "patients in two splits 0" in capsys.readouterr().out
     assert len(read_lesion_split_csv(out, root)) == 40
     with pytest.raises(ConfigError, match="--keep needs --datasets"):
-        splits.cli_main([str(root / "bus_uclm"), "--out", str(out), "--keep", "busi=x.csv"])
+        split_cli.cli_main([str(root / "bus_uclm"), "--out", str(out), "--keep", "busi=x.csv"])
 
 
 def test_union_split_puts_label_conflicting_twins_in_train_and_keeps_a_kept_split(tmp_path: Path):
@@ -514,7 +514,7 @@ def test_feature_config_errors():
 
 
 def test_external_set_is_not_audited_or_split_by_the_cli(tmp_path: Path):
-    from sonolens.training import splits
+    from sonolens.training import split_cli
 
     with pytest.raises(ConfigError, match="external"):
-        splits.cli_main([str(tmp_path), "--datasets", "busi,breast_lesions_usg", "--out", str(tmp_path / "x.csv")])
+        split_cli.cli_main([str(tmp_path), "--datasets", "busi,breast_lesions_usg", "--out", str(tmp_path / "x.csv")])

@@ -15,6 +15,7 @@ import torch
 
 from sonolens.pipeline.errors import ConfigError
 from sonolens.training import audit as audit_mod
+from sonolens.training import audit_cli, split_cli
 from sonolens.training import splits as splits_mod
 from sonolens.training.augment import eval_transform, train_transform
 from sonolens.training.data import (
@@ -191,14 +192,14 @@ def test_collapsed_grouping_is_flagged_and_refused(tmp_path: Path, capsys):
     result = audit_mod.audit_dir(tmp_path)
     assert result.collapsed() and "WARNING: one group holds 14 of 14" in result.format_summary()
     with pytest.raises(ConfigError, match="collapsed"):
-        splits_mod.cli_main([str(tmp_path), "--out", str(tmp_path / "s.csv")])
+        split_cli.cli_main([str(tmp_path), "--out", str(tmp_path / "s.csv")])
     strict = audit_mod.audit_samples(tmp_path, read_class_folders(tmp_path), audit_mod.MatchRule(0, 0, 0))
     assert strict.summary()["groups"] > 1
 
 
 def test_audit_cli_writes_csv(synthetic: Path, tmp_path: Path, capsys):
     out = tmp_path / "audit.csv"
-    assert audit_mod.cli_main([str(synthetic), "--csv", str(out)]) == 0
+    assert audit_cli.cli_main([str(synthetic), "--csv", str(out)]) == 0
     text = capsys.readouterr().out
     assert "unreadable            1" in text and "malignant/b1 relabelled.png" in text
     rows = list(csv.DictReader(out.open()))
@@ -209,19 +210,19 @@ def test_audit_cli_writes_csv(synthetic: Path, tmp_path: Path, capsys):
     assert by_file["benign/b0.png"]["nearest_file"] == "benign/b0 calipers.png"
     assert by_file["benign/b0 calipers.png"]["group_size"] == "2"
     with pytest.raises(ConfigError):
-        audit_mod.cli_main([str(synthetic), "--threshold", "99"])
+        audit_cli.cli_main([str(synthetic), "--threshold", "99"])
 
 
 def test_make_split_cli_on_synthetic(synthetic: Path, tmp_path: Path):
     out = tmp_path / "split.csv"
-    assert splits_mod.cli_main([str(synthetic), "--out", str(out), "--seed", "1"]) == 0
+    assert split_cli.cli_main([str(synthetic), "--out", str(out), "--seed", "1"]) == 0
     samples = read_split_csv(out, synthetic)
     assert len(samples) == 9  # the corrupt file is left out
     split = {s.path.name: r["split"] for s, r in zip(samples, csv.DictReader(out.open()))}
     assert split["b1.png"] == split["b1 relabelled.png"] == "train"  # label conflict: train only
     assert split["b0.png"] == split["b0 calipers.png"]
     with pytest.raises(ConfigError, match="paper protocol"):
-        splits_mod.cli_main([str(synthetic), "--out", str(out), "--protocol", "paper"])
+        split_cli.cli_main([str(synthetic), "--out", str(out), "--protocol", "paper"])
 
 
 # ---------------------------------------------------------------- BUSI
