@@ -1,7 +1,16 @@
-"""The benchmark suite (``sonolens bench``).
+"""The benchmark suite (``sonolens bench``), in the steps a run takes; each module imports only the steps before it.
 
-``cli`` (the command and ``run_bench``), ``plan`` (modes, inputs, jobs), ``runner`` (subprocesses), ``child``
-(the measurements, run as ``python -m sonolens.bench.child``), ``assemble`` (report + headline targets),
-``report`` (Markdown, plots), ``env`` (machine, versions), ``contention`` (what each timed task got from the CPU,
-and whether its figure is a result).
+1. ``plan``: what a run measures — the sections, the plans (full / quick / smoke), ``Inputs``, ``display_path``;
+2. ``inputs``: the inputs found or made — student files (a missing one prepared in a subprocess), sample clips,
+   ../shared/videos, the clips re-encoded or rendered into the run's temp dir;
+3. ``jobs``: the plan and its inputs as ``Job``s, the subprocess tasks of each section;
+4. ``runner``: the jobs run, each measurement in a fresh ``python -m sonolens.bench.child`` (``child``: the
+   measurements themselves, torch imported only by the tasks that need it);
+5. ``assemble``: the raw answers as the report's sections; ``targets``: its flat headline keys and their targets;
+6. ``report``: ``BENCHMARKS.md`` from the report alone, one function per section, its cells from ``cells``;
+   ``plots``: the PNG plots.
+
+``entries`` reads the assembled report (contention flags, p50s) for the steps that build on it and those that
+render it; ``env`` describes the machine and the versions; ``cli`` is the command line, which takes the steps in
+order. Whether a figure was measured under contention is ``sonolens.pipeline.contention``'s verdict.
 """

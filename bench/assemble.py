@@ -1,5 +1,8 @@
-"""Turn the subprocesses' raw answers into the report: model rows, ratios beside the paper's, Grad-CAM, pipeline
-tables, scaling, memory, and the flat headline keys with their ``targets`` block.
+"""Step 5 of ``sonolens bench``: the subprocesses' raw answers assembled into the report, one builder per section:
+model rows and their ratios beside the paper's, Grad-CAM, the pipeline tables, scaling, memory, the 4K recording
+and the soak, then the contention summary. ``headline`` (from ``targets``) adds the flat keys and their targets.
+
+The result is plain data: what ``benchmarks/bench.json`` holds and ``report`` renders.
 """
 
 from __future__ import annotations
@@ -10,35 +13,24 @@ from typing import Any
 
 from sonolens.pipeline.contention import NOT_A_RESULT, judge
 
+from .entries import contended, contended_figures, p50, timed_entries
 from .plan import EXTRA_STUDENTS, Inputs, Plan, display_path, extra_key, extra_label
+from .targets import SOAK_TARGET_MINUTES, TARGETS, headline
 
 PAPER: dict[str, Any] = {  # the breast-ultrasound paper's own figures, for the side-by-side table
     "teacher_ms": 242.9, "student_ms": 16.3, "student_fps": 61.5, "size_ratio": 74.0, "speed_ratio": 15.0,
     "what": "ViT-B/16 + ConvNeXt-Tiny hybrid teacher vs distilled MobileNetV3-Small student, as published",
 }
-# Targets of the flat headline keys. model_forward: the per-frame budget of the 250 frames/s max-rate target
-# (1000 / 250 = 4 ms), since the worker's inference must fit in it for the pipeline to keep up.
-# moving: a 30 Hz 960×720 H.264 sweep whose every frame differs (decode costs what a live scan costs); 90 frames/s
-# is three times its rate (room for the viewer's drawing beside it). The SonoSite clip is a still (100 identical
-# frames, nearly free to decode): its rows stay, labelled as an upper bound.
-TARGETS = {
-    "model_forward_p50_ms": ("<=", 2.0, "student ONNX fp32 forward with fused CAM, batch 1, p50 (ms)"),
-    "max_rate_fps_moving_cam": (">=", 90.0, "--max-rate over moving 960×720 H.264 footage (simulated sweep), CAM "
-                                            "on (processed frames/s)"),
-    "realtime_dropped_moving": ("<=", 0, "--realtime over the moving 960×720 footage at 30 Hz, CAM on: dropped "
-                                         "frames"),
-    "realtime_capture_to_result_p99_ms_moving": ("<=", 15.0, "--realtime, moving footage, CAM on: capture→result "
-                                                             "p99 (ms)"),
-    "max_rate_fps_sonosite_cam": (">=", 250.0, "--max-rate over the SonoSite clip — a still: 100 identical frames, "
-                                               "an upper bound — CAM on (processed frames/s)"),
-    "realtime_dropped_sonosite": ("<=", 0, "--realtime over the SonoSite clip (a still), CAM on: dropped frames"),
-    "realtime_capture_to_result_p99_ms_sonosite": ("<=", 15.0, "--realtime, SonoSite clip (a still), CAM on: "
-                                                               "capture→result p99 (ms)"),
-    "run_peak_rss_mb": ("<=", 400.0, "peak RSS of 'sonolens run' (ONNX path, torch not imported), MB"),
-    "soak_rss_growth_mb": ("<", 10.0, "soak (--soak 30): resident memory growth after warm-up over 30 min, MB"),
-    "soak_dropped": ("<=", 0, "soak: frames dropped at 30 Hz (quiet machine)"),
+MODEL_LABELS = {
+    "teacher_paper": "Paper teacher: ViT-B/16 + ConvNeXt-Tiny hybrid",
+    "teacher_offline": "Offline teacher (hybrid_offline)",
+    "student_torch": "Student MobileNetV3-Small, PyTorch eager",
+    "student_onnx_fp32": "Student, ONNX Runtime fp32, logits only",
+    "student_onnx_fp32_cam": "Student, ONNX Runtime fp32, logits + fused CAM",
+    "student_onnx_int8": "Student, ONNX Runtime int8, logits only",
+    "student_onnx_int8_cam": "Student, ONNX Runtime int8, logits + fused CAM",
 }
-SOAK_TARGET_MINUTES = 30.0  # the memory-growth target is stated over 30 minutes: shorter soaks are not counted
+KEY_RUNS = ("max_rate_cam", "max_rate_no_cam", "realtime_cam", "realtime_no_cam")  # the key job's runs, in order
 
 
 def difference(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -61,140 +53,70 @@ def verdict(rec: dict[str, Any] | None, latency: dict[str, Any] | None = None) -
     return {**rec, **judge(rec, latency)}
 
 
-def contended(entry: dict[str, Any] | None) -> bool:
-    """Whether a report entry (a model row, a pipeline run, ...) was flagged as contended."""
-    return bool(entry and (entry.get("contention") or {}).get("contended"))
-
 # --------------------------------------------------------------------------------------------------------
 # Assembling the report
 # --------------------------------------------------------------------------------------------------------
-def _first(results: dict[str, list[dict]], key: str) -> dict[str, Any] | None:
-    got = results.get(key)
-    return got[0] if got else None
-
-
-def _model_entry(res: dict[str, Any] | None, label: str) -> dict[str, Any]:
-    if res is None:
-        return {"label": label, "measured": False}
-    if not res.get("ok"):
-        return {"label": label, "measured": False, "error": res.get("error")}
-    r = res["result"]
-    lat = r["latency_ms"]
-    init = r["init"]
-    if init.startswith("checkpoint:"):
-        init = "checkpoint:" + str(display_path(init.split(":", 1)[1]))
-    return {"label": label, "measured": True, "framework": r["framework"], "init": init,
-            "arch": r.get("arch"), "input_size": r["input_size"], "threads": r.get("threads"),
-            "threads_basis": r.get("threads_basis"),
-            "latency_ms": {k: lat.get(k) for k in ("p50", "p99", "mean", "n", "p10", "p90", "noise_ms")},
-            "throughput_ips": r["throughput_ips"], "wall_s": r.get("wall_s"),
-            "contention": verdict(r.get("contention"), lat),
-            "size_mb": r["size_mb"], "size_basis": r["size_basis"],
-            "params": r.get("params"), "peak_rss_mb": res["peak_rss_mb"], "rss_isolated": res["isolated"],
-            "ru_maxrss_mb": res.get("ru_maxrss_mb"),
-            "rss_after_import_mb": r.get("rss_after_import_mb"), "torch_imported": res["torch_imported"],
-            "build_s": r.get("build_s")}
-
-
-def _p50(entry: dict[str, Any] | None) -> float | None:
-    if not entry or not entry.get("measured"):
-        return None
-    return entry["latency_ms"]["p50"]
-
-
-def _p50_result(entry: dict[str, Any] | None) -> float | None:
-    """The p50 of a measured, uncontended entry (what a ratio may be built on)."""
-    return None if contended(entry) else _p50(entry)
-
-
-def _ratio(a: float | None, b: float | None) -> float | None:
-    return a / b if a is not None and b not in (None, 0) else None
-
-
-def summarize_run(rep: dict[str, Any], cpu: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The columns the tables show, from one ``Pipeline.report()`` and the CPU record of its run."""
-    lat = rep["latency_ms"]
-    return {"mode": rep["mode"], "cam": rep["cam"], "frames_in": rep["frames_in"], "contention": verdict(cpu),
-            "frames_processed": rep["frames_processed"], "frames_dropped": rep["frames_dropped"],
-            "fps_in": rep["fps_in"], "fps_processed": rep["fps_processed"], "wall_s": rep["wall_s"],
-            "queue": rep["queue"]["policy"],
-            "capture_to_result_ms": {k: lat["capture_to_result"][k] for k in ("p50", "p95", "p99", "max")},
-            "stage_p50_ms": {s: lat[s]["p50"] for s in ("queue_wait", "preprocess", "inference", "deliver")},
-            "error": rep.get("error")}
-
-
-def _runs_of(task_results: list[dict[str, Any]]) -> list[dict[str, Any] | str]:
-    """Flatten pipeline task results into summaries (or error strings), in order."""
-    out: list[dict[str, Any] | str] = []
-    for res in task_results:
-        if not res.get("ok"):
-            out.append(str(res.get("error")))
-            continue
-        cpus = res["result"].get("contention") or []
-        for i, rep in enumerate(res["result"]["reports"]):
-            out.append(summarize_run(rep, cpus[i] if i < len(cpus) else None))
-    return out
-
-
-def _clip_row(clip: Path, runs: list, plan: Plan) -> dict[str, Any]:
-    names = ["max_rate_cam", "max_rate_no_cam"] + (["realtime_cam", "realtime_no_cam"]
-                                                   if plan.clip_realtime_s is not None else [])
-    row: dict[str, Any] = {"clip": clip.name}
-    for name, run in zip(names, runs):
-        row[name] = run if isinstance(run, dict) else {"error": run}
-    return row
-
-
-def _source_info(clip: Path) -> dict[str, Any]:
-    from sonolens.pipeline.sources import open_source
-
-    src = open_source(str(clip))
-    try:
-        info = src.open()
-        return {"width": info.width, "height": info.height, "fps": info.fps, "frame_count": info.frame_count}
-    except Exception as exc:  # noqa: BLE001
-        return {"error": str(exc)}
-    finally:
-        src.close()
-
-
 def assemble(inp: Inputs, plan: Plan, sections: set[str], results: dict[str, list[dict]],
              size_clips: dict[str, Path], record_clip: Path | None = None) -> dict[str, Any]:
+    """The report's sections from ``execute``'s results (``{job key: [task result, ...]}``), in report order."""
     rep: dict[str, Any] = {"paper": PAPER}
     notes = list(inp.notes)
-    # 1. models --------------------------------------------------------------------------------------
-    labels = {
-        "teacher_paper": "Paper teacher: ViT-B/16 + ConvNeXt-Tiny hybrid",
-        "teacher_offline": "Offline teacher (hybrid_offline)",
-        "student_torch": "Student MobileNetV3-Small, PyTorch eager",
-        "student_onnx_fp32": "Student, ONNX Runtime fp32, logits only",
-        "student_onnx_fp32_cam": "Student, ONNX Runtime fp32, logits + fused CAM",
-        "student_onnx_int8": "Student, ONNX Runtime int8, logits only",
-        "student_onnx_int8_cam": "Student, ONNX Runtime int8, logits + fused CAM",
-    }
+    if plan.tiny_teachers:
+        notes.append("SMOKE RUN: the teachers are tiny stand-ins (vit_tiny + convnext_atto, 64 px); the numbers "
+                     "only prove the plumbing.")
+    rep["models"] = models = _models(inp, plan, results)
+    rep["ratios"] = _ratios(models)
+    gc = _first(results, "gradcam")
+    if gc is not None:
+        rep["gradcam"] = _gradcam(gc, models, results)
+    if "pipeline" in sections:
+        rep["pipeline"] = _pipeline(inp, plan, results)
+    if "scaling" in sections:
+        rep["scaling"] = _scaling(inp, plan, results, size_clips)
+    rr = _first(results, "run_rss")
+    if rr is not None:
+        rep["run_memory"] = _memory_entry(rr)
+    rec = _first(results, "record4k")
+    if rec is not None:
+        rep["recording_4k"] = _recording_entry(rec, plan, record_clip)
+    sk = _first(results, "soak")
+    if sk is not None:
+        rep["soak"] = _soak_entry(sk, plan)
+    rep["contended"] = contended_figures(rep)
+    rep["not_judged"] = [what for what, e in timed_entries(rep) if not e["contention"].get("judged")]
+    rep["notes"] = notes
+    return rep
+
+
+# --------------------------------------------------------------------------------------------------------
+# 1. models and their ratios
+# --------------------------------------------------------------------------------------------------------
+def _models(inp: Inputs, plan: Plan, results: dict[str, list[dict]]) -> dict[str, dict[str, Any]]:
+    """One row per measured model, with the file (and where it came from) of each ONNX row."""
+    labels = dict(MODEL_LABELS)
     labels.update({extra_key(a, s, q): extra_label(a, s, q) for a, s in EXTRA_STUDENTS for q in (False, True)})
     if plan.tiny_teachers:
         for k in ("teacher_paper", "teacher_offline"):
             labels[k] += " [SMOKE: tiny stand-in]"
     models = {k: _model_entry(_first(results, k), v) for k, v in labels.items() if k in results}
-    if plan.tiny_teachers:
-        notes.append("SMOKE RUN: the teachers are tiny stand-ins (vit_tiny + convnext_atto, 64 px); the numbers "
-                     "only prove the plumbing.")
     if "teacher_offline" in models and models["teacher_offline"].get("measured"):
         models["teacher_offline"]["checkpoint"] = display_path(inp.teacher_checkpoint)
     if "student_torch" in models:
         models["student_torch"]["note"] = "random init: eager speed does not depend on the weights"
-    for k in ("student_onnx_fp32", "student_onnx_fp32_cam"):
-        if k in models:
-            models[k]["file"], models[k]["file_source"] = display_path(inp.student), inp.student_source
-    for k in ("student_onnx_int8", "student_onnx_int8_cam"):
-        if k in models:
-            models[k]["file"], models[k]["file_source"] = display_path(inp.int8), inp.int8_source
-    for k, (path, source) in inp.extra.items():
+    files: dict[str, tuple[Path, str]] = {
+        "student_onnx_fp32": (inp.student, inp.student_source), "student_onnx_fp32_cam": (inp.student,
+                                                                                          inp.student_source),
+        "student_onnx_int8": (inp.int8, inp.int8_source), "student_onnx_int8_cam": (inp.int8, inp.int8_source),
+        **inp.extra}
+    for k, (path, source) in files.items():
         if k in models:
             models[k]["file"], models[k]["file_source"] = display_path(path), source
-    rep["models"] = models
-    # A ratio is built only on figures that are results: one contended side withholds it (and says which).
+    return models
+
+
+def _ratios(models: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Teacher / student speed and size beside the paper's. A ratio is built only on figures that are results: one
+    contended side withholds it (and ``withheld`` says which)."""
     withheld: dict[str, str] = {}
 
     def ratio_of(name: str, num: str, den: str) -> float | None:
@@ -202,9 +124,11 @@ def assemble(inp: Inputs, plan: Plan, sections: set[str], results: dict[str, lis
         if bad:
             withheld[name] = f"{NOT_A_RESULT}: {' and '.join(bad)}"
             return None
-        return _ratio(_p50(models.get(num)), _p50(models.get(den)))
+        return _ratio(p50(models.get(num)), p50(models.get(den)))
 
-    size = lambda k: models[k]["size_mb"] if models.get(k, {}).get("measured") else None  # noqa: E731
+    def size(k: str) -> float | None:
+        return models[k]["size_mb"] if models.get(k, {}).get("measured") else None
+
     cam_row = models.get("student_onnx_fp32_cam")
     ratios = {
         "teacher_over_student": ratio_of("teacher_over_student", "teacher_paper", "student_onnx_fp32_cam"),
@@ -224,161 +148,186 @@ def assemble(inp: Inputs, plan: Plan, sections: set[str], results: dict[str, lis
     }
     if cam_row and contended(cam_row):
         withheld["student_throughput_ips"] = f"{NOT_A_RESULT}: {cam_row['label']}"
-    rep["ratios"] = ratios
-    # 2. Grad-CAM ------------------------------------------------------------------------------------
-    gc = _first(results, "gradcam")
+    return ratios
+
+
+# --------------------------------------------------------------------------------------------------------
+# 2. Grad-CAM
+# --------------------------------------------------------------------------------------------------------
+def _gradcam(gc: dict[str, Any], models: dict[str, dict[str, Any]], results: dict[str, list[dict]]
+             ) -> dict[str, Any]:
+    """pytorch-grad-cam per frame (one class, every class) against the fused ONNX row, and what the fused CAM
+    branch costs over logits only."""
+    if not gc.get("ok"):
+        return {"error": gc.get("error")}
+    g = gc["result"]
     fused = models.get("student_onnx_fp32_cam") or _model_entry(_first(results, "student_onnx_fp32_cam"), "")
-    if gc is not None:
-        if gc.get("ok"):
-            g = gc["result"]
-            top, every = g["top_class"]["latency_ms"], g["all_classes"]["latency_ms"]
-            top_cpu = verdict(g["top_class"].get("contention"), top)
-            all_cpu = verdict(g["all_classes"].get("contention"), every)
-            logits_row = models.get("student_onnx_fp32")
-            cam_extra = None
-            if logits_row and _p50(fused) is not None and _p50(logits_row) is not None:
-                cam_extra = difference(logits_row["latency_ms"], fused["latency_ms"])
-                if cam_extra is not None and (contended(fused) or contended(logits_row)):
-                    cam_extra["contended"] = True
-            fused_bad = contended(fused)
-            top_bad, all_bad = bool(top_cpu and top_cpu["contended"]), bool(all_cpu and all_cpu["contended"])
-            rep["gradcam"] = {
-                "framework": g["framework"], "threads": g["threads"], "threads_basis": g.get("threads_basis"),
-                "classes": g["classes"],
-                "gradcam_top_class_ms": {"p50": top["p50"], "p99": top["p99"], "contention": top_cpu},
-                "gradcam_all_classes_ms": {"p50": every["p50"], "p99": every["p99"], "contention": all_cpu},
-                "fused_ms": {"p50": _p50(fused), "p99": fused["latency_ms"]["p99"] if fused.get("measured")
-                             else None, "contended": fused_bad},
-                "fused_cam_extra": cam_extra,
-                "gradcam_over_fused": None if top_bad or fused_bad else _ratio(top["p50"], _p50(fused)),
-                "gradcam_all_over_fused": None if all_bad or fused_bad else _ratio(every["p50"], _p50(fused)),
-                "basis": "p50 per frame, logits + CAM; pytorch-grad-cam runs one forward+backward per class (the "
-                         "headline uses one class: the one a viewer shows), the fused ONNX graph gives every "
-                         "class's map in its single forward pass",
-            }
+    top, every = g["top_class"]["latency_ms"], g["all_classes"]["latency_ms"]
+    top_cpu = verdict(g["top_class"].get("contention"), top)
+    all_cpu = verdict(g["all_classes"].get("contention"), every)
+    fused_bad = contended(fused)
+    top_bad, all_bad = bool(top_cpu and top_cpu["contended"]), bool(all_cpu and all_cpu["contended"])
+    return {
+        "framework": g["framework"], "threads": g["threads"], "threads_basis": g.get("threads_basis"),
+        "classes": g["classes"],
+        "gradcam_top_class_ms": {"p50": top["p50"], "p99": top["p99"], "contention": top_cpu},
+        "gradcam_all_classes_ms": {"p50": every["p50"], "p99": every["p99"], "contention": all_cpu},
+        "fused_ms": {"p50": p50(fused), "p99": fused["latency_ms"]["p99"] if fused.get("measured")
+                     else None, "contended": fused_bad},
+        "fused_cam_extra": _cam_extra(models.get("student_onnx_fp32"), fused),
+        "gradcam_over_fused": None if top_bad or fused_bad else _ratio(top["p50"], p50(fused)),
+        "gradcam_all_over_fused": None if all_bad or fused_bad else _ratio(every["p50"], p50(fused)),
+        "basis": "p50 per frame, logits + CAM; pytorch-grad-cam runs one forward+backward per class (the "
+                 "headline uses one class: the one a viewer shows), the fused ONNX graph gives every "
+                 "class's map in its single forward pass",
+    }
+
+
+def _cam_extra(logits_row: dict[str, Any] | None, fused: dict[str, Any]) -> dict[str, Any] | None:
+    """The fused row minus the logits-only row (``difference``), marked ``contended`` when either side was."""
+    if not (logits_row and p50(fused) is not None and p50(logits_row) is not None):
+        return None
+    cam_extra = difference(logits_row["latency_ms"], fused["latency_ms"])
+    if cam_extra is not None and (contended(fused) or contended(logits_row)):
+        cam_extra["contended"] = True
+    return cam_extra
+
+
+# --------------------------------------------------------------------------------------------------------
+# 3. pipeline
+# --------------------------------------------------------------------------------------------------------
+def _pipeline(inp: Inputs, plan: Plan, results: dict[str, list[dict]]) -> dict[str, Any]:
+    """The key clip (with the naive way), the moving footage, and the samples and shared tables."""
+    pipe: dict[str, Any] = {}
+    if "key" in results and inp.scale_clip is not None:
+        pipe["key"] = _key_entry(inp.scale_clip, inp.key_clip is not None, plan, results)
+    if "moving" in results and inp.moving_clip is not None:
+        pipe["moving"] = _moving_entry(inp.moving_clip, plan, results["moving"])
+    for table, clips in (("samples", inp.samples), ("shared", inp.shared_videos)):
+        pipe[table] = _table_rows(table, clips, plan, results)
+    if inp.shared_dir is None:
+        pipe["shared_skipped"] = "../shared/videos is absent"
+    mr_what = ("the whole clip" if plan.clip_max_rate_frames is None
+               else f"the first {plan.clip_max_rate_frames} frames")
+    pipe["table_note"] = (f"max-rate: {mr_what}; "
+                          + (f"realtime: at most {plan.clip_realtime_s:g} s of each clip"
+                             if plan.clip_realtime_s is not None else "realtime: skipped in this mode"))
+    return pipe
+
+
+def _key_entry(clip: Path, is_sonosite: bool, plan: Plan, results: dict[str, list[dict]]) -> dict[str, Any]:
+    """The key clip looped: its four runs, the naive way on it (one class, every class) and sonolens / naive."""
+    frames = (plan.key_max_rate_frames, plan.key_max_rate_frames, plan.key_realtime_frames,
+              plan.key_realtime_no_cam_frames)
+    key: dict[str, Any] = {"clip": clip.name, "is_sonosite": is_sonosite,
+                           "source": _source_info(clip), "frames": dict(zip(KEY_RUNS, frames)),
+                           "loop_note": f"the clip is looped (loop=True, frames=N) for a steady-state "
+                                        f"measurement: --max-rate over {frames[0]} frames, --realtime over "
+                                        f"{frames[2]} frames (CAM on) and {frames[3]} (CAM off)"}
+    for name, run in zip(KEY_RUNS, _runs_of(results["key"])):
+        key[name] = run if isinstance(run, dict) else {"error": run}
+    for res, mode in zip(results.get("naive") or [], ("top", "all")):
+        if res.get("ok"):
+            r = dict(res["result"])
+            r["contention"] = verdict(r.get("contention"), r["latency_ms"]["inference_gradcam"])
+            key[f"naive_{mode}"] = r
         else:
-            rep["gradcam"] = {"error": gc.get("error")}
-    # 3. pipeline ------------------------------------------------------------------------------------
-    if "pipeline" in sections:
-        pipe: dict[str, Any] = {}
-        key_clip = inp.scale_clip
-        if "key" in results and key_clip is not None:
-            runs = _runs_of(results["key"])
-            names = ("max_rate_cam", "max_rate_no_cam", "realtime_cam", "realtime_no_cam")
-            frames = (plan.key_max_rate_frames, plan.key_max_rate_frames, plan.key_realtime_frames,
-                      plan.key_realtime_no_cam_frames)
-            key: dict[str, Any] = {"clip": key_clip.name, "is_sonosite": inp.key_clip is not None,
-                                   "source": _source_info(key_clip), "frames": dict(zip(names, frames)),
-                                   "loop_note": f"the clip is looped (loop=True, frames=N) for a steady-state "
-                                                f"measurement: --max-rate over {frames[0]} frames, --realtime over "
-                                                f"{frames[2]} frames (CAM on) and {frames[3]} (CAM off)"}
-            for name, run in zip(names, runs):
-                key[name] = run if isinstance(run, dict) else {"error": run}
-            nv = results.get("naive") or []
-            for res, mode in zip(nv, ("top", "all")):
-                if res.get("ok"):
-                    r = dict(res["result"])
-                    r["contention"] = verdict(r.get("contention"), r["latency_ms"]["inference_gradcam"])
-                    key[f"naive_{mode}"] = r
-                else:
-                    key[f"naive_{mode}"] = {"error": res.get("error")}
-            mr_run = key.get("max_rate_cam", {})
-            mr = None if contended(mr_run) else mr_run.get("fps_processed")
-            for mode in ("top", "all"):
-                nv_run = key.get(f"naive_{mode}", {})
-                key[f"sonolens_over_naive_{mode}"] = None if contended(nv_run) else _ratio(mr, nv_run.get("fps"))
-            pipe["key"] = key
-        if "moving" in results and inp.moving_clip is not None:
-            moving: dict[str, Any] = {"clip": inp.moving_clip.name, "source": _source_info(inp.moving_clip),
-                                      "made_by": "sonolens simulate sweep --size {}x{} --fps 30 --seconds {:g} "
-                                                 "--seed 0".format(*plan.moving_size, plan.moving_seconds)}
-            for name, run in zip(("max_rate_cam", "realtime_cam"), _runs_of(results["moving"])):
-                moving[name] = run if isinstance(run, dict) else {"error": run}
-            pipe["moving"] = moving
-        for table, clips in (("samples", inp.samples), ("shared", inp.shared_videos)):
-            rows = []
-            if plan.group_tables and f"table:{table}" in results:
-                per_clip = [_runs_of([r]) for r in results[f"table:{table}"]]
-            else:
-                per_clip = [_runs_of(results.get(f"table:{table}:{c.name}", [])) for c in clips]
-            for clip, runs in zip(clips, per_clip):
-                row = _clip_row(clip, runs, plan)
-                row["source"] = _source_info(clip)
-                rows.append(row)
-            pipe[table] = rows
-        if inp.shared_dir is None:
-            pipe["shared_skipped"] = "../shared/videos is absent"
-        mr_what = ("the whole clip" if plan.clip_max_rate_frames is None
-                   else f"the first {plan.clip_max_rate_frames} frames")
-        pipe["table_note"] = (f"max-rate: {mr_what}; "
-                              + (f"realtime: at most {plan.clip_realtime_s:g} s of each clip"
-                                 if plan.clip_realtime_s is not None else "realtime: skipped in this mode"))
-        rep["pipeline"] = pipe
-    # 4. scaling -------------------------------------------------------------------------------------
-    if "scaling" in sections:
-        sc: dict[str, Any] = {"clip": inp.scale_clip.name if inp.scale_clip else None}
-        rows = []
-        for name in size_clips:
-            runs = _runs_of(results.get(f"size:{name}", []))
-            row = {"size": name}
-            for k, run in zip(("max_rate_cam", "max_rate_no_model", "realtime_cam"), runs):
-                row[k] = run if isinstance(run, dict) else {"error": run}
-            rows.append(row)
-        sc["frame_size"] = rows
-        sc["frame_size_note"] = (f"the first {plan.size_base_frames} frames of {sc['clip']} resized and re-encoded "
-                                 f"(H.264) into a temp dir, looped: {plan.size_max_rate_frames} frames max-rate with "
-                                 f"the model and without one (decode + ROI only: what the capture side can deliver)"
-                                 + (f", {plan.size_realtime_frames} realtime" if plan.size_realtime_frames else ""))
-        sc["threads"] = [{"threads": n, "max_rate_cam": next(iter(_runs_of(results.get(f"threads:{n}", []))), None)}
-                         for n in plan.threads]
-        streams = []
-        for n in plan.streams:
-            answers = results.get(f"streams:{n}", [])
-            srow: dict[str, Any] = {"streams": n}
-            for res_i, mode in zip(answers, ("max_rate_cam", "realtime_cam")):
-                if not res_i.get("ok"):
-                    srow[mode] = {"error": res_i.get("error")}
-                    continue
-                cpus = res_i["result"].get("contention") or []
-                per = [summarize_run(r, cpus[i] if i < len(cpus) else None)
-                       for i, r in enumerate(res_i["result"]["reports"])]
-                srow[mode] = {"per_stream": per, "contention": per[0]["contention"] if per else None,
-                              "aggregate_fps": sum(p["fps_processed"] for p in per),
-                              "per_stream_fps_min": min(p["fps_processed"] for p in per),
-                              "total_dropped": sum(p["frames_dropped"] for p in per),
-                              "worst_capture_to_result_p99_ms": max(p["capture_to_result_ms"]["p99"] for p in per),
-                              "wall_s": res_i["result"]["wall_s"]}
-            streams.append(srow)
-        sc["streams"] = streams
-        sc["streams_note"] = (f"N pipelines in one process, 1 ONNX Runtime thread each, started together: "
-                              f"{plan.streams_max_rate_frames} frames each max-rate, {plan.streams_realtime_frames} "
-                              f"realtime")
-        rep["scaling"] = sc
-    # 6. memory --------------------------------------------------------------------------------------
-    rr = _first(results, "run_rss")
-    if rr is not None:
-        rep["run_memory"] = {"peak_rss_mb": rr["peak_rss_mb"] if rr.get("ok") else None,
-                             "torch_imported": rr["torch_imported"], "ok": bool(rr.get("ok")),
-                             "ru_maxrss_mb": rr.get("ru_maxrss_mb"),
-                             "rc": rr["result"]["rc"] if rr.get("ok") else None,
-                             "argv": [display_path(a) if "/" in a else a for a in rr["result"]["argv"]]
-                             if rr.get("ok") else None,
-                             "error": None if rr.get("ok") else rr.get("error"), "isolated": rr.get("isolated"),
-                             "how": "the 'sonolens run' entry point (sonolens.pipeline.run_cli.cli_main) with the "
-                                    "process settings the sonolens command applies, in a fresh process; its peak "
-                                    "RSS (VmHWM) and 'torch' in sys.modules read at its end"}
-    # 7. 4K recording ----------------------------------------------------------------------------------
-    rec = _first(results, "record4k")
-    if rec is not None:
-        rep["recording_4k"] = _recording_entry(rec, plan, record_clip)
-    # 8. soak ----------------------------------------------------------------------------------------
-    sk = _first(results, "soak")
-    if sk is not None:
-        rep["soak"] = _soak_entry(sk, plan)
-    rep["contended"] = contended_figures(rep)
-    rep["not_judged"] = [what for what, e in timed_entries(rep) if not e["contention"].get("judged")]
-    rep["notes"] = notes
-    return rep
+            key[f"naive_{mode}"] = {"error": res.get("error")}
+    mr_run = key.get("max_rate_cam", {})
+    mr = None if contended(mr_run) else mr_run.get("fps_processed")
+    for mode in ("top", "all"):
+        nv_run = key.get(f"naive_{mode}", {})
+        key[f"sonolens_over_naive_{mode}"] = None if contended(nv_run) else _ratio(mr, nv_run.get("fps"))
+    return key
+
+
+def _moving_entry(clip: Path, plan: Plan, task_results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The simulated moving sweep, max-rate and realtime over the whole clip."""
+    moving: dict[str, Any] = {"clip": clip.name, "source": _source_info(clip),
+                              "made_by": "sonolens simulate sweep --size {}x{} --fps 30 --seconds {:g} "
+                                         "--seed 0".format(*plan.moving_size, plan.moving_seconds)}
+    for name, run in zip(("max_rate_cam", "realtime_cam"), _runs_of(task_results)):
+        moving[name] = run if isinstance(run, dict) else {"error": run}
+    return moving
+
+
+def _table_rows(table: str, clips: list[Path], plan: Plan, results: dict[str, list[dict]]) -> list[dict[str, Any]]:
+    """One row per clip of a table: its runs and its source's size and rate."""
+    if plan.group_tables and f"table:{table}" in results:
+        per_clip = [_runs_of([r]) for r in results[f"table:{table}"]]
+    else:
+        per_clip = [_runs_of(results.get(f"table:{table}:{c.name}", [])) for c in clips]
+    rows = []
+    for clip, runs in zip(clips, per_clip):
+        row = _clip_row(clip, runs, plan)
+        row["source"] = _source_info(clip)
+        rows.append(row)
+    return rows
+
+
+# --------------------------------------------------------------------------------------------------------
+# 4. scaling
+# --------------------------------------------------------------------------------------------------------
+def _scaling(inp: Inputs, plan: Plan, results: dict[str, list[dict]], size_clips: dict[str, Path]
+             ) -> dict[str, Any]:
+    """Frame sizes, ONNX Runtime threads and concurrent streams on the scaling clip."""
+    sc: dict[str, Any] = {"clip": inp.scale_clip.name if inp.scale_clip else None}
+    rows = []
+    for name in size_clips:
+        row: dict[str, Any] = {"size": name}
+        for k, run in zip(("max_rate_cam", "max_rate_no_model", "realtime_cam"),
+                          _runs_of(results.get(f"size:{name}", []))):
+            row[k] = run if isinstance(run, dict) else {"error": run}
+        rows.append(row)
+    sc["frame_size"] = rows
+    sc["frame_size_note"] = (f"the first {plan.size_base_frames} frames of {sc['clip']} resized and re-encoded "
+                             f"(H.264) into a temp dir, looped: {plan.size_max_rate_frames} frames max-rate with "
+                             f"the model and without one (decode + ROI only: what the capture side can deliver)"
+                             + (f", {plan.size_realtime_frames} realtime" if plan.size_realtime_frames else ""))
+    sc["threads"] = [{"threads": n, "max_rate_cam": _as_row(next(iter(_runs_of(results.get(f"threads:{n}", []))),
+                                                                  None))}
+                     for n in plan.threads]
+    sc["streams"] = [_streams_row(n, results.get(f"streams:{n}", [])) for n in plan.streams]
+    sc["streams_note"] = (f"N pipelines in one process, 1 ONNX Runtime thread each, started together: "
+                          f"{plan.streams_max_rate_frames} frames each max-rate, {plan.streams_realtime_frames} "
+                          f"realtime")
+    return sc
+
+
+def _streams_row(n: int, answers: list[dict[str, Any]]) -> dict[str, Any]:
+    """N concurrent streams, max-rate then realtime: per stream and summed up."""
+    srow: dict[str, Any] = {"streams": n}
+    for res_i, mode in zip(answers, ("max_rate_cam", "realtime_cam")):
+        if not res_i.get("ok"):
+            srow[mode] = {"error": res_i.get("error")}
+            continue
+        cpus = res_i["result"].get("contention") or []
+        per = [summarize_run(r, cpus[i] if i < len(cpus) else None)
+               for i, r in enumerate(res_i["result"]["reports"])]
+        srow[mode] = {"per_stream": per, "contention": per[0]["contention"] if per else None,
+                      "aggregate_fps": sum(p["fps_processed"] for p in per),
+                      "per_stream_fps_min": min(p["fps_processed"] for p in per),
+                      "total_dropped": sum(p["frames_dropped"] for p in per),
+                      "worst_capture_to_result_p99_ms": max(p["capture_to_result_ms"]["p99"] for p in per),
+                      "wall_s": res_i["result"]["wall_s"]}
+    return srow
+
+
+# --------------------------------------------------------------------------------------------------------
+# 6. memory, 7. 4K recording, 8. soak
+# --------------------------------------------------------------------------------------------------------
+def _memory_entry(rr: dict[str, Any]) -> dict[str, Any]:
+    """The peak RSS of ``sonolens run`` in a process of its own, and whether torch stayed out of it."""
+    return {"peak_rss_mb": rr["peak_rss_mb"] if rr.get("ok") else None,
+            "torch_imported": rr["torch_imported"], "ok": bool(rr.get("ok")),
+            "ru_maxrss_mb": rr.get("ru_maxrss_mb"),
+            "rc": rr["result"]["rc"] if rr.get("ok") else None,
+            "argv": [display_path(a) if "/" in a else a for a in rr["result"]["argv"]]
+            if rr.get("ok") else None,
+            "error": None if rr.get("ok") else rr.get("error"), "isolated": rr.get("isolated"),
+            "how": "the 'sonolens run' entry point (sonolens.pipeline.run_cli.cli_main) with the "
+                   "process settings the sonolens command applies, in a fresh process; its peak "
+                   "RSS (VmHWM) and 'torch' in sys.modules read at its end"}
 
 
 def _recording_entry(res: dict[str, Any], plan: Plan, clip: Path | None) -> dict[str, Any]:
@@ -429,112 +378,92 @@ def _soak_entry(res: dict[str, Any], plan: Plan) -> dict[str, Any]:
                    f"samples − median of the first 3 after a {r['memory']['warmup_s']:g} s warm-up"}
 
 
-def timed_entries(rep: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """``(what, entry)`` for every entry of the report that carries a contention verdict."""
-    out: list[tuple[str, dict[str, Any]]] = []
+# --------------------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------------------
+def _first(results: dict[str, list[dict]], key: str) -> dict[str, Any] | None:
+    got = results.get(key)
+    return got[0] if got else None
 
-    def add(what: str, entry: dict[str, Any] | None) -> None:
-        if entry and entry.get("contention"):
-            out.append((what, entry))
 
-    for e in (rep.get("models") or {}).values():
-        add(e["label"], e)
-    gc = rep.get("gradcam") or {}
-    add("pytorch-grad-cam, one class", gc.get("gradcam_top_class_ms"))
-    add("pytorch-grad-cam, every class", gc.get("gradcam_all_classes_ms"))
-    pipe = rep.get("pipeline") or {}
-    key = pipe.get("key") or {}
-    for k in ("max_rate_cam", "max_rate_no_cam", "realtime_cam", "realtime_no_cam", "naive_top", "naive_all"):
-        add(f"key clip {key.get('clip')}: {k}", key.get(k))
-    for table in ("samples", "shared"):
-        for row in pipe.get(table) or []:
-            for k, v in row.items():
-                if isinstance(v, dict):
-                    add(f"{table} {row['clip']}: {k}", v)
-    sc = rep.get("scaling") or {}
-    for row in sc.get("frame_size") or []:
-        for k in ("max_rate_cam", "max_rate_no_model", "realtime_cam"):
-            add(f"frame size {row['size']}: {k}", row.get(k))
-    for row in sc.get("threads") or []:
-        add(f"{row['threads']} ONNX Runtime thread(s)", row.get("max_rate_cam"))
-    for row in sc.get("streams") or []:
-        for k in ("max_rate_cam", "realtime_cam"):
-            add(f"{row['streams']} stream(s): {k}", row.get(k))
-    add("4K recording", rep.get("recording_4k"))
-    add("soak", rep.get("soak"))
+def _model_entry(res: dict[str, Any] | None, label: str) -> dict[str, Any]:
+    if res is None:
+        return {"label": label, "measured": False}
+    if not res.get("ok"):
+        return {"label": label, "measured": False, "error": res.get("error")}
+    r = res["result"]
+    lat = r["latency_ms"]
+    init = r["init"]
+    if init.startswith("checkpoint:"):
+        init = "checkpoint:" + str(display_path(init.split(":", 1)[1]))
+    return {"label": label, "measured": True, "framework": r["framework"], "init": init,
+            "arch": r.get("arch"), "input_size": r["input_size"], "threads": r.get("threads"),
+            "threads_basis": r.get("threads_basis"),
+            "latency_ms": {k: lat.get(k) for k in ("p50", "p99", "mean", "n", "p10", "p90", "noise_ms")},
+            "throughput_ips": r["throughput_ips"], "wall_s": r.get("wall_s"),
+            "contention": verdict(r.get("contention"), lat),
+            "size_mb": r["size_mb"], "size_basis": r["size_basis"],
+            "params": r.get("params"), "peak_rss_mb": res["peak_rss_mb"], "rss_isolated": res["isolated"],
+            "ru_maxrss_mb": res.get("ru_maxrss_mb"),
+            "rss_after_import_mb": r.get("rss_after_import_mb"), "torch_imported": res["torch_imported"],
+            "build_s": r.get("build_s")}
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b not in (None, 0) else None
+
+
+def summarize_run(rep: dict[str, Any], cpu: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The columns the tables show, from one ``Pipeline.report()`` and the CPU record of its run."""
+    lat = rep["latency_ms"]
+    return {"mode": rep["mode"], "cam": rep["cam"], "frames_in": rep["frames_in"], "contention": verdict(cpu),
+            "frames_processed": rep["frames_processed"], "frames_dropped": rep["frames_dropped"],
+            "fps_in": rep["fps_in"], "fps_processed": rep["fps_processed"], "wall_s": rep["wall_s"],
+            "queue": rep["queue"]["policy"],
+            "capture_to_result_ms": {k: lat["capture_to_result"][k] for k in ("p50", "p95", "p99", "max")},
+            "stage_p50_ms": {s: lat[s]["p50"] for s in ("queue_wait", "preprocess", "inference", "deliver")},
+            "error": rep.get("error")}
+
+
+def _as_row(run: dict[str, Any] | str | None) -> dict[str, Any] | None:
+    """A run's summary as a table row: a failed run (its error string) as ``{"error": ...}``, like every table."""
+    return {"error": run} if isinstance(run, str) else run
+
+
+def _runs_of(task_results: list[dict[str, Any]]) -> list[dict[str, Any] | str]:
+    """Flatten pipeline task results into summaries (or error strings), in order."""
+    out: list[dict[str, Any] | str] = []
+    for res in task_results:
+        if not res.get("ok"):
+            out.append(str(res.get("error")))
+            continue
+        cpus = res["result"].get("contention") or []
+        for i, rep in enumerate(res["result"]["reports"]):
+            out.append(summarize_run(rep, cpus[i] if i < len(cpus) else None))
     return out
 
 
-def contended_figures(rep: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every flagged entry of the report: ``{"what", "reasons", "context"}``, for its contention summary."""
-    return [{"what": what, "reasons": e["contention"]["reasons"], "context": e["contention"].get("context") or ""}
-            for what, e in timed_entries(rep) if e["contention"].get("contended")]
+def _clip_row(clip: Path, runs: list, plan: Plan) -> dict[str, Any]:
+    names = ["max_rate_cam", "max_rate_no_cam"] + (["realtime_cam", "realtime_no_cam"]
+                                                   if plan.clip_realtime_s is not None else [])
+    row: dict[str, Any] = {"clip": clip.name}
+    for name, run in zip(names, runs):
+        row[name] = run if isinstance(run, dict) else {"error": run}
+    return row
 
 
-def _compare(v: float, op: str, thr: float) -> bool:
-    return {"<=": v <= thr, "<": v < thr, ">=": v >= thr, ">": v > thr}[op]
+def _source_info(clip: Path) -> dict[str, Any]:
+    from sonolens.pipeline.sources import open_source
+
+    src = open_source(str(clip))
+    try:
+        info = src.open()
+        return {"width": info.width, "height": info.height, "fps": info.fps, "frame_count": info.frame_count}
+    except Exception as exc:  # noqa: BLE001
+        return {"error": str(exc)}
+    finally:
+        src.close()
 
 
-def headline(rep: dict[str, Any]) -> dict[str, Any]:
-    """The flat keys and their ``targets`` block. A figure measured under contention is not a result: its flat key
-    is None, and its target says so (``contended``, with the figure as measured and the reasons)."""
-    key = rep.get("pipeline", {}).get("key", {})
-    moving = rep.get("pipeline", {}).get("moving", {})
-    sonosite = bool(key.get("is_sonosite"))
-    mem = rep.get("run_memory", {})
-    soak = rep.get("soak") or {}
-    soak_ok = bool(soak.get("ok"))
-    models = rep.get("models", {})
-    flat = {
-        "teacher_over_student": rep.get("ratios", {}).get("teacher_over_student"),
-        "offline_teacher_over_student": rep.get("ratios", {}).get("offline_teacher_over_student"),
-        "gradcam_over_fused": rep.get("gradcam", {}).get("gradcam_over_fused"),
-        "model_forward_p50_ms": _p50(models.get("student_onnx_fp32_cam")),
-        "max_rate_fps_moving_cam": moving.get("max_rate_cam", {}).get("fps_processed"),
-        "realtime_dropped_moving": moving.get("realtime_cam", {}).get("frames_dropped"),
-        "realtime_capture_to_result_p99_ms_moving":
-            moving.get("realtime_cam", {}).get("capture_to_result_ms", {}).get("p99"),
-        "max_rate_fps_sonosite_cam": key.get("max_rate_cam", {}).get("fps_processed") if sonosite else None,
-        "realtime_dropped_sonosite": key.get("realtime_cam", {}).get("frames_dropped") if sonosite else None,
-        "realtime_capture_to_result_p99_ms_sonosite":
-            key.get("realtime_cam", {}).get("capture_to_result_ms", {}).get("p99") if sonosite else None,
-        "run_peak_rss_mb": mem.get("peak_rss_mb") if mem.get("torch_imported") is False and mem.get("isolated")
-        else None,
-        "soak_rss_growth_mb": (soak.get("memory") or {}).get("growth_mb") if soak_ok else None,
-        "soak_dropped": soak.get("frames_dropped") if soak_ok else None,
-    }
-    source_of = {  # the entry whose contention verdict each flat key inherits
-        "model_forward_p50_ms": models.get("student_onnx_fp32_cam"),
-        "max_rate_fps_moving_cam": moving.get("max_rate_cam"),
-        "realtime_dropped_moving": moving.get("realtime_cam"),
-        "realtime_capture_to_result_p99_ms_moving": moving.get("realtime_cam"),
-        "max_rate_fps_sonosite_cam": key.get("max_rate_cam"),
-        "realtime_dropped_sonosite": key.get("realtime_cam"),
-        "realtime_capture_to_result_p99_ms_sonosite": key.get("realtime_cam"),
-        "soak_dropped": soak,  # drops depend on the CPU; memory growth does not
-    }
-    flagged: dict[str, dict[str, Any]] = {}
-    for name, entry in source_of.items():
-        if flat[name] is not None and contended(entry):
-            flagged[name] = {"measured": flat[name], "reasons": entry["contention"]["reasons"],
-                             "context": entry["contention"].get("context") or ""}
-            flat[name] = None
-    targets = {}
-    for name, (op, thr, what) in TARGETS.items():
-        v = flat[name]
-        ok = None if v is None else _compare(v, op, thr)
-        targets[name] = {"target": f"{op} {thr:g}", "op": op, "threshold": thr, "value": v, "pass": ok,
-                         "what": what}
-        if name in flagged:
-            targets[name].update(contended=True, measured=flagged[name]["measured"],
-                                 note=f"{NOT_A_RESULT} (" + "; ".join(flagged[name]["reasons"])
-                                 + (f"; {flagged[name]['context']}" if flagged[name]["context"] else "") + ")")
-    if mem and mem.get("torch_imported") is not False:
-        targets["run_peak_rss_mb"]["note"] = "not counted: torch was imported (or the run failed)"
-    if flat["soak_rss_growth_mb"] is not None and not soak.get("counts_for_target"):
-        targets["soak_rss_growth_mb"].update({
-            "pass": None, "note": f"not counted: the soak ran {soak.get('minutes'):g} min, the target is over "
-                                  f"{SOAK_TARGET_MINUTES:g} min"})
-    return {**flat, "targets": targets}
-
-
+__all__ = ["PAPER", "SOAK_TARGET_MINUTES", "TARGETS", "assemble", "contended", "contended_figures",
+           "difference", "headline", "summarize_run", "timed_entries", "verdict"]

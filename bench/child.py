@@ -2,7 +2,7 @@
 
 Why a subprocess per measurement: peak resident memory (``ru_maxrss``) only means something for a process that
 did nothing else, and a model measured after another one would inherit its allocator state, its threads and, for
-the ONNX path, a torch import it never needs. So the parent (``bench/cli.py``) writes a small JSON spec,
+the ONNX path, a torch import it never needs. So the parent (``runner.run_child``) writes a small JSON spec,
 starts ``python -m sonolens.bench.child SPEC.json``, and reads back a JSON file with each task's result,
 the process's peak RSS and whether ``torch`` ended up in ``sys.modules``.
 

@@ -18,17 +18,17 @@ in the repository root (the committed report) only with ``--update-committed``. 
 8. with ``--soak MINUTES``: the realtime pipeline at 30 Hz on the bundled sample, looped, for that long, with
    resident memory sampled every few seconds (growth after warm-up) and the drops.
 
-Every timed task also records what its process got from the CPU (``contention.py``); a figure measured while
-other processes competed for the cores is flagged "contended: not a result" in the report instead of being printed
-as one, and the ratios built on it are withheld.
+Every timed task also records what its process got from the CPU (``sonolens.pipeline.contention``); a figure
+measured while other processes competed for the cores is flagged "contended: not a result" in the report instead
+of being printed as one, and the ratios built on it are withheld.
 
 Every measurement runs in a fresh subprocess (``child.py``) so its peak RSS is its own and no measurement
 inherits another's threads, caches or imports; this parent process never imports torch. ``--quick`` and
 ``--smoke`` pool some of them to save start-up time and say so next to each memory figure.
 
-The parts, all in ``sonolens.bench``: ``plan`` (modes, inputs, jobs), ``runner`` (subprocesses), ``child`` (the
-measurements), ``assemble`` (report + headline targets), ``report`` (Markdown, plots), ``env`` (machine,
-versions); this module is the command line.
+This module is the command line; ``run_bench`` takes the steps of the package one after the other (see
+``sonolens.bench``): ``plan`` → ``inputs`` → ``jobs`` → ``runner`` → ``assemble`` (+ ``targets``) → ``report`` and
+``plots``.
 """
 
 from __future__ import annotations
@@ -47,22 +47,15 @@ from typing import Any
 
 from sonolens.pipeline.errors import ConfigError
 
-from .assemble import TARGETS, assemble, display_path, headline
+from .assemble import TARGETS, assemble, headline
 from .child import disable_av_log_callback
 from .env import machine_info, versions
-from .plan import (
-    DEFAULT_SECTIONS,
-    PLANS,
-    REPO,
-    SECTIONS,
-    Plan,
-    build_jobs,
-    make_moving_clip,
-    make_size_clips,
-    resolve_inputs,
-)
-from .report import render_markdown, write_plots
-from .runner import execute, run_child
+from .inputs import make_moving_clip, make_size_clips, resolve_inputs
+from .jobs import build_jobs
+from .plan import DEFAULT_SECTIONS, PLANS, REPO, SECTIONS, Inputs, Plan, display_path
+from .plots import write_plots
+from .report import render_markdown
+from .runner import Say, execute, run_child
 
 # --------------------------------------------------------------------------------------------------------
 # CLI
@@ -162,7 +155,8 @@ def make_out_dir(arg: str | None, committed: bool = False) -> Path:
 
 def run_bench(plan: Plan, sections: set[str], args: argparse.Namespace, out_dir: Path, command: str
               ) -> dict[str, Any]:
-    """The whole benchmark: inputs → jobs → subprocesses → JSON, Markdown and plots under ``out_dir``."""
+    """The whole benchmark, one step after the other: inputs and clips → jobs → subprocesses → the assembled report
+    → JSON, Markdown and plots under ``out_dir``."""
     t0 = time.perf_counter()
 
     def say(msg: str) -> None:
@@ -175,18 +169,7 @@ def run_bench(plan: Plan, sections: set[str], args: argparse.Namespace, out_dir:
     with tempfile.TemporaryDirectory(prefix="sonolens-bench-") as tmp:
         workdir = Path(tmp)
         inp = resolve_inputs(args, plan, workdir, say)
-        if "pipeline" in sections:
-            inp.moving_clip = make_moving_clip(plan, workdir, say)
-        size_clips: dict[str, Path] = {}
-        if "scaling" in sections and inp.scale_clip is not None:
-            say(f"re-encoding {inp.scale_clip.name} at {len(plan.sizes)} frame sizes into a temp dir")
-            size_clips = make_size_clips(inp.scale_clip, plan.sizes, plan.size_base_frames, workdir)
-        record_clip = None
-        if "record4k" in sections and inp.standin_clip is not None:
-            w, h = plan.record_size
-            say(f"re-encoding {plan.record_clip_frames} frames of {inp.standin_clip.name} at {w}×{h} into a temp dir")
-            record_clip = make_size_clips(inp.standin_clip, (plan.record_size,), plan.record_clip_frames,
-                                          workdir)[f"{w}x{h}"]
+        size_clips, record_clip = make_clips(inp, plan, sections, workdir, say)
         jobs = build_jobs(inp, plan, sections, workdir, size_clips, record_clip)
         results = execute(jobs, plan, say)
         say("assembling the report")
@@ -212,11 +195,37 @@ def run_bench(plan: Plan, sections: set[str], args: argparse.Namespace, out_dir:
         **body, "plots": {k: str(Path("benchmarks") / Path(v).name) for k, v in plots.items()},
     }
     report.update(headline(report))
+    report = write_report(report, out_dir)
+    say("done")
+    return report
+
+
+def make_clips(inp: Inputs, plan: Plan, sections: set[str], workdir: Path, say: Say
+               ) -> tuple[dict[str, Path], Path | None]:
+    """The clips the measured sections need, made in ``workdir``: the moving footage (set on ``inp``), the frame-size
+    clips (``{"WxH": path}``) and the 4K recording's source."""
+    if "pipeline" in sections:
+        inp.moving_clip = make_moving_clip(plan, workdir, say)
+    size_clips: dict[str, Path] = {}
+    if "scaling" in sections and inp.scale_clip is not None:
+        say(f"re-encoding {inp.scale_clip.name} at {len(plan.sizes)} frame sizes into a temp dir")
+        size_clips = make_size_clips(inp.scale_clip, plan.sizes, plan.size_base_frames, workdir)
+    record_clip = None
+    if "record4k" in sections and inp.standin_clip is not None:
+        w, h = plan.record_size
+        say(f"re-encoding {plan.record_clip_frames} frames of {inp.standin_clip.name} at {w}×{h} into a temp dir")
+        record_clip = make_size_clips(inp.standin_clip, (plan.record_size,), plan.record_clip_frames,
+                                      workdir)[f"{w}x{h}"]
+    return size_clips, record_clip
+
+
+def write_report(report: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    """Write ``benchmarks/bench.json`` and ``BENCHMARKS.md`` under ``out_dir``; return the report as the JSON file
+    holds it, which is exactly what the Markdown is rendered from."""
     text = json.dumps(report, indent=2, default=str)
     (out_dir / "benchmarks" / "bench.json").write_text(text)
-    report = json.loads(text)  # the Markdown is rendered from exactly what the JSON file holds
+    report = json.loads(text)
     (out_dir / "BENCHMARKS.md").write_text(render_markdown(report))
-    say("done")
     return report
 
 

@@ -1,7 +1,8 @@
-"""Subprocesses for ``sonolens bench``: start a measurement in a fresh interpreter, collect its answer.
+"""Step 4 of ``sonolens bench``: run the jobs, each measurement in a fresh interpreter, and collect the answers.
 
-``run_child`` writes the task list to a JSON file, runs ``python -m sonolens.bench.child`` and reads the
-answer back; ``execute`` runs a list of ``Job``s, one subprocess each or pooled per kind when the plan says so.
+``run_child`` writes a task list to a JSON file, runs ``python -m sonolens.bench.child`` and reads the answer back;
+``execute`` runs a list of ``jobs.Job``s, one subprocess each or pooled per kind when the plan says so. This module
+knows the plan's jobs, never the other way round (``inputs`` uses ``run_child`` to prepare a student file).
 """
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ import json
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from .plan import Plan
+from .jobs import Job
+from .plan import Plan
+
+Say = Callable[[str], None]
 
 
 def run_child(tasks: list[dict[str, Any]], timeout: float = 600.0) -> dict[str, Any]:
@@ -43,19 +46,7 @@ def _tail(text: str, n: int = 400) -> str:
     return " | ".join(lines[-4:])[-n:] if lines else "(no output)"
 
 
-@dataclass
-class Job:
-    """One or more tasks that belong in the same subprocess (e.g. the four runs of one clip)."""
-
-    key: str
-    tasks: list[dict[str, Any]]
-    torch: bool
-    label: str = ""
-    own_process: bool = False  # always in a process of its own, even when the plan groups jobs
-    timeout_s: float = 600.0  # of its subprocess (a pooled group gets the largest of its jobs')
-
-
-def execute(jobs: list[Job], plan: Plan, say) -> dict[str, list[dict[str, Any]]]:
+def execute(jobs: list[Job], plan: Plan, say: Say) -> dict[str, list[dict[str, Any]]]:
     """Run the jobs in order; ``{job.key: [task result, ...]}``.
 
     Jobs run one subprocess each, except that a plan may pool its torch jobs (``isolate_torch=False``) or its
@@ -73,29 +64,38 @@ def execute(jobs: list[Job], plan: Plan, say) -> dict[str, list[dict[str, Any]]]
         say(f"[{i}/{n}] {job.label or job.key}")
         ans = run_child(job.tasks, timeout=job.timeout_s)
         out[job.key] = [dict(r, isolated=(k == 0)) for k, r in enumerate(ans["results"])]
-        for r in ans["results"]:
-            if not r.get("ok"):
-                say(f"    failed: {r.get('error')}")
+        _say_failures(ans["results"], say)
     for torch_group in (True, False):
         group = [j for j in pooled if j.torch == torch_group]
-        if not group:
-            continue
-        i += 1
-        say(f"[{i}/{n}] {len(group)} {'torch' if torch_group else 'runtime'} jobs in one process: "
-            + ", ".join(j.key for j in group))
-        ans = run_child([t for j in group for t in j.tasks], timeout=max(j.timeout_s for j in group))
-        results = iter(ans["results"])
-        first = True
-        for job in group:
-            out[job.key] = []
-            for _ in job.tasks:
-                r = next(results)
-                out[job.key].append(dict(r, isolated=first))
-                first = False
-                if not r.get("ok"):
-                    say(f"    failed: {r.get('error')}")
+        if group:
+            i += 1
+            say(f"[{i}/{n}] {len(group)} {'torch' if torch_group else 'runtime'} jobs in one process: "
+                + ", ".join(j.key for j in group))
+            out.update(_run_pooled(group, say))
     return out
 
+
+def _run_pooled(group: list[Job], say: Say) -> dict[str, list[dict[str, Any]]]:
+    """The tasks of ``group`` in one subprocess, their results handed back to each job; only the process's first
+    task is ``isolated``."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    ans = run_child([t for j in group for t in j.tasks], timeout=max(j.timeout_s for j in group))
+    results = iter(ans["results"])
+    first = True
+    for job in group:
+        out[job.key] = []
+        for _ in job.tasks:
+            r = next(results)
+            out[job.key].append(dict(r, isolated=first))
+            first = False
+            _say_failures([r], say)
+    return out
+
+
+def _say_failures(results: list[dict[str, Any]], say: Say) -> None:
+    for r in results:
+        if not r.get("ok"):
+            say(f"    failed: {r.get('error')}")
 
 
 __all__ = ["Job", "execute", "run_child"]

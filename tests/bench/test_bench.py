@@ -319,6 +319,18 @@ def test_a_two_second_soak_reports_memory_and_drops(student_pair, tmp_path):
     assert "## 8. Soak" in md and render_markdown(rep) == md
 
 
+def test_rendering_needs_only_the_report():
+    """``BENCHMARKS.md`` renders from the saved JSON alone: the renderer imports none of the planning and running
+    steps (plan, inputs, jobs, runner, assemble), so a report can be re-rendered without them."""
+    code = ("import sys, sonolens.bench.report; "
+            "print(sorted(m for m in sys.modules if m.startswith('sonolens.bench.')))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parent)
+    assert proc.returncode == 0, proc.stderr
+    loaded = {m.rsplit(".", 1)[1] for m in json.loads(proc.stdout.replace("'", '"'))}
+    assert loaded <= {"report", "cells", "plots", "entries"}, loaded
+
+
 def test_stage_latencies_from_a_run_csv(tmp_path):
     path = tmp_path / "frames.csv"
     ms = 1_000_000
@@ -465,3 +477,22 @@ def test_a_run_writes_to_out_unless_told_to_update_the_committed_report(tmp_path
     proc = subprocess.run([sys.executable, "-m", "sonolens", "bench", "--quick", "--update-committed"],
                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 2 and "not with --quick" in proc.stderr
+
+
+def test_a_failed_threads_run_is_an_error_row_and_the_report_still_renders():
+    """A ``threads:N`` job that failed becomes ``{"error": ...}`` like every other table row (it used to crash the
+    assembly after the whole run)."""
+    from sonolens.bench.assemble import assemble
+    from sonolens.bench.plan import PLANS, Inputs
+    from sonolens.bench.report import render_markdown
+
+    repo = Path(__file__).resolve().parents[2]
+    inp = Inputs(student=Path("s.onnx"), student_source="bundled", student_trained=True, int8=Path("q.onnx"),
+                 int8_source="given", teacher_checkpoint=None, samples=[], shared_dir=None, shared_videos=[],
+                 key_clip=None, standin_clip=repo / "assets" / "sample_videos" / "sweep.mp4")
+    results = {"threads:1": [{"ok": False, "error": "RuntimeError: boom", "isolated": True}]}
+    rep = assemble(inp, PLANS["quick"], {"scaling"}, results, {})
+    rows = {r["threads"]: r["max_rate_cam"] for r in rep["scaling"]["threads"]}
+    assert rows[1] == {"error": "RuntimeError: boom"}
+    committed = json.loads((repo / "benchmarks" / "bench.json").read_text(encoding="utf-8"))
+    render_markdown({**committed, "scaling": {**committed["scaling"], "threads": rep["scaling"]["threads"]}})

@@ -1,0 +1,234 @@
+"""Step 2 of ``sonolens bench``: the inputs a run measures, found or made.
+
+``resolve_inputs`` finds the student files (bundled, given, else a random-init export and its INT8 quantised in a
+``prepare_student`` subprocess through ``runner``), the second student's files, the sample clips, ../shared/videos
+and a teacher checkpoint; ``make_moving_clip`` and ``make_size_clips`` render and re-encode the clips some sections
+need into the run's temp dir. Each finding the report should mention becomes a note of the ``Inputs``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from sonolens.pipeline.errors import ConfigError
+
+from .plan import BREAST_CINE_ROWS, EXTRA_STUDENTS, REPO, SONOSITE, Inputs, Plan, display_path, extra_key
+from .runner import Say, run_child
+
+
+def _shared_dir(arg: str | None) -> Path | None:
+    if arg:
+        return Path(arg)
+    base = Path(os.environ.get("SONOLENS_SHARED", REPO.parent / "shared"))
+    return base / "videos"
+
+
+def find_teacher_checkpoint(arg: str | None) -> Path | None:
+    if arg:
+        p = Path(arg)
+        if not p.is_file():
+            raise ConfigError(f"--teacher-checkpoint {arg!r} does not exist")
+        return p
+    # The teacher of the bundled BUSI student (the breast paper's comparison); any other teacher run only as a
+    # fallback, newest first.
+    preferred = REPO / "runs" / "busi_teacher_offline" / "best.pt"
+    if preferred.is_file():
+        return preferred
+    found = sorted((REPO / "runs").glob("busi*teacher*/best.pt"), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None
+
+
+def _model_spec(path: Path) -> Any:
+    """The ``ModelSpec`` of an ONNX file, or None when it cannot be read (only informational here)."""
+    try:
+        import onnxruntime as ort
+
+        from sonolens.pipeline.modelfile import META_KEY, ModelSpec
+
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return ModelSpec.from_json(sess.get_modelmeta().custom_metadata_map[META_KEY])
+    except Exception:  # noqa: BLE001 - only informational
+        return None
+
+
+def _model_trained(path: Path) -> bool | None:
+    spec = _model_spec(path)
+    return None if spec is None else bool(spec.trained)
+
+
+def resolve_inputs(args: argparse.Namespace, plan: Plan, workdir: Path, say: Say) -> Inputs:
+    """The run's ``Inputs`` from the command line: student files (a missing one made in a subprocess first), clips,
+    ../shared/videos, teacher checkpoint. A given file that does not exist is a ``ConfigError``."""
+    notes: list[str] = []
+    prep: dict[str, Any] = {}
+    student, source = _student_file(args, workdir, prep, notes)
+    int8, int8_source = _int8_file(args, student, source, workdir, prep)
+    extra = _extra_students(workdir, prep)
+    if prep:
+        _prepare_students(prep, say)
+    samples, standin = _samples(args, plan, notes)
+    shared, vids, key = _shared_videos(args, plan, notes)
+    return Inputs(student=student, student_source=source,
+                  student_trained=_model_trained(student), int8=int8, int8_source=int8_source,
+                  teacher_checkpoint=find_teacher_checkpoint(args.teacher_checkpoint), samples=samples,
+                  shared_dir=shared if shared is not None and shared.is_dir() else None, shared_videos=vids,
+                  key_clip=key, standin_clip=standin, notes=notes, extra=extra)
+
+
+def _student_file(args: argparse.Namespace, workdir: Path, prep: dict[str, Any], notes: list[str]
+                  ) -> tuple[Path, str]:
+    """The student file and where it comes from: ``--student``, the bundled one, else a random-init export
+    (asked of ``prepare_student`` through ``prep``)."""
+    from sonolens.pipeline.engines import bundled_model_path
+
+    if args.student:
+        student = Path(args.student)
+        if not student.is_file():
+            raise ConfigError(f"--student {args.student!r} does not exist")
+        return student, "given"
+    bundled = bundled_model_path("busi")
+    if bundled is not None:
+        return bundled, "bundled"
+    student = workdir / "random_student.onnx"
+    prep["onnx_out"] = str(student)
+    notes.append("No bundled models/weights/busi_student.onnx: the student is a random-init export "
+                 "(same architecture and graph, so the same speed; its predictions mean nothing).")
+    return student, "random-init export"
+
+
+def _int8_file(args: argparse.Namespace, student: Path, source: str, workdir: Path, prep: dict[str, Any]
+               ) -> tuple[Path, str]:
+    """The INT8 student and where it comes from: ``--student-int8``, the student's ``_int8`` sibling, else quantised
+    on the fly (asked of ``prepare_student`` through ``prep``)."""
+    if args.student_int8:
+        int8 = Path(args.student_int8)
+        if not int8.is_file():
+            raise ConfigError(f"--student-int8 {args.student_int8!r} does not exist")
+        return int8, "given"
+    sibling = student.with_name(student.stem + "_int8.onnx")
+    if sibling.is_file():
+        return sibling, "bundled" if source == "bundled" else "sibling file"
+    int8 = workdir / "student_int8.onnx"
+    prep["int8_src"], prep["int8_out"] = str(student), str(int8)
+    return int8, "quantised on the fly (synthetic calibration)"
+
+
+def _prepare_students(prep: dict[str, Any], say: Say) -> None:
+    """Make the student files ``prep`` asks for, in a ``prepare_student`` subprocess (it needs torch)."""
+    say("preparing the student: " + ", ".join(k for k in ("onnx_out", "int8_out", "extra") if k in prep))
+    ans = run_child([{"task": "prepare_student", "args": prep}])
+    res = ans["results"][0]
+    if not res.get("ok"):
+        raise ConfigError(f"could not prepare the student model: {res.get('error')}")
+
+
+def _samples(args: argparse.Namespace, plan: Plan, notes: list[str]) -> tuple[list[Path], Path | None]:
+    """The sample clips of the table (at most ``plan.sample_limit``) and the stand-in clip (the bundled sweep, else
+    the first sample) for when ../shared/videos is absent."""
+    samples_dir = Path(args.samples) if args.samples else REPO / "assets" / "sample_videos"
+    samples = sorted(samples_dir.glob("*.mp4")) if samples_dir.is_dir() else []
+    if not samples:
+        notes.append(f"No bundled sample clips under {display_path(samples_dir)}: that table is empty.")
+    standin = next((p for p in samples if p.name == "sweep.mp4"), samples[0] if samples else None)
+    if plan.sample_limit is not None:
+        samples = samples[: plan.sample_limit]
+    return samples, standin
+
+
+def _shared_videos(args: argparse.Namespace, plan: Plan, notes: list[str]
+                   ) -> tuple[Path | None, list[Path], Path | None]:
+    """The ../shared/videos folder, the clips of its table and the SonoSite key clip (None when absent)."""
+    shared = _shared_dir(args.shared_videos)
+    if shared is not None and shared.is_dir():
+        vids = sorted(shared.glob("*.mp4")) + sorted(shared.glob("breast_cine/*/*.mp4"))[:BREAST_CINE_ROWS]
+        key = shared / SONOSITE if (shared / SONOSITE).is_file() else None
+    else:
+        vids, key = [], None
+        notes.append(f"{display_path(shared)} is absent: the ../shared/videos rows and the SonoSite targets are "
+                     "skipped; "
+                     "scaling runs use the bundled sweep sample instead.")
+    if vids and key is None:
+        notes.append(f"{SONOSITE} not found in {display_path(shared)}: the SonoSite targets are not measured.")
+    if not plan.shared_all:
+        vids = [v for v in vids if v == key]
+    return shared, vids, key
+
+
+def _extra_students(workdir: Path, prep: dict[str, Any]) -> dict[str, tuple[Path, str]]:
+    """The files of ``EXTRA_STUDENTS``' rows: a bundled file of that architecture and input size (and its
+    ``_int8`` sibling) when there is one, else random-init exports that ``prepare_student`` writes (``prep``)."""
+    out: dict[str, tuple[Path, str]] = {}
+    todo = []
+    bundled = _bundled_by_arch_size()
+    for arch, size in EXTRA_STUDENTS:
+        fp32 = bundled.get((arch, size))
+        int8 = fp32.with_name(fp32.stem + "_int8.onnx") if fp32 is not None else None
+        if fp32 is not None and int8 is not None and int8.is_file():
+            out[extra_key(arch, size, False)] = (fp32, "bundled")
+            out[extra_key(arch, size, True)] = (int8, "bundled")
+            continue
+        f, q = workdir / f"{arch}_{size}.onnx", workdir / f"{arch}_{size}_int8.onnx"
+        todo.append({"arch": arch, "size": size, "out": str(f), "int8_out": str(q)})
+        out[extra_key(arch, size, False)] = (f, "random-init export (no gate)")
+        out[extra_key(arch, size, True)] = (q, "random-init export, quantised on the fly (synthetic calibration)")
+    if todo:
+        prep["extra"] = todo
+    return out
+
+
+def _bundled_by_arch_size() -> dict[tuple[str, int], Path]:
+    """Bundled fp32 model files by (architecture, input height), read from their metadata."""
+    found: dict[tuple[str, int], Path] = {}
+    for path in sorted((REPO / "models" / "weights").glob("*.onnx")):
+        spec = None if path.stem.endswith("_int8") else _model_spec(path)
+        if spec is not None:
+            found.setdefault((spec.arch, int(spec.input_size[0])), path)
+    return found
+
+
+# --------------------------------------------------------------------------------------------------------
+# Clips a run makes in its temp dir
+# --------------------------------------------------------------------------------------------------------
+def make_size_clips(base: Path, sizes: tuple[tuple[int, int], ...], n_frames: int, workdir: Path
+                    ) -> dict[str, Path]:
+    """Re-encode the first ``n_frames`` of ``base`` at each size into ``workdir`` (a temp dir, never the repo)."""
+    import cv2
+
+    from sonolens.pipeline.sources import open_source
+    from sonolens.pipeline.videoio import VideoWriter
+
+    src = open_source(str(base))
+    info = src.open()
+    frames = []
+    try:
+        for raw in src.frames():
+            frames.append(raw.pixels)
+            if len(frames) >= n_frames:
+                break
+    finally:
+        src.close()
+    out = {}
+    for w, h in sizes:
+        path = workdir / f"size_{w}x{h}.mp4"
+        with VideoWriter(path, info.fps or 25.0, size=(w, h)) as writer:
+            for px in frames:
+                rgb = px if px.ndim == 3 else cv2.cvtColor(px, cv2.COLOR_GRAY2RGB)
+                writer.write(cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA))
+        out[f"{w}x{h}"] = path
+    return out
+
+
+def make_moving_clip(plan: Plan, workdir: Path, say: Say) -> Path:
+    """The headline's moving footage: ``sonolens simulate sweep`` (seed 0, 30 fps, H.264) at ``plan.moving_size``
+    for ``plan.moving_seconds``, rendered into ``workdir``: every frame differs (the probe moves over speckle), so
+    decoding costs what a live scan costs — unlike the SonoSite clip, a still."""
+    from sonolens.simulator.cli import write_clip
+
+    w, h = plan.moving_size
+    path = workdir / f"moving_sweep_{w}x{h}.mp4"
+    say(f"rendering {plan.moving_seconds:g} s of a moving {w}×{h} simulated sweep (the headline's footage)")
+    write_clip("sweep", path, plan.moving_seconds, seed=0, fps=30.0, size=(w, h), progress=False)
+    return path
