@@ -37,7 +37,7 @@ DATASET_CITATIONS = {
 
 def data_citation(dataset: str) -> str | None:
     """The citation of a training dataset label: one name (``busi``) or several joined by "+" (``bus_uclm+busi``,
-    from ``training.train.data_provenance``), each cited; ``None`` if any part is unknown."""
+    from ``training.run_dir.data_provenance``), each cited; ``None`` if any part is unknown."""
     parts = [DATASET_CITATIONS.get(name) for name in str(dataset).split("+")]
     return None if not parts or None in parts else "; ".join(p for p in parts if p)
 

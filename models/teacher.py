@@ -256,7 +256,7 @@ def _resolve(arch: str, defaults: dict[str, Any], cfg: dict[str, Any], cam_layer
              ) -> tuple[ModelSpec, dict[str, Any]]:
     """``ModelSpec`` + builder parameters from defaults ← ``builder_args`` (a rebuilt checkpoint) ← kwargs.
 
-    Unknown builder parameters are a ``TypeError`` (``training.train`` turns it into a ``ConfigError``).
+    Unknown builder parameters are a ``TypeError`` (``training.trainer.build_model`` turns it into a ``ConfigError``).
     """
     spec, rest = with_overrides(default_spec(arch, cam_layer), **cfg)
     params = dict(defaults)
