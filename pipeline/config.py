@@ -8,7 +8,9 @@ The sections, one per operator of the pipeline (HoloHub's one-YAML-section-per-o
     model:       path (file, bundled name, or none), threads, cam, cam_class, gate
     postprocess: ema, decision_s, decision_margin
     outputs:     csv, json, record, telemetry_window
-    sources:     several streams in one process (not supported yet: refused in one line)
+    sources:     several streams in one process (``sonolens run``): a list of entries like the source section's,
+                 ``spec`` plus optional ``options`` (a bare string is a spec); every other ``source:`` setting applies
+                 to each stream, and an entry without ``options`` takes ``source.options``
 
 An unknown key is refused with the closest valid key suggested; a value of the wrong type names the key, the value and
 what is expected — a YAML 1.1 boolean written as a string (``loop: "false"``) is refused, never coerced; ranges are
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, suggest
+from .multi import StreamSpec
 from .stream import PipelineConfig
 
 MODES = ("run", "view")
@@ -70,6 +73,8 @@ SCHEMA: tuple[Key, ...] = (
     Key("model", "cam", "cam", "bool"),
     Key("model", "cam_class", "cam_class", "int", optional=True),
     Key("model", "gate", "gate", "bool", help="the out-of-domain / input-health gate"),
+    Key("model", "max_batch", "max_batch", "int",
+        help="several sources: frames per engine call (0 = one from every stream)"),
     Key("postprocess", "ema", "ema", "float"),
     Key("postprocess", "decision_s", "decision_s", "float", help="video-level decision time constant (0 = off)"),
     Key("postprocess", "decision_margin", "decision_margin", "float"),
@@ -85,6 +90,7 @@ MODE_DEFAULTS: dict[str, dict[str, Any]] = {"run": {"threads": 0}, "view": {"thr
 _BY_DOTTED = {k.dotted: k for k in SCHEMA}
 _BY_TARGET = {k.target: k for k in SCHEMA}
 _YAML11_BOOL_STRINGS = {"y", "yes", "n", "no", "true", "false", "on", "off"}
+STREAM_KEYS = ("spec", "options")  # the keys of one ``sources:`` entry
 
 
 @dataclass
@@ -95,6 +101,7 @@ class Resolved:
     outputs: dict[str, str | None]
     origin: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    sources: list[StreamSpec] = field(default_factory=list)  # two or more: several streams (``pipeline.multi``)
 
     def show(self) -> str:
         """The resolved values in sections, each with its origin: what ``sonolens config show`` prints."""
@@ -106,21 +113,29 @@ class Resolved:
                 v = values.get(k.target)
                 shown = "none" if v is None else ("true" if v is True else "false" if v is False else v)
                 lines.append(f"  {k.name}: {shown}".ljust(42) + f"  # {self.origin.get(k.dotted, 'default')}")
+        if self.sources:
+            lines.append("sources:")
+            where = self.origin.get("sources", "default")
+            lines += [f"  - spec: {s.spec}".ljust(42) + f"  # {where}" for s in self.sources]
         return "\n".join(lines)
 
 
 def resolve(config: str | Path | None = None, flags: dict[str, Any] | None = None, *, mode: str = "run",
-            source: str | None = None, default_source: str | None = None) -> Resolved:
+            source: str | None = None, default_source: str | None = None,
+            sources: list[str] | None = None) -> Resolved:
     """Defaults of ``mode`` ← the YAML file ``config`` ← ``flags`` (``PipelineConfig`` field names or ``json`` /
-    ``record``; None = not given) ← ``source`` (the positional SOURCE, when given); ``default_source`` (the bundled
-    sample) when neither names one. One-line ``ConfigError`` for any mistake."""
+    ``record``; None = not given) ← ``source`` (the positional SOURCE, when given) or ``sources`` (two or more
+    positional SOURCEs: several streams, the file's ``sources:`` too); ``default_source`` (the bundled sample) when
+    nothing names one. One-line ``ConfigError`` for any mistake."""
     if mode not in MODES:
         raise ConfigError(f"unknown mode {mode!r} (known: {', '.join(MODES)})")
     values: dict[str, Any] = dict(MODE_DEFAULTS[mode])
     origin = {_BY_TARGET[t].dotted: f"default for '{mode}'" for t in values}
     notes: list[str] = []
+    file_streams: list[StreamSpec] | None = None
     if config is not None:
         from_file, notes = read_file(config)
+        file_streams = from_file.pop("sources", None)
         values.update(from_file)
         origin.update({_BY_TARGET[t].dotted: f"{config}" for t in from_file})
     for target, value in (flags or {}).items():
@@ -128,8 +143,7 @@ def resolve(config: str | Path | None = None, flags: dict[str, Any] | None = Non
             key = _BY_TARGET[target]
             values[target] = check_value(key, value, "command line")
             origin[key.dotted] = "command line"
-    if source is not None:
-        values["source"], origin["source.spec"] = source, "command line"
+    streams = _streams(values, origin, source, sources, file_streams, str(config))
     if "source" not in values and default_source is not None:
         values["source"], origin["source.spec"] = default_source, "default (the bundled sample)"
     if "source" not in values:
@@ -138,8 +152,33 @@ def resolve(config: str | Path | None = None, flags: dict[str, Any] | None = Non
     if mode == "run" and values.get("slideshow_hold"):
         raise ConfigError(f"source.hold ({origin['source.hold']}) waits for a viewer to advance each image: nothing "
                           "advances a headless run (use --dwell S, or 'sonolens view --hold')")
+    if mode != "run" and streams:
+        raise ConfigError(f"several sources ({origin['sources']}) run in 'sonolens run'; the viewer shows one source")
     outputs = {t: values.pop(t, None) for t in OUTPUT_TARGETS}
-    return Resolved(PipelineConfig(**values), outputs, origin, notes)
+    return Resolved(PipelineConfig(**values), outputs, origin, notes, streams)
+
+
+def _streams(values: dict[str, Any], origin: dict[str, str], source: str | None, sources: list[str] | None,
+             file_streams: list[StreamSpec] | None, config: str) -> list[StreamSpec]:
+    """The streams of a several-source run (``values["source"]`` set to the first), or [] for one source (then
+    ``values["source"]`` is it). The command line's SOURCE(s) win over the file's ``sources:``; a one-entry
+    ``sources:`` list is one source, run exactly as ``source.spec``."""
+    shared = dict(values.get("source_options") or {})
+    if sources is not None and len(sources) > 1:
+        streams, origin["sources"] = [StreamSpec(s, shared) for s in sources], "command line"
+    elif source is not None:
+        values["source"], origin["source.spec"] = source, "command line"
+        return []
+    elif file_streams:
+        streams = [s if s.options is not None else StreamSpec(s.spec, shared) for s in file_streams]
+        origin["sources"] = config
+    else:
+        return []
+    values["source"], origin["source.spec"] = streams[0].spec, origin["sources"]
+    if len(streams) == 1:
+        values["source_options"] = dict(streams[0].options or {})
+        return []
+    return streams
 
 
 def read_file(path: str | Path) -> tuple[dict[str, Any], list[str]]:
@@ -157,9 +196,11 @@ def read_file(path: str | Path) -> tuple[dict[str, Any], list[str]]:
         return {}, []
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: expected a mapping of sections (source:, model:, …), got a YAML {type(data).__name__}")
-    if "sources" in data:
-        raise ConfigError(f"{p}: 'sources' (several streams in one process) is not supported yet: one source per "
-                          f"run (source.spec)")
+    if "sources" in data:  # a list of streams: the file is sectioned (a flat file of earlier versions had none)
+        values = _sectioned(p, {k: v for k, v in data.items() if k != "sources"})
+        if "source" in values:
+            raise ConfigError(f"{p}: give source.spec or sources, not both (sources: one entry per stream)")
+        return {**values, "sources": _sources(p, data["sources"])}, []
     if any(isinstance(v, dict) for v in data.values()):  # sections hold mappings; a flat file holds none
         return _sectioned(p, data), []
     return _flat(p, data), [f"{p}: a flat configuration file (read as before); the sectioned form is "
@@ -171,9 +212,6 @@ def _sectioned(p: Path, data: dict) -> dict[str, Any]:
     for section, body in data.items():
         if section not in SECTIONS:
             raise ConfigError(f"{p}: unknown section {section!r}{suggest(str(section), SECTIONS)}")
-        if section == "sources":
-            raise ConfigError(f"{p}: 'sources' (several streams in one process) is not supported yet: one source "
-                              f"per run (source.spec)")
         if not isinstance(body, dict):
             raise ConfigError(f"{p}: section {section!r} must be a mapping of keys, got {_shown(body)}")
         for name, value in body.items():
@@ -183,6 +221,30 @@ def _sectioned(p: Path, data: dict) -> dict[str, Any]:
                 raise ConfigError(f"{p}: unknown key {dotted!r}{suggest(dotted, names)}")
             key = _BY_DOTTED[dotted]
             out[key.target] = check_value(key, value, str(p))
+    return out
+
+
+def _sources(p: Path, body: Any) -> list[StreamSpec]:
+    """The ``sources:`` list: each entry a spec (a string) or a mapping of ``spec`` and optional ``options``, checked
+    like the source section's keys; unknown keys refused with the closest valid one."""
+    if not isinstance(body, list) or not body:
+        raise ConfigError(f"{p}: sources expects a list of sources (- spec: FILE_OR_URL), got {_shown(body)}")
+    out = []
+    for i, entry in enumerate(body, 1):
+        where = f"sources[{i}]"
+        if not isinstance(entry, dict):
+            entry = {"spec": entry}
+        for name in entry:
+            if name not in STREAM_KEYS:
+                hint = " (the source section's other settings apply to every stream)" \
+                    if f"source.{name}" in _BY_DOTTED else ""
+                raise ConfigError(f"{p}: unknown key {f'{where}.{name}'!r}{suggest(str(name), STREAM_KEYS)}{hint}")
+        if "spec" not in entry:
+            raise ConfigError(f"{p}: {where} needs a spec (the file, folder, camera or URL of that stream)")
+        spec = check_value(Key(where, "spec", "source", "str"), entry["spec"], str(p))
+        options = check_value(Key(where, "options", "source_options", "mapping", optional=True),
+                              entry.get("options"), str(p)) if "options" in entry else None
+        out.append(StreamSpec(spec, options))
     return out
 
 

@@ -46,6 +46,20 @@ class Engine(Protocol):
         ...
 
 
+def infer_batch(engine: Engine, x: np.ndarray, want_cam: bool = True) -> list[EngineOutput]:
+    """One ``EngineOutput`` per image of ``x`` [N, 3, H, W]: one call of the engine's ``infer_batch`` when it has
+    one (``OnnxEngine``), else ``infer`` image by image (test doubles, the torch engine). A one-line ``ModelError``
+    when the engine answers for another number of images."""
+    batched = getattr(engine, "infer_batch", None)
+    if batched is not None:
+        outs = list(batched(x, want_cam=want_cam))
+    else:
+        outs = [engine.infer(x[i : i + 1], want_cam=want_cam) for i in range(len(x))]
+    if len(outs) != len(x):
+        raise ModelError(f"the engine answered {len(outs)} results for a batch of {len(x)} images")
+    return outs
+
+
 def _one_line(exc: BaseException, limit: int = 160) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     if "failed:" in text:  # ORT: "[ONNXRuntimeError] : 7 : INVALID_PROTOBUF : Load model from P failed:Why"
@@ -148,6 +162,17 @@ class OnnxEngine:
         score = got.get("ood_score")
         return EngineOutput(logits=got["logits"][0], cam=got["cam"][0] if "cam" in got else None,
                             ood_score=float(np.asarray(score).reshape(-1)[0]) if score is not None else None)
+
+    def infer_batch(self, x: np.ndarray, want_cam: bool = True) -> list[EngineOutput]:
+        """``x``: float32 [N, 3, H, W] (the graph's batch axis is dynamic) → one ``EngineOutput`` per image, from
+        one ONNX Runtime call: what ``infer`` gives for each image alone (several streams share a call)."""
+        x = self._check_input(x)
+        names = ["logits"] + (["cam"] if want_cam and self.has_cam else []) + (["ood_score"] if self.has_ood else [])
+        got = dict(zip(names, self.session.run(names, {self.input_name: x})))
+        cam, score = got.get("cam"), got.get("ood_score")
+        scores = np.asarray(score).reshape(-1) if score is not None else None
+        return [EngineOutput(logits=got["logits"][i], cam=cam[i] if cam is not None else None,
+                             ood_score=float(scores[i]) if scores is not None else None) for i in range(len(x))]
 
     def run(self, x: np.ndarray, want_cam: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
         """``x``: float32 [1, 3, H, W]. Returns ``(logits [C], cam [C, h, w] or None)``.

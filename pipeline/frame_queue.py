@@ -42,6 +42,9 @@ class FrameQueue:
         self.dropped_indices: list[int] = []  # which frames were dropped (bounded: see _MAX_DROP_LOG)
         self.max_depth = 0
         self._on_drop = on_drop  # called (under the lock, keep it cheap) with each evicted frame
+        # called (outside the lock) after each put and at close: a consumer of several queues waits on one event
+        # (``pipeline.multi``) instead of polling each queue
+        self.on_ready: Callable[[], None] | None = None
 
     _MAX_DROP_LOG = 100_000
 
@@ -64,7 +67,9 @@ class FrameQueue:
             self._items.append(replace(frame, t_enqueued_ns=time.perf_counter_ns()))
             self.max_depth = max(self.max_depth, len(self._items))
             self._cond.notify_all()
-            return True
+        if self.on_ready is not None:
+            self.on_ready()
+        return True
 
     def get(self, timeout: float | None = None) -> Frame | None:
         """Take the oldest waiting frame; ``None`` when closed and drained, or on timeout."""
@@ -86,6 +91,8 @@ class FrameQueue:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+        if self.on_ready is not None:
+            self.on_ready()
 
     @property
     def closed(self) -> bool:

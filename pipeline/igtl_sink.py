@@ -8,6 +8,9 @@ Per result, two messages go to the server (e.g. Slicer's OpenIGTLinkIF with a co
   grid (zero outside the ROI the model saw), so it overlays the incoming image one to one. Not sent when the CAM is
   off.
 
+Several streams in one run (``pipeline.multi``) share the one connection: stream N's results go under the devices
+``SonolensResult_N`` and ``SonolensHeatmap_N`` (``for_stream``, ``stream_devices``).
+
 The worker thread only queues the result (``__call__`` is cheap); a sender thread builds and sends the messages.
 When the sender falls behind, the oldest waiting result is dropped and counted (``dropped``): a live overlay wants
 the newest answer, not a backlog. The connection is made when the sink is created, so a wrong address fails before
@@ -33,11 +36,18 @@ from .messages import Result
 
 log = logging.getLogger(__name__)
 
-__all__ = ["IgtlSink", "parse_address", "RESULT_DEVICE", "HEATMAP_DEVICE", "heatmap_image", "result_text"]
+__all__ = ["IgtlSink", "parse_address", "RESULT_DEVICE", "HEATMAP_DEVICE", "heatmap_image", "result_text",
+           "stream_devices"]
 
 RESULT_DEVICE = "SonolensResult"
 HEATMAP_DEVICE = "SonolensHeatmap"
 EXTRA_HINT = "install the 'igtl' extra: pip install 'sonolens[igtl]'"
+
+
+def stream_devices(suffix: str) -> tuple[str, str]:
+    """The device names of one stream of a several-stream run: ``SonolensResult`` and ``SonolensHeatmap`` with the
+    stream's suffix (``_1``, ``_2``…), within OpenIGTLink's 20-byte device name."""
+    return f"{RESULT_DEVICE}{suffix}"[:20], f"{HEATMAP_DEVICE}{suffix}"[:20]
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -106,7 +116,7 @@ class IgtlSink:
             raise ConfigError(f"--igtl-send {self.address}: cannot connect ({err.strerror or err})") from None
         self._sock.settimeout(5.0)  # a receiver that stops reading must not hang the sender for ever
         self.max_pending = max(1, int(max_pending))
-        self._pending: deque[Result] = deque()
+        self._pending: deque[tuple[Result, tuple[str, str]]] = deque()
         self._cond = threading.Condition()
         self._closing = False
         self.sent = 0
@@ -117,22 +127,31 @@ class IgtlSink:
 
     # ------------------------------------------------------------------ worker thread
     def __call__(self, result: Result) -> None:
+        self.send(result)
+
+    def send(self, result: Result, devices: tuple[str, str] = (RESULT_DEVICE, HEATMAP_DEVICE)) -> None:
+        """Queue ``result`` for the server under ``devices`` (the STRING's and the IMAGE's device names)."""
         if self.error is not None:
             raise self.error
         with self._cond:
             if len(self._pending) >= self.max_pending:
                 self._pending.popleft()
                 self.dropped += 1
-            self._pending.append(result)
+            self._pending.append((result, devices))
             self._cond.notify()
 
+    def for_stream(self, suffix: str) -> StreamSender:
+        """A sink for one stream of a several-stream run: its results go over this connection under the stream's
+        own device names (``stream_devices``)."""
+        return StreamSender(self, stream_devices(suffix))
+
     # ------------------------------------------------------------------ sender thread
-    def _pack(self, result: Result) -> bytes:
+    def _pack(self, result: Result, devices: tuple[str, str]) -> bytes:
         m = self._messages
-        parts = [m.StringMessage(result_text(result), device_name=RESULT_DEVICE).pack()]
+        parts = [m.StringMessage(result_text(result), device_name=devices[0]).pack()]
         heat = heatmap_image(result)
         if heat is not None:
-            parts.append(m.ImageMessage(heat[None], device_name=HEATMAP_DEVICE).pack())
+            parts.append(m.ImageMessage(heat[None], device_name=devices[1]).pack())
         return b"".join(parts)
 
     def _run(self) -> None:
@@ -142,9 +161,9 @@ class IgtlSink:
                     self._cond.wait()
                 if not self._pending:
                     return
-                result = self._pending.popleft()
+                result, devices = self._pending.popleft()
             try:
-                data = self._pack(result)
+                data = self._pack(result, devices)
                 self._sock.sendall(data)
                 self.sent += 1
             except OSError as err:
@@ -172,3 +191,14 @@ class IgtlSink:
         """For the report: where results went, how many were sent and dropped, and the error if any."""
         return {"address": self.address, "sent": self.sent, "dropped": self.dropped,
                 "error": str(self.error) if self.error else None}
+
+
+class StreamSender:
+    """``IgtlSink.for_stream``: one stream's sink, sending over the shared connection under the stream's devices."""
+
+    def __init__(self, sink: IgtlSink, devices: tuple[str, str]) -> None:
+        self.sink = sink
+        self.devices = devices
+
+    def __call__(self, result: Result) -> None:
+        self.sink.send(result, self.devices)

@@ -38,6 +38,17 @@ HudSource = Any  # Callable[[], dict] | None: live telemetry for the burned-in H
 MIN_SHORT_SIDE = 480  # pixels: below this the burned-in text is too small to read; such sources are upscaled
 
 
+DEFAULT_MAX_BYTES = 192 << 20  # what a recorder may hold in frames waiting to be encoded (several streams share it)
+
+
+def recording_style(warnings: list[str], ood: dict | None, gate: bool) -> OverlayStyle:
+    """The overlay style of a ``sonolens run`` recording: the untrained-model warning burned in, the model file's
+    out-of-domain threshold (``ood``: its gate, None or empty without one), and whether the gate is off."""
+    untrained = [w for w in warnings if "untrained" in w]
+    return OverlayStyle(warning=untrained[0].upper() if untrained else None,
+                        ood_threshold=float(ood["threshold"]) if ood else None, gate_off=bool(ood) and not gate)
+
+
 def record_scale(width: int, height: int, size: tuple[int, int] | None = None) -> float:
     """The factor a ``width × height`` source frame is scaled by before the overlay is drawn: to fit ``size``
     (aspect kept), else the smallest whole multiple that brings the short side to ``MIN_SHORT_SIDE`` (1 when it
@@ -62,7 +73,8 @@ def scaled_result(result: Result, scale: float) -> Result:
 
 class Recorder:
     def __init__(self, path: str | Path, fps: float, style: OverlayStyle | None = None, hud_source: HudSource = None,
-                 *, block: bool = False, max_bytes: int = 192 << 20, size: tuple[int, int] | None = None) -> None:
+                 *, block: bool = False, max_bytes: int = DEFAULT_MAX_BYTES,
+                 size: tuple[int, int] | None = None) -> None:
         self.path = Path(path)
         self.size = size  # (W, H) of the recording, or None: the source's, upscaled when it is small
         self.fps = fps

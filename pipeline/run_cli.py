@@ -11,12 +11,22 @@ from .config import Resolved, resolve
 from .engines import NO_MODEL, resolve_model_path
 from .errors import ConfigError, SonolensError, SourceError
 from .outputs import check_writable, refuse_inputs_as_outputs, strict_json, write_text_atomic
-from .overlay import OverlayStyle
-from .shutdown import ShutdownSignals
+from .shutdown import ShutdownSignals, signal_name
 from .stream import build, run_to_end
 
 REPORT_EVERY_S = 5.0  # a running `--json` report is refreshed this often (marked complete: false)
 DEFAULT_SAMPLE = "assets/sample_videos/busi_demo.mp4"  # real BUSI test images, panned (see its README)
+
+
+MULTI_HELP = (
+    "Several SOURCEs run as streams of one process: a capture thread and a bounded queue (with its own drop count) "
+    "per stream, one inference worker that runs the waiting frame of every stream as one batch through the model, "
+    "each result back to its stream. Every flag applies to each stream (--frames: per stream). Outputs per stream, "
+    "numbered 1, 2... in the order given: --csv F.csv and --record R.mp4 write F_1.csv, F_2.csv... and R_1.mp4, "
+    "R_2.mp4... (the number before the extension; none may be an input); --json writes one report with a section "
+    "per stream and the totals; --igtl-send sends stream N as devices SonolensResult_N and SonolensHeatmap_N. A "
+    "stream that stalls or ends does not hold the others; the run ends when all have ended. In a config file: "
+    "'sources:' with one entry per stream (spec, optional options).")
 
 
 def default_sample() -> str | None:
@@ -32,9 +42,10 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="sonolens run",
         description="Run source -> bounded queue -> ONNX inference with Grad-CAM -> report, headless. "
-                    "Research use only - not for diagnosis.")
-    p.add_argument("source", nargs="?", help="video file, camera:N, /dev/videoN, stream URL, image, folder of "
-                                             "images, or phantom:KIND (default: the bundled sample)")
+                    "Research use only - not for diagnosis.", epilog=MULTI_HELP)
+    p.add_argument("source", nargs="*", metavar="SOURCE",
+                   help="video file, camera:N, /dev/videoN, stream URL, image, folder of images, or phantom:KIND "
+                        "(default: the bundled sample); several: one stream each, in one process (see below)")
     p.add_argument("--model", default=None,
                    help="ONNX model file or bundled name (busi, busi-uclm, chest-xray); 'off' for none")
     pace = p.add_mutually_exclusive_group()
@@ -74,6 +85,9 @@ def parser() -> argparse.ArgumentParser:
                         "the heat map as an IMAGE (needs the 'igtl' extra)")
     p.add_argument("--json", default=None, metavar="REPORT.json", help="write the end-of-run report")
     p.add_argument("--csv", default=None, metavar="FRAMES.csv", help="write one row per frame with every timestamp")
+    p.add_argument("--max-batch", dest="max_batch", type=int, default=None, metavar="N",
+                   help="several sources: at most N frames per engine call (default 0: one from every stream; 1: "
+                        "one frame per call, the unbatched baseline)")
     p.add_argument("--config", default=None, help="YAML file of pipeline settings (flags override it)")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     return p
@@ -101,7 +115,7 @@ def _fmt(report: dict) -> str:
 def cli_main(argv: list[str]) -> int:
     """``sonolens run``. Exit 0; 2 with one line for bad input or a fault (the reports are still written);
     128 + N after signal N (Ctrl-C: 130, SIGTERM: 143), after a clean shutdown that wrote the reports."""
-    args = parser().parse_args(argv)
+    args = parser().parse_intermixed_args(argv)  # SOURCEs and flags in any order
     resolved = resolve_args(args, mode="run")
     for note in resolved.notes:
         print(f"sonolens: note: {note}", file=sys.stderr)
@@ -109,6 +123,10 @@ def cli_main(argv: list[str]) -> int:
     args.json, args.record = resolved.outputs["json"], resolved.outputs["record"]
     if args.record_size is not None and not args.record:
         raise ConfigError("--record-size sets the size of the --record video: give --record OUT.mp4 too")
+    if resolved.sources:  # several streams in one process
+        from .multi_cli import run_streams
+
+        return run_streams(args, resolved, model_file=model_file_of(cfg.model), every_s=REPORT_EVERY_S)
     # every output is checked before the first frame: a report must not fail after an hour of processing
     outputs = {"report": args.json, "per-frame CSV": cfg.csv, "recording": args.record}
     refuse_inputs_as_outputs(outputs, {"source": cfg.source, "model": model_file_of(cfg.model),
@@ -121,14 +139,11 @@ def cli_main(argv: list[str]) -> int:
         pipe = build(cfg)
         recorder = None
         if args.record:
-            from .record import Recorder
+            from .record import Recorder, recording_style
 
             # live: the recorder drops (and counts) frames rather than slow the live path; offline: keeps all
-            untrained = [w for w in pipe.warnings() if "untrained" in w]
-            gate = pipe.engine.meta.ood if pipe.engine is not None else {}
-            style = OverlayStyle(warning=untrained[0].upper() if untrained else None,
-                                 ood_threshold=float(gate["threshold"]) if gate else None,
-                                 gate_off=bool(gate) and not cfg.gate)
+            style = recording_style(pipe.warnings(), pipe.engine.meta.ood if pipe.engine is not None else None,
+                                    cfg.gate)
             recorder = Recorder(args.record, fps=pipe.info.fps or 30.0, block=not cfg.realtime, style=style,
                                 hud_source=lambda: {"fps": _live_fps(pipe)}, size=args.record_size)
             pipe.add_sink(recorder)
@@ -179,7 +194,7 @@ def cli_main(argv: list[str]) -> int:
 
 
 FLAG_FIELDS = ("realtime", "frames", "queue", "loop", "start_s", "speed", "roi", "threads", "cam", "ema", "csv",
-               "reconnect", "gate", "decision_s", "decision_margin", "json", "record")
+               "reconnect", "gate", "decision_s", "decision_margin", "json", "record", "max_batch")
 
 
 def resolve_args(args: argparse.Namespace, mode: str, *, require_source: bool = True) -> Resolved:
@@ -193,7 +208,10 @@ def resolve_args(args: argparse.Namespace, mode: str, *, require_source: bool = 
     off = args.model is not None and args.model.lower() in NO_MODEL
     flags["model"] = None if off else args.model
     default = default_sample() or (None if require_source else "")
-    resolved = resolve(args.config, flags, mode=mode, source=args.source, default_source=default)
+    given = args.source  # run: a list of SOURCEs (several: streams); view: one SOURCE or None
+    several = list(given) if isinstance(given, list) and len(given) > 1 else None
+    source = given[0] if isinstance(given, list) and len(given) == 1 else given if isinstance(given, str) else None
+    resolved = resolve(args.config, flags, mode=mode, source=source, default_source=default, sources=several)
     if off:
         resolved.pipeline.model = None
         resolved.origin["model.path"] = "command line"
@@ -246,12 +264,3 @@ def _with_sinks(report: dict, recorder, igtl, complete: bool) -> dict:
         report["igtl_send"] = igtl.stats()
     report["complete"] = complete
     return report
-
-
-def signal_name(signum: int) -> str:
-    import signal
-
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return str(signum)

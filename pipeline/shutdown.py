@@ -49,4 +49,12 @@ class ShutdownSignals:
         return None if self.received is None else 128 + int(self.received)
 
 
-__all__ = ["ShutdownSignals", "HANDLED"]
+def signal_name(signum: int) -> str:
+    """``SIGTERM`` for 15: how a report names the signal that ended a run."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return str(signum)
+
+
+__all__ = ["ShutdownSignals", "HANDLED", "signal_name"]

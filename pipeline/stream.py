@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from .capture import CaptureHook, CaptureThread
 from .engines import Engine
@@ -59,6 +59,7 @@ class PipelineConfig:
     gate: bool = True  # the frame-state gate (out-of-domain score and input health); False: predict on every frame
     reconnect: int = 0  # live sources: reopen up to N times in a row after a disconnect or a late start (0 = never)
     source_options: dict[str, Any] = dataclasses.field(default_factory=dict)  # source.options: transport, device…
+    max_batch: int = 0  # several sources (pipeline.multi): frames per engine call; 0 = one from every stream
 
     def __post_init__(self) -> None:
         """Reject values that cannot mean what was asked, in one line each (the CLI exits 2)."""
@@ -86,6 +87,8 @@ class PipelineConfig:
             raise ConfigError(f"roi_frames must be >= 1, got {self.roi_frames}")
         if not (math.isfinite(self.slideshow_fps) and self.slideshow_fps > 0):
             raise ConfigError(f"slideshow fps must be positive, got {self.slideshow_fps}")
+        if self.max_batch < 0:
+            raise ConfigError(f"--max-batch must be >= 0 (0 = one frame from every stream), got {self.max_batch}")
 
     @property
     def reconnect_policy(self) -> ReconnectPolicy:
@@ -327,6 +330,18 @@ def open_engine(model: str | None, threads: int = 0) -> Engine | None:
     return load_engine(model, threads=threads)
 
 
+def open_configured_source(cfg: PipelineConfig) -> tuple[Source, SourceInfo, ConnectionLog]:
+    """Open ``cfg``'s source as every run does (errors surface here, in one line): frames over 4096 px on the long
+    side downscaled as they arrive (sizecap: memory stays bounded), a live stream that starts late waited for."""
+    if cfg.queue_policy not in ("latest", "block"):
+        raise ConfigError(f"--queue must be latest or block, got {cfg.queue_policy!r}")
+    source = SizeCappedSource(open_source(cfg.source, fps=cfg.slideshow_fps, options=cfg.source_options or None,
+                                          hold=cfg.slideshow_hold))
+    conn = ConnectionLog()
+    info = open_with_retry(source, cfg.reconnect_policy, conn)
+    return source, info, conn
+
+
 def build(cfg: PipelineConfig, sinks: list[Sink] | tuple[Sink, ...] = (), engine: Engine | None = None, *,
           capture_hook: CaptureHook | None = None,
           wrap_preprocessor: Callable[[Preprocessor], Preprocess] | None = None) -> Pipeline:
@@ -337,13 +352,7 @@ def build(cfg: PipelineConfig, sinks: list[Sink] | tuple[Sink, ...] = (), engine
     The viewer's latency self-check uses both: ``StampHook`` adds the stamp band, ``ImageAreaPreprocessor``
     hides it from the model.
     """
-    if cfg.queue_policy not in ("latest", "block"):
-        raise ConfigError(f"--queue must be latest or block, got {cfg.queue_policy!r}")
-    # frames over 4096 px on the long side are downscaled as they arrive (sizecap: memory stays bounded)
-    source = SizeCappedSource(open_source(cfg.source, fps=cfg.slideshow_fps, options=cfg.source_options or None,
-                                          hold=cfg.slideshow_hold))
-    conn = ConnectionLog()
-    info = open_with_retry(source, cfg.reconnect_policy, conn)  # a live stream that starts late is waited for
+    source, info, conn = open_configured_source(cfg)
     try:
         if engine is None:
             engine = open_engine(cfg.model, cfg.threads)
@@ -356,7 +365,19 @@ def build(cfg: PipelineConfig, sinks: list[Sink] | tuple[Sink, ...] = (), engine
         raise
 
 
-def run_to_end(pipe: Pipeline, on_result_timeout: float | None = None, *, every_s: float | None = None,
+class Runnable(Protocol):
+    """What ``run_to_end`` drives: a ``Pipeline``, or several streams in one process (``multi.MultiPipeline``)."""
+
+    def start(self) -> Any: ...
+
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+    def stop(self) -> None: ...
+
+    def report(self) -> dict: ...
+
+
+def run_to_end(pipe: Runnable, on_result_timeout: float | None = None, *, every_s: float | None = None,
                on_tick: Callable[[], None] | None = None) -> dict:
     """Start, wait for the end (Ctrl-C stops cleanly), stop, and return the report. Raises the pipeline's error
     *after* everything is closed and the report is complete, so no recorded data is lost. ``on_tick`` (with
@@ -375,4 +396,4 @@ def run_to_end(pipe: Pipeline, on_result_timeout: float | None = None, *, every_
     return pipe.report()
 
 
-__all__ = ["PipelineConfig", "Pipeline", "build", "load_config", "run_to_end"]
+__all__ = ["PipelineConfig", "Pipeline", "Runnable", "build", "load_config", "open_configured_source", "run_to_end"]

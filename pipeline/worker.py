@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from .engines import Engine
+from .engines import Engine, EngineOutput
 from .errors import SonolensError
 from .frame_queue import FrameQueue
 from .health import InputHealth
@@ -87,16 +87,22 @@ class InferenceWorker(threading.Thread):
     def stop(self) -> None:
         self._stop_evt.set()
 
-    # -- thread body ------------------------------------------------------------------------------------------
+    # -- one frame's stages (also driven, per stream, by the batch worker of ``pipeline.multi``) --------------
     def _process(self, frame: Frame) -> Result:
         x, roi = self.preprocess(frame.pixels)
         t_pre = time.perf_counter_ns()
         if self.engine is None or x is None:
-            t_inf = time.perf_counter_ns()
-            timings = self._timings(frame, t_pre, t_inf)
-            return Result(index=frame.index, frame=frame.pixels, roi=roi, timings=timings, file=frame.file)
+            return self.finish(frame, roi, None, t_pre, time.perf_counter_ns())
         out = self.engine.infer(x, want_cam=self.cam_enabled)
-        t_inf = time.perf_counter_ns()
+        return self.finish(frame, roi, out, t_pre, time.perf_counter_ns(), x)
+
+    def finish(self, frame: Frame, roi: tuple[int, int, int, int], out: EngineOutput | None, t_pre: int,
+               t_inf: int, x: np.ndarray | None = None) -> Result:
+        """The ``Result`` of ``frame`` from the engine's output ``out`` for its preprocessed image ``x`` [1, 3, H, W]
+        (post-processing, input health, the CAM to show); ``out`` None: no model ran (the frame passes through)."""
+        if out is None or self.engine is None or x is None:
+            return Result(index=frame.index, frame=frame.pixels, roi=roi, timings=self._timings(frame, t_pre, t_inf),
+                          file=frame.file)
         if frame.discontinuity:
             self.postprocess.reset()
             self.health.reset()
@@ -110,6 +116,20 @@ class InferenceWorker(threading.Thread):
                       class_names=self.class_names, probs=pred.probs, raw_probs=pred.raw_probs, cam=cam,
                       cam_class=cls, ood_score=pred.ood_score, state=pred.state, no_image=pred.no_image,
                       decision=pred.decision, file=frame.file)
+
+    def deliver(self, result: Result) -> FrameRow:
+        """Record ``result`` in the telemetry and hand it to every sink; a sink's bug becomes one line."""
+        row = FrameRow.of(result)
+        self.telemetry.record(row)
+        for sink in self._sinks:
+            try:
+                sink(result)
+            except SonolensError:
+                raise
+            except Exception as exc:  # a bug in a sink: one line for the user, the traceback in the log
+                log.debug("sink %r failed", sink, exc_info=True)
+                raise SonolensError(f"{_name(sink)} failed on frame {result.index}: {exc}") from None
+        return row
 
     @staticmethod
     def _timings(frame: Frame, t_pre: int, t_inf: int) -> Timings:
@@ -126,16 +146,7 @@ class InferenceWorker(threading.Thread):
                     if self.queue.closed and len(self.queue) == 0:
                         break
                     continue
-                result = self._process(frame)
-                self.telemetry.record(FrameRow.of(result))
-                for sink in self._sinks:
-                    try:
-                        sink(result)
-                    except SonolensError:
-                        raise
-                    except Exception as exc:  # a bug in a sink: one line for the user, the traceback in the log
-                        log.debug("sink %r failed", sink, exc_info=True)
-                        raise SonolensError(f"{_name(sink)} failed on frame {result.index}: {exc}") from None
+                self.deliver(self._process(frame))
         except SonolensError as exc:
             self.error = exc
         except Exception as exc:

@@ -35,7 +35,7 @@ def _run(*args: str) -> subprocess.CompletedProcess:
     ("- a\n- b\n", ["mapping", "list"]),
     ("source:\n  lop: true\n", ["unknown key 'source.lop'", "did you mean 'source.loop'"]),
     ("sorce:\n  loop: true\n", ["unknown section 'sorce'", "did you mean 'source'"]),
-    ("sources:\n  - a.mp4\n  - b.mp4\n", ["sources", "not supported yet"]),
+    ("sources:\n  - spec: a.mp4\n    optons: {}\n", ["sources[1].optons", "did you mean 'options'"]),
     ("postprocess:\n  ema: 1.5\n", ["--ema", "[0, 1)"]),                                 # ranges: PipelineConfig's
 ])
 def test_each_mistake_is_one_line_and_exit_2(tmp_path, text, words):
