@@ -69,6 +69,7 @@ class Automation:
         self.errors: list[str] = model.session.errors
         self._printed: set[str] = set()
         self._final_pipe: Pipeline | None = None  # the pipeline of the run, kept for the report
+        self._final_pipes: list[Pipeline | None] = []  # each stream's (the grid)
         self._t_start = time.perf_counter()
         # what the session got from the CPU (the same record and verdict as each figure of 'sonolens bench')
         self._cpu = CpuWatch(poll=True) if self.opts.report else None
@@ -162,7 +163,8 @@ class Automation:
         if self.finishing:
             return
         self.finishing = True
-        self._final_pipe = self.model.playback.pipe  # kept for the report
+        self._final_pipes = [st.pipe for st in self.model.streams]  # kept for the report
+        self._final_pipe = self._final_pipes[0]
         self.end.freeze()
         self.exit_code = rc
         if self.opts.screenshot and not self.end.screenshot(self.opts.screenshot):
@@ -175,8 +177,12 @@ class Automation:
         if self.opts.report:
             report = self.report()
             Path(self.opts.report).write_text(json.dumps(report, indent=2, default=str))
-            print(summary_lines(report), file=sys.stderr)
+            print(self.summary(report), file=sys.stderr)
         self.end.exit(rc)
+
+    def summary(self, report: dict) -> str:
+        """What is printed when the report is written (``summary_lines``)."""
+        return summary_lines(report)
 
     def _close_logs(self, rc: int) -> int:
         """The study log's end record and the display CSV; a log lost or unwritable turns a success into exit 2."""
@@ -222,9 +228,10 @@ class Automation:
         return out
 
 
-def summary_lines(report: dict) -> str:
+def summary_lines(report: dict, title: str = "sonolens view") -> str:
     """The few lines ``view --report`` prints when it quits: display rate, drops, the latencies a user reads first,
-    and whether the CPU was shared (figures measured under contention are not results)."""
+    and whether the CPU was shared (figures measured under contention are not results). ``title`` starts the
+    first line (the grid: ``stream k``, one summary per stream's section)."""
     lat = report.get("latency_ms") or {}
 
     def stage(name: str) -> str:
@@ -232,14 +239,19 @@ def summary_lines(report: dict) -> str:
         return (f"{name} p50/p95/p99 {s['p50']:.1f}/{s['p95']:.1f}/{s['p99']:.1f} ms" if s and s.get("n")
                 else f"{name} not measured")
 
-    lines = [f"sonolens view: {report['frames_displayed']} frames displayed at {report['display_fps']:.1f} fps; "
+    lines = [f"{title}: {report['frames_displayed']} frames displayed at {report['display_fps']:.1f} fps; "
              f"dropped {report['frames_dropped_queue']} (queue) + {report['frames_skipped_display']} (display)",
              f"  {stage('capture_to_pixels')}; {stage('capture_to_paint')}"]
+    return "\n".join(lines + contention_lines(report))
+
+
+def contention_lines(report: dict) -> list[str]:
+    """Whether the CPU was shared during the run (the report's ``contention``), as a summary line; [] without."""
     cont = report.get("contention")
-    if cont:
-        lines.append("  CPU: contended — " + "; ".join(cont["reasons"]) if cont.get("contended")
-                     else "  CPU: not contended (no other process competed for it)")
-    return "\n".join(lines)
+    if not cont:
+        return []
+    return ["  CPU: contended — " + "; ".join(cont["reasons"]) if cont.get("contended")
+            else "  CPU: not contended (no other process competed for it)"]
 
 
 def signal_name(signum: int) -> str:
@@ -251,4 +263,4 @@ def signal_name(signum: int) -> str:
         return str(signum)
 
 
-__all__ = ["Automation", "signal_name"]
+__all__ = ["Automation", "EndSteps", "contention_lines", "signal_name", "summary_lines"]

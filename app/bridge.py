@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -103,6 +103,13 @@ class DisplayFrame:
     generation: int  # which pipeline of the window it came from
 
 
+def rerendered(df: DisplayFrame, settings: RenderSettings, area: tuple[int, int]) -> DisplayFrame:
+    """``df`` rendered again with ``settings`` at ``area`` (on the GUI thread: a still frame after the style or the
+    size changed)."""
+    rgb, rect, blended = render_rgb(df.result, settings, area)
+    return replace(df, image=to_qimage(rgb), rect=rect, area=area, heatmap=blended)
+
+
 class FrameBridge(QObject):
     """Pipeline sink (worker thread) → ``frame_ready`` (connect with a queued connection) → ``take()`` (GUI)."""
 
@@ -154,4 +161,4 @@ class FrameBridge(QObject):
             return df
 
 
-__all__ = ["RenderSettings", "DisplayFrame", "FrameBridge", "fit_rect", "render_rgb", "to_qimage"]
+__all__ = ["RenderSettings", "DisplayFrame", "FrameBridge", "fit_rect", "render_rgb", "rerendered", "to_qimage"]

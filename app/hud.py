@@ -17,6 +17,7 @@ from typing import IO
 
 import numpy as np
 
+from sonolens.pipeline.messages import Timings
 from sonolens.pipeline.outputs import unlinked, vanished_message
 from sonolens.pipeline.telemetry import percentiles, rate
 
@@ -88,6 +89,14 @@ class DisplayStats:
         self.stages.setdefault(stage, []).append(float(ms))
         self._recent.setdefault(stage, deque(maxlen=self.window)).append(float(ms))
 
+    def add_display(self, t: Timings, t_ready_ns: int, t_paint_ns: int) -> None:
+        """The display-side stages of a painted frame: its timings, when the worker finished rendering it, when it
+        was painted."""
+        self.add("result_to_paint", (t_paint_ns - t.t_delivered_ns) / 1e6)
+        self.add("render", (t_ready_ns - t.t_delivered_ns) / 1e6)  # worker side: blend, scale, QImage
+        self.add("ready_to_paint", (t_paint_ns - t_ready_ns) / 1e6)  # signal delivery + paint
+        self.add("capture_to_paint", (t_paint_ns - t.t_captured_ns) / 1e6)
+
     def live(self, stage: str) -> dict[str, float]:
         return percentiles(list(self._recent.get(stage, ())))
 
@@ -128,6 +137,36 @@ def hud_lines(*, fps_in: float, fps_processed: float, fps_display: float, droppe
     for label, key in (("result→paint", "result_to_paint"), ("capture→pixels", "capture_to_pixels")):
         if key in display_latency:
             lines.append(f"  {label:<16}{fmt_ms(display_latency[key])}")
+    return lines
+
+
+def fmt_p99(stats: dict[str, float] | None) -> str:
+    """A stage's p99 in ms, "–" before there is one."""
+    p99 = (stats or {}).get("p99", float("nan"))
+    return f"{p99:.0f} ms" if np.isfinite(p99) else "–"
+
+
+def stream_line(k: int, name: str, fps_display: float, dropped: int, capture_to_result: dict[str, float] | None
+                ) -> str:
+    """The line under a grid cell: the stream's number and name, display rate, frames dropped (queue + display)
+    and capture→result p99 over the sliding window."""
+    return (f"{k} · {name} · {fps_display:.1f} fps · dropped {dropped} · "
+            f"capture→result p99 {fmt_p99(capture_to_result)}")
+
+
+STREAM_HUD_HEADER = "latency ms".ljust(17) + "   p50    p95"  # over ``stream_hud_lines``' latency rows
+
+
+def stream_hud_lines(k: int, name: str, *, fps_in: float, fps_processed: float, fps_display: float,
+                     dropped_pipeline: int, skipped_display: int, pipeline_latency: dict[str, dict],
+                     display_latency: dict[str, dict]) -> list[str]:
+    """The grid's side panel, one stream: rates, drops and capture→result (and capture→pixels) p50/p95 in ms."""
+    lines = [f"{k} {name}", f"  fps in {fps_in:4.1f} proc {fps_processed:4.1f} disp {fps_display:4.1f}",
+             f"  dropped {dropped_pipeline} (queue) + {skipped_display} (display)"]
+    for label, stats in (("capture→result", pipeline_latency.get("capture_to_result")),
+                         ("capture→pixels", display_latency.get("capture_to_pixels"))):
+        if stats is not None:
+            lines.append(f"  {label:<15}{fmt_ms(stats)}")
     return lines
 
 
@@ -202,4 +241,5 @@ class DisplayCsv:
         return self.error
 
 
-__all__ = ["RateMeter", "CounterRate", "DisplayCsv", "DisplayStats", "display_csv_path", "hud_lines", "fmt_ms"]
+__all__ = ["RateMeter", "CounterRate", "DisplayCsv", "DisplayStats", "display_csv_path", "hud_lines", "fmt_ms",
+           "fmt_p99", "stream_hud_lines", "stream_line", "STREAM_HUD_HEADER"]

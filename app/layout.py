@@ -45,19 +45,32 @@ STUDY_SHORTCUTS = [("1 / 2 / 3 …", "record your call (class in the model's ord
                    ("Space", "freeze / unfreeze")]
 
 
+def hud_label() -> QLabel:
+    """The performance HUD: monospace, top-left, not selectable."""
+    hud = QLabel("")
+    hud.setObjectName("hud")
+    mono = QFont("DejaVu Sans Mono")
+    mono.setStyleHint(QFont.StyleHint.Monospace)
+    mono.setPointSizeF(9.0)
+    hud.setFont(mono)
+    hud.setTextInteractionFlags(Qt.TextInteractionFlag.NoTextInteraction)
+    hud.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+    return hud
+
+
 def _no_focus(*widgets: QWidget) -> None:
     """Controls never take keyboard focus, so Space/arrows always reach the window's shortcuts."""
     for w in widgets:
         w.setFocusPolicy(Qt.FocusPolicy.NoFocus)
 
 
-def _heading(text: str) -> QLabel:
+def heading(text: str) -> QLabel:
     lab = QLabel(text.upper())
     lab.setObjectName("heading")
     return lab
 
 
-def _separator() -> QFrame:
+def separator() -> QFrame:
     line = QFrame()
     line.setFrameShape(QFrame.Shape.HLine)
     line.setObjectName("sep")
@@ -67,6 +80,8 @@ def _separator() -> QFrame:
 class ViewerLayout:
     """The video view, the side panel (prediction, overlay controls, performance, study), the status bar and
     the menus, on ``win``."""
+
+    shortcuts = SHORTCUTS  # the help box's table
 
     def __init__(self, win: QMainWindow, opts: ViewerOptions, settings: RenderSettings) -> None:
         self.win = win
@@ -85,20 +100,10 @@ class ViewerLayout:
         lay.setContentsMargins(14, 12, 14, 12)
         lay.setSpacing(8)
 
-        lay.addWidget(_heading("Prediction"))
+        lay.addWidget(heading("Prediction"))
         self.bars = ProbBars()
         lay.addWidget(self.bars)
-        self.model_label = QLabel("")
-        self.model_label.setObjectName("muted")
-        self.model_label.setWordWrap(True)
-        lay.addWidget(self.model_label)
-        self.warnings_label = QLabel("")  # the pipeline's warnings (untrained model, no gate, gate off)
-        self.warnings_label.setObjectName("warnings")
-        self.warnings_label.setWordWrap(True)
-        self.warnings_label.setTextFormat(Qt.TextFormat.RichText)
-        self.warnings_label.setVisible(False)
-        lay.addWidget(self.warnings_label)
-        self.warnings: list[str] = []
+        self._add_model_lines(lay)
 
         # the engineering part (overlay controls, performance HUD): hidden in presentation mode (--present)
         main_lay = lay
@@ -107,8 +112,8 @@ class ViewerLayout:
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(8)
         main_lay.addWidget(self.engineering)
-        lay.addWidget(_separator())
-        lay.addWidget(_heading("Overlay"))
+        lay.addWidget(separator())
+        lay.addWidget(heading("Overlay"))
         form = QFormLayout()
         form.setLabelAlignment(Qt.AlignmentFlag.AlignLeft)
         form.setHorizontalSpacing(10)
@@ -136,23 +141,16 @@ class ViewerLayout:
             for w in (self.heatmap_box, self.opacity, self.cam_combo, self.cmap_combo):
                 w.setEnabled(False)
 
-        lay.addWidget(_separator())
-        lay.addWidget(_heading("Performance"))
-        self.hud = QLabel("")
-        self.hud.setObjectName("hud")
-        mono = QFont("DejaVu Sans Mono")
-        mono.setStyleHint(QFont.StyleHint.Monospace)
-        mono.setPointSizeF(9.0)
-        self.hud.setFont(mono)
-        self.hud.setTextInteractionFlags(Qt.TextInteractionFlag.NoTextInteraction)
-        self.hud.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        lay.addWidget(separator())
+        lay.addWidget(heading("Performance"))
+        self.hud = hud_label()
         lay.addWidget(self.hud)
         self.engineering.setVisible(not self.opts.present)
         lay = main_lay
         self.study_label: QLabel | None = None
         if self.opts.study is not None:
-            lay.addWidget(_separator())
-            lay.addWidget(_heading("Study"))
+            lay.addWidget(separator())
+            lay.addWidget(heading("Study"))
             self.study_label = QLabel("")
             self.study_label.setWordWrap(True)
             lay.addWidget(self.study_label)
@@ -171,6 +169,20 @@ class ViewerLayout:
         self.status_bar = self.win.statusBar()
         self.status_label = QLabel("")
         self.status_bar.addWidget(self.status_label, 1)
+
+    def _add_model_lines(self, lay: QVBoxLayout) -> None:
+        """The model line and, in red below it, the pipeline's warnings (untrained model, no gate, gate off)."""
+        self.model_label = QLabel("")
+        self.model_label.setObjectName("muted")
+        self.model_label.setWordWrap(True)
+        lay.addWidget(self.model_label)
+        self.warnings_label = QLabel("")
+        self.warnings_label.setObjectName("warnings")
+        self.warnings_label.setWordWrap(True)
+        self.warnings_label.setTextFormat(Qt.TextFormat.RichText)
+        self.warnings_label.setVisible(False)
+        lay.addWidget(self.warnings_label)
+        self.warnings: list[str] = []
 
     def show_model(self, meta) -> None:
         """The model line under the bars: architecture and classes, loudly marked when untrained."""
@@ -255,7 +267,7 @@ class ViewerLayout:
     # -- help ------------------------------------------------------------------------------------------------------
     def show_help(self) -> QMessageBox:
         """The shortcuts table, in a box that does not block the window."""
-        rows = "".join(f"<tr><td><b>{k}</b></td><td>&nbsp;&nbsp;{v}</td></tr>" for k, v in SHORTCUTS)
+        rows = "".join(f"<tr><td><b>{k}</b></td><td>&nbsp;&nbsp;{v}</td></tr>" for k, v in self.shortcuts)
         if self.opts.study is not None:
             rows += "<tr><td colspan=2><br><b>Study mode</b></td></tr>" + "".join(
                 f"<tr><td><b>{k}</b></td><td>&nbsp;&nbsp;{v}</td></tr>" for k, v in STUDY_SHORTCUTS)
@@ -276,4 +288,4 @@ class ViewerLayout:
         box.exec()
 
 
-__all__ = ["ViewerLayout", "SHORTCUTS", "STUDY_SHORTCUTS"]
+__all__ = ["ViewerLayout", "SHORTCUTS", "STUDY_SHORTCUTS", "hud_label", "heading", "separator"]

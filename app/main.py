@@ -14,6 +14,10 @@ Ctrl-C and SIGTERM take the window's normal way out — study log end record, re
 the exit code is 128 + N (130, 143); a second signal while that runs is ignored (``app.signals``). A study log that
 cannot be written (a full disk) ends the session with its end record, the error shown in the window, one line on
 stderr and exit code 2. ``--log`` naming a file that already holds a session is refused: one session per log.
+
+Several SOURCEs (2 to ``MAX_STREAMS``) open one window with a grid, one stream in each cell (``grid.GridWindow``);
+more are refused in one line (exit 2), and so are ``--study`` and ``--hold`` with several sources. The pipeline's
+settings apply to every stream; ``--csv F.csv`` writes each stream's ``F_k.csv`` and ``F_k_display.csv``.
 """
 
 from __future__ import annotations
@@ -28,14 +32,17 @@ from sonolens import RESEARCH_NOTICE
 from sonolens.pipeline.errors import ConfigError
 from sonolens.study.log import CONDITIONS, check_new_log
 
+MAX_STREAMS = 4  # streams one window shows (a 2×2 grid)
+
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="sonolens view",
         description=f"Live ultrasound AI overlay viewer (PyQt6). {RESEARCH_NOTICE} Press F1 in the window for "
                     "keyboard shortcuts.")
-    p.add_argument("source", nargs="?", help="video file, camera:N, /dev/videoN, stream URL, image, folder, or "
-                                             "phantom:KIND (default: the bundled sample clip)")
+    p.add_argument("source", nargs="*", metavar="SOURCE",
+                   help="video file, camera:N, /dev/videoN, stream URL, image, folder, or phantom:KIND (default: the "
+                        f"bundled sample clip); 2 to {MAX_STREAMS} SOURCEs: a grid, one stream in each cell")
     p.add_argument("--model", default=None,
                    help="ONNX model file or bundled name (busi, busi-uclm, chest-xray); 'off' for none (default: busi)")
     p.add_argument("--roi", default=None, help="x,y,w,h of the ultrasound image (default: detected automatically)")
@@ -98,6 +105,24 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _grid_sources(args: argparse.Namespace) -> tuple[str, ...]:
+    """The SOURCEs of a grid (two or more), else (); a one-line ``ConfigError`` for what the grid cannot do. ``args``
+    keeps the first SOURCE only: the pipeline's settings are resolved once, for every stream alike."""
+    given = [args.source] if isinstance(args.source, str) else list(args.source or [])
+    args.source = given[0] if given else None
+    if len(given) < 2:
+        return ()
+    if len(given) > MAX_STREAMS:
+        raise ConfigError(f"{len(given)} sources: the viewer shows at most {MAX_STREAMS} streams in one window "
+                          "('sonolens run' takes more)")
+    if args.study or args.participant or args.condition or args.log:
+        raise ConfigError("--study reads one source: several sources (a grid) are not a study session")
+    if args.hold:
+        raise ConfigError("--hold waits for Right to advance one source's images: the grid has no such key (use "
+                          "--dwell S)")
+    return tuple(given)
+
+
 def _check_out(path: str | None, what: str) -> None:
     if path and not Path(path).expanduser().resolve().parent.is_dir():
         raise ConfigError(f"{what}: folder does not exist: {Path(path).parent}")
@@ -108,6 +133,7 @@ def options_from_args(args: argparse.Namespace):
 
     from .options import StudyOptions, ViewerOptions
 
+    sources = _grid_sources(args)
     automation = bool(args.exit_after_frames or args.exit_after_seconds or args.screenshot or args.report)
     if args.exit_after_frames is not None and args.exit_after_frames < 1:
         raise ConfigError("--exit-after-frames must be at least 1")
@@ -153,13 +179,19 @@ def options_from_args(args: argparse.Namespace):
         if args.condition == "off":
             model = None  # 'off' runs no model at all
     source = pipe_cfg.source or None
+    from sonolens.pipeline.multi import stream_path
     from sonolens.pipeline.outputs import refuse_inputs_as_outputs
     from sonolens.pipeline.run_cli import model_file_of
 
-    refuse_inputs_as_outputs(
-        {"--screenshot file": args.screenshot, "--report file": args.report,
-         "--log file": study.log if study else None, "--csv file": pipe_cfg.csv, "--csv display file": display_csv},
-        {"source": source, "model": model_file_of(model)})
+    outputs = {"--screenshot file": args.screenshot, "--report file": args.report,
+               "--log file": study.log if study else None}
+    csvs = ([(f" of stream {k}", stream_path(pipe_cfg.csv, k)) for k in range(1, len(sources) + 1)] if sources
+            else [("", pipe_cfg.csv)])  # the grid: each stream's CSVs (f_1.csv, f_1_display.csv…)
+    for name, csv in csvs:
+        outputs |= {f"--csv file{name}": csv, f"--csv display file{name}": display_csv_path(csv)}
+    inputs = {"model": model_file_of(model)}
+    inputs |= {f"source {k}": s for k, s in enumerate(sources, 1)} if sources else {"source": source}
+    refuse_inputs_as_outputs(outputs, inputs)
     if source is None and automation:
         raise ConfigError("no SOURCE given and the bundled sample (assets/sample_videos/busi_demo.mp4) was not found")
     if args.present and args.selfcheck:
@@ -172,7 +204,7 @@ def options_from_args(args: argparse.Namespace):
                          study=study,
                          exit_after_frames=args.exit_after_frames, exit_after_seconds=args.exit_after_seconds,
                          screenshot=args.screenshot, report=args.report, snapshot_dir=args.snapshot_dir,
-                         record_dir=args.record_dir, automation=automation)
+                         record_dir=args.record_dir, automation=automation, sources=sources)
 
 
 def _ensure_display(automation: bool) -> None:
@@ -233,12 +265,14 @@ def make_app(argv0: str = "sonolens"):
 
 
 def create_window(opts, size: str = "1280x800", screen: int | None = None, fullscreen: bool = False):
-    """The window, sized and placed (``--screen``), shown, not yet started (``window.start()``)."""
+    """The window, sized and placed (``--screen``), shown, not yet started (``window.start()``): the viewer, or
+    the grid for several sources (``opts.sources``)."""
     from PyQt6.QtWidgets import QApplication
 
+    from .grid import GridWindow
     from .window import ViewerWindow
 
-    win = ViewerWindow(opts)
+    win = GridWindow(opts) if opts.grid else ViewerWindow(opts)
     try:
         w, h = (int(v) for v in size.lower().split("x"))
     except ValueError:
@@ -299,4 +333,4 @@ def cli_main(argv: list[str]) -> int:
     return int(rc or win.exit_code or signals.exit_code or 0)
 
 
-__all__ = ["cli_main", "parser", "options_from_args", "create_window", "make_app"]
+__all__ = ["cli_main", "parser", "options_from_args", "create_window", "make_app", "MAX_STREAMS"]

@@ -8,6 +8,9 @@ place that knows them all. Each part is a small mutable dataclass owned by one c
 
 A controller's attributes of the same names (``Playback.paused``, ``Recording.recorder``…) read and write these
 fields (``state_field``), so the model is the one copy of the state, whoever holds the controller.
+
+The grid (``sonolens view SRC1 SRC2 …``, ``grid.GridWindow``) plays several streams: ``streams`` holds one playback
+part per stream, each written by that stream's ``Playback``; ``playback`` is the first (the single viewer's only one).
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ class PlaybackState:
     paused: bool = False
     ended: bool = False
     error: str | None = None  # the source's error, when it ended with one
+    open_error: str | None = None  # the last source that could not be opened (None once one opened)
     skipped_other: int = 0  # held frames discarded on resume or overflow
     skipped_bridges: int = 0  # by bridges of pipelines already replaced
     dropped_old: int = 0  # queue drops of pipelines already replaced
@@ -112,11 +116,15 @@ class SessionState:
 
 class ViewerModel:
     """The four parts, the loaded model's metadata (``meta``, None without a model) and ``changed`` (called with
-    the part's name after its owner changed it)."""
+    the part's name after its owner changed it). ``streams``: the playback part of each of ``n_streams`` streams
+    (the grid; each notifies as ``"playback"``), ``playback`` is ``streams[0]``."""
 
-    def __init__(self) -> None:
+    def __init__(self, n_streams: int = 1) -> None:
+        if n_streams < 1:
+            raise ValueError(f"a viewer plays at least one stream, got {n_streams}")
         self.meta: Any = None  # pipeline.engines ModelMeta of the model loaded, set once by the window
-        self.playback = PlaybackState()
+        self.streams: list[PlaybackState] = [PlaybackState() for _ in range(n_streams)]
+        self.playback = self.streams[0]
         self.recording = RecordingState()
         self.study = StudyState()
         self.session = SessionState()

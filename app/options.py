@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any
 
+from sonolens.pipeline.multi import stream_path
 from sonolens.pipeline.stream import PipelineConfig
 
 
@@ -34,7 +35,7 @@ class ViewerOptions:
     ``ViewerOptions(source=…, loop=True, …)`` accepts the pipeline keys too (tests), folded into ``pipeline``.
     """
 
-    source: str | None = None
+    source: str | None = None  # the grid: the first of ``sources``
     pipeline: PipelineConfig = field(default_factory=lambda: PipelineConfig(source="", threads=1))
     heatmap: bool = True
     alpha: float = 0.4
@@ -49,6 +50,7 @@ class ViewerOptions:
     snapshot_dir: str = "."
     record_dir: str = "."
     automation: bool = False  # any of exit_after_*, screenshot, report: no modal dialogs, exit codes matter
+    sources: tuple[str, ...] = ()  # the grid (``sonolens view SRC1 … SRC4``): 2 to 4 streams; () for one source
 
     def __init__(self, source: str | None = None, pipeline: PipelineConfig | None = None, **kw: Any) -> None:
         base = pipeline if pipeline is not None else PipelineConfig(source="", threads=1)
@@ -61,15 +63,24 @@ class ViewerOptions:
                 setattr(self, f.name, kw.pop(f.name, default))
         if kw:
             raise TypeError(f"unknown viewer option(s): {', '.join(sorted(kw))}")
+        self.sources = tuple(self.sources)
+
+    @property
+    def grid(self) -> bool:
+        """Several streams in one window (``grid.GridWindow``)."""
+        return len(self.sources) > 1
 
     @property
     def show_predictions(self) -> bool:
         """False in the blinded and off study conditions: no bars, no heat map, no ROI box."""
         return self.study is None or self.study.condition == "ai"
 
-    def pipeline_config(self, source: str) -> PipelineConfig:
-        """The pipeline settings for playing ``source`` with these options."""
-        return replace(self.pipeline, source=source)
+    def pipeline_config(self, source: str, stream: int | None = None) -> PipelineConfig:
+        """The pipeline settings for playing ``source`` with these options; ``stream`` (1-based, the grid): the
+        pipeline's own outputs are that stream's (``f.csv`` → ``f_2.csv``, as ``sonolens run`` names them)."""
+        if stream is None:
+            return replace(self.pipeline, source=source)
+        return replace(self.pipeline, source=source, csv=stream_path(self.pipeline.csv, stream))
 
     # -- views of the pipeline settings (typed, so the viewer's code reads them as before) ------------------------
     @property

@@ -7,14 +7,13 @@ the GUI thread; so does a resize once it settles.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from PyQt6.QtCore import QObject, QTimer, pyqtSignal
 
 from sonolens.pipeline.overlay import COLORMAPS
 
-from .bridge import render_rgb, to_qimage
+from .bridge import rerendered
 
 if TYPE_CHECKING:
     from .window import ViewerWindow
@@ -116,9 +115,7 @@ class OverlayControls(QObject):
         df = pb.current
         if df is None or not pb.still:
             return
-        area = self.settings.area
-        rgb, rect, blended = render_rgb(df.result, self.settings, area)
-        pb.current = replace(df, image=to_qimage(rgb), rect=rect, area=area, heatmap=blended)
+        pb.current = rerendered(df, self.settings, self.settings.area)
         self.ui.view.set_frame(pb.current)
 
     def _view_resized(self) -> None:

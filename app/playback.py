@@ -4,6 +4,10 @@ Threads: capture and inference run in the pipeline's threads; ``FrameBridge`` (a
 renders each frame and signals the GUI, which only paints. The GUI never waits on the pipeline: a stalled or
 ended source, or slow inference, just means no new frame — the window keeps its last frame and stays live.
 
+One ``Playback`` plays one stream into one view: the single viewer has one, the grid (``grid.GridWindow``) one per
+cell, each with its own ``FrameBridge``, pipeline and playback part of the model; they are given the pieces they
+work with (options, model part, view, render settings, loop action), not the window.
+
 Pause keeps the frame on screen (with its result). Frames already past the capture stage when pause was pressed
 are held back, so "step" shows exactly the next frame; on resume, held frames are discarded (counted as skipped).
 """
@@ -16,22 +20,33 @@ import time
 from typing import TYPE_CHECKING
 
 from PyQt6.QtCore import QObject, Qt, pyqtSignal
-from PyQt6.QtWidgets import QFileDialog, QInputDialog
+from PyQt6.QtWidgets import QFileDialog, QInputDialog, QWidget
 
-from sonolens import RESEARCH_NOTICE
 from sonolens.pipeline.errors import SonolensError
 from sonolens.pipeline.stamp import band_height
 from sonolens.pipeline.stream import Pipeline
 
-from .bridge import DisplayFrame, FrameBridge
-from .model import PlaybackState, state_field
+from .bridge import DisplayFrame, FrameBridge, RenderSettings
+from .model import PlaybackState, ViewerModel, state_field
 from .selfcheck import build_viewer_pipeline
 
 if TYPE_CHECKING:
-    from .window import ViewerWindow
+    from PyQt6.QtGui import QAction
+
+    from sonolens.pipeline.engines import Engine
+
+    from .options import ViewerOptions
+    from .widgets import VideoView
 
 SPEEDS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 4.0, 8.0)
 MAX_HELD = 8  # frames held back while paused; older ones are discarded (counted as skipped)
+
+
+def next_speed(current: float, direction: int) -> float:
+    """The playback speed after ``current`` in ``SPEEDS`` (``direction`` > 0: faster, else slower)."""
+    if direction > 0:
+        return next((s for s in SPEEDS if s > current + 1e-9), SPEEDS[-1])
+    return next((s for s in reversed(SPEEDS) if s < current - 1e-9), SPEEDS[0])
 
 
 class Playback(QObject):
@@ -53,14 +68,19 @@ class Playback(QObject):
     source_spec: state_field[str | None] = state_field("source_spec")
     last_error: state_field[str | None] = state_field("error")
 
-    def __init__(self, win: ViewerWindow) -> None:
-        super().__init__(win)
-        self.win = win  # the parent of the file and camera dialogs
-        self.opts = win.opts
-        self.model = win.model
-        self.state: PlaybackState = win.model.playback
-        self.engine = None  # set by the window once the model is loaded
-        self.settings, self.view, self.act_loop = win.settings, win.ui.view, win.ui.act_loop
+    def __init__(self, parent: QWidget, opts: ViewerOptions, model: ViewerModel, view: VideoView,
+                 settings: RenderSettings, act_loop: QAction | None = None, *, state: PlaybackState | None = None,
+                 stream: int | None = None) -> None:
+        """``parent``: the window (the file and camera dialogs' parent); ``state``: this stream's part of ``model``
+        (default ``model.playback``); ``stream``: its number in a grid (1-based; names its per-stream outputs)."""
+        super().__init__(parent)
+        self.parent_widget = parent
+        self.opts = opts
+        self.model = model
+        self.state: PlaybackState = state if state is not None else model.playback
+        self.stream = stream
+        self.engine: Engine | None = None  # set by the window once the model is loaded
+        self.settings, self.view, self.act_loop = settings, view, act_loop
         self.generation = 0
         self.held: collections.deque[DisplayFrame] = collections.deque()
         self.step_credit = 0
@@ -102,9 +122,11 @@ class Playback(QObject):
         bridge.frame_ready.connect(lambda b=bridge: self.on_frame_ready(b), Qt.ConnectionType.QueuedConnection)
         self.settings.area = self.view.area_size()
         try:
-            pipe = build_viewer_pipeline(self.opts.pipeline_config(spec), [bridge], selfcheck=self.opts.selfcheck,
-                                         engine=self.engine)
+            pipe = build_viewer_pipeline(self.opts.pipeline_config(spec, self.stream), [bridge],
+                                         selfcheck=self.opts.selfcheck, engine=self.engine)
         except SonolensError as exc:
+            self.state.open_error = str(exc)
+            self.model.notify("playback")
             self.open_failed.emit(spec, str(exc), self.pipe is None)
             return False
         self.stop_pipeline(wait=False)
@@ -112,7 +134,7 @@ class Playback(QObject):
         self.paused = self.is_ended = False
         self.held.clear()
         self.step_credit = 0
-        self.last_error = None
+        self.last_error = self.state.open_error = None
         self.resume_ns = time.perf_counter_ns()
         self.started.emit(pipe)
         w, h = pipe.info.width, pipe.info.height
@@ -120,7 +142,6 @@ class Playback(QObject):
         pipe.start()
         if not initial:
             self.happened.emit("source_opened", None, {"source": spec})
-        self.win.setWindowTitle(f"sonolens — {pipe.info.name} — {RESEARCH_NOTICE}")
         self.model.notify("playback")
         return True
 
@@ -140,19 +161,19 @@ class Playback(QObject):
             threading.Thread(target=pipe.stop, name="sonolens-stop", daemon=True).start()
 
     def open_file_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self.win, "Open video, DICOM or image", "",
+        path, _ = QFileDialog.getOpenFileName(self.parent_widget, "Open video, DICOM or image", "",
                                               "Video, DICOM and images (*.mp4 *.avi *.mov *.mkv *.webm *.ts *.dcm "
                                               "*.dicom *.png *.jpg *.jpeg *.bmp *.tif *.tiff);;All files (*)")
         if path:
             self.open_source(path)
 
     def open_folder_dialog(self) -> None:
-        path = QFileDialog.getExistingDirectory(self.win, "Open a folder of images")
+        path = QFileDialog.getExistingDirectory(self.parent_widget, "Open a folder of images")
         if path:
             self.open_source(path)
 
     def open_camera_dialog(self) -> None:
-        idx, ok = QInputDialog.getInt(self.win, "Open camera", "Camera index (0 = first camera):", 0, 0, 63)
+        idx, ok = QInputDialog.getInt(self.parent_widget, "Open camera", "Camera index (0 = first camera):", 0, 0, 63)
         if ok:
             self.open_source(f"camera:{idx}")
 
@@ -239,7 +260,7 @@ class Playback(QObject):
     def set_loop(self, on: bool) -> None:
         self.opts.loop = bool(on)
         act = self.act_loop
-        if act.isChecked() != self.opts.loop:
+        if act is not None and act.isChecked() != self.opts.loop:
             act.setChecked(self.opts.loop)
         if self.pipe is not None:
             self.pipe.capture.loop = self.opts.loop
@@ -248,14 +269,12 @@ class Playback(QObject):
         self.model.notify("playback")
 
     def change_speed(self, direction: int) -> None:
-        cur = self.opts.speed
-        if direction > 0:
-            nxt = next((s for s in SPEEDS if s > cur + 1e-9), SPEEDS[-1])
-        else:
-            nxt = next((s for s in reversed(SPEEDS) if s < cur - 1e-9), SPEEDS[0])
-        self.opts.speed = nxt
+        self.set_speed(next_speed(self.opts.speed, direction))
+
+    def set_speed(self, speed: float) -> None:
+        self.opts.speed = speed
         if self.pipe is not None:
-            self.pipe.capture.speed = nxt  # pacing is the capture thread's alone (the stamp hook only stamps)
+            self.pipe.capture.speed = speed  # pacing is the capture thread's alone (the stamp hook only stamps)
         self.model.notify("playback")
 
     def set_cam_class(self, cls: int | None) -> None:
@@ -264,4 +283,4 @@ class Playback(QObject):
         self.model.notify("playback")
 
 
-__all__ = ["Playback", "SPEEDS"]
+__all__ = ["Playback", "SPEEDS", "next_speed"]

@@ -17,6 +17,7 @@ from PyQt6.QtGui import QColor, QFont, QPainter, QPalette, QPen
 from PyQt6.QtWidgets import QSizePolicy, QWidget
 
 from sonolens import RESEARCH_NOTICE
+from sonolens.pipeline.messages import Result
 from sonolens.pipeline.overlay import class_rgb
 
 from .bridge import DisplayFrame, fit_rect
@@ -74,10 +75,23 @@ def class_color(name: str, i: int, dim: bool = False) -> QColor:
     return QColor(*class_rgb(name, i, dim))
 
 
+STATE_CHIP = {"out_of_domain": "no prediction: outside the domain", "no_image": "no image"}  # the strip's chip
+
+
+def prediction_chip(r: Result) -> tuple[str, QColor]:
+    """The strip's chip for a result with probabilities: its top class and confidence, or (a frame without a
+    prediction) its state."""
+    if r.shows_prediction:
+        name = r.class_names[r.top_class]
+        return f"{name}  {100 * float(r.probs[r.top_class]):.0f}%", class_color(name, r.top_class)
+    return STATE_CHIP.get(r.state, "no prediction"), NOTICE
+
+
 class VideoView(QWidget):
     """The frame, fitted to the widget below a status strip (research notice, state, prediction chip)."""
 
-    STRIP_H = 36
+    STRIP_H = 36  # the strip: one row
+    ROW_H = 28  # a row of a strip of two (a grid cell: notice and chip, then the state)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -89,6 +103,8 @@ class VideoView(QWidget):
         self.show_roi = True
         self.chip: tuple[str, QColor] | None = None  # prediction chip (text, colour) in the strip, right side
         self.state_text = ""  # "PAUSED", "end of stream", an error…
+        self.notice = "⚠ " + RESEARCH_NOTICE  # the strip's left end (a grid cell's is shorter)
+        self.strip_rows = 1  # 2: the state gets a row of its own (a grid cell is narrow)
         self.state_color = TEXT
         self.placeholder = "No source. Open a file (Ctrl+O) or a camera (Ctrl+K)."
         self.on_new_frame_painted: Callable[[DisplayFrame, int], None] | None = None
@@ -101,9 +117,14 @@ class VideoView(QWidget):
         self._bold.setBold(True)
 
     # -- geometry ---------------------------------------------------------------------------------------------------
+    @property
+    def strip_height(self) -> int:
+        return self.STRIP_H if self.strip_rows == 1 else self.ROW_H * self.strip_rows
+
     def area_rect(self) -> QRect:
         """Where frames go: everything below the strip."""
-        return QRect(0, self.STRIP_H, self.width(), max(1, self.height() - self.STRIP_H))
+        h = self.strip_height
+        return QRect(0, h, self.width(), max(1, self.height() - h))
 
     def area_size(self) -> tuple[int, int]:
         a = self.area_rect()
@@ -166,7 +187,8 @@ class VideoView(QWidget):
         else:
             p.setPen(MUTED)
             p.setFont(self._font)
-            p.drawText(self.area_rect(), Qt.AlignmentFlag.AlignCenter, self.placeholder)
+            p.drawText(self.area_rect().adjusted(12, 0, -12, 0),
+                       Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self.placeholder)
         self._paint_strip(p)
         p.end()
         if df is not None:
@@ -179,33 +201,44 @@ class VideoView(QWidget):
                     self.on_new_frame_painted(df, t1)
 
     def _paint_strip(self, p: QPainter) -> None:
-        strip = QRect(0, 0, self.width(), self.STRIP_H)
-        p.fillRect(strip, STRIP_BG)
+        """The notice (left) and the chip (right); the state between them, or (two rows) on the second row. What
+        does not fit is elided: the chip first, then the notice, then the state keep their whole text."""
+        two = self.strip_rows > 1
+        row_h = self.ROW_H if two else self.STRIP_H
+        strip_h = self.strip_height
+        p.fillRect(QRect(0, 0, self.width(), strip_h), STRIP_BG)
         p.setPen(QPen(NOTICE.darker(160), 1))
-        p.drawLine(0, self.STRIP_H - 1, self.width(), self.STRIP_H - 1)
+        p.drawLine(0, strip_h - 1, self.width(), strip_h - 1)
         p.setFont(self._bold)
-        p.setPen(NOTICE)
-        text_rect = strip.adjusted(12, 0, -12, 0)
-        p.drawText(text_rect, Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, "⚠ " + RESEARCH_NOTICE)
+        fm = p.fontMetrics()
+        text_rect = QRect(12, 0, max(0, self.width() - 24), row_h)
         right = text_rect.right()
         if self.chip is not None:
             text, color = self.chip
-            fm = p.fontMetrics()
-            cw = fm.horizontalAdvance(text) + 24
-            chip = QRect(right - cw, 6, cw, self.STRIP_H - 12)
+            margin = 4 if two else 6
+            cw = min(fm.horizontalAdvance(text) + 24, text_rect.width())
+            chip = QRect(right - cw, margin, cw, row_h - 2 * margin)
             p.setPen(Qt.PenStyle.NoPen)
             p.setBrush(QColor(color.red(), color.green(), color.blue(), 60))
             p.drawRoundedRect(chip, 6, 6)
             p.setPen(color)
-            p.drawText(chip, Qt.AlignmentFlag.AlignCenter, text)
+            p.drawText(chip, Qt.AlignmentFlag.AlignCenter, fm.elidedText(text, Qt.TextElideMode.ElideRight, cw - 8))
             right = chip.left() - 12
+        p.setPen(NOTICE)
+        notice_w = max(0, right - text_rect.left())
+        notice = fm.elidedText(self.notice, Qt.TextElideMode.ElideRight, notice_w)
+        p.drawText(QRect(text_rect.left(), 0, notice_w, row_h), Qt.AlignmentFlag.AlignVCenter
+                   | Qt.AlignmentFlag.AlignLeft, notice)
         if self.state_text:
-            p.setFont(self._bold)
             p.setPen(self.state_color)
-            fm = p.fontMetrics()
-            notice_w = fm.horizontalAdvance("⚠ " + RESEARCH_NOTICE) + 24
-            r = QRect(text_rect.left() + notice_w, 0, max(0, right - text_rect.left() - notice_w), self.STRIP_H)
-            p.drawText(r, Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight, self.state_text)
+            if two:
+                r, align = QRect(text_rect.left(), row_h, text_rect.width(), row_h), Qt.AlignmentFlag.AlignLeft
+            else:
+                used = fm.horizontalAdvance(notice) + 24
+                r = QRect(text_rect.left() + used, 0, max(0, right - text_rect.left() - used), row_h)
+                align = Qt.AlignmentFlag.AlignRight
+            text = fm.elidedText(self.state_text, Qt.TextElideMode.ElideRight, r.width())  # its start says what
+            p.drawText(r, Qt.AlignmentFlag.AlignVCenter | align, text)
 
 
 class ProbBars(QWidget):
@@ -293,4 +326,4 @@ class ProbBars(QWidget):
         p.end()
 
 
-__all__ = ["VideoView", "ProbBars", "class_color", "dark_palette", "style_dialog"]
+__all__ = ["VideoView", "ProbBars", "STATE_CHIP", "class_color", "dark_palette", "prediction_chip", "style_dialog"]

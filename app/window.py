@@ -16,6 +16,8 @@ Playback, recording and study mode announce what happened with Qt signals (``hap
 log) and the model's ``changed`` event (the status bar), so none of them calls the study log, the status bar or
 another controller itself; the window connects them (``_connect``), hands ``Automation`` the steps of the session's
 end (``_end_steps``) and runs what follows each paint (statistics, self-check, study log, automation).
+
+Several sources open ``grid.GridWindow`` instead: one ``Playback`` (and view, bridge, pipeline) per cell.
 """
 
 from __future__ import annotations
@@ -45,10 +47,16 @@ from .recording import Recording
 from .selfcheck import SelfCheck
 from .status import StatusPresenter
 from .study_mode import StudySession
-from .widgets import NOTICE, class_color
+from .widgets import STATE_CHIP, prediction_chip
 
 HUD_INTERVAL_MS = 250
-STATE_CHIP = {"out_of_domain": "no prediction: outside the domain", "no_image": "no image"}  # the strip's chip
+
+
+def window_facts(win: QMainWindow) -> dict:
+    """The report's ``window``: size, platform, screen and device pixel ratio."""
+    screen = win.screen()
+    return {"width": win.width(), "height": win.height(), "platform": QGuiApplication.platformName(),
+            "screen": screen.name() if screen else None, "device_pixel_ratio": win.devicePixelRatioF()}
 
 
 class ViewerWindow(QMainWindow):
@@ -71,7 +79,7 @@ class ViewerWindow(QMainWindow):
         self.ui = ViewerLayout(self, opts, self.settings)
         self.ui.view.on_new_frame_painted = self._on_new_frame_painted
         self.automation = Automation(opts, self.model, self.stats, self, self.ui.view, self._end_steps())
-        self.playback = Playback(self)
+        self.playback = Playback(self, opts, self.model, self.ui.view, self.settings, self.ui.act_loop)
         self.overlay = OverlayControls(self)
         self.recording = Recording(self)
         self.study = StudySession(self)
@@ -137,7 +145,9 @@ class ViewerWindow(QMainWindow):
         return True
 
     def _pipeline_started(self, pipe) -> None:
-        """A new pipeline is about to start: the CAM controls apply to it, its warnings are shown."""
+        """A new pipeline is about to start: the CAM controls apply to it, its warnings are shown, the title names
+        it."""
+        self.setWindowTitle(f"sonolens — {pipe.info.name} — {RESEARCH_NOTICE}")
         cam_ok = self.engine is not None and pipe.worker.cam_enabled and self.opts.show_predictions
         self.overlay.enable_cam(cam_ok)
         pipe.worker.cam_class = self.overlay.cam_class
@@ -154,12 +164,10 @@ class ViewerWindow(QMainWindow):
         if self.opts.show_predictions and r.probs.size:
             if r.shows_prediction:
                 self.ui.bars.set_values(r.class_names, r.probs, r.top_class)
-                name = r.class_names[r.top_class]
-                view.chip = (f"{name}  {100 * float(r.probs[r.top_class]):.0f}%", class_color(name, r.top_class))
             else:
                 title, why = state_text(r.state, r.no_image)
                 self.ui.bars.set_hidden(title + (f"\n{why}" if why else ""))
-                view.chip = (STATE_CHIP.get(r.state, "no prediction"), NOTICE)
+            view.chip = prediction_chip(r)
         view.set_frame(df)
 
     def _on_new_frame_painted(self, df: DisplayFrame, t_paint_ns: int) -> None:
@@ -176,10 +184,7 @@ class ViewerWindow(QMainWindow):
 
     def _after_paint(self, df: DisplayFrame, t_paint_ns: int) -> None:
         t = df.result.timings
-        self.stats.add("result_to_paint", (t_paint_ns - t.t_delivered_ns) / 1e6)
-        self.stats.add("render", (df.t_ready_ns - t.t_delivered_ns) / 1e6)  # worker side: blend, scale, QImage
-        self.stats.add("ready_to_paint", (t_paint_ns - df.t_ready_ns) / 1e6)  # signal delivery + paint
-        self.stats.add("capture_to_paint", (t_paint_ns - t.t_captured_ns) / 1e6)
+        self.stats.add_display(t, df.t_ready_ns, t_paint_ns)
         c2p = None
         pb, pipe = self.playback, self.playback.pipe
         if self.selfcheck is not None and pipe is not None and pb.is_live(df):
@@ -231,13 +236,10 @@ class ViewerWindow(QMainWindow):
         self.playback.stop_pipeline(wait=True)
 
     def _window_info(self) -> dict:
-        screen, sc = self.screen(), self.selfcheck
+        sc = self.selfcheck
         return {"selfcheck": {"enabled": self.opts.selfcheck, "method": sc.method if sc else None,
                               "decoded": self.stats.selfcheck_ok, "failed": self.stats.selfcheck_failed},
-                "window": {"width": self.width(), "height": self.height(),
-                           "platform": QGuiApplication.platformName(),
-                           "screen": screen.name() if screen else None, "device_pixel_ratio": self.devicePixelRatioF()},
-                "warnings": list(self.ui.warnings)}
+                "window": window_facts(self), "warnings": list(self.ui.warnings)}
 
     # -- window ----------------------------------------------------------------------------------------------------
     def toggle_fullscreen(self) -> None:
@@ -258,4 +260,5 @@ class ViewerWindow(QMainWindow):
         event.accept()
 
 
-__all__ = ["ViewerWindow", "ViewerOptions", "StudyOptions", "SHORTCUTS"]
+__all__ = ["ViewerWindow", "ViewerOptions", "StudyOptions", "SHORTCUTS", "STATE_CHIP", "HUD_INTERVAL_MS",
+           "window_facts"]

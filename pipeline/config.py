@@ -153,7 +153,8 @@ def resolve(config: str | Path | None = None, flags: dict[str, Any] | None = Non
         raise ConfigError(f"source.hold ({origin['source.hold']}) waits for a viewer to advance each image: nothing "
                           "advances a headless run (use --dwell S, or 'sonolens view --hold')")
     if mode != "run" and streams:
-        raise ConfigError(f"several sources ({origin['sources']}) run in 'sonolens run'; the viewer shows one source")
+        raise ConfigError(f"several sources ({origin['sources']}) in a configuration file run in 'sonolens run'; "
+                          "the viewer takes up to four SOURCEs on its command line")
     outputs = {t: values.pop(t, None) for t in OUTPUT_TARGETS}
     return Resolved(PipelineConfig(**values), outputs, origin, notes, streams)
 
