@@ -1,6 +1,7 @@
 """Step 5 of ``sonolens bench``: the subprocesses' raw answers assembled into the report, one builder per section:
-model rows and their ratios beside the paper's, Grad-CAM, the pipeline tables, scaling, memory, the 4K recording
-and the soak, then the contention summary. ``headline`` (from ``targets``) adds the flat keys and their targets.
+model rows and their ratios beside the paper's, Grad-CAM, the pipeline tables, scaling, many streams (one process
+against N processes, and the largest count that held), memory, the 4K recording and the soak, then the contention
+summary. ``headline`` (from ``targets``) adds the flat keys and their targets.
 
 The result is plain data: what ``benchmarks/bench.json`` holds and ``report`` renders.
 """
@@ -31,6 +32,11 @@ MODEL_LABELS = {
     "student_onnx_int8_cam": "Student, ONNX Runtime int8, logits + fused CAM",
 }
 KEY_RUNS = ("max_rate_cam", "max_rate_no_cam", "realtime_cam", "realtime_no_cam")  # the key job's runs, in order
+# The streams section: what a count of simultaneous streams must hold (the issue's target: 0 frames dropped and
+# capture→result p99 ≤ 50 ms, every stream; and every stream's input read at most 50 ms behind its timestamps, since a
+# file read late loses no frame: its input rate falls instead), and its two ways of running N streams.
+STREAMS_RULE: dict[str, float] = {"dropped_max": 0, "p99_max_ms": 50.0, "behind_max_ms": 50.0}
+STREAMS_SIDES = ("one_process", "processes")
 
 
 def difference(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -73,6 +79,8 @@ def assemble(inp: Inputs, plan: Plan, sections: set[str], results: dict[str, lis
         rep["pipeline"] = _pipeline(inp, plan, results)
     if "scaling" in sections:
         rep["scaling"] = _scaling(inp, plan, results, size_clips)
+    if "streams" in sections:
+        rep["multi_stream"] = _multi_stream(inp, plan, results)
     rr = _first(results, "run_rss")
     if rr is not None:
         rep["run_memory"] = _memory_entry(rr)
@@ -379,6 +387,133 @@ def _soak_entry(res: dict[str, Any], plan: Plan) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------------------
+# 9. many streams: one process against N processes
+# --------------------------------------------------------------------------------------------------------
+def _multi_stream(inp: Inputs, plan: Plan, results: dict[str, list[dict]]) -> dict[str, Any]:
+    """For each count N, N simultaneous realtime streams in one process and in N separate processes, and the largest
+    count that held on each side (``largest_holding``)."""
+    clip = inp.multi_clips[0] if inp.multi_clips else None
+    rows = [{"streams": n, "one_process": _streams_side(_first(results, f"multi:one:{n}"), n, True),
+             "processes": _streams_side(_first(results, f"multi:procs:{n}"), n, False)} for n in plan.multi_counts]
+    w, h = plan.multi_size
+    return {"clip": clip.name if clip else None, "source": _source_info(clip) if clip else {},
+            "made_by": f"sonolens simulate sweep --size {w}x{h} --fps 30 --seconds {plan.multi_seconds:g} --seed 0",
+            "copies": "one copy of the clip per stream: stream k reads its own file",
+            "model": display_path(inp.student), "model_source": inp.student_source,
+            "threads": {"one_process": plan.multi_threads, "processes": plan.multi_process_threads},
+            "max_batch": plan.multi_max_batch, "rule": dict(STREAMS_RULE), "rows": rows,
+            "verdict": {side: largest_holding(rows, side) for side in STREAMS_SIDES}, "how": _multi_how(plan)}
+
+
+def _multi_how(plan: Plan) -> str:
+    w, h = plan.multi_size
+    threads = plan.multi_threads or "its default"
+    return (f"each stream reads its own copy of one moving {w}×{h} H.264 sweep once (not looped), paced in real "
+            f"time (30 Hz a stream, queue `latest`), CAM on, the default model; counts one after the other, for "
+            f"each the one process and then the N processes. One process: `build_streams` + `run_to_end`, what "
+            f"`sonolens run CLIP1 … CLIPN --realtime` runs (a capture thread and bounded queue per stream, one "
+            f"inference worker running the waiting frames as one batch, --max-batch {plan.multi_max_batch}), ONNX "
+            f"Runtime threads: {threads}. N processes (today's way): a fresh process per stream running `build` + "
+            f"`run_to_end`, what `sonolens run CLIP --realtime --threads {plan.multi_process_threads}` runs; each "
+            f"is built (source opened, model loaded) before all N are started together. capture→result comes from "
+            f"every frame's per-frame CSV (worst stream: the highest of the streams' p50 and p99; pooled: every "
+            f"stream's frames together); the N processes' CPU record is the group's (only processes outside the "
+            f"group count as others)")
+
+
+def _streams_side(res: dict[str, Any] | None, n: int, one_process: bool) -> dict[str, Any]:
+    """One way of running ``n`` streams: totals, the worst stream, the pooled latency, the CPU record, each stream;
+    ``holds``: whether it held (``stream_holds``)."""
+    if res is None or not res.get("ok"):
+        return {"error": "not run" if res is None else res.get("error")}
+    r = res["result"]
+    reports = r["report"]["streams"] if one_process else r["reports"]
+    per = [_stream_summary(rep, c2r) for rep, c2r in zip(reports, r["c2r"]["per_stream"])]
+    errors = [f"stream {k}: {rep['error']}" for k, rep in enumerate(reports, 1) if rep.get("error")]
+    if one_process and r["report"].get("error"):
+        errors.insert(0, r["report"]["error"])
+    if len(per) != n:
+        errors.append(f"{len(per)} of {n} streams reported")
+    c2r = [p["capture_to_result_ms"] for p in per]
+    side: dict[str, Any] = {
+        "frames_in": sum(p["frames_in"] for p in per), "frames_processed": sum(p["frames_processed"] for p in per),
+        "frames_dropped": sum(p["frames_dropped"] for p in per),
+        "worst_stream_dropped": max((p["frames_dropped"] for p in per), default=None),
+        "fps_in_min": min((p["fps_in"] for p in per), default=None),
+        "capture_behind_ms_max": _worst([p["capture_behind_ms"] for p in per]),
+        "capture_to_result_ms": {"worst_stream": {"p50": _worst([c.get("p50") for c in c2r]),
+                                                  "p99": _worst([c.get("p99") for c in c2r])},
+                                 "pooled": {k: r["c2r"]["pooled"].get(k) for k in ("n", "p50", "p95", "p99", "max")}},
+        "per_stream": per, "threads": r["threads"], "contention": verdict(r.get("contention")),
+        "wall_s": r["report"]["wall_s"] if one_process else r["wall_s"],
+        "peak_rss_mb": res.get("peak_rss_mb") if one_process else sum(r["peak_rss_mb"]),
+        "rss_basis": ("the process's peak RSS" + ("" if res.get("isolated") else " (shared process: an upper bound)")
+                      if one_process else "the sum of the N processes' peak RSS"),
+        "error": "; ".join(errors) or None}
+    if one_process:
+        side["batches"] = r["report"]["totals"]["batches"]
+    side["holds"] = stream_holds(side)
+    return side
+
+
+def _stream_summary(rep: dict[str, Any], c2r: dict[str, Any]) -> dict[str, Any]:
+    """One stream of a run: its counts and rates (its report), how far behind its timestamps its input was read, and
+    its capture→result percentiles (its CSV)."""
+    behind = rep.get("capture_behind_s_max")
+    return {"frames_in": rep["frames_in"], "frames_processed": rep["frames_processed"],
+            "frames_dropped": rep["frames_dropped"], "fps_in": rep["fps_in"], "fps_processed": rep["fps_processed"],
+            "capture_behind_ms": None if behind is None else behind * 1e3,
+            "capture_to_result_ms": {k: c2r.get(k) for k in ("n", "p50", "p95", "p99", "max")}}
+
+
+def _worst(values: list[float | None]) -> float | None:
+    """The highest of the streams' figures; None when there is none, or a stream has none."""
+    if not values or any(v is None for v in values):
+        return None
+    return max(v for v in values if v is not None)
+
+
+def stream_holds(side: dict[str, Any], rule: dict[str, float] = STREAMS_RULE) -> bool:
+    """Whether ``n`` streams run one way held: no error, frames processed, at most ``dropped_max`` dropped in all,
+    every stream's capture→result p99 at most ``p99_max_ms`` and its input read at most ``behind_max_ms`` behind its
+    timestamps. Says nothing about contention (``largest_holding`` leaves contended figures out)."""
+    p99 = ((side.get("capture_to_result_ms") or {}).get("worst_stream") or {}).get("p99")
+    behind = side.get("capture_behind_ms_max")
+    return (not side.get("error") and (side.get("frames_processed") or 0) > 0
+            and side.get("frames_dropped") is not None and side["frames_dropped"] <= rule["dropped_max"]
+            and p99 is not None and p99 <= rule["p99_max_ms"]
+            and (behind is None or behind <= rule["behind_max_ms"]))
+
+
+def largest_holding(rows: list[dict[str, Any]], side: str, rule: dict[str, float] = STREAMS_RULE) -> dict[str, Any]:
+    """The largest count whose ``side`` (``one_process`` or ``processes``) held, from the figures that are results:
+    a contended one (``contention.judge``) or a failed run is not judged. ``largest``: that count; 0 when counts were
+    judged and none held; None when none was judged. ``held``, ``failed``, ``contended``, ``errors``: the counts of
+    each kind; ``largest_as_measured``: the largest that held counting the contended figures too (not a result)."""
+    held: list[int] = []
+    failed: list[int] = []
+    flagged: list[int] = []
+    errors: list[int] = []
+    flagged_held: list[int] = []
+    for row in rows:
+        n, e = row["streams"], row.get(side) or {}
+        if "frames_in" not in e or e.get("error"):
+            errors.append(n)
+        elif contended(e):
+            flagged.append(n)
+            if stream_holds(e, rule):
+                flagged_held.append(n)
+        elif stream_holds(e, rule):
+            held.append(n)
+        else:
+            failed.append(n)
+    largest = max(held) if held else (0 if failed else None)
+    return {"largest": largest, "held": held, "failed": failed, "contended": flagged, "errors": errors,
+            "largest_as_measured": max(held + flagged_held, default=None),
+            "measured": [row["streams"] for row in rows]}
+
+
+# --------------------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------------------
 def _first(results: dict[str, list[dict]], key: str) -> dict[str, Any] | None:
@@ -465,5 +600,5 @@ def _source_info(clip: Path) -> dict[str, Any]:
         src.close()
 
 
-__all__ = ["PAPER", "SOAK_TARGET_MINUTES", "TARGETS", "assemble", "contended", "contended_figures",
-           "difference", "headline", "summarize_run", "timed_entries", "verdict"]
+__all__ = ["PAPER", "SOAK_TARGET_MINUTES", "STREAMS_RULE", "TARGETS", "assemble", "contended", "contended_figures",
+           "difference", "headline", "largest_holding", "stream_holds", "summarize_run", "timed_entries", "verdict"]

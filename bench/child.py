@@ -15,12 +15,14 @@ from __future__ import annotations
 import json
 import os
 import resource
+import subprocess
 import sys
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 TASKS: dict[str, Callable[..., dict[str, Any]]] = {}
 
@@ -500,6 +502,202 @@ def record(argv: list[str], report_json: str) -> dict[str, Any]:
         size = out_path.stat().st_size / 1e6
         out_path.unlink()  # a temp file of the benchmark: only its size is kept
     return {"rc": int(code), "report": rep, "stop_s": timing.get("stop_s"), "file_mb": size, "contention": cpu}
+
+
+# --------------------------------------------------------------------------------------------------------
+# The streams section: N realtime streams in one process, and in N separate processes
+# --------------------------------------------------------------------------------------------------------
+def capture_to_result_ms(csv_path: str | Path) -> list[float]:
+    """capture→result milliseconds of every processed frame of a per-frame CSV (``sonolens run --csv``)."""
+    import csv
+
+    with open(csv_path, newline="", encoding="utf-8") as f:
+        return [(int(row["t_delivered_ns"]) - int(row["t_captured_ns"])) / 1e6 for row in csv.DictReader(f)
+                if row.get("status") == "processed"]
+
+
+def _c2r_stats(csvs: list[Path]) -> dict[str, Any]:
+    """capture→result percentiles of each stream's CSV and of all their frames pooled (exact: from every frame)."""
+    per = [capture_to_result_ms(p) if p.is_file() else [] for p in csvs]
+    keep = ("n", "p50", "p95", "p99", "max")
+
+    def stats(ms: list[float]) -> dict[str, Any]:
+        s = latency_stats(ms)
+        return {k: s.get(k) for k in keep}
+
+    return {"per_stream": [stats(ms) for ms in per], "pooled": stats([v for ms in per for v in ms])}
+
+
+@task("multi_stream")
+def multi_stream(clips: list[str], model: str | None, threads: int = 0, max_batch: int = 0) -> dict[str, Any]:
+    """N realtime streams, CAM on, in this one process: ``build_streams`` + ``run_to_end``, what
+    ``sonolens run CLIP1 … CLIPN --realtime --csv F.csv`` runs (one capture thread and bounded queue a stream, one
+    batching inference worker); the CPU record of the run and each stream's capture→result from its CSV."""
+    import tempfile
+
+    from sonolens.pipeline.contention import CpuWatch
+    from sonolens.pipeline.multi import StreamSpec, build_streams, stream_path
+    from sonolens.pipeline.stream import PipelineConfig, run_to_end
+
+    with tempfile.TemporaryDirectory(prefix="sonolens-bench-multi-") as tmp:
+        cfg = PipelineConfig(source=clips[0], model=model, realtime=True, cam=True, threads=threads,
+                             max_batch=max_batch, csv=str(Path(tmp) / "frames.csv"))
+        pipe = build_streams(cfg, [StreamSpec(c) for c in clips])
+        watch = CpuWatch(poll=True)
+        rep = run_to_end(pipe)
+        cpu = watch.record(compute_bound=False)
+        c2r = _c2r_stats([Path(str(stream_path(cfg.csv, k))) for k in range(1, len(clips) + 1)])
+    return {"report": rep, "contention": cpu, "c2r": c2r, "threads": threads, "max_batch": max_batch}
+
+
+@task("gated_stream")
+def gated_stream(run: dict[str, Any], csv: str) -> dict[str, Any]:
+    """One ``sonolens run --realtime`` pipeline (``build`` + ``run_to_end``), started on the word: built first
+    (source opened, model loaded), then ``ready`` on stdout, then it waits for ``go`` on stdin — so the N separate
+    processes of ``separate_processes`` run together, not one after the other's start-up."""
+    from sonolens.pipeline.contention import CpuWatch
+    from sonolens.pipeline.stream import PipelineConfig, build, run_to_end
+
+    pipe = build(PipelineConfig(**run, csv=csv))
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
+    if sys.stdin.readline().strip() != "go":
+        pipe.stop()
+        raise RuntimeError("not started: the measuring process gave up")
+    watch = CpuWatch(poll=True)
+    rep = run_to_end(pipe)
+    return {"report": rep, "contention": watch.record(compute_bound=False)}
+
+
+@dataclass
+class _Gated:
+    """Stream ``k``'s process of ``separate_processes``: where its answer and its stderr go."""
+
+    k: int
+    proc: subprocess.Popen[bytes]
+    out: Path
+    err: IO[bytes]
+
+    def failure(self) -> str:
+        """Why it failed: its task's error, else its exit status and the end of its stderr."""
+        try:
+            res = json.loads(self.out.read_text())["results"][0]
+            if not res.get("ok"):
+                return f"stream process {self.k}: {res.get('error')}"
+        except (OSError, ValueError, KeyError, IndexError):
+            pass
+        tail = Path(self.err.name).read_text(errors="replace").strip().splitlines()[-3:]
+        return f"stream process {self.k} exited with status {self.proc.poll()}: {' | '.join(tail) or '(no output)'}"
+
+
+def _start_gated(tmp: Path, k: int, clip: str, model: str | None, threads: int) -> _Gated:
+    """Start stream ``k``'s process (``gated_stream`` in a fresh ``python -m sonolens.bench.child``)."""
+    run = {"source": clip, "model": model, "realtime": True, "cam": True, "threads": threads}
+    spec, out = tmp / f"spec_{k}.json", tmp / f"out_{k}.json"
+    spec.write_text(json.dumps({"tasks": [{"task": "gated_stream",
+                                           "args": {"run": run, "csv": str(tmp / f"frames_{k}.csv")}}]}))
+    err = open(tmp / f"stderr_{k}.txt", "wb")  # closed by ``_stop_all``
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "sonolens.bench.child", str(spec), str(out)],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, cwd=tmp)
+    except BaseException:
+        err.close()
+        raise
+    return _Gated(k, proc, out, err)
+
+
+def _await_ready(procs: list[_Gated], deadline: float) -> None:
+    """Wait until every process has said ``ready`` on its stdout; a ``RuntimeError`` when one ends (or the deadline
+    passes) first."""
+    import select
+
+    heard = {g.k: b"" for g in procs}
+    waiting = list(procs)
+    while waiting:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise RuntimeError(f"{len(waiting)} of {len(procs)} stream processes not ready in time")
+        pipes = {g.proc.stdout.fileno(): g for g in waiting if g.proc.stdout is not None}
+        readable, _, _ = select.select(list(pipes), [], [], min(left, 1.0))
+        for fd in readable:
+            g = pipes[fd]
+            chunk = os.read(fd, 4096)
+            heard[g.k] += chunk
+            if b"ready\n" in heard[g.k]:
+                waiting.remove(g)
+            elif not chunk:
+                g.proc.wait()
+                raise RuntimeError(f"{g.failure()} (before it was ready)")
+
+
+def _stop_all(procs: list[_Gated]) -> None:
+    """Kill whatever is still running of ``procs`` (a failed measurement) and close their files."""
+    for g in procs:
+        if g.proc.poll() is None:
+            g.proc.kill()
+            g.proc.wait()
+        for f in (g.proc.stdin, g.proc.stdout, g.err):
+            if f is not None and not f.closed:
+                f.close()
+
+
+def _gated_answers(procs: list[_Gated]) -> list[dict[str, Any]]:
+    """Each process's answer (its one task's result and its peak RSS); a ``RuntimeError`` naming the first that
+    failed."""
+    answers = []
+    for g in procs:
+        try:
+            ans = json.loads(g.out.read_text()) if g.proc.returncode == 0 else None
+        except (OSError, ValueError):
+            ans = None
+        res = ans["results"][0] if ans else {}
+        if not res.get("ok"):
+            raise RuntimeError(g.failure())
+        answers.append({**res["result"], "peak_rss_mb": ans["peak_rss_mb"] if ans else None})
+    return answers
+
+
+def _go(procs: list[_Gated], deadline: float) -> float:
+    """Tell every process to go (one after the other, microseconds apart) and wait for them all, until ``deadline``
+    (``time.monotonic``) at most; the wall time."""
+    t0 = time.perf_counter()
+    for g in procs:
+        assert g.proc.stdin is not None
+        g.proc.stdin.write(b"go\n")
+        g.proc.stdin.close()
+    for g in procs:
+        g.proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+    return time.perf_counter() - t0
+
+
+@task("separate_processes")
+def separate_processes(clips: list[str], model: str | None, threads: int = 1, timeout_s: float = 600.0
+                       ) -> dict[str, Any]:
+    """N separate realtime pipelines, one process each (today's way: N ``sonolens run --realtime --threads 1``),
+    started together once all are built (``gated_stream``); the group's CPU record (``procwatch.GroupWatch``),
+    each process's report and peak RSS, and each stream's capture→result from its CSV."""
+    import tempfile
+
+    from sonolens.bench.procwatch import GroupWatch
+
+    with tempfile.TemporaryDirectory(prefix="sonolens-bench-procs-") as tmp_s:
+        tmp = Path(tmp_s)
+        procs: list[_Gated] = []
+        try:
+            for k, clip in enumerate(clips, 1):
+                procs.append(_start_gated(tmp, k, clip, model, threads))
+            deadline = time.monotonic() + timeout_s  # start-up gets at most half of it
+            _await_ready(procs, time.monotonic() + timeout_s / 2)
+            watch = GroupWatch([g.proc.pid for g in procs])
+            wall = _go(procs, deadline)
+            cpu = watch.record()
+        finally:
+            _stop_all(procs)
+        answers = _gated_answers(procs)
+        c2r = _c2r_stats([tmp / f"frames_{k}.csv" for k in range(1, len(clips) + 1)])
+    return {"reports": [a["report"] for a in answers], "process_contention": [a["contention"] for a in answers],
+            "peak_rss_mb": [a["peak_rss_mb"] for a in answers], "contention": cpu, "c2r": c2r, "wall_s": wall,
+            "threads": threads}
 
 
 # --------------------------------------------------------------------------------------------------------

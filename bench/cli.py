@@ -16,7 +16,10 @@ in the repository root (the committed report) only with ``--update-committed``. 
 7. recording a 3840×2160 source with ``sonolens run --realtime --record``: input fps against the source's, the
    recorder's drops, peak RSS and the time the run takes to stop (not in ``--quick``);
 8. with ``--soak MINUTES``: the realtime pipeline at 30 Hz on the bundled sample, looped, for that long, with
-   resident memory sampled every few seconds (growth after warm-up) and the drops.
+   resident memory sampled every few seconds (growth after warm-up) and the drops;
+9. many streams (section ``streams``): N simultaneous 30 Hz streams of moving 960×720 H.264 footage in ONE process
+   (``sonolens run SRC1 … SRCN``: one batching inference worker) against N separate ``sonolens run --threads 1``
+   processes, for each count N, and the largest count that held (0 frames dropped, capture→result p99 ≤ 50 ms).
 
 Every timed task also records what its process got from the CPU (``sonolens.pipeline.contention``); a figure
 measured while other processes competed for the cores is flagged "contended: not a result" in the report instead
@@ -50,7 +53,7 @@ from sonolens.pipeline.errors import ConfigError
 from .assemble import TARGETS, assemble, headline
 from .child import disable_av_log_callback
 from .env import machine_info, versions
-from .inputs import make_moving_clip, make_size_clips, resolve_inputs
+from .inputs import make_moving_clip, make_size_clips, make_stream_clips, resolve_inputs
 from .jobs import build_jobs
 from .plan import DEFAULT_SECTIONS, PLANS, REPO, SECTIONS, Inputs, Plan, display_path
 from .plots import write_plots
@@ -67,11 +70,12 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="sonolens bench",
         description="Measure every speed/memory claim side by side (models, Grad-CAM, end-to-end pipeline, "
-                    "scaling, memory, 4K recording, optional soak); writes BENCHMARKS.md, benchmarks/bench.json and "
-                    "PNG plots. The full run takes ~10 minutes on 2 cores (plus --soak MINUTES): run it on a quiet "
-                    "machine; figures measured while other processes compete for the CPU are flagged, not reported.")
+                    "scaling, many streams, memory, 4K recording, optional soak); writes BENCHMARKS.md, "
+                    "benchmarks/bench.json and PNG plots. The full run takes ~15 minutes on 2 cores (plus --soak "
+                    "MINUTES): run it on a quiet machine; figures measured while other processes compete for the CPU "
+                    "are flagged, not reported.")
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="~1-2 minute version: fewer iterations and frames, "
+    mode.add_argument("--quick", action="store_true", help="~3 minute version: fewer iterations and frames, "
                                                           "skips the slowest parts and the 4K recording")
     mode.add_argument("--smoke", action="store_true", help="seconds-long plumbing check with tiny teacher "
                                                           "stand-ins (tests); its numbers mean nothing")
@@ -168,7 +172,7 @@ def run_bench(plan: Plan, sections: set[str], args: argparse.Namespace, out_dir:
     say(f"mode {plan.mode}, sections {', '.join(s for s in SECTIONS if s in sections)}")
     with tempfile.TemporaryDirectory(prefix="sonolens-bench-") as tmp:
         workdir = Path(tmp)
-        inp = resolve_inputs(args, plan, workdir, say)
+        inp = resolve_inputs(args, plan, workdir, say, sections)
         size_clips, record_clip = make_clips(inp, plan, sections, workdir, say)
         jobs = build_jobs(inp, plan, sections, workdir, size_clips, record_clip)
         results = execute(jobs, plan, say)
@@ -202,10 +206,12 @@ def run_bench(plan: Plan, sections: set[str], args: argparse.Namespace, out_dir:
 
 def make_clips(inp: Inputs, plan: Plan, sections: set[str], workdir: Path, say: Say
                ) -> tuple[dict[str, Path], Path | None]:
-    """The clips the measured sections need, made in ``workdir``: the moving footage (set on ``inp``), the frame-size
-    clips (``{"WxH": path}``) and the 4K recording's source."""
+    """The clips the measured sections need, made in ``workdir``: the moving footage and a copy of it per stream (set
+    on ``inp``), the frame-size clips (``{"WxH": path}``) and the 4K recording's source."""
     if "pipeline" in sections:
         inp.moving_clip = make_moving_clip(plan, workdir, say)
+    if "streams" in sections:
+        inp.multi_clips = make_stream_clips(plan, workdir, say)
     size_clips: dict[str, Path] = {}
     if "scaling" in sections and inp.scale_clip is not None:
         say(f"re-encoding {inp.scale_clip.name} at {len(plan.sizes)} frame sizes into a temp dir")

@@ -53,6 +53,9 @@ def timed_entries(rep: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     for row in sc.get("streams") or []:
         for k in ("max_rate_cam", "realtime_cam"):
             add(f"{row['streams']} stream(s): {k}", row.get(k))
+    for row in (rep.get("multi_stream") or {}).get("rows") or []:
+        add(f"{row['streams']} stream(s) in one process", row.get("one_process"))
+        add(f"{row['streams']} stream(s) in separate processes", row.get("processes"))
     add("4K recording", rep.get("recording_4k"))
     add("soak", rep.get("soak"))
     return out

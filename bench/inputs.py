@@ -2,8 +2,9 @@
 
 ``resolve_inputs`` finds the student files (bundled, given, else a random-init export and its INT8 quantised in a
 ``prepare_student`` subprocess through ``runner``), the second student's files, the sample clips, ../shared/videos
-and a teacher checkpoint; ``make_moving_clip`` and ``make_size_clips`` render and re-encode the clips some sections
-need into the run's temp dir. Each finding the report should mention becomes a note of the ``Inputs``.
+and a teacher checkpoint; ``make_moving_clip``, ``make_stream_clips`` (a copy of the moving sweep per stream) and
+``make_size_clips`` render and re-encode the clips some sections need into the run's temp dir. Each finding the
+report should mention becomes a note of the ``Inputs``.
 """
 
 from __future__ import annotations
@@ -59,14 +60,16 @@ def _model_trained(path: Path) -> bool | None:
     return None if spec is None else bool(spec.trained)
 
 
-def resolve_inputs(args: argparse.Namespace, plan: Plan, workdir: Path, say: Say) -> Inputs:
+def resolve_inputs(args: argparse.Namespace, plan: Plan, workdir: Path, say: Say,
+                   sections: set[str] | None = None) -> Inputs:
     """The run's ``Inputs`` from the command line: student files (a missing one made in a subprocess first), clips,
-    ../shared/videos, teacher checkpoint. A given file that does not exist is a ``ConfigError``."""
+    ../shared/videos, teacher checkpoint. A given file that does not exist is a ``ConfigError``. The second
+    student's files are found or made only when the ``models`` section is measured (``sections``; None: all)."""
     notes: list[str] = []
     prep: dict[str, Any] = {}
     student, source = _student_file(args, workdir, prep, notes)
     int8, int8_source = _int8_file(args, student, source, workdir, prep)
-    extra = _extra_students(workdir, prep)
+    extra = _extra_students(workdir, prep) if sections is None or "models" in sections else {}
     if prep:
         _prepare_students(prep, say)
     samples, standin = _samples(args, plan, notes)
@@ -221,14 +224,36 @@ def make_size_clips(base: Path, sizes: tuple[tuple[int, int], ...], n_frames: in
     return out
 
 
-def make_moving_clip(plan: Plan, workdir: Path, say: Say) -> Path:
+def make_moving_clip(plan: Plan, workdir: Path, say: Say, size: tuple[int, int] | None = None,
+                     seconds: float | None = None) -> Path:
     """The headline's moving footage: ``sonolens simulate sweep`` (seed 0, 30 fps, H.264) at ``plan.moving_size``
-    for ``plan.moving_seconds``, rendered into ``workdir``: every frame differs (the probe moves over speckle), so
-    decoding costs what a live scan costs — unlike the SonoSite clip, a still."""
+    for ``plan.moving_seconds`` (or the ``size`` and ``seconds`` given), rendered into ``workdir``: every frame
+    differs (the probe moves over speckle), so decoding costs what a live scan costs — unlike the SonoSite clip, a
+    still. A clip of that size and length already rendered into ``workdir`` is reused."""
     from sonolens.simulator.cli import write_clip
 
-    w, h = plan.moving_size
-    path = workdir / f"moving_sweep_{w}x{h}.mp4"
-    say(f"rendering {plan.moving_seconds:g} s of a moving {w}×{h} simulated sweep (the headline's footage)")
-    write_clip("sweep", path, plan.moving_seconds, seed=0, fps=30.0, size=(w, h), progress=False)
+    size, seconds = size or plan.moving_size, plan.moving_seconds if seconds is None else seconds
+    w, h = size
+    headline = (size, seconds) == (plan.moving_size, plan.moving_seconds)
+    path = workdir / (f"moving_sweep_{w}x{h}.mp4" if headline else f"moving_sweep_{w}x{h}_{seconds:g}s.mp4")
+    if path.is_file():
+        return path
+    say(f"rendering {seconds:g} s of a moving {w}×{h} simulated sweep "
+        f"({'the headline' if headline else 'the streams section'}'s footage)")
+    write_clip("sweep", path, seconds, seed=0, fps=30.0, size=(w, h), progress=False)
     return path
+
+
+def make_stream_clips(plan: Plan, workdir: Path, say: Say) -> list[Path]:
+    """The streams section's footage: the moving sweep at ``plan.multi_size`` for ``plan.multi_seconds``
+    (``make_moving_clip``), copied once per stream of the largest count (``stream_1_….mp4``…): stream k of every
+    run reads its own file, so no two decoders share a file (or its page cache)."""
+    import shutil
+
+    base = make_moving_clip(plan, workdir, say, size=plan.multi_size, seconds=plan.multi_seconds)
+    n = max(plan.multi_counts, default=0)
+    say(f"copying {base.name} for {n} stream(s)")
+    clips = [workdir / f"stream_{k}_{base.name}" for k in range(1, n + 1)]
+    for clip in clips:
+        shutil.copyfile(base, clip)
+    return clips

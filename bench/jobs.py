@@ -1,8 +1,8 @@
 """Step 3 of ``sonolens bench``: the plan and its inputs as ``Job``s, the subprocess tasks ``runner`` runs.
 
 ``build_jobs`` asks each measured section for its jobs, in the order they run: models, Grad-CAM, pipeline, scaling,
-the 4K recording, the soak, memory. A job's tasks are ``{"task": name, "args": {...}}`` for ``child``; its key is
-where ``assemble`` finds its results.
+streams, the 4K recording, the soak, memory. A job's tasks are ``{"task": name, "args": {...}}`` for ``child``; its
+key is where ``assemble`` finds its results.
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ def build_jobs(inp: Inputs, plan: Plan, sections: set[str], workdir: Path, size_
         jobs += _pipeline_jobs(inp, plan, workdir)
     if "scaling" in sections and inp.scale_clip is not None:
         jobs += _scaling_jobs(inp.scale_clip, inp.student, plan, size_clips)
+    if "streams" in sections and inp.multi_clips:
+        jobs += multi_stream_jobs(inp.multi_clips, inp.student, plan)
     if "record4k" in sections and record_clip is not None:
         jobs.append(_record_job(record_clip, inp.student, plan, workdir))
     if "soak" in sections and plan.soak_minutes and inp.standin_clip is not None:
@@ -176,7 +178,7 @@ def table_runs(clip: Path, model: Path, plan: Plan) -> list[dict[str, Any]]:
 
 
 # --------------------------------------------------------------------------------------------------------
-# 4. scaling; 6. memory, 7. 4K recording, 8. soak: one process each
+# 4. scaling, 9. streams; 6. memory, 7. 4K recording, 8. soak: one process each
 # --------------------------------------------------------------------------------------------------------
 def _scaling_jobs(clip: Path, student: Path, plan: Plan, size_clips: dict[str, Path]) -> list[Job]:
     """Frame sizes (with the model and without one), ONNX Runtime threads, concurrent streams."""
@@ -198,6 +200,23 @@ def _scaling_jobs(clip: Path, student: Path, plan: Plan, size_clips: dict[str, P
                     threads=1)] * n
         jobs.append(Job(f"streams:{n}", [_pipeline_task(mr, concurrent=True), _pipeline_task(rt, concurrent=True)],
                         False, f"scaling: {n} concurrent stream(s)"))
+    return jobs
+
+
+def multi_stream_jobs(clips: list[Path], student: Path, plan: Plan) -> list[Job]:
+    """The streams section: for each count N, N realtime streams in ONE process (``multi_stream``: ``build_streams``,
+    what ``sonolens run SRC1 … SRCN`` runs), then N separate processes (``separate_processes``: today's way), one
+    process each so the two see the same machine one after the other. Stream k reads ``clips[k - 1]``."""
+    jobs = []
+    timeout = 3 * plan.multi_seconds + 300.0  # start-up of 8 processes on a busy 2-core machine, then the clip
+    for n in plan.multi_counts:
+        files = [str(c) for c in clips[:n]]
+        one = dict(clips=files, model=str(student), threads=plan.multi_threads, max_batch=plan.multi_max_batch)
+        procs = dict(clips=files, model=str(student), threads=plan.multi_process_threads, timeout_s=timeout - 30.0)
+        jobs += [Job(f"multi:one:{n}", [{"task": "multi_stream", "args": one}], False,
+                     f"streams: {n} in one process", own_process=True, timeout_s=timeout),
+                 Job(f"multi:procs:{n}", [{"task": "separate_processes", "args": procs}], False,
+                     f"streams: {n} separate process(es)", own_process=True, timeout_s=timeout)]
     return jobs
 
 

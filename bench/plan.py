@@ -13,13 +13,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SONOSITE = "itkpocus_sonosite-anon-eye1-video.mp4"  # a still: 100 identical frames (an upper bound, labelled so)
 BREAST_CINE_ROWS = 3  # real breast cine clips (320×320, 30 fps) in the ../shared/videos table
-SECTIONS = ("models", "gradcam", "pipeline", "scaling", "memory", "record4k", "soak")
+SECTIONS = ("models", "gradcam", "pipeline", "scaling", "streams", "memory", "record4k", "soak")
 # What each mode measures when --sections is not given. The soak runs only when asked for (--soak MINUTES); the 4K
 # recording (re-encoding a 4K clip, then recording it in realtime) is left out of --quick.
 DEFAULT_SECTIONS = {
-    "full": ("models", "gradcam", "pipeline", "scaling", "memory", "record4k"),
-    "quick": ("models", "gradcam", "pipeline", "scaling", "memory"),
-    "smoke": ("models", "gradcam", "pipeline", "scaling", "memory", "record4k"),
+    "full": ("models", "gradcam", "pipeline", "scaling", "streams", "memory", "record4k"),
+    "quick": ("models", "gradcam", "pipeline", "scaling", "streams", "memory"),
+    "smoke": ("models", "gradcam", "pipeline", "scaling", "streams", "memory", "record4k"),
 }
 FRAME_SIZES = ((350, 350), (640, 480), (960, 720), (1280, 960), (1920, 1080))
 TINY_PAPER = {"vit_name": "vit_tiny_patch16_224", "cnn_name": "convnext_atto", "head_hidden": 16}
@@ -79,6 +79,14 @@ class Plan:
     streams_max_rate_frames: int = 500
     streams_realtime_frames: int = 250
     run_rss_frames: int = 300
+    # The streams section: N simultaneous realtime streams of moving footage (each its own copy of one rendered
+    # sweep, read once, not looped) in ONE process (`sonolens run SRC1 … SRCN`), then in N separate processes.
+    multi_counts: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8)
+    multi_size: tuple[int, int] = (960, 720)
+    multi_seconds: float = 12.0  # at 30 fps: 360 frames a stream
+    multi_threads: int = 0  # ONNX Runtime threads of the one process (0: its default, as `sonolens run` has it)
+    multi_process_threads: int = 1  # ... of each separate process (today's way: `sonolens run --threads 1`)
+    multi_max_batch: int = 0  # --max-batch of the one process (0: one frame from every stream)
     tiny_teachers: bool = False  # smoke only: tiny stand-ins for the teachers (numbers meaningless)
     torch_threads: int = 0  # 0: auto, the cores free when the measurement starts (contention.free_cores)
     record_size: tuple[int, int] = (3840, 2160)  # the 4K recording section: source frame size
@@ -98,7 +106,7 @@ PLANS = {
                   group_tables=True,
                   sizes=((640, 480), (1920, 1080)), size_base_frames=25, size_max_rate_frames=100,
                   size_realtime_frames=0, threads_frames=200, streams=(1, 2), streams_max_rate_frames=150,
-                  streams_realtime_frames=50, run_rss_frames=150),
+                  streams_realtime_frames=50, run_rss_frames=150, multi_counts=(1, 2, 4, 6, 8), multi_seconds=4.0),
     "smoke": Plan("smoke", isolate_torch=False, isolate_runtime=False, teacher_iters=1, teacher_max_s=1.0,
                   model_iters=2, model_max_s=1.0, onnx_iters=3, onnx_max_s=1.0, gradcam_iters=1, naive_frames=3,
                   naive_max_s=2.0, key_max_rate_frames=12, key_realtime_frames=8, key_realtime_no_cam_frames=6,
@@ -107,7 +115,8 @@ PLANS = {
                   group_tables=True, sizes=((96, 64), (128, 96)), size_base_frames=4, size_max_rate_frames=8,
                   size_realtime_frames=4, threads=(1,), threads_frames=8, streams=(1, 2), streams_max_rate_frames=8,
                   streams_realtime_frames=4, run_rss_frames=8, tiny_teachers=True, torch_threads=1,
-                  record_size=(128, 96), record_clip_frames=4, record_frames=8, soak_interval_s=0.25),
+                  record_size=(128, 96), record_clip_frames=4, record_frames=8, soak_interval_s=0.25,
+                  multi_counts=(1, 2), multi_size=(128, 96), multi_seconds=0.3),
 }
 
 
@@ -146,6 +155,7 @@ class Inputs:
     shared_videos: list[Path]
     key_clip: Path | None  # the SonoSite clip, None when ../shared is absent
     moving_clip: Path | None = None  # the simulated moving sweep (rendered by the run when the pipeline is measured)
+    multi_clips: list[Path] = field(default_factory=list)  # the streams section: stream k reads multi_clips[k - 1]
     standin_clip: Path | None = None  # the bundled sweep sample (else the first sample), for when it is absent
     notes: list[str] = field(default_factory=list)
     extra: dict[str, tuple[Path, str]] = field(default_factory=dict)  # extra_key -> (file, where it came from)

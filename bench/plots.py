@@ -1,5 +1,6 @@
 """The benchmark's PNG plots, drawn from the assembled report: the per-stage latency CDF of the key clip's
-realtime run (from its per-frame CSV) and the scaling plot (frame size, concurrent streams). Figures measured under
+realtime run (from its per-frame CSV), the scaling plot (frame size, concurrent streams) and the many-streams plot
+(one process against N processes). Figures measured under
 contention are left out, as they are from the Markdown.
 """
 
@@ -36,8 +37,8 @@ def stage_latencies_from_csv(path: str | Path) -> dict[str, np.ndarray]:
 
 
 def write_plots(body: dict[str, Any], cdf_csv: Path | None, out_dir: Path) -> dict[str, str]:
-    """Write ``latency_cdf.png`` (from the key realtime run's per-frame CSV) and ``scaling.png``; return
-    ``{name: path}`` of what was written."""
+    """Write ``latency_cdf.png`` (from the key realtime run's per-frame CSV), ``scaling.png`` and
+    ``multi_stream.png``; return ``{name: path}`` of what was written."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -51,6 +52,11 @@ def write_plots(body: dict[str, Any], cdf_csv: Path | None, out_dir: Path) -> di
         path = _scaling_plot(sc, out_dir)
         if path is not None:
             written["scaling"] = path
+    ms = body.get("multi_stream")
+    if ms:
+        path = _multi_stream_plot(ms, out_dir)
+        if path is not None:
+            written["multi_stream"] = path
     return written
 
 
@@ -122,6 +128,49 @@ def _scaling_plot(sc: dict[str, Any], out_dir: Path) -> str | None:
         a.grid(True, alpha=0.3)
     fig.tight_layout()
     path = out_dir / "scaling.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return str(path)
+
+
+def _multi_stream_plot(ms: dict[str, Any], out_dir: Path) -> str | None:
+    """``multi_stream.png``: the worst stream's capture→result p99 and the frames dropped against the count of
+    simultaneous streams, one process beside N processes; None when no figure is a result (contended figures and
+    failed runs are left out)."""
+    import matplotlib.pyplot as plt
+
+    sides = {}
+    for side, label in (("one_process", "one process"), ("processes", "N separate processes")):
+        pts = [(row["streams"], lookup(row, side, "capture_to_result_ms", "worst_stream", "p99"),
+                lookup(row, side, "frames_dropped")) for row in ms.get("rows", [])
+               if not contended(row.get(side)) and not lookup(row, side, "error")]
+        pts = [t for t in pts if t[1] is not None]
+        if pts:
+            sides[label] = pts
+    if not sides:
+        return None
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4), dpi=110)
+    for (label, pts), style in zip(sides.items(), ("o-", "s--")):
+        xs = [n for n, _, _ in pts]
+        a1.plot(xs, [p for _, p, _ in pts], style, label=label)
+        a2.plot(xs, [d for _, _, d in pts], style, label=label)
+    limit = (ms.get("rule") or {}).get("p99_max_ms")
+    if limit is not None:
+        a1.axhline(limit, color="grey", ls="--", lw=1, label=f"{limit:g} ms target")
+    src = ms.get("source") or {}
+    a1.set_title(f"capture→result p99, worst stream ({src.get('width')}×{src.get('height')}, 30 Hz each)",
+                 fontsize=10)
+    a1.set_ylabel("ms")
+    a2.set_title("frames dropped, all streams", fontsize=10)
+    a2.set_ylabel("frames")
+    for a in (a1, a2):
+        a.set_xlabel("simultaneous streams")
+        a.set_xticks(sorted({n for pts in sides.values() for n, _, _ in pts}))
+        a.set_ylim(bottom=0)
+        a.grid(True, alpha=0.3)
+        a.legend(fontsize=8)
+    fig.tight_layout()
+    path = out_dir / "multi_stream.png"
     fig.savefig(path)
     plt.close(fig)
     return str(path)

@@ -35,6 +35,8 @@ HEADLINE_DIGITS = {
     "run_peak_rss_mb": 0,
     "soak_rss_growth_mb": 1,
     "soak_dropped": 0,
+    "streams_one_process_max": 0,
+    "streams_processes_max": 0,
 }
 
 
@@ -491,10 +493,123 @@ def _soak(r: Report) -> list[str]:
     return lines
 
 
+# --------------------------------------------------------------------------------------------------------
+# 9. Many streams in one process
+# --------------------------------------------------------------------------------------------------------
+STREAM_SIDES = (("one_process", "one process"), ("processes", "N separate processes"))
+
+
+def _multi_stream(r: Report) -> list[str]:
+    """§9: N simultaneous realtime streams in one process against N separate processes: the largest count that held
+    on each side, a row per count, the details of every run and the plot."""
+    ms = r.get("multi_stream")
+    if not ms:
+        return []
+    src = ms.get("source") or {}
+    lines = ["## 9. Many streams in one process", "",
+             f"Footage: `{ms['clip']}` ({src.get('width')}×{src.get('height')}, {fmt(src.get('fps'), 2)} fps, "
+             f"{src.get('frame_count')} frames; made by `{ms['made_by']}`), {ms['copies']}. Model: `{ms['model']}` "
+             f"({ms['model_source']}). How: {ms['how']}.", ""]
+    lines += _multi_verdict(ms)
+    lines += table(["streams", "one process: frames in / processed / dropped (worst stream)",
+                    "capture→result p50 / p99 ms, worst stream (pooled)", "held",
+                    "N processes: frames in / processed / dropped (worst stream)",
+                    "capture→result p50 / p99 ms, worst stream (pooled)", "held"],
+                   [[str(row["streams"])] + _side_cells(row.get("one_process")) + _side_cells(row.get("processes"))
+                    for row in ms["rows"]])
+    for side, label in STREAM_SIDES:
+        lines += _multi_details(ms, side, label)
+    if "multi_stream" in r.get("plots", {}):
+        lines += [f"![Many streams]({r['plots']['multi_stream']})", ""]
+    return lines
+
+
+def _multi_verdict(ms: dict[str, Any]) -> list[str]:
+    """The largest count that held on each side, and the counts that did not hold, were contended or failed."""
+    rule = ms["rule"]
+    said = [f"{label} **{_largest_text(ms['verdict'][side])}**" for side, label in STREAM_SIDES]
+    lines = [f"**Largest count that held** (0 frames dropped, every stream's capture→result p99 ≤ "
+             f"{fmt(rule['p99_max_ms'], 0)} ms and its input read at most {fmt(rule['behind_max_ms'], 0)} ms behind "
+             f"its timestamps; figures flagged as contended are not results, so not judged): " + ", ".join(said)
+             + ".", ""]
+    notes = []
+    for side, label in STREAM_SIDES:
+        v = ms["verdict"][side]
+        bits = ([f"did not hold at {_counts(v['failed'])}"] if v["failed"] else []) + (
+            [f"{_counts(v['contended'])}: {NOT_A_RESULT}"] if v["contended"] else []) + (
+            [f"{_counts(v['errors'])}: failed to run"] if v["errors"] else [])
+        if bits:
+            notes.append(f"- {label}: " + "; ".join(bits))
+    return lines + (notes + [""] if notes else [])
+
+
+def _largest_text(v: dict[str, Any]) -> str:
+    if v["largest"] is None:
+        return NOT_A_RESULT if v["contended"] else "not measured"
+    return "none held" if v["largest"] == 0 else str(v["largest"])
+
+
+def _counts(ns: list[int]) -> str:
+    return "N = " + ", ".join(map(str, ns))
+
+
+def _side_cells(e: dict[str, Any] | None) -> list[str]:
+    """One way of running N streams in the table: frames in / processed / dropped (worst stream), capture→result
+    p50 / p99 of the worst stream (pooled), and whether it held."""
+    if not e or "frames_in" not in e:
+        return [f"failed: {(e or {}).get('error') or 'not run'}", "—", "—"]
+    counts = f"{fmt(e['frames_in'])} / {fmt(e['frames_processed'])} / "
+    if contended(e):
+        return [counts + NOT_A_RESULT, NOT_A_RESULT, NOT_A_RESULT]
+    w, p = e["capture_to_result_ms"]["worst_stream"], e["capture_to_result_ms"]["pooled"]
+    held = f"failed: {e['error']}" if e.get("error") else "yes" if e.get("holds") else "**no**"
+    return [counts + f"{fmt(e['frames_dropped'])} ({fmt(e['worst_stream_dropped'])})",
+            f"{fmt(w['p50'], 2)} / {fmt(w['p99'], 2)} ({fmt(p['p50'], 2)} / {fmt(p['p99'], 2)})", held]
+
+
+def _multi_details(ms: dict[str, Any], side: str, label: str) -> list[str]:
+    """One way of running the streams, a row per count: input rate of the slowest stream, how far behind its
+    timestamps an input was read, the pooled tail, the CPU taken, memory and (one process) the batch sizes."""
+    one = side == "one_process"
+    rows = []
+    for row in ms["rows"]:
+        e = row.get(side) or {}
+        if "frames_in" not in e:
+            continue
+        c, cpu = e["capture_to_result_ms"]["pooled"], e.get("contention") or {}
+        cells = [str(row["streams"]), cell(e, e["fps_in_min"], 1), cell(e, e["capture_behind_ms_max"], 1),
+                 NOT_A_RESULT if contended(e) else f"{fmt(c['p95'], 2)} / {fmt(c['max'], 2)}",
+                 f"{fmt(cpu.get('cpu_per_wall'), 2)} of {fmt(cpu.get('usable_cores'))}", fmt(e["peak_rss_mb"], 0)]
+        if one:
+            cells.append(NOT_A_RESULT if contended(e) else _batch_sizes(e.get("batches") or {}))
+        rows.append(cells)
+    if not rows:
+        return []
+    threads = ms["threads"][side]
+    header = ["streams", "fps in, slowest stream", "input behind its timestamps, max ms",
+              "capture→result p95 / max ms, pooled", "CPU-s per wall-s (cores)", "peak RSS MB"]
+    return [f"**{label[0].upper() + label[1:]}**, details (ONNX Runtime threads: "
+            f"{threads or 'its default'}; peak RSS: {_rss_basis(ms, side)}):", ""] + table(
+        header + (["engine calls by batch size (mean)"] if one else []), rows)
+
+
+def _rss_basis(ms: dict[str, Any], side: str) -> str:
+    bases = {(row.get(side) or {}).get("rss_basis") for row in ms["rows"]} - {None}
+    return "; ".join(sorted(str(b) for b in bases)) or "—"
+
+
+def _batch_sizes(b: dict[str, Any]) -> str:
+    """``size 1: 28, size 2: 3 (mean 1.10)``: how many engine calls ran each batch size."""
+    by = b.get("calls_by_size") or {}
+    if not by:
+        return "—"
+    return ", ".join(f"size {k}: {v}" for k, v in by.items()) + f" (mean {fmt(b.get('mean_size'), 2)})"
+
+
 # The sections of BENCHMARKS.md, in order; each returns its lines ([] when the run has no such section).
 MARKDOWN_SECTIONS: tuple[Callable[[Report], list[str]], ...] = (
     _preamble, _headline, _contention, _models, _gradcam, _pipeline, _scaling, _latency_cdf, _memory, _recording,
-    _soak,
+    _soak, _multi_stream,
 )
 
 __all__ = ["HEADLINE_DIGITS", "MARKDOWN_SECTIONS", "RUN_HEADER", "STAGE_ORDER", "fmt", "fmtx", "render_markdown",

@@ -30,11 +30,17 @@ TARGETS = {
     "realtime_dropped_sonosite": ("<=", 0, "--realtime over the SonoSite clip (a still), CAM on: dropped frames"),
     "realtime_capture_to_result_p99_ms_sonosite": ("<=", 15.0, "--realtime, SonoSite clip (a still), CAM on: "
                                                                "capture→result p99 (ms)"),
+    "streams_one_process_max": (">=", 6, "one process, simultaneous 30 Hz 960×720 H.264 streams of moving footage "
+                                         "(default model): the largest count with 0 frames dropped, every stream's "
+                                         "capture→result p99 ≤ 50 ms and its input kept up (read ≤ 50 ms behind); "
+                                         "stretch: 8; N separate processes: §9"),
     "run_peak_rss_mb": ("<=", 400.0, "peak RSS of 'sonolens run' (ONNX path, torch not imported), MB"),
     "soak_rss_growth_mb": ("<", 10.0, "soak (--soak 30): resident memory growth after warm-up over 30 min, MB"),
     "soak_dropped": ("<=", 0, "soak: frames dropped at 30 Hz (quiet machine)"),
 }
+# streams_processes_max (the same count for N separate processes, today's way) is a flat key without a target.
 SOAK_TARGET_MINUTES = 30.0  # the memory-growth target is stated over 30 minutes: shorter soaks are not counted
+STREAMS_TARGET_SIZE = (960, 720)  # the streams target is stated over 960×720 footage: other sizes are not counted
 
 
 def headline(rep: dict[str, Any]) -> dict[str, Any]:
@@ -51,6 +57,8 @@ def headline(rep: dict[str, Any]) -> dict[str, Any]:
         targets["soak_rss_growth_mb"].update({
             "pass": None, "note": f"not counted: the soak ran {soak.get('minutes'):g} min, the target is over "
                                   f"{SOAK_TARGET_MINUTES:g} min"})
+    if rep.get("multi_stream"):
+        _streams_target(rep["multi_stream"], targets["streams_one_process_max"])
     return {**flat, "targets": targets}
 
 
@@ -80,7 +88,38 @@ def _flat_keys(rep: dict[str, Any]) -> dict[str, Any]:
         else None,
         "soak_rss_growth_mb": (soak.get("memory") or {}).get("growth_mb") if soak_ok else None,
         "soak_dropped": soak.get("frames_dropped") if soak_ok else None,
+        "streams_one_process_max": _largest(rep, "one_process"),
+        "streams_processes_max": _largest(rep, "processes"),
     }
+
+
+def _largest(rep: dict[str, Any], side: str) -> int | None:
+    """The streams section's verdict for one way of running them (``assemble.largest_holding``), or None."""
+    return ((rep.get("multi_stream") or {}).get("verdict") or {}).get(side, {}).get("largest")
+
+
+def _streams_target(ms: dict[str, Any], t: dict[str, Any]) -> None:
+    """The streams target beyond pass / fail: contended when no count was a result; not counted on footage of another
+    size, or when it fails only for want of counts (above the verdict, every count was contended or failed to run,
+    or none was measured); a lower bound when counts above it were contended."""
+    v = ms["verdict"]["one_process"]
+    unjudged = sorted(n for n in v["contended"] + v["errors"] if v["largest"] is None or n > v["largest"])
+    src = ms.get("source") or {}
+    if v["largest"] is None:  # no count was a result: contended, or none ran
+        if v["contended"]:
+            first = next(row["one_process"]["contention"] for row in ms["rows"] if row["streams"] in v["contended"])
+            t.update(contended=True, measured=v["largest_as_measured"],
+                     note=f"{NOT_A_RESULT} (" + "; ".join(first["reasons"])
+                     + (f"; {first['context']}" if first.get("context") else "") + ")")
+    elif (src.get("width"), src.get("height")) != STREAMS_TARGET_SIZE:
+        t.update({"pass": None, "note": f"not counted: the footage is {src.get('width')}×{src.get('height')}, the "
+                                        f"target is over {STREAMS_TARGET_SIZE[0]}×{STREAMS_TARGET_SIZE[1]}"})
+    elif t["pass"] is False and (unjudged or v["largest"] == max(v["measured"], default=None)):
+        why = (f"count(s) {', '.join(map(str, unjudged))} above it not a result" if unjudged else
+               f"every count measured held, up to {v['largest']}")
+        t.update({"pass": None, "note": f"not counted: {why}"})
+    elif unjudged:
+        t["note"] = f"a lower bound: count(s) {', '.join(map(str, unjudged))} not a result"
 
 
 def _sources(rep: dict[str, Any]) -> dict[str, dict[str, Any] | None]:

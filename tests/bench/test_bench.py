@@ -15,7 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from sonolens.bench.assemble import TARGETS, assemble, contended, difference, headline
+from sonolens.bench.assemble import (
+    STREAMS_RULE,
+    TARGETS,
+    assemble,
+    contended,
+    difference,
+    headline,
+    largest_holding,
+    stream_holds,
+)
 from sonolens.bench.child import noise_ms, rss_growth
 from sonolens.bench.cli import cli_main
 from sonolens.bench.plan import PLANS, Inputs, display_path
@@ -102,6 +111,7 @@ def _report_with(**values):
                        "isolated": True},
         "soak": {"ok": True, "minutes": values.get("soak_min", 30.0), "counts_for_target": values.get("soak_min", 30.0)
                  >= 30, "memory": {"growth_mb": values.get("growth", 2.0)}, "frames_dropped": values.get("sdrop", 0)},
+        "multi_stream": _multi_section({n: "held" if n <= values.get("held", 6) else "failed" for n in range(1, 9)}),
     }
     return rep
 
@@ -110,10 +120,11 @@ def test_headline_targets_pass_and_fail():
     good = headline(_report_with(t=15.0))
     assert all(good["targets"][k]["pass"] is True for k in TARGETS), good["targets"]
     bad = headline(_report_with(fwd=9.0, fps=100.0, drop=3, p99=40.0, rss=900.0, growth=10.0, sdrop=4, mfps=60.0,
-                                mdrop=2, mp99=35.0))
+                                mdrop=2, mp99=35.0, held=4))
     assert all(bad["targets"][k]["pass"] is False for k in TARGETS), bad["targets"]
     assert bad["max_rate_fps_sonosite_cam"] == 100.0 and bad["realtime_dropped_sonosite"] == 3
     assert bad["max_rate_fps_moving_cam"] == 60.0 and bad["realtime_dropped_moving"] == 2
+    assert good["streams_one_process_max"] == 6 and bad["streams_one_process_max"] == 4
 
 
 def test_the_headline_leads_with_moving_footage_and_labels_the_still():
@@ -137,6 +148,144 @@ def test_a_short_soak_is_measured_but_not_counted_against_the_30_minute_target()
     assert h["soak_rss_growth_mb"] == 50.0
     t = h["targets"]["soak_rss_growth_mb"]
     assert t["pass"] is None and "30 min" in t["note"]
+
+
+# --------------------------------------------------------------------------------------------------------
+# Many streams: the largest count that held, from hand-made rows (no timing)
+# --------------------------------------------------------------------------------------------------------
+def _stream_side(kind="held", *, dropped=0, p99=30.0, behind=5.0, processed=None, error=None):
+    """One way of running N streams as ``assemble`` writes it. ``kind``: held | failed (12 frames dropped) |
+    contended (would have held) | contended_failed | error."""
+    if kind == "error":
+        return {"error": "RuntimeError: boom"}
+    if kind in ("failed", "contended_failed"):
+        dropped = 12
+    busy = kind.startswith("contended")
+    cpu = make_record(wall_s=12.0, cpu_s=3.0, others_busy_cores=1.4, compute_bound=False, usable=2)
+    reasons = ["its threads waited on a run queue 45% of the time they were ready to run (≥ 20%)"] if busy else []
+    return {"frames_in": 720, "frames_processed": 720 - dropped if processed is None else processed,
+            "frames_dropped": dropped, "worst_stream_dropped": dropped, "fps_in_min": 29.97,
+            "capture_behind_ms_max": behind,
+            "capture_to_result_ms": {"worst_stream": {"p50": 12.5, "p99": p99},
+                                     "pooled": {"n": 720, "p50": 11.25, "p95": 20.5, "p99": 28.75, "max": 41.0}},
+            "per_stream": [], "threads": 0, "contention": {**cpu, "contended": busy, "judged": True, "reasons": reasons,
+                                                         "context": "load average 3.1 → 3.4" if busy else ""},
+            "wall_s": 12.0, "peak_rss_mb": 180.0, "rss_basis": "the process's peak RSS", "error": error,
+            "batches": {"max_batch": 2, "engine_calls": 400, "mean_size": 1.8, "max_size": 2,
+                        "calls_by_size": {"1": 80, "2": 320}}}
+
+
+def _multi_section(one: dict[int, str], procs: dict[int, str] | None = None, size=(960, 720)):
+    """The streams section of a report from the kind of each count's run (``_stream_side``), its verdict by
+    ``largest_holding``."""
+    procs = procs if procs is not None else {n: "held" if n <= 4 else "failed" for n in one}
+    rows = [{"streams": n, "one_process": _stream_side(one[n]), "processes": _stream_side(procs[n])} for n in one]
+    for row in rows:
+        for side in ("one_process", "processes"):
+            if "frames_in" in row[side]:
+                row[side]["holds"] = stream_holds(row[side])
+    return {"clip": "stream_1_moving_sweep.mp4", "source": {"width": size[0], "height": size[1], "fps": 30.0,
+                                                            "frame_count": 360},
+            "made_by": "sonolens simulate sweep", "copies": "one copy per stream", "model": "busi_student.onnx",
+            "model_source": "bundled", "threads": {"one_process": 0, "processes": 1}, "max_batch": 0,
+            "rule": dict(STREAMS_RULE), "rows": rows, "how": "by hand",
+            "verdict": {side: largest_holding(rows, side) for side in ("one_process", "processes")}}
+
+
+def test_a_count_holds_with_no_drop_a_p99_within_50_ms_and_its_input_on_time():
+    assert stream_holds(_stream_side(p99=50.0, behind=50.0))  # the limits themselves hold
+    assert not stream_holds(_stream_side(p99=50.01))
+    assert not stream_holds(_stream_side(dropped=1))
+    assert not stream_holds(_stream_side(behind=51.0))  # a file read late loses no frame: its input fell behind
+    assert not stream_holds(_stream_side(processed=0))
+    assert not stream_holds(_stream_side(error="stream 2: decode failed"))
+    no_p99 = _stream_side()
+    no_p99["capture_to_result_ms"]["worst_stream"]["p99"] = None  # a stream without a processed frame
+    assert not stream_holds(no_p99)
+
+
+def test_the_largest_count_that_held_leaves_contended_and_failed_runs_out():
+    rows = _multi_section({1: "held", 2: "held", 4: "held", 6: "contended", 8: "failed"})["rows"]
+    v = largest_holding(rows, "one_process")
+    assert v["largest"] == 4 and v["held"] == [1, 2, 4] and v["failed"] == [8] and v["contended"] == [6]
+    assert v["largest_as_measured"] == 6  # had the contended figure counted: it is not a result
+    v = largest_holding(_multi_section({1: "held", 2: "failed", 3: "held", 4: "error"})["rows"], "one_process")
+    assert v["largest"] == 3 and v["failed"] == [2] and v["errors"] == [4]  # the largest that held, not the first gap
+    v = largest_holding(_multi_section({1: "failed", 2: "contended"})["rows"], "one_process")
+    assert v["largest"] == 0 and v["contended"] == [2]  # judged, and none held
+    v = largest_holding(_multi_section({1: "contended", 2: "contended_failed", 3: "error"})["rows"], "one_process")
+    assert v["largest"] is None and v["largest_as_measured"] == 1 and v["errors"] == [3]
+    procs = largest_holding(_multi_section({n: "held" for n in range(1, 9)})["rows"], "processes")
+    assert procs["largest"] == 4 and procs["failed"] == [5, 6, 7, 8]  # each side has its own verdict
+
+
+def _streams_target(one, procs=None, size=(960, 720)):
+    h = headline({"multi_stream": _multi_section(one, procs, size)})
+    return h, h["targets"]["streams_one_process_max"]
+
+
+def test_the_streams_target_counts_only_results_on_960x720_footage():
+    h, t = _streams_target({n: "held" if n <= 6 else "failed" for n in range(1, 9)})
+    assert h["streams_one_process_max"] == 6 and t["pass"] is True and "note" not in t
+    assert h["streams_processes_max"] == 4
+    h, t = _streams_target({n: "held" if n <= 3 else "failed" for n in range(1, 9)})
+    assert t["value"] == 3 and t["pass"] is False
+    # failing only because the counts above it were contended: not counted against the target
+    h, t = _streams_target({n: "held" if n <= 4 else "contended" for n in range(1, 9)})
+    assert t["value"] == 4 and t["pass"] is None and "5, 6, 7, 8 above it not a result" in t["note"]
+    h, t = _streams_target({n: "held" if n <= 7 else "contended" for n in range(1, 9)})
+    assert t["pass"] is True and t["note"] == "a lower bound: count(s) 8 not a result"
+    # nothing but contended figures: not a result, with the reasons
+    h, t = _streams_target({1: "contended", 2: "contended"})
+    assert t["value"] is None and t["contended"] and t["measured"] == 2 and "run queue 45%" in t["note"]
+    h, t = _streams_target({1: "held", 2: "held"}, size=(128, 96))
+    assert t["value"] == 2 and t["pass"] is None and "the footage is 128×96" in t["note"]
+    h, t = _streams_target({1: "held", 2: "held"})
+    assert t["pass"] is None and "every count measured held, up to 2" in t["note"]
+    assert headline({})["targets"]["streams_one_process_max"]["value"] is None  # the section did not run
+
+
+def test_the_streams_section_renders_after_the_others_and_withholds_contended_figures() -> None:
+    repo = Path(__file__).resolve().parents[2]
+    committed = json.loads((repo / "benchmarks" / "bench.json").read_text(encoding="utf-8"))
+    before = render_markdown(committed)
+    assert "## 9." not in before and "streams_one_process_max" not in before
+    ms = _multi_section({1: "held", 2: "held", 3: "failed", 4: "contended"},
+                        {1: "held", 2: "failed", 3: "error", 4: "failed"})
+    md = render_markdown({**committed, "multi_stream": ms})
+    assert md.startswith(before.rstrip("\n") + "\n")  # every other section as it was; §9 comes last
+    nine = md[len(before.rstrip("\n")):]
+    assert "## 9. Many streams in one process" in nine and "by hand" in nine
+    assert "one process **2**, N separate processes **1**" in nine
+    assert "one process: did not hold at N = 3; N = 4: contended: not a result" in nine
+    assert "N separate processes: did not hold at N = 2, 4; N = 3: failed to run" in nine
+    rows: dict[str, str] = {}
+    for line in nine.splitlines():  # the first table: one process against N processes
+        if line.startswith("| ") and " / " in line:
+            rows.setdefault(line.split(" | ")[0], line)
+    assert "| 720 / 720 / 0 (0) | 12.50 / 30.00 (11.25 / 28.75) | yes |" in rows["| 1"]
+    assert "| 720 / 708 / 12 (12) | 12.50 / 30.00 (11.25 / 28.75) | **no** |" in rows["| 3"]
+    assert f"720 / 720 / {NOT_A_RESULT} | {NOT_A_RESULT} | {NOT_A_RESULT} |" in rows["| 4"]
+    assert "failed: RuntimeError: boom" in rows["| 3"]
+    assert "size 1: 80, size 2: 320 (mean 1.80)" in nine
+
+
+def test_the_streams_plot_leaves_contended_and_failed_runs_out(tmp_path):
+    from sonolens.bench.plots import write_plots
+
+    written = write_plots({"multi_stream": _multi_section({1: "held", 2: "contended", 4: "failed"},
+                                                          {1: "error", 2: "contended", 4: "held"})}, None, tmp_path)
+    assert written == {"multi_stream": str(tmp_path / "multi_stream.png")}
+    assert (tmp_path / "multi_stream.png").stat().st_size > 0
+    nothing = _multi_section({1: "contended"}, {1: "error"})
+    assert write_plots({"multi_stream": nothing}, None, tmp_path / "none") == {}
+
+
+def test_a_stream_process_that_cannot_start_fails_the_measurement_in_one_line(random_student, tmp_path):
+    ans = run_child([{"task": "separate_processes", "args": {
+        "clips": [str(SAMPLE), str(tmp_path / "missing.mp4")], "model": str(random_student), "timeout_s": 120.0}}])
+    (res,) = ans["results"]
+    assert not res["ok"] and "stream process 2" in res["error"] and "before it was ready" in res["error"]
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -422,6 +571,8 @@ def test_smoke_run_writes_json_markdown_and_plots(student_pair, tmp_path):
     assert rec["frames_in"] > 0 and rec["torch_imported"] is False
     assert "## 7. Recording" in md
     assert "soak" not in rep  # only with --soak
+    assert [row["streams"] for row in rep["multi_stream"]["rows"]] == list(PLANS["smoke"].multi_counts)
+    assert "## 9. Many streams in one process" in md  # the section in detail: test_the_streams_section_runs_alone
 
     # no machine paths outside the command line
     body = md.replace(rep["command"], "")
@@ -431,6 +582,43 @@ def test_smoke_run_writes_json_markdown_and_plots(student_pair, tmp_path):
     assert (out / "benchmarks" / "latency_cdf.png").stat().st_size > 0
     assert "benchmarks/latency_cdf.png" in md
     assert render_markdown(rep) == md
+
+
+@pytest.mark.slow
+def test_the_streams_section_runs_alone_in_smoke_mode(student_pair, tmp_path):
+    """``--sections streams``: N = 1, 2 tiny realtime streams in one process and in N processes; every figure the
+    table needs (or its contention flag), the verdict from those rows, and the Markdown from the JSON alone."""
+    student, int8 = student_pair
+    out = tmp_path / "streams"
+    argv = ["--smoke", "--sections", "streams", "--out-dir", str(out), "--student", str(student), "--student-int8",
+            str(int8)]
+    assert cli_main(argv) == 0
+    rep = json.loads((out / "benchmarks" / "bench.json").read_text())
+    md = (out / "BENCHMARKS.md").read_text()
+    assert rep["sections"] == ["streams"] and rep["models"] == {} and "pipeline" not in rep
+    ms = rep["multi_stream"]
+    assert [row["streams"] for row in ms["rows"]] == [1, 2] and (ms["source"]["width"], ms["source"]["height"]) == (
+        128, 96)
+    for row in ms["rows"]:
+        for side in ("one_process", "processes"):
+            e = row[side]
+            assert e["error"] is None, (row["streams"], side, e)
+            assert len(e["per_stream"]) == row["streams"] and e["frames_processed"] > 0
+            assert e["frames_in"] == sum(s["frames_in"] for s in e["per_stream"])
+            assert e["capture_to_result_ms"]["pooled"]["n"] == e["frames_processed"]  # every frame, from the CSVs
+            assert {"cpu_per_wall", "run_delay_share", "others_busy_cores", "contended", "reasons"} <= set(
+                e["contention"])
+            assert e["holds"] == stream_holds(e) and e["peak_rss_mb"] > 0
+        batches = row["one_process"]["batches"]["calls_by_size"]
+        assert sum(int(size) * calls for size, calls in batches.items()) == row["one_process"]["frames_processed"]
+        assert row["one_process"]["threads"] == 0 and row["processes"]["threads"] == 1
+    for side in ("one_process", "processes"):
+        assert ms["verdict"][side] == largest_holding(ms["rows"], side)
+    t = rep["targets"]["streams_one_process_max"]
+    assert t["pass"] is None  # 128×96 footage (or contended): never counted against the 960×720 target
+    assert "streams_processes_max" in rep
+    assert "## 9. Many streams in one process" in md and render_markdown(rep) == md
+    assert ("multi_stream" in rep["plots"]) == (out / "benchmarks" / "multi_stream.png").is_file()
 
 
 # --------------------------------------------------------------------------------------------------------
