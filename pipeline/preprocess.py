@@ -1,15 +1,18 @@
 """Image → model input: ROI crop → grayscale → resize (``cv2.INTER_AREA``) → normalise with the spec's mean/std.
 
 This module is the *one* implementation of that chain. The runtime (``Preprocessor``), evaluation
-(``training.evaluate``), training's validation pass (``training.train``: ``resize_gray`` once, then the same
-``normalisation_lut`` on the device), INT8 calibration (``models.quantize``) and ``training.cam_compare`` all call
-it, so a model is scored on exactly the tensors it will see live.
+(``training.evaluate``), training's validation pass (``training.inputs``: ``runtime_resized`` calls ``resize_gray``
+once, ``validation_input`` applies the same ``normalisation_lut`` on the device), INT8 calibration
+(``models.quantize``) and ``training.cam_compare`` all call it, so a model is scored on exactly the tensors it will
+see live.
 
 Ultrasound is grayscale; models are trained on grayscale replicated to three channels, so the same happens here.
 Normalisation is a per-channel lookup table on the uint8 grey values (256 entries), which is exact and cheaper
-than float arithmetic over the image: ``lut[c, v] = (v/255 - mean[c]) / std[c]`` in float32. The ROI is found
-automatically over the first ``roi_frames`` frames (see ``roi.py``) unless given; until then a provisional ROI
-from the frames seen so far is used.
+than float arithmetic over the image: ``lut[c, v] = (v/255 - mean[c]) / std[c]`` in float32, looked up with
+``cv2.LUT`` one channel at a time (the same values as numpy's ``lut[:, small]``, ~8x faster at 224×224). The ROI
+is found automatically over the first ``roi_frames`` frames (see ``roi.py``) unless given; until then a provisional
+ROI from the frames seen so far is used. While it is being found, each frame is turned grey once, whole: the
+detector keeps its half-size copy, and the model's crop is cut from it (grey of a crop = crop of the grey).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import numpy as np
 
 from .errors import ConfigError
 from .modelfile import ModelSpec
-from .roi import Roi, clamp_roi, detect_roi
+from .roi import Roi, clamp_roi, detect_roi_halves, half_gray
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +73,19 @@ def resize_gray(gray: np.ndarray, input_size: Sequence[int]) -> np.ndarray:
 
 
 def normalise_gray(small: np.ndarray, lut: np.ndarray) -> np.ndarray:
-    """uint8 ``[H, W]`` (already at input size) → float32 ``[1, 3, H, W]`` through ``lut`` ([3, 256])."""
+    """uint8 ``[H, W]`` (already at input size) → float32 ``[1, 3, H, W]`` through ``lut`` ([3, 256]): a new array
+    holding ``lut[:, small][None]`` (of ``lut``'s dtype), filled one channel at a time by ``cv2.LUT``."""
     if small.dtype != np.uint8 or small.ndim != 2:
         raise ValueError(f"expected a 2-D uint8 grayscale image, got {small.dtype} {small.shape}")
-    return lut[:, small][None]
+    if small.size == 0 or lut.ndim != 2 or lut.shape[1] != 256 or lut.dtype not in (np.float32, np.float64):
+        return lut[:, small][None]  # nothing to look up, or a table cv2.LUT does not take: numpy's indexing
+    out = np.empty((1, lut.shape[0], *small.shape), lut.dtype)
+    for c in range(lut.shape[0]):
+        plane = out[0, c]
+        got = cv2.LUT(small, np.ascontiguousarray(lut[c]), dst=plane)
+        if got is not plane:  # OpenCV did not write into ``plane`` (it always does for these types): copy it in
+            plane[...] = got
+    return out
 
 
 def preprocess_gray(gray: np.ndarray, input_size: Sequence[int], lut: np.ndarray) -> np.ndarray:
@@ -117,7 +129,7 @@ class Preprocessor:
         self.fixed_roi = roi
         self.roi_hint = roi_hint  # the source's own statement of its image region (DICOM ultrasound regions)
         self.roi_frames = max(1, roi_frames)
-        self._seen: list[np.ndarray] = []
+        self._halves: list[np.ndarray] = []  # ``roi.half_gray`` of the frames seen while detecting
         self._size: tuple[int, int] | None = None
         self.roi: Roi | None = None
         self.roi_final = False
@@ -130,31 +142,41 @@ class Preprocessor:
         frames. When the frame size changes mid-stream, the ROI is found again at the new size. A user ROI that
         lies outside the frame is a ``ConfigError``; one that has to be clamped is a one-line warning.
         """
+        return self._track(pixels)[0]
+
+    def _track(self, pixels: np.ndarray) -> tuple[Roi, np.ndarray | None]:
+        """``update_roi``, and the frame's grey ``[H, W]`` when the detector needed it (while the automatic ROI is
+        being found; else None), so it is converted once for both the detector and the model."""
         h, w = pixels.shape[:2]
         if self._size != (w, h):
             if self._size is not None:
                 log.warning("the source changed size from %dx%d to %dx%d: finding the image region again",
                             *self._size, w, h)
             self._size = (w, h)
-            self._seen.clear()
+            self._halves.clear()
             self.roi, self.roi_final = None, False
             if self.fixed_roi is not None:
                 self.roi, self.roi_final = checked_roi(self.fixed_roi, w, h, "--roi"), True
             elif self.roi_hint is not None:
                 self.roi, self.roi_final = checked_roi(self.roi_hint, w, h, "the source's image region"), True
+        gray = None
         if not self.roi_final:
-            self._seen.append(pixels)
-            if len(self._seen) == 1 or len(self._seen) >= self.roi_frames:
-                self.roi = detect_roi(self._seen)
-            if len(self._seen) >= self.roi_frames:
+            gray = to_gray(pixels)
+            self._halves.append(half_gray(gray))  # the detector's view of the frame; the frame itself is not kept
+            if len(self._halves) == 1 or len(self._halves) >= self.roi_frames:
+                self.roi = detect_roi_halves(self._halves, w, h)
+            if len(self._halves) >= self.roi_frames:
                 self.roi_final = True
-                self._seen.clear()
+                self._halves.clear()
         assert self.roi is not None
-        return self.roi
+        return self.roi, gray
 
     def __call__(self, pixels: np.ndarray) -> tuple[np.ndarray | None, Roi]:
         """``pixels`` uint8 ``[H, W, 3]`` (or grey) → (float32 ``[1, 3, H, W]`` or ``None`` without a model, ROI)."""
-        roi = self.update_roi(pixels)
+        roi, gray = self._track(pixels)
         if self.meta is None:
             return None, roi
+        assert self.lut is not None  # set with meta
+        if gray is not None:  # the same values as preprocess_image: the grey of a crop is the crop of the grey
+            return preprocess_gray(crop(gray, roi), self.meta.input_size, self.lut), roi
         return preprocess_image(pixels, self.meta, roi, self.lut), roi

@@ -82,14 +82,21 @@ def _gray(pixels: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(pixels, cv2.COLOR_RGBA2GRAY if pixels.shape[2] == 4 else cv2.COLOR_RGB2GRAY)
 
 
-def _active_cells(frames: Sequence[np.ndarray]) -> np.ndarray:
-    """uint8 0/1 grid (1/4 size): where the frames change, or, without motion, where the last frame is textured."""
-    height, width = frames[0].shape[:2]
-    half = (max(1, width // 2), max(1, height // 2))
+def half_gray(gray: np.ndarray) -> np.ndarray:
+    """What the detector looks at in one frame: its grey ``[H, W]`` at half resolution (``INTER_AREA``), uint8.
+
+    ``Preprocessor`` keeps these, not the frames, over its detection window: each frame is converted once, and the
+    window holds a quarter of the pixels."""
+    height, width = gray.shape[:2]
+    return cv2.resize(gray, (max(1, width // 2), max(1, height // 2)), interpolation=cv2.INTER_AREA)
+
+
+def _active_cells(halves: Sequence[np.ndarray], width: int, height: int) -> np.ndarray:
+    """uint8 0/1 grid (1/4 size) of a ``width``×``height`` frame from its frames' ``half_gray``: where the frames
+    change, or, without motion, where the last frame is textured."""
     grid = (max(1, width // _SCALE), max(1, height // _SCALE))
-    halves = [cv2.resize(_gray(f), half, interpolation=cv2.INTER_AREA) for f in frames]
     if len(halves) >= 3:
-        acc = np.zeros((half[1], half[0]), np.float32)
+        acc = np.zeros(halves[0].shape, np.float32)
         for a, b in zip(halves[1:], halves[:-1]):
             cv2.accumulate(cv2.absdiff(a, b), acc)
         change = cv2.resize(acc, grid, interpolation=cv2.INTER_AREA) > _CHANGE * (len(halves) - 1)
@@ -157,13 +164,24 @@ def _mirror(active: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> tuple[int
 
 
 def detect_roi(frames: Sequence[np.ndarray]) -> Roi:
-    """Bounding box (x, y, w, h) of the ultrasound image in full-resolution pixel coordinates (see the module)."""
+    """Bounding box (x, y, w, h) of the ultrasound image in full-resolution pixel coordinates (see the module).
+
+    ``frames``: uint8 ``[H, W]`` grey or ``[H, W, 3|4]`` RGB(A), all of one size."""
     if not frames:
         raise ValueError("detect_roi needs at least one frame")
     height, width = frames[0].shape[:2]
     if min(height, width) < _MIN_SIDE:
         return 0, 0, width, height
-    active = _active_cells(frames)
+    return detect_roi_halves([half_gray(_gray(f)) for f in frames], width, height)
+
+
+def detect_roi_halves(halves: Sequence[np.ndarray], width: int, height: int) -> Roi:
+    """``detect_roi`` of frames given by their ``half_gray`` (same result), for a ``width``×``height`` frame."""
+    if not halves:
+        raise ValueError("detect_roi needs at least one frame")
+    if min(height, width) < _MIN_SIDE:
+        return 0, 0, width, height
+    active = _active_cells(halves, width, height)
     gh, gw = active.shape
     closed = cv2.morphologyEx(active, cv2.MORPH_CLOSE, np.ones((_CLOSE, _CLOSE), np.uint8))
     solid = cv2.morphologyEx(closed, cv2.MORPH_OPEN, np.ones((_OPEN, _OPEN), np.uint8))
