@@ -84,7 +84,7 @@ class Plan:
     multi_counts: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8)
     multi_size: tuple[int, int] = (960, 720)
     multi_seconds: float = 12.0  # at 30 fps: 360 frames a stream
-    multi_threads: int = 0  # ONNX Runtime threads of the one process (0: its default, as `sonolens run` has it)
+    multi_threads: int = 1  # ONNX Runtime threads of the one process (1: what `sonolens run SRC1 SRC2 …` defaults to)
     multi_process_threads: int = 1  # ... of each separate process (today's way: `sonolens run --threads 1`)
     multi_max_batch: int = 0  # --max-batch of the one process (0: one frame from every stream)
     tiny_teachers: bool = False  # smoke only: tiny stand-ins for the teachers (numbers meaningless)

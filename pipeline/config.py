@@ -69,7 +69,8 @@ SCHEMA: tuple[Key, ...] = (
     Key("queue", "policy", "queue", "choice", optional=True, choices=("latest", "block")),
     Key("queue", "capacity", "queue_capacity", "int", optional=True),
     Key("model", "path", "model", "str", optional=True, help="ONNX file or bundled name; none = no model"),
-    Key("model", "threads", "threads", "int", help="ONNX Runtime threads (0 = its default)"),
+    Key("model", "threads", "threads", "int", help="ONNX Runtime threads (0 = its default; 1 by default with several "
+                                                   "sources)"),
     Key("model", "cam", "cam", "bool"),
     Key("model", "cam_class", "cam_class", "int", optional=True),
     Key("model", "gate", "gate", "bool", help="the out-of-domain / input-health gate"),
@@ -144,6 +145,10 @@ def resolve(config: str | Path | None = None, flags: dict[str, Any] | None = Non
             values[target] = check_value(key, value, "command line")
             origin[key.dotted] = "command line"
     streams = _streams(values, origin, source, sources, file_streams, str(config))
+    if streams and origin["model.threads"].startswith("default"):
+        # one inference thread serves every stream; ONNX Runtime's own pool (one spinning thread a core) would take
+        # the cores the streams' decoding needs ('sonolens bench --sections streams')
+        values["threads"], origin["model.threads"] = 1, "default for several streams"
     if "source" not in values and default_source is not None:
         values["source"], origin["source.spec"] = default_source, "default (the bundled sample)"
     if "source" not in values:

@@ -62,7 +62,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--roi", default=None, help="x,y,w,h of the ultrasound image (default: detected automatically)")
     p.add_argument("--dwell", type=float, default=None, metavar="S",
                    help="a folder of images: show each for S seconds (default 1)")
-    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (0 = default)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="ONNX Runtime intra-op threads (0 = its default, one per core; with several SOURCEs the "
+                        "default is 1)")
     p.add_argument("--no-cam", dest="cam", action="store_false", default=None, help="skip the Grad-CAM output")
     p.add_argument("--ema", type=float, default=None, help="probability smoothing factor in [0, 1)")
     p.add_argument("--decision", dest="decision_s", type=float, default=None, metavar="SECONDS",

@@ -611,7 +611,7 @@ def test_the_streams_section_runs_alone_in_smoke_mode(student_pair, tmp_path):
             assert e["holds"] == stream_holds(e) and e["peak_rss_mb"] > 0
         batches = row["one_process"]["batches"]["calls_by_size"]
         assert sum(int(size) * calls for size, calls in batches.items()) == row["one_process"]["frames_processed"]
-        assert row["one_process"]["threads"] == 0 and row["processes"]["threads"] == 1
+        assert row["one_process"]["threads"] == 1 and row["processes"]["threads"] == 1
     for side in ("one_process", "processes"):
         assert ms["verdict"][side] == largest_holding(ms["rows"], side)
     t = rep["targets"]["streams_one_process_max"]

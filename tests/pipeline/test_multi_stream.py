@@ -407,3 +407,12 @@ def test_one_igtl_connection_sends_each_stream_under_its_own_devices():
         server.stop()
         for sig, handler in saved.items():
             signal.signal(sig, handler)
+
+
+def test_several_sources_default_to_one_onnx_runtime_thread_unless_told():
+    """One inference thread serves every stream: ONNX Runtime's own pool would take the decoders' cores."""
+    several = resolve(None, sources=["a.mp4", "b.mp4"])
+    assert several.pipeline.threads == 1 and several.origin["model.threads"] == "default for several streams"
+    told = resolve(None, {"threads": 0}, sources=["a.mp4", "b.mp4"])
+    assert told.pipeline.threads == 0 and told.origin["model.threads"] == "command line"
+    assert resolve(None, source="a.mp4").pipeline.threads == 0  # one source: as before
