@@ -5,7 +5,8 @@
    ../shared/videos, the clips re-encoded or rendered into the run's temp dir;
 3. ``jobs``: the plan and its inputs as ``Job``s, the subprocess tasks of each section;
 4. ``runner``: the jobs run, each measurement in a fresh ``python -m sonolens.bench.child`` (``child``: the
-   measurements themselves, torch imported only by the tasks that need it);
+   measurements themselves, torch imported only by the tasks that need it; ``archive``: the batch section's, with
+   ``procwatch`` for the CPU record of a group or tree of processes);
 5. ``assemble``: the raw answers as the report's sections; ``targets``: its flat headline keys and their targets;
 6. ``report``: ``BENCHMARKS.md`` from the report alone, one function per section, its cells from ``cells``;
    ``plots``: the PNG plots.

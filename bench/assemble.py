@@ -1,7 +1,8 @@
 """Step 5 of ``sonolens bench``: the subprocesses' raw answers assembled into the report, one builder per section:
 model rows and their ratios beside the paper's, Grad-CAM, the pipeline tables, scaling, many streams (one process
-against N processes, and the largest count that held), memory, the 4K recording and the soak, then the contention
-summary. ``headline`` (from ``targets``) adds the flat keys and their targets.
+against N processes, and the largest count that held), memory, the 4K recording, the soak and an archive on Dask (one
+process against ``sonolens batch``), then the contention summary. ``headline`` (from ``targets``) adds the flat keys
+and their targets.
 
 The result is plain data: what ``benchmarks/bench.json`` holds and ``report`` renders.
 """
@@ -15,7 +16,7 @@ from typing import Any
 from sonolens.pipeline.contention import NOT_A_RESULT, judge
 
 from .entries import contended, contended_figures, p50, timed_entries
-from .plan import EXTRA_STUDENTS, Inputs, Plan, display_path, extra_key, extra_label
+from .plan import BATCH_SETUPS, EXTRA_STUDENTS, Inputs, Plan, display_path, extra_key, extra_label
 from .targets import SOAK_TARGET_MINUTES, TARGETS, headline
 
 PAPER: dict[str, Any] = {  # the breast-ultrasound paper's own figures, for the side-by-side table
@@ -90,6 +91,8 @@ def assemble(inp: Inputs, plan: Plan, sections: set[str], results: dict[str, lis
     sk = _first(results, "soak")
     if sk is not None:
         rep["soak"] = _soak_entry(sk, plan)
+    if "batch" in sections:
+        rep["batch"] = _batch(inp, plan, results)
     rep["contended"] = contended_figures(rep)
     rep["not_judged"] = [what for what, e in timed_entries(rep) if not e["contention"].get("judged")]
     rep["notes"] = notes
@@ -514,6 +517,97 @@ def largest_holding(rows: list[dict[str, Any]], side: str, rule: dict[str, float
 
 
 # --------------------------------------------------------------------------------------------------------
+# 10. an archive on Dask: one process against 'sonolens batch'
+# --------------------------------------------------------------------------------------------------------
+BATCH_LABELS = {
+    "one_process": "one process: `sonolens run --max-rate --no-cam`, the recordings one after another",
+    "local_cluster": "`sonolens batch`, its embedded LocalCluster",
+    "scheduler": "`sonolens batch --scheduler`, a scheduler + workers started beforehand on 127.0.0.1",
+}
+
+
+def _batch(inp: Inputs, plan: Plan, results: dict[str, list[dict]]) -> dict[str, Any]:
+    """The archive three ways (``BATCH_SETUPS``), a row each, each cluster's frames/s over the one process's, and the
+    two ratios the targets are stated over: LocalCluster / one process and scheduler / LocalCluster."""
+    sec: dict[str, Any] = {"archive": inp.batch_selection, "full_set": inp.batch_full,
+                           "model": display_path(inp.student), "model_source": inp.student_source,
+                           "scheduler_workers": plan.batch_scheduler_workers, "how": _batch_how(plan)}
+    if inp.batch_skipped or inp.batch_root is None:
+        return {**sec, "skipped": inp.batch_skipped or "no archive"}
+    rows = {s: _batch_row(_first(results, f"batch:{s}"), s) for s in BATCH_SETUPS}
+    for s in ("local_cluster", "scheduler"):
+        rows[s]["over_one_process"] = batch_ratio(rows[s], rows["one_process"])
+    sec["rows"] = [{"setup": s, **row} for s, row in rows.items()]
+    sec["ratios"] = {"local_over_one_process": rows["local_cluster"]["over_one_process"],
+                     "scheduler_over_local": batch_ratio(rows["scheduler"], rows["local_cluster"])}
+    return sec
+
+
+def _batch_how(plan: Plan) -> str:
+    n = plan.batch_scheduler_workers
+    return ("every frame of every recording (blocking queue, none dropped), CAM off, the same model and gate; each "
+            "way in a fresh process, one after the other. One process: `build` + `run_to_end` for each recording "
+            "with what `sonolens run REC --max-rate --no-cam --model M` resolves to — ONNX Runtime's default threads "
+            "— and the model loaded once (as each batch worker loads it); wall: from listing the recordings to the "
+            "last one's end. `sonolens batch ROOT --out OUT --model M --quiet` (its defaults: one single-threaded "
+            "worker process per core, ONNX Runtime threads 1, CAM off) through its own entry point, "
+            "`batch.cli.cli_main`, on a fresh OUT (nothing to resume); wall: from importing the batch package (Dask "
+            "with it) to the command's end — cluster start or connection, the tasks, closing, the table and summary "
+            "written — the interpreter's start aside; its cluster part (`batch.run.execute`) timed on its own. "
+            f"Scheduler: `dask scheduler` and `dask worker --nworkers {n} --nthreads 1` on 127.0.0.1 (free ports), "
+            "started and waited for before the timed command (their start-up not counted), stopped after. Frames: "
+            "frames processed, from the batch's table (its `frames` column) or the one process's reports. CPU "
+            "record: of the one process, its threads; of a batch, its process tree (the command's process, its "
+            "LocalCluster's workers, or the scheduler and workers), from /proc at the start, every 0.5 s and at the "
+            "end, only processes outside the tree counting as others. Only frames, times, rows and errors are kept: "
+            "not a recording's predictions")
+
+
+def _batch_row(res: dict[str, Any] | None, setup: str) -> dict[str, Any]:
+    """One way through the archive: recordings, frames, failures, wall time and frames/s, the cluster part, the CPU
+    record."""
+    label = BATCH_LABELS[setup]
+    if res is None or not res.get("ok"):
+        return {"label": label, "error": "not run" if res is None else res.get("error")}
+    r = res["result"]
+    frames, wall = r["frames"], r["wall_s"]
+    row: dict[str, Any] = {
+        "label": label, "recordings": r["recordings"], "frames": frames, "failed": r["failed"],
+        "errors": r["errors"], "wall_s": wall, "fps": frames / wall if wall > 0 else None,
+        "threads": r.get("threads"), "cam": r.get("cam"), "queue": r.get("queue"),
+        "contention": verdict(r.get("contention")), "error": None}
+    if setup == "one_process":
+        row["load_s"] = r.get("load_s")
+        return row
+    cluster = r.get("cluster_s")
+    row.update(cluster_s=cluster, cluster_fps=frames / cluster if cluster else None, workers=r.get("workers"),
+               lost=r.get("lost"), rc=r.get("rc"))
+    if setup == "scheduler":
+        row["workers_start_s"] = r.get("workers_start_s")
+    return row
+
+
+def batch_ratio(num: dict[str, Any], den: dict[str, Any]) -> dict[str, Any]:
+    """``num``'s frames/s over ``den``'s: ``value`` when both are results over the same frames; else None and
+    ``withheld`` says why (``contended``, with the flagged figures' reasons, when one side was contended).
+    ``measured``: the ratio as measured, whatever it is."""
+    if num.get("fps") is None or den.get("fps") is None:
+        bad = [r["label"] for r in (num, den) if r.get("fps") is None]
+        return {"value": None, "measured": None, "contended": False,
+                "withheld": "not measured: " + "; ".join(bad) + " failed"}
+    measured = num["fps"] / den["fps"]
+    flagged = [r for r in (num, den) if contended(r)]
+    if flagged:
+        reasons = [f"{r['label']}: " + "; ".join(r["contention"]["reasons"]) for r in flagged]
+        return {"value": None, "measured": measured, "contended": True, "withheld": NOT_A_RESULT,
+                "reasons": reasons}
+    if num["frames"] != den["frames"]:
+        return {"value": None, "measured": measured, "contended": False,
+                "withheld": f"not comparable: {num['frames']} frames against {den['frames']}"}
+    return {"value": measured, "measured": measured, "contended": False, "withheld": None}
+
+
+# --------------------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------------------
 def _first(results: dict[str, list[dict]], key: str) -> dict[str, Any] | None:
@@ -600,5 +694,6 @@ def _source_info(clip: Path) -> dict[str, Any]:
         src.close()
 
 
-__all__ = ["PAPER", "SOAK_TARGET_MINUTES", "STREAMS_RULE", "TARGETS", "assemble", "contended", "contended_figures",
-           "difference", "headline", "largest_holding", "stream_holds", "summarize_run", "timed_entries", "verdict"]
+__all__ = ["BATCH_LABELS", "PAPER", "SOAK_TARGET_MINUTES", "STREAMS_RULE", "TARGETS", "assemble", "batch_ratio",
+           "contended", "contended_figures", "difference", "headline", "largest_holding", "stream_holds",
+           "summarize_run", "timed_entries", "verdict"]

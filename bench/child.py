@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from sonolens.bench.archive import TASKS as ARCHIVE_TASKS
+
 TASKS: dict[str, Callable[..., dict[str, Any]]] = {}
 
 
@@ -698,6 +700,11 @@ def separate_processes(clips: list[str], model: str | None, threads: int = 1, ti
     return {"reports": [a["report"] for a in answers], "process_contention": [a["contention"] for a in answers],
             "peak_rss_mb": [a["peak_rss_mb"] for a in answers], "contention": cpu, "c2r": c2r, "wall_s": wall,
             "threads": threads}
+
+
+# The batch section's tasks (one archive: one process, 'sonolens batch' on its LocalCluster, on a scheduler): their
+# own module, which imports nothing heavy at its top either.
+TASKS.update(ARCHIVE_TASKS)
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -20,6 +20,10 @@ in the repository root (the committed report) only with ``--update-committed``. 
 9. many streams (section ``streams``): N simultaneous 30 Hz streams of moving 960×720 H.264 footage in ONE process
    (``sonolens run SRC1 … SRCN``: one batching inference worker) against N separate ``sonolens run --threads 1``
    processes, for each count N, and the largest count that held (0 frames dropped, capture→result p99 ≤ 50 ms).
+10. an archive on Dask (section ``batch``): every clip of ../shared/videos/breast_cine (``--quick``: the first 20) in
+    one process, recordings one after another (what ``sonolens run --max-rate --no-cam`` runs), against ``sonolens
+    batch`` on its embedded LocalCluster and on a scheduler + 2 workers started beforehand on 127.0.0.1: total
+    frames/s each way and their ratios (not in ``--quick``; skipped when the 'batch' extra is not installed).
 
 Every timed task also records what its process got from the CPU (``sonolens.pipeline.contention``); a figure
 measured while other processes competed for the cores is flagged "contended: not a result" in the report instead
@@ -53,7 +57,7 @@ from sonolens.pipeline.errors import ConfigError
 from .assemble import TARGETS, assemble, headline
 from .child import disable_av_log_callback
 from .env import machine_info, versions
-from .inputs import make_moving_clip, make_size_clips, make_stream_clips, resolve_inputs
+from .inputs import make_batch_archive, make_moving_clip, make_size_clips, make_stream_clips, resolve_inputs
 from .jobs import build_jobs
 from .plan import DEFAULT_SECTIONS, PLANS, REPO, SECTIONS, Inputs, Plan, display_path
 from .plots import write_plots
@@ -70,8 +74,9 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="sonolens bench",
         description="Measure every speed/memory claim side by side (models, Grad-CAM, end-to-end pipeline, "
-                    "scaling, many streams, memory, 4K recording, optional soak); writes BENCHMARKS.md, "
-                    "benchmarks/bench.json and PNG plots. The full run takes ~15 minutes on 2 cores (plus --soak "
+                    "scaling, many streams, memory, 4K recording, an archive on Dask, optional soak); writes "
+                    "BENCHMARKS.md, "
+                    "benchmarks/bench.json and PNG plots. The full run takes ~25 minutes on 2 cores (plus --soak "
                     "MINUTES): run it on a quiet machine; figures measured while other processes compete for the CPU "
                     "are flagged, not reported.")
     mode = p.add_mutually_exclusive_group()
@@ -99,7 +104,7 @@ def parser() -> argparse.ArgumentParser:
                         "on a busy 2-core machine)")
     p.add_argument("--sections", default=None,
                    help=f"comma-separated subset of {','.join(SECTIONS)} (default: all but soak; --quick also "
-                        f"leaves out record4k; --soak always adds soak)")
+                        f"leaves out record4k and batch; --soak always adds soak)")
     p.add_argument("--soak", type=float, default=None, metavar="MINUTES",
                    help="also run the soak section for MINUTES (e.g. 30): realtime pipeline at 30 Hz on the bundled "
                         "sample looped, resident memory sampled every few seconds, growth after warm-up and drops")
@@ -206,12 +211,15 @@ def run_bench(plan: Plan, sections: set[str], args: argparse.Namespace, out_dir:
 
 def make_clips(inp: Inputs, plan: Plan, sections: set[str], workdir: Path, say: Say
                ) -> tuple[dict[str, Path], Path | None]:
-    """The clips the measured sections need, made in ``workdir``: the moving footage and a copy of it per stream (set
-    on ``inp``), the frame-size clips (``{"WxH": path}``) and the 4K recording's source."""
+    """The clips the measured sections need, made in ``workdir``: the moving footage, a copy of it per stream and the
+    batch section's archive (set on ``inp``), the frame-size clips (``{"WxH": path}``) and the 4K recording's
+    source."""
     if "pipeline" in sections:
         inp.moving_clip = make_moving_clip(plan, workdir, say)
     if "streams" in sections:
         inp.multi_clips = make_stream_clips(plan, workdir, say)
+    if "batch" in sections:
+        make_batch_archive(inp, plan, workdir, say)
     size_clips: dict[str, Path] = {}
     if "scaling" in sections and inp.scale_clip is not None:
         say(f"re-encoding {inp.scale_clip.name} at {len(plan.sizes)} frame sizes into a temp dir")

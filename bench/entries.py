@@ -58,6 +58,8 @@ def timed_entries(rep: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         add(f"{row['streams']} stream(s) in separate processes", row.get("processes"))
     add("4K recording", rep.get("recording_4k"))
     add("soak", rep.get("soak"))
+    for row in (rep.get("batch") or {}).get("rows") or []:
+        add(f"archive on Dask: {row['label']}", row)
     return out
 
 

@@ -3,8 +3,9 @@
 ``resolve_inputs`` finds the student files (bundled, given, else a random-init export and its INT8 quantised in a
 ``prepare_student`` subprocess through ``runner``), the second student's files, the sample clips, ../shared/videos
 and a teacher checkpoint; ``make_moving_clip``, ``make_stream_clips`` (a copy of the moving sweep per stream) and
-``make_size_clips`` render and re-encode the clips some sections need into the run's temp dir. Each finding the
-report should mention becomes a note of the ``Inputs``.
+``make_size_clips`` render and re-encode the clips some sections need into the run's temp dir, and
+``make_batch_archive`` sets up the batch section's archive. Each finding the report should mention becomes a note of
+the ``Inputs``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,18 @@ from typing import Any
 
 from sonolens.pipeline.errors import ConfigError
 
-from .plan import BREAST_CINE_ROWS, EXTRA_STUDENTS, REPO, SONOSITE, Inputs, Plan, display_path, extra_key
+from .plan import (
+    BATCH_MODULES,
+    BREAST_CINE,
+    BREAST_CINE_ROWS,
+    EXTRA_STUDENTS,
+    REPO,
+    SONOSITE,
+    Inputs,
+    Plan,
+    display_path,
+    extra_key,
+)
 from .runner import Say, run_child
 
 
@@ -257,3 +269,86 @@ def make_stream_clips(plan: Plan, workdir: Path, say: Say) -> list[Path]:
     for clip in clips:
         shutil.copyfile(base, clip)
     return clips
+
+
+# --------------------------------------------------------------------------------------------------------
+# The batch section's archive
+# --------------------------------------------------------------------------------------------------------
+def missing_modules(names: tuple[str, ...] = BATCH_MODULES) -> list[str]:
+    """Which of ``names`` cannot be imported here (found, not imported: this process stays free of Dask)."""
+    import importlib.util
+
+    missing = []
+    for name in names:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            missing.append(name)
+    return missing
+
+
+def make_batch_archive(inp: Inputs, plan: Plan, workdir: Path, say: Say) -> None:
+    """The batch section's archive, set on ``inp`` (``batch_root``, ``batch_selection``, ``batch_full``), or why
+    there is none (``batch_skipped``, also a note): the 'batch' extra missing, or ../shared/videos/breast_cine absent.
+    With ``plan.batch_rendered``: that many simulated sweeps (``sonolens simulate sweep``, seeds 0, 1, …) rendered
+    into ``workdir``; else ../shared/videos/breast_cine itself, or a folder of links to its first ``plan.batch_limit``
+    clips in sorted path order."""
+    missing = missing_modules()
+    if missing:
+        inp.batch_skipped = (f"the 'batch' extra is not installed (no module {', '.join(missing)}): install it with "
+                             "pip install 'sonolens[batch]'")
+    elif plan.batch_rendered > 0:
+        inp.batch_root, inp.batch_selection = _rendered_archive(plan, workdir, say)
+    else:
+        cine = inp.shared_dir / BREAST_CINE if inp.shared_dir is not None else None
+        clips = sorted(cine.rglob("*.mp4"), key=lambda c: c.relative_to(cine).as_posix()) if cine and cine.is_dir() \
+            else []
+        if cine is None or not clips:
+            where = display_path(cine) if cine is not None else f"../shared/videos/{BREAST_CINE}"
+            inp.batch_skipped = f"{where} is absent (or holds no .mp4 clip)"
+        elif plan.batch_limit is None or plan.batch_limit >= len(clips):
+            inp.batch_root, inp.batch_full = cine, True
+            inp.batch_selection = f"every clip of {display_path(cine)} ({len(clips)} .mp4 files)"
+        else:
+            inp.batch_root, inp.batch_selection = _linked_subset(cine, clips[:plan.batch_limit], len(clips), workdir)
+    if inp.batch_skipped:
+        inp.notes.append(f"The batch section is skipped: {inp.batch_skipped}.")
+    elif inp.batch_root is not None:
+        say(f"batch archive: {inp.batch_selection}")
+
+
+def _rendered_archive(plan: Plan, workdir: Path, say: Say) -> tuple[Path, str]:
+    from sonolens.simulator.cli import write_clip
+
+    w, h = plan.batch_rendered_size
+    root = workdir / "batch_archive"
+    root.mkdir(exist_ok=True)
+    say(f"rendering {plan.batch_rendered} simulated sweeps of {plan.batch_rendered_seconds:g} s ({w}×{h}) for the "
+        f"batch section")
+    for k in range(plan.batch_rendered):
+        write_clip("sweep", root / f"sweep_{k}.mp4", plan.batch_rendered_seconds, seed=k, fps=30.0, size=(w, h),
+                   progress=False)
+    return root, (f"{plan.batch_rendered} simulated sweeps rendered into a temp folder (sonolens simulate sweep --size "
+                  f"{w}x{h} --fps 30 --seconds {plan.batch_rendered_seconds:g} --seed 0…{plan.batch_rendered - 1})")
+
+
+def _linked_subset(cine: Path, chosen: list[Path], total: int, workdir: Path) -> tuple[Path, str]:
+    """A temp folder holding ``chosen`` (links, else copies) under their paths relative to ``cine``, and what it
+    holds."""
+    import shutil
+    from collections import Counter
+
+    root = workdir / "batch_archive"
+    for clip in chosen:
+        dest = root / clip.relative_to(cine)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            dest.symlink_to(clip.resolve())
+        except OSError:
+            shutil.copyfile(clip, dest)
+    folders = Counter(c.relative_to(cine).parts[0] if len(c.relative_to(cine).parts) > 1 else "." for c in chosen)
+    return root, (f"the first {len(chosen)} of the {total} clips of {display_path(cine)} in sorted path order ("
+                  + ", ".join(f"{n} in {name}/" for name, n in sorted(folders.items()))
+                  + "), linked into a temp folder")

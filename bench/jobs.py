@@ -1,8 +1,8 @@
 """Step 3 of ``sonolens bench``: the plan and its inputs as ``Job``s, the subprocess tasks ``runner`` runs.
 
 ``build_jobs`` asks each measured section for its jobs, in the order they run: models, Grad-CAM, pipeline, scaling,
-streams, the 4K recording, the soak, memory. A job's tasks are ``{"task": name, "args": {...}}`` for ``child``; its
-key is where ``assemble`` finds its results.
+streams, the 4K recording, the soak, memory, the archive on Dask. A job's tasks are ``{"task": name, "args": {...}}``
+for ``child``; its key is where ``assemble`` finds its results.
 """
 
 from __future__ import annotations
@@ -46,6 +46,8 @@ def build_jobs(inp: Inputs, plan: Plan, sections: set[str], workdir: Path, size_
         jobs.append(_soak_job(inp.standin_clip, inp.student, plan, plan.soak_minutes))
     if "memory" in sections and inp.scale_clip is not None:
         jobs.append(_memory_job(inp.scale_clip, inp.student, plan, workdir))
+    if "batch" in sections and inp.batch_root is not None and not inp.batch_skipped:
+        jobs += batch_jobs(inp.batch_root, inp.student, plan)
     return jobs
 
 
@@ -243,3 +245,23 @@ def _memory_job(clip: Path, student: Path, plan: Plan, workdir: Path) -> Job:
             str(plan.run_rss_frames), "--quiet", "--json", str(workdir / "run_rss.json")]
     return Job("run_rss", [{"task": "run_cli", "args": {"argv": argv}}], False,
                "memory: peak RSS of 'sonolens run'", own_process=True)
+
+
+# --------------------------------------------------------------------------------------------------------
+# 10. an archive on Dask: one process each way
+# --------------------------------------------------------------------------------------------------------
+def batch_jobs(root: Path, student: Path, plan: Plan) -> list[Job]:
+    """The batch section: the archive under ``root`` in one process (recordings one after another), then through
+    ``sonolens batch`` on its LocalCluster, then on a scheduler and ``plan.batch_scheduler_workers`` workers started
+    beforehand; a fresh process each (``archive``'s tasks), one after the other on the same machine."""
+    common = {"root": str(root), "model": str(student)}
+    t = plan.batch_timeout_s
+    n = plan.batch_scheduler_workers
+    return [Job("batch:one_process", [{"task": "batch_one_process", "args": common}], False,
+                "batch: one process, the recordings one after another", own_process=True, timeout_s=t),
+            Job("batch:local_cluster", [{"task": "batch_local", "args": common}], False,
+                "batch: 'sonolens batch' on its LocalCluster", own_process=True, timeout_s=t),
+            Job("batch:scheduler", [{"task": "batch_scheduler", "args": {**common, "workers": n,
+                                                                         "timeout_s": t - 60.0}}],
+                False, f"batch: 'sonolens batch --scheduler' (dask scheduler + {n} workers)", own_process=True,
+                timeout_s=t)]

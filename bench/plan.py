@@ -13,14 +13,21 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SONOSITE = "itkpocus_sonosite-anon-eye1-video.mp4"  # a still: 100 identical frames (an upper bound, labelled so)
 BREAST_CINE_ROWS = 3  # real breast cine clips (320×320, 30 fps) in the ../shared/videos table
-SECTIONS = ("models", "gradcam", "pipeline", "scaling", "streams", "memory", "record4k", "soak")
+SECTIONS = ("models", "gradcam", "pipeline", "scaling", "streams", "memory", "record4k", "soak", "batch")
 # What each mode measures when --sections is not given. The soak runs only when asked for (--soak MINUTES); the 4K
-# recording (re-encoding a 4K clip, then recording it in realtime) is left out of --quick.
+# recording (re-encoding a 4K clip, then recording it in realtime) and the archive on Dask (three passes over 20 cine
+# clips) are left out of --quick.
 DEFAULT_SECTIONS = {
-    "full": ("models", "gradcam", "pipeline", "scaling", "streams", "memory", "record4k"),
+    "full": ("models", "gradcam", "pipeline", "scaling", "streams", "memory", "record4k", "batch"),
     "quick": ("models", "gradcam", "pipeline", "scaling", "streams", "memory"),
-    "smoke": ("models", "gradcam", "pipeline", "scaling", "streams", "memory", "record4k"),
+    "smoke": ("models", "gradcam", "pipeline", "scaling", "streams", "memory", "record4k", "batch"),
 }
+BREAST_CINE = "breast_cine"  # the batch section's archive: ../shared/videos/breast_cine (97 clips, 26,355 frames)
+# What 'sonolens batch' needs beyond the runtime (the 'batch' extra; the modules batch.cli.require_extra checks):
+# without one of them the batch section is skipped with a note.
+BATCH_MODULES = ("dask", "distributed", "pyarrow")
+# The batch section's three ways through one archive, in the order they run (its job keys: "batch:<way>").
+BATCH_SETUPS = ("one_process", "local_cluster", "scheduler")
 FRAME_SIZES = ((350, 350), (640, 480), (960, 720), (1280, 960), (1920, 1080))
 TINY_PAPER = {"vit_name": "vit_tiny_patch16_224", "cnn_name": "convnext_atto", "head_hidden": 16}
 TINY_OFFLINE = {"vit_dim": 32, "vit_depth": 1, "vit_heads": 2, "head_hidden": 16}
@@ -87,6 +94,15 @@ class Plan:
     multi_threads: int = 1  # ONNX Runtime threads of the one process (1: what `sonolens run SRC1 SRC2 …` defaults to)
     multi_process_threads: int = 1  # ... of each separate process (today's way: `sonolens run --threads 1`)
     multi_max_batch: int = 0  # --max-batch of the one process (0: one frame from every stream)
+    # The batch section: one archive three ways (one process, 'sonolens batch' on its LocalCluster, on a scheduler
+    # and workers started beforehand). The recordings: the first batch_limit clips of ../shared/videos/breast_cine in
+    # sorted order (None: all), or, with batch_rendered > 0, that many simulated sweeps rendered into the temp dir.
+    batch_limit: int | None = None
+    batch_rendered: int = 0
+    batch_rendered_size: tuple[int, int] = (128, 96)
+    batch_rendered_seconds: float = 0.3
+    batch_scheduler_workers: int = 2  # `dask worker --nworkers N --nthreads 1` beside `dask scheduler`
+    batch_timeout_s: float = 1800.0  # of each of the three measurements (start-up and clean-up included)
     tiny_teachers: bool = False  # smoke only: tiny stand-ins for the teachers (numbers meaningless)
     torch_threads: int = 0  # 0: auto, the cores free when the measurement starts (contention.free_cores)
     record_size: tuple[int, int] = (3840, 2160)  # the 4K recording section: source frame size
@@ -106,7 +122,8 @@ PLANS = {
                   group_tables=True,
                   sizes=((640, 480), (1920, 1080)), size_base_frames=25, size_max_rate_frames=100,
                   size_realtime_frames=0, threads_frames=200, streams=(1, 2), streams_max_rate_frames=150,
-                  streams_realtime_frames=50, run_rss_frames=150, multi_counts=(1, 2, 4, 6, 8), multi_seconds=4.0),
+                  streams_realtime_frames=50, run_rss_frames=150, multi_counts=(1, 2, 4, 6, 8), multi_seconds=4.0,
+                  batch_limit=20, batch_timeout_s=900.0),
     "smoke": Plan("smoke", isolate_torch=False, isolate_runtime=False, teacher_iters=1, teacher_max_s=1.0,
                   model_iters=2, model_max_s=1.0, onnx_iters=3, onnx_max_s=1.0, gradcam_iters=1, naive_frames=3,
                   naive_max_s=2.0, key_max_rate_frames=12, key_realtime_frames=8, key_realtime_no_cam_frames=6,
@@ -116,7 +133,8 @@ PLANS = {
                   size_realtime_frames=4, threads=(1,), threads_frames=8, streams=(1, 2), streams_max_rate_frames=8,
                   streams_realtime_frames=4, run_rss_frames=8, tiny_teachers=True, torch_threads=1,
                   record_size=(128, 96), record_clip_frames=4, record_frames=8, soak_interval_s=0.25,
-                  multi_counts=(1, 2), multi_size=(128, 96), multi_seconds=0.3),
+                  multi_counts=(1, 2), multi_size=(128, 96), multi_seconds=0.3, batch_rendered=3,
+                  batch_timeout_s=300.0),
 }
 
 
@@ -156,6 +174,10 @@ class Inputs:
     key_clip: Path | None  # the SonoSite clip, None when ../shared is absent
     moving_clip: Path | None = None  # the simulated moving sweep (rendered by the run when the pipeline is measured)
     multi_clips: list[Path] = field(default_factory=list)  # the streams section: stream k reads multi_clips[k - 1]
+    batch_root: Path | None = None  # the batch section's archive (a folder of recordings; None: not measured)
+    batch_selection: str = ""  # which recordings it holds, as the report says it
+    batch_full: bool = False  # every clip of ../shared/videos/breast_cine: what the batch targets are stated over
+    batch_skipped: str | None = None  # why the batch section was not measured (the extra missing, no recordings)
     standin_clip: Path | None = None  # the bundled sweep sample (else the first sample), for when it is absent
     notes: list[str] = field(default_factory=list)
     extra: dict[str, tuple[Path, str]] = field(default_factory=dict)  # extra_key -> (file, where it came from)

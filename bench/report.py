@@ -37,6 +37,8 @@ HEADLINE_DIGITS = {
     "soak_dropped": 0,
     "streams_one_process_max": 0,
     "streams_processes_max": 0,
+    "batch_local_over_one_process": 2,
+    "batch_scheduler_over_local": 2,
 }
 
 
@@ -606,10 +608,83 @@ def _batch_sizes(b: dict[str, Any]) -> str:
     return ", ".join(f"size {k}: {v}" for k, v in by.items()) + f" (mean {fmt(b.get('mean_size'), 2)})"
 
 
+# --------------------------------------------------------------------------------------------------------
+# 10. An archive on Dask
+# --------------------------------------------------------------------------------------------------------
+BATCH_RATIO_LINES = (("local_over_one_process", "LocalCluster / one process", "batch_local_over_one_process"),
+                     ("scheduler_over_local", "scheduler / LocalCluster", "batch_scheduler_over_local"))
+
+
+def _batch(r: Report) -> list[str]:
+    """§10: one archive in one process against `sonolens batch` on its LocalCluster and on a scheduler started
+    beforehand: a row each, the two ratios with their targets, failed recordings, and how it was measured."""
+    b = r.get("batch")
+    if not b:
+        return []
+    lines = ["## 10. An archive on Dask", "",
+             f"Recordings: {b['archive'] or '—'}. Model: `{b['model']}` ({b['model_source']}).", ""]
+    if b.get("skipped"):
+        return lines + [f"Skipped: {b['skipped']}.", ""]
+    lines += table(["setup", "recordings", "frames", "wall s", "frames/s", "ratio to one process",
+                    "of which the cluster part: s (frames/s)", "CPU record"], [_batch_row(row) for row in b["rows"]])
+    said = []
+    for key, what, target in BATCH_RATIO_LINES:
+        thr = lookup(r, "targets", target, "target")
+        said.append(f"{what} **{_batch_ratio_text(b['ratios'][key])}**" + (f" (target {thr})" if thr else ""))
+    lines += ["Ratios of total frames/s, from figures not flagged as contended: " + "; ".join(said) + ".", ""]
+    failed = [f"{row['label']}: {row['failed']} failed ({'; '.join(row['errors'])})" for row in b["rows"]
+              if row.get("failed")]
+    if failed:
+        lines += ["Failed recordings: " + " · ".join(failed), ""]
+    return lines + [f"How: {b['how']}.", ""]
+
+
+def _batch_row(row: dict[str, Any]) -> list[str]:
+    """One way through the archive as a table row."""
+    if "frames" not in row:
+        return [row["label"]] + ["—"] * 6 + [f"failed: {row.get('error')}"]
+    setup = row["setup"]
+    threads = "its default" if not row.get("threads") else str(row["threads"])
+    if setup == "one_process":
+        what, ratio, part = f"{row['label']} (ONNX Runtime threads: {threads})", "1.00×", "—"
+    else:
+        start = (f"; their start-up, {fmt(row.get('workers_start_s'), 1)} s, not counted" if setup == "scheduler"
+                 else "")
+        what = f"{row['label']} ({fmt(row.get('workers'))} workers, ONNX Runtime threads: {threads}{start})"
+        ratio = _batch_ratio_text(row.get("over_one_process") or {})
+        part = NOT_A_RESULT if contended(row) else f"{fmt(row.get('cluster_s'), 1)} ({fmt(row.get('cluster_fps'), 1)})"
+    return [what, fmt(row["recordings"]), fmt(row["frames"]), cell(row, row["wall_s"], 1), cell(row, row["fps"], 1),
+            ratio, part, _cpu_record(row)]
+
+
+def _batch_ratio_text(ratio: dict[str, Any]) -> str:
+    if ratio.get("value") is not None:
+        return fmtx(ratio["value"], 2)
+    if ratio.get("contended"):
+        return NOT_A_RESULT
+    return f"— ({ratio.get('withheld') or 'not measured'})"
+
+
+def _cpu_record(e: dict[str, Any]) -> str:
+    """A figure's CPU record in one cell: CPU-s per wall-s, the run-queue wait, the cores others kept busy; the
+    reasons when it was flagged."""
+    cpu = e.get("contention") or {}
+    if not cpu:
+        return "—"
+    text = f"{fmt(cpu.get('cpu_per_wall'), 2)} CPU-s per wall-s of {fmt(cpu.get('usable_cores'))} cores"
+    if cpu.get("run_delay_share") is not None:
+        text += f", run-queue wait {fmt(100 * cpu['run_delay_share'], 0)} %"
+    if cpu.get("others_busy_cores") is not None:
+        text += f", others busy on {fmt(cpu['others_busy_cores'], 2)} cores"
+    if contended(e):
+        return f"**{NOT_A_RESULT}**: " + "; ".join(cpu.get("reasons") or []) + f" ({text})"
+    return text + ("" if cpu.get("judged") else " (too short to judge)")
+
+
 # The sections of BENCHMARKS.md, in order; each returns its lines ([] when the run has no such section).
 MARKDOWN_SECTIONS: tuple[Callable[[Report], list[str]], ...] = (
     _preamble, _headline, _contention, _models, _gradcam, _pipeline, _scaling, _latency_cdf, _memory, _recording,
-    _soak, _multi_stream,
+    _soak, _multi_stream, _batch,
 )
 
 __all__ = ["HEADLINE_DIGITS", "MARKDOWN_SECTIONS", "RUN_HEADER", "STAGE_ORDER", "fmt", "fmtx", "render_markdown",

@@ -34,11 +34,21 @@ TARGETS = {
                                          "(default model): the largest count with 0 frames dropped, every stream's "
                                          "capture→result p99 ≤ 50 ms and its input kept up (read ≤ 50 ms behind); "
                                          "stretch: 8; N separate processes: §9"),
+    "batch_local_over_one_process": (">=", 1.6, "'sonolens batch' over ../shared/videos/breast_cine (97 clips) on "
+                                                 "its embedded LocalCluster: total frames/s over one 'sonolens run "
+                                                 "--max-rate' process's on the same machine (×)"),
+    "batch_scheduler_over_local": (">=", 0.9, "the same pointed at a separately started scheduler + 2 workers on "
+                                              "127.0.0.1: total frames/s over the LocalCluster's (×)"),
     "run_peak_rss_mb": ("<=", 400.0, "peak RSS of 'sonolens run' (ONNX path, torch not imported), MB"),
     "soak_rss_growth_mb": ("<", 10.0, "soak (--soak 30): resident memory growth after warm-up over 30 min, MB"),
     "soak_dropped": ("<=", 0, "soak: frames dropped at 30 Hz (quiet machine)"),
 }
 # streams_processes_max (the same count for N separate processes, today's way) is a flat key without a target.
+# The batch ratios: (flat key, the batch section's ratio it reads). Stated over every clip of breast_cine: a subset or
+# simulated clips are measured but not counted, nor the scheduler's ratio when its workers outnumber or fall short of
+# the LocalCluster's.
+BATCH_RATIOS = (("batch_local_over_one_process", "local_over_one_process"),
+                ("batch_scheduler_over_local", "scheduler_over_local"))
 SOAK_TARGET_MINUTES = 30.0  # the memory-growth target is stated over 30 minutes: shorter soaks are not counted
 STREAMS_TARGET_SIZE = (960, 720)  # the streams target is stated over 960×720 footage: other sizes are not counted
 
@@ -59,6 +69,9 @@ def headline(rep: dict[str, Any]) -> dict[str, Any]:
                                   f"{SOAK_TARGET_MINUTES:g} min"})
     if rep.get("multi_stream"):
         _streams_target(rep["multi_stream"], targets["streams_one_process_max"])
+    if rep.get("batch"):
+        for name, key in BATCH_RATIOS:
+            _batch_target(rep["batch"], key, targets[name])
     return {**flat, "targets": targets}
 
 
@@ -90,6 +103,8 @@ def _flat_keys(rep: dict[str, Any]) -> dict[str, Any]:
         "soak_dropped": soak.get("frames_dropped") if soak_ok else None,
         "streams_one_process_max": _largest(rep, "one_process"),
         "streams_processes_max": _largest(rep, "processes"),
+        **{name: (((rep.get("batch") or {}).get("ratios") or {}).get(key) or {}).get("value")
+           for name, key in BATCH_RATIOS},
     }
 
 
@@ -120,6 +135,30 @@ def _streams_target(ms: dict[str, Any], t: dict[str, Any]) -> None:
         t.update({"pass": None, "note": f"not counted: {why}"})
     elif unjudged:
         t["note"] = f"a lower bound: count(s) {', '.join(map(str, unjudged))} not a result"
+
+
+def _batch_target(sec: dict[str, Any], key: str, t: dict[str, Any]) -> None:
+    """A batch ratio's target beyond pass / fail: skipped, withheld (contended: not a result, with the reasons; or
+    not comparable), or not counted — on another set of recordings than every clip of breast_cine, or (the
+    scheduler's) on a different number of workers than the LocalCluster had."""
+    if sec.get("skipped"):
+        t["note"] = f"skipped: {sec['skipped']}"
+        return
+    r = (sec.get("ratios") or {}).get(key) or {}
+    if r.get("contended"):
+        t.update(contended=True, measured=r.get("measured"),
+                 note=f"{NOT_A_RESULT} (" + "; ".join(r.get("reasons") or []) + ")")
+    elif r.get("withheld"):
+        t["note"] = r["withheld"]
+    elif not sec.get("full_set"):
+        t.update({"pass": None, "note": f"not counted: {sec.get('archive')}; the target is over every clip of "
+                                        "../shared/videos/breast_cine"})
+    elif key == "scheduler_over_local":
+        rows = {row["setup"]: row for row in sec.get("rows") or []}
+        local, sched = (rows.get("local_cluster") or {}).get("workers"), sec.get("scheduler_workers")
+        if local != sched:
+            t.update({"pass": None, "note": f"not counted: the LocalCluster had {local} worker(s), the scheduler "
+                                            f"{sched}"})
 
 
 def _sources(rep: dict[str, Any]) -> dict[str, dict[str, Any] | None]:

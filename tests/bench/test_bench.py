@@ -11,6 +11,7 @@ import csv
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -112,6 +113,7 @@ def _report_with(**values):
         "soak": {"ok": True, "minutes": values.get("soak_min", 30.0), "counts_for_target": values.get("soak_min", 30.0)
                  >= 30, "memory": {"growth_mb": values.get("growth", 2.0)}, "frames_dropped": values.get("sdrop", 0)},
         "multi_stream": _multi_section({n: "held" if n <= values.get("held", 6) else "failed" for n in range(1, 9)}),
+        "batch": _batch_report(local=values.get("local", 180.0), sched=values.get("sched", 175.0))["batch"],
     }
     return rep
 
@@ -120,7 +122,7 @@ def test_headline_targets_pass_and_fail():
     good = headline(_report_with(t=15.0))
     assert all(good["targets"][k]["pass"] is True for k in TARGETS), good["targets"]
     bad = headline(_report_with(fwd=9.0, fps=100.0, drop=3, p99=40.0, rss=900.0, growth=10.0, sdrop=4, mfps=60.0,
-                                mdrop=2, mp99=35.0, held=4))
+                                mdrop=2, mp99=35.0, held=4, local=150.0, sched=120.0))
     assert all(bad["targets"][k]["pass"] is False for k in TARGETS), bad["targets"]
     assert bad["max_rate_fps_sonosite_cam"] == 100.0 and bad["realtime_dropped_sonosite"] == 3
     assert bad["max_rate_fps_moving_cam"] == 60.0 and bad["realtime_dropped_moving"] == 2
@@ -279,6 +281,172 @@ def test_the_streams_plot_leaves_contended_and_failed_runs_out(tmp_path):
     assert (tmp_path / "multi_stream.png").stat().st_size > 0
     nothing = _multi_section({1: "contended"}, {1: "error"})
     assert write_plots({"multi_stream": nothing}, None, tmp_path / "none") == {}
+
+
+# --------------------------------------------------------------------------------------------------------
+# An archive on Dask: the ratios and their targets from hand-made answers (no timing)
+# --------------------------------------------------------------------------------------------------------
+BATCH_SETUP_KEYS = ("one_process", "local_cluster", "scheduler")
+
+
+def _batch_answer(setup, fps, *, frames=26355, busy=False, failed=0, workers=2):
+    """One batch task's answer as ``archive`` returns it: ``fps`` frames/s over ``frames``; ``busy``: measured while
+    other processes kept the cores busy (its run queue waited 60 % of the time)."""
+    wall = frames / fps
+    cpu = make_record(wall_s=wall, cpu_s=1.9 * wall, run_ns=int(4e9 if busy else 9e9),
+                      wait_ns=int(6e9 if busy else 1e9), others_busy_cores=1.4 if busy else 0.1,
+                      compute_bound=setup == "one_process", usable=2, loadavg_before=[2.0], loadavg_after=[2.1])
+    r = {"recordings": 97, "frames": frames, "failed": failed, "wall_s": wall, "cam": False, "queue": "block",
+         "errors": [f"benign/clip_{k}.mp4: decode failed" for k in range(failed)], "contention": cpu,
+         "threads": 0 if setup == "one_process" else 1}
+    if setup != "one_process":
+        r.update(cluster_s=wall - 4.0, workers=workers, lost=0, rc=0)
+    if setup == "scheduler":
+        r["workers_start_s"] = 6.5
+    return [{"ok": True, "isolated": True, "peak_rss_mb": 150.0, "torch_imported": False, "result": r}]
+
+
+def _batch_report(one=100.0, local=180.0, sched=175.0, *, busy=(), frames=None, full=True, skipped=None,
+                  local_workers=2, failed_task=None):
+    """A report of the batch section alone, assembled from hand-made answers (``busy``: the setups measured under
+    contention; ``frames``: per setup, default 26355; ``failed_task``: a setup whose task failed)."""
+    fps = dict(zip(BATCH_SETUP_KEYS, (one, local, sched)))
+    results = {f"batch:{s}": _batch_answer(s, fps[s], busy=s in busy, frames=(frames or {}).get(s, 26355),
+                                           workers=local_workers if s == "local_cluster" else 2)
+               for s in BATCH_SETUP_KEYS}
+    if failed_task:
+        results[f"batch:{failed_task}"] = [{"ok": False, "error": "RuntimeError: dask scheduler exited",
+                                             "isolated": True}]
+    inp = Inputs(student=BENCH_REPO / "models" / "weights" / "busi_student.onnx", student_source="bundled",
+                 student_trained=True, int8=Path("q.onnx"), int8_source="given", teacher_checkpoint=None, samples=[],
+                 shared_dir=None, shared_videos=[], key_clip=None,
+                 batch_root=None if skipped else Path("/somewhere/breast_cine"),
+                 batch_selection="every clip of ../shared/videos/breast_cine (97 .mp4 files)" if full
+                 else "the first 20 of the 97 clips of ../shared/videos/breast_cine in sorted path order",
+                 batch_full=full, batch_skipped=skipped)
+    rep = assemble(inp, PLANS["full"], {"batch"}, {} if skipped else results, {})
+    rep.update(headline(rep))
+    return rep
+
+
+def test_the_batch_ratios_pass_and_fail_against_their_targets():
+    rep = _batch_report(one=100.0, local=180.0, sched=175.0)
+    assert rep["batch_local_over_one_process"] == pytest.approx(1.8)
+    assert rep["batch_scheduler_over_local"] == pytest.approx(175.0 / 180.0)
+    assert rep["targets"]["batch_local_over_one_process"]["pass"] is True
+    assert rep["targets"]["batch_scheduler_over_local"]["pass"] is True
+    rows = {row["setup"]: row for row in rep["batch"]["rows"]}
+    assert rows["scheduler"]["over_one_process"]["value"] == pytest.approx(1.75)
+    assert rows["local_cluster"]["cluster_fps"] == pytest.approx(26355 / (26355 / 180.0 - 4.0))
+    rep = _batch_report(one=100.0, local=159.0, sched=143.0)
+    t = rep["targets"]
+    assert t["batch_local_over_one_process"]["pass"] is False and t["batch_scheduler_over_local"]["pass"] is False
+    assert t["batch_local_over_one_process"]["value"] == pytest.approx(1.59)
+    assert rep["contended"] == []
+
+
+def test_a_contended_batch_figure_withholds_its_ratios_and_says_why():
+    rep = _batch_report(local=180.0, busy=("local_cluster",))
+    assert rep["batch_local_over_one_process"] is None and rep["batch_scheduler_over_local"] is None
+    for name in ("batch_local_over_one_process", "batch_scheduler_over_local"):
+        t = rep["targets"][name]
+        assert t["contended"] and t["pass"] is None and NOT_A_RESULT in t["note"] and "run queue 60%" in t["note"]
+    assert rep["targets"]["batch_local_over_one_process"]["measured"] == pytest.approx(1.8)
+    assert [f["what"] for f in rep["contended"]] == ["archive on Dask: `sonolens batch`, its embedded LocalCluster"]
+    # the one process against the scheduler stays a result: neither side was contended
+    rows = {row["setup"]: row for row in rep["batch"]["rows"]}
+    assert rows["scheduler"]["over_one_process"]["value"] == pytest.approx(1.75)
+
+
+def test_batch_ratios_need_the_same_frames_every_clip_of_breast_cine_and_as_many_workers():
+    rep = _batch_report(frames={"scheduler": 26000})
+    t = rep["targets"]["batch_scheduler_over_local"]
+    assert rep["batch_scheduler_over_local"] is None and t["pass"] is None
+    assert t["note"] == "not comparable: 26000 frames against 26355"
+    assert rep["targets"]["batch_local_over_one_process"]["pass"] is True
+    rep = _batch_report(full=False)
+    for name in ("batch_local_over_one_process", "batch_scheduler_over_local"):
+        t = rep["targets"][name]
+        assert t["value"] is not None and t["pass"] is None and t["note"].startswith("not counted: the first 20")
+    t = _batch_report(local_workers=4)["targets"]["batch_scheduler_over_local"]
+    assert t["pass"] is None and t["note"] == "not counted: the LocalCluster had 4 worker(s), the scheduler 2"
+    rep = _batch_report(failed_task="scheduler")
+    t = rep["targets"]["batch_scheduler_over_local"]
+    assert t["value"] is None and "failed" in t["note"] and rep["targets"]["batch_local_over_one_process"]["pass"]
+
+
+def test_without_the_batch_extra_the_section_is_skipped_with_a_note():
+    reason = "the 'batch' extra is not installed (no module dask): install it with pip install 'sonolens[batch]'"
+    rep = _batch_report(skipped=reason)
+    assert rep["batch"]["skipped"] == reason and "rows" not in rep["batch"]
+    for name in ("batch_local_over_one_process", "batch_scheduler_over_local"):
+        assert rep[name] is None and rep["targets"][name]["pass"] is None
+        assert rep["targets"][name]["note"] == f"skipped: {reason}"
+    committed = json.loads((REPO / "benchmarks" / "bench.json").read_text(encoding="utf-8"))
+    md = render_markdown({**committed, "batch": rep["batch"]})
+    assert "## 10. An archive on Dask\n\nRecordings: " in md and f"Skipped: {reason}." in md
+
+
+def test_the_batch_section_renders_after_the_others_and_withholds_contended_figures():
+    committed = json.loads((REPO / "benchmarks" / "bench.json").read_text(encoding="utf-8"))
+    before = render_markdown(committed)
+    assert "## 10." not in before and "batch_local_over_one_process" not in before
+    rep = _batch_report(one=100.0, local=180.0, sched=175.0, busy=("scheduler",))
+    md = render_markdown({**committed, "batch": rep["batch"], "targets": {**committed["targets"], **{
+        k: v for k, v in rep["targets"].items() if k.startswith("batch_")}}, **{
+        k: rep[k] for k in ("batch_local_over_one_process", "batch_scheduler_over_local")}})
+    ten = md[md.index("## 10. An archive on Dask"):]
+    assert md.index("## 10.") > md.index("## 4.")
+    rows = {line.split(" | ")[0]: line for line in ten.splitlines() if line.startswith("| ")}
+    one = next(v for k, v in rows.items() if k.startswith("| one process"))
+    local = next(v for k, v in rows.items() if "LocalCluster" in k)
+    sched = next(v for k, v in rows.items() if "--scheduler" in k)
+    assert "| 97 | 26355 | 263.6 | 100.0 | 1.00× | — |" in one and "ONNX Runtime threads: its default" in one
+    assert "| 97 | 26355 | 146.4 | 180.0 | 1.80× | 142.4 (185.1) |" in local
+    assert "(2 workers, ONNX Runtime threads: 1)" in local
+    assert f"| 97 | 26355 | {NOT_A_RESULT} | {NOT_A_RESULT} | {NOT_A_RESULT} | {NOT_A_RESULT} |" in sched
+    assert "their start-up, 6.5 s, not counted" in sched and f"**{NOT_A_RESULT}**: its threads waited" in sched
+    assert "1.90 CPU-s per wall-s of 2 cores, run-queue wait 10 %, others busy on 0.10 cores" in local
+    assert "LocalCluster / one process **1.80×** (target >= 1.6)" in ten
+    assert f"scheduler / LocalCluster **{NOT_A_RESULT}** (target >= 0.9)" in ten
+    assert "How: every frame of every recording" in ten and "150.6" not in ten  # the scheduler's wall is withheld
+    failed = render_markdown({**committed, "batch": _batch_report(failed_task="local_cluster")["batch"]})
+    assert "failed: RuntimeError: dask scheduler exited" in failed
+    assert ("LocalCluster / one process **— (not measured: `sonolens batch`, its embedded LocalCluster failed)**"
+            in failed)
+
+
+def test_the_batch_table_is_read_for_frames_and_errors_only(tmp_path):
+    from sonolens.bench.archive import read_table
+
+    path = tmp_path / "results.csv"
+    path.write_text("path,kind,frames,score,mean_p_malignant,error\n"
+                    "benign/a.mp4,video,120,0.31,0.31,\n"
+                    "malignant/b.mp4,video,0,,,cannot decode\n"
+                    "malignant/c.mp4,video,80,0.77,0.77,\n")
+    assert read_table(path) == {"recordings": 3, "frames": 200, "failed": 1,
+                                "errors": ["malignant/b.mp4: cannot decode"]}
+
+
+def test_the_tree_watch_counts_processes_below_this_one_while_they_run():
+    import os
+
+    from sonolens.bench.procwatch import TreeWatch, process_tree
+
+    watch = TreeWatch(poll_s=0.05)
+    child = subprocess.Popen([sys.executable, "-c", "import time\nx = 0\nfor i in range(2_000_000): x += i\n"
+                                                    "time.sleep(30)"])
+    try:
+        deadline = time.monotonic() + 30
+        while child.pid not in process_tree(os.getpid()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert child.pid in process_tree(os.getpid())
+        rec = watch.record()  # the child still running: its time so far is counted
+    finally:
+        child.kill()
+        child.wait()
+    assert {"wall_s", "cpu_s", "cpu_per_wall", "run_delay_share", "others_busy_cores", "usable_cores"} <= set(rec)
+    assert rec["cpu_s"] >= 0 and rec["compute_bound"] is False
 
 
 def test_a_stream_process_that_cannot_start_fails_the_measurement_in_one_line(random_student, tmp_path):
@@ -573,6 +741,8 @@ def test_smoke_run_writes_json_markdown_and_plots(student_pair, tmp_path):
     assert "soak" not in rep  # only with --soak
     assert [row["streams"] for row in rep["multi_stream"]["rows"]] == list(PLANS["smoke"].multi_counts)
     assert "## 9. Many streams in one process" in md  # the section in detail: test_the_streams_section_runs_alone
+    assert "## 10. An archive on Dask" in md and [row["setup"] for row in rep["batch"]["rows"]] == [
+        "one_process", "local_cluster", "scheduler"]  # in detail: test_the_batch_section_runs_alone_in_smoke_mode
 
     # no machine paths outside the command line
     body = md.replace(rep["command"], "")
@@ -619,6 +789,58 @@ def test_the_streams_section_runs_alone_in_smoke_mode(student_pair, tmp_path):
     assert "streams_processes_max" in rep
     assert "## 9. Many streams in one process" in md and render_markdown(rep) == md
     assert ("multi_stream" in rep["plots"]) == (out / "benchmarks" / "multi_stream.png").is_file()
+
+
+@pytest.mark.slow
+def test_the_batch_section_runs_alone_in_smoke_mode(student_pair, tmp_path):
+    """``--sections batch``: three simulated sweeps in one process, through ``sonolens batch`` on its LocalCluster and
+    on a scheduler + 2 workers started for it; the same frames each way, every figure the table needs (or its flag),
+    the Markdown from the JSON alone, and nothing of the model's predictions in the report."""
+    pytest.importorskip("distributed")
+    student, int8 = student_pair
+    out = tmp_path / "batch"
+    argv = ["--smoke", "--sections", "batch", "--out-dir", str(out), "--student", str(student), "--student-int8",
+            str(int8)]
+    assert cli_main(argv) == 0
+    text = (out / "benchmarks" / "bench.json").read_text()
+    rep = json.loads(text)
+    md = (out / "BENCHMARKS.md").read_text()
+    assert rep["sections"] == ["batch"] and rep["models"] == {} and "pipeline" not in rep
+    b = rep["batch"]
+    assert b["archive"].startswith("3 simulated sweeps") and b["full_set"] is False and "skipped" not in b
+    rows = {row["setup"]: row for row in b["rows"]}
+    assert list(rows) == ["one_process", "local_cluster", "scheduler"]
+    for setup, row in rows.items():
+        assert row["error"] is None and row["failed"] == 0, (setup, row)
+        assert row["recordings"] == 3 and row["frames"] == rows["one_process"]["frames"] > 0
+        assert row["wall_s"] > 0 and row["fps"] == pytest.approx(row["frames"] / row["wall_s"])
+        assert row["cam"] is False and row["queue"] == "block"
+        assert {"cpu_per_wall", "run_delay_share", "others_busy_cores", "contended", "reasons"} <= set(
+            row["contention"])
+    assert rows["one_process"]["threads"] == 0  # ONNX Runtime's default, as 'sonolens run' has it
+    assert rows["local_cluster"]["threads"] == rows["scheduler"]["threads"] == 1 and rows["scheduler"]["workers"] == 2
+    assert rows["local_cluster"]["workers"] >= 1 and 0 < rows["local_cluster"]["cluster_s"] < rows["local_cluster"][
+        "wall_s"]
+    assert rows["scheduler"]["workers_start_s"] > 0 and rows["scheduler"]["lost"] == 0
+    for name in ("batch_local_over_one_process", "batch_scheduler_over_local"):
+        assert rep["targets"][name]["pass"] is None  # simulated clips (or contended): never counted
+    assert "score" not in text and "mean_p_" not in text and "top_class" not in text
+    assert "## 10. An archive on Dask" in md and render_markdown(rep) == md
+
+
+def test_a_batch_run_without_the_extra_skips_the_section_with_a_note(student_pair, tmp_path, monkeypatch):
+    import sonolens.bench.inputs as bench_inputs
+
+    monkeypatch.setattr(bench_inputs, "missing_modules", lambda names=(): ["distributed"])
+    student, int8 = student_pair
+    out = tmp_path / "nobatch"
+    assert cli_main(["--smoke", "--sections", "batch", "--out-dir", str(out), "--student", str(student),
+                     "--student-int8", str(int8)]) == 0
+    rep = json.loads((out / "benchmarks" / "bench.json").read_text())
+    assert "no module distributed" in rep["batch"]["skipped"] and "rows" not in rep["batch"]
+    assert any(n.startswith("The batch section is skipped: the 'batch' extra") for n in rep["notes"])
+    md = (out / "BENCHMARKS.md").read_text()
+    assert "Skipped: the 'batch' extra is not installed (no module distributed)" in md and render_markdown(rep) == md
 
 
 # --------------------------------------------------------------------------------------------------------
