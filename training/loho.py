@@ -141,7 +141,27 @@ def summarise(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
         for hospital in HOSPITALS:
             side = [r["auc_bm"] for r in mine if r["trained_on"] == hospital]
             recipes[name][f"auc_bm_trained_on_{hospital}"] = float(np.mean(side)) if side else math.nan
-    return {"rule": RULE, "seeds": seeds, "runs": all_runs, "recipes": recipes, "pick": pick(recipes)}
+    chosen = pick(recipes)
+    return {"rule": RULE, "seeds": seeds, "runs": all_runs, "recipes": recipes, "pick": chosen,
+            "paired": paired_with(runs, chosen, seeds)}
+
+
+def paired_with(runs: Sequence[dict[str, Any]], chosen: str | None, seeds: Sequence[int]) -> dict[str, Any]:
+    """The pick minus every other recipe, seed by seed (each seed's AUC the mean of both directions): mean and a
+    two-sided 95 % Student-t interval over the seeds — how far apart the recipes are against the seeds' spread."""
+    from .seed_summary import t_interval
+
+    def per_seed(recipe: str) -> list[float]:
+        return [float(np.mean([r["auc_bm"] for r in runs if r["recipe"] == recipe and r["seed"] == s]))
+                for s in seeds]
+
+    if chosen is None:
+        return {}
+    out = {}
+    for other in sorted({r["recipe"] for r in runs} - {chosen}):
+        diffs = [a - b for a, b in zip(per_seed(chosen), per_seed(other))]
+        out[other] = {"diffs": diffs, "mean": float(np.mean(diffs)), "ci95": t_interval(diffs)}
+    return out
 
 
 def pick(recipes: dict[str, dict[str, Any]]) -> str | None:
@@ -166,6 +186,13 @@ def render_markdown(summary: dict[str, Any]) -> str:
     for r in summary["runs"]:
         lines.append(f"| {r['recipe']} · trained on {r['trained_on']} · seed {r['seed']} | {r['n']} | "
                      f"{r['auc_bm']:.3f} | {r['balanced_accuracy']:.3f} | {r['accuracy']:.3f} |")
+    if summary.get("paired"):
+        lines += ["", f"| {summary['pick']} minus | per seed | mean | 95 % t-interval over seeds |",
+                  "|---|---|---|---|"]
+        for other, d in summary["paired"].items():
+            ci = d["ci95"]
+            lines.append(f"| {other} | {', '.join(f'{x:+.3f}' for x in d['diffs'])} | {d['mean']:+.3f} | "
+                         + (f"{ci[0]:+.3f} … {ci[1]:+.3f} |" if ci else "– |"))
     lines += ["", f"Rule: {summary['rule']}; seeds compared (run by every recipe in both directions): "
               f"{', '.join(map(str, summary['seeds'])) or 'none'}.", "",
               f"**Pick: {summary['pick'] or 'none (no recipe ran in both directions)'}**"]
