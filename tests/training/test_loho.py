@@ -76,6 +76,7 @@ def test_recipes_are_compared_on_the_seeds_every_recipe_completed():
     s = summarise(results)
     assert s["seeds"] == [0] and s["recipes"]["b"]["auc_bm"] == 0.0 and s["pick"] == "a"
     assert len(s["runs"]) == 6  # every run is listed
+    assert s["paired"]["b"]["diffs"] == [1.0] and s["paired"]["b"]["ci95"] is None  # one seed: no interval
     with pytest.raises(ConfigError, match="same recipe"):
         summarise(results + results[:1])
 
