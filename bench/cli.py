@@ -136,8 +136,7 @@ def cli_main(argv: list[str]) -> int:
     if args.update_committed and (args.quick or args.smoke):
         raise ConfigError("--update-committed replaces the committed full report: not with --quick or --smoke")
     out_dir = make_out_dir(args.out_dir, committed=args.update_committed)
-    report = run_bench(plan, sections, args, out_dir, command="sonolens bench" + "".join(
-        " " + shlex.quote(a) for a in argv))
+    report = run_bench(plan, sections, args, out_dir, command=shown_command(argv))
     t = report["targets"]
     passed = sum(1 for v in t.values() if v["pass"] is True)
     measured = sum(1 for v in t.values() if v["pass"] is not None)
@@ -160,6 +159,15 @@ def make_out_dir(arg: str | None, committed: bool = False) -> Path:
     if not out_dir.is_dir():
         raise ConfigError(f"--out-dir {str(out_dir)!r} is not a folder")
     return out_dir
+
+
+def shown_command(argv: list[str]) -> str:
+    """The command line as the report shows it: absolute paths as ``display_path`` shows them (no machine paths)."""
+    def shown(arg: str) -> str:
+        opt, eq, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
+        return opt + eq + (display_path(value) or value if Path(value).is_absolute() else value)
+
+    return "sonolens bench" + "".join(" " + shlex.quote(shown(a)) for a in argv)
 
 
 def run_bench(plan: Plan, sections: set[str], args: argparse.Namespace, out_dir: Path, command: str

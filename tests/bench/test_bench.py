@@ -906,3 +906,11 @@ def test_a_failed_threads_run_is_an_error_row_and_the_report_still_renders():
     assert rows[1] == {"error": "RuntimeError: boom"}
     committed = json.loads((repo / "benchmarks" / "bench.json").read_text(encoding="utf-8"))
     render_markdown({**committed, "scaling": {**committed["scaling"], "threads": rep["scaling"]["threads"]}})
+
+
+def test_the_reported_command_names_no_machine_path():
+    from sonolens.bench.cli import shown_command
+    from sonolens.bench.plan import REPO
+
+    argv = ["--sections", "streams", "--out-dir", str(REPO / "docs" / "x"), "--student=/tmp/abc/s.onnx", "--quick"]
+    assert shown_command(argv) == "sonolens bench --sections streams --out-dir docs/x --student=s.onnx --quick"
