@@ -14,7 +14,6 @@ import dataclasses
 import logging
 import os
 import signal
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,7 +71,7 @@ class EnginePlugin(WorkerPlugin):
 
 def tune_worker(local: bool = False) -> None:
     """Process settings for a worker that runs one recording at a time on one core: OpenCV single-threaded, glibc
-    keeping freed frame buffers mapped (the two ``mallopt`` calls of ``sonolens.cli.tune_process``: ~2× decode
+    keeping freed frame buffers mapped (``pipeline.malloc.keep_frame_buffers_mapped``: ~2× decode
     throughput), sonolens's own warnings kept out of the client's console (each recording's row carries its error);
     ``local`` (a worker of the embedded cluster, restarted after a crash): SIGINT ignored, as for the first ones."""
     import cv2
@@ -84,15 +83,9 @@ def tune_worker(local: bool = False) -> None:
             pass
     cv2.setNumThreads(1)
     logging.getLogger("sonolens").setLevel(logging.ERROR)
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
+    from sonolens.pipeline.malloc import keep_frame_buffers_mapped
 
-            libc = ctypes.CDLL("libc.so.6")
-            libc.mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD
-            libc.mallopt(-3, 16 << 20)  # M_MMAP_THRESHOLD
-        except (OSError, AttributeError):
-            pass
+    keep_frame_buffers_mapped()
 
 
 def _worker_engine(job: Job) -> tuple[Any, str]:

@@ -103,15 +103,9 @@ def tune_process() -> None:
         root.addHandler(handler)
         root.setLevel(logging.WARNING)
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
+    from sonolens.pipeline.malloc import keep_frame_buffers_mapped
 
-            libc = ctypes.CDLL("libc.so.6")
-            libc.mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD
-            libc.mallopt(-3, 16 << 20)  # M_MMAP_THRESHOLD
-        except (OSError, AttributeError):
-            pass
+    keep_frame_buffers_mapped()
 
 
 def main(argv: list[str] | None = None) -> int:
