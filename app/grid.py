@@ -274,11 +274,7 @@ class GridWindow(QMainWindow):
     def _freeze(self) -> None:
         """Capture and display stop in every stream; every painted frame is measured; the last figures shown."""
         for cell in self.cells:
-            pb = cell.playback
-            if pb.pipe is not None:
-                pb.pipe.capture.pause()
-            if pb.bridge is not None:
-                pb.bridge.enabled = False
+            cell.playback.freeze()
         self.drain_after_paint()
         self.hud_timer.stop()
         self.presenter.refresh_hud()

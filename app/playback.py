@@ -145,6 +145,14 @@ class Playback(QObject):
         self.model.notify("playback")
         return True
 
+    def freeze(self) -> None:
+        """The session is ending: no new frame is captured or shown (what happens while shutting down is not part of
+        the run)."""
+        if self.pipe is not None:
+            self.pipe.capture.pause()
+        if self.bridge is not None:
+            self.bridge.enabled = False
+
     def stop_pipeline(self, wait: bool = True) -> None:
         pipe, bridge = self.pipe, self.bridge
         if pipe is None:

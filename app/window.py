@@ -218,11 +218,7 @@ class ViewerWindow(QMainWindow):
     def _freeze(self) -> None:
         """What happens while we shut down is not part of the run: capture and display stop, every painted frame
         gets its log line and measurement, the HUD shows the final figures."""
-        pb = self.playback
-        if pb.pipe is not None:
-            pb.pipe.capture.pause()
-        if pb.bridge is not None:
-            pb.bridge.enabled = False
+        self.playback.freeze()
         self.drain_after_paint()
         self.hud_timer.stop()
         self.presenter.refresh_hud()
