@@ -42,7 +42,7 @@ from .messages import Frame
 from .preprocess import Preprocessor
 from .reconnect import ConnectionLog
 from .sources.base import Source, SourceInfo
-from .stream import Pipeline, PipelineConfig, open_configured_source, open_engine
+from .stream import Pipeline, PipelineConfig, open_configured_source, open_engine, wait_finished
 from .telemetry import Telemetry
 from .worker import Preprocess
 
@@ -213,13 +213,7 @@ class MultiPipeline:
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until every stream has ended and its frames are processed (or the worker failed). True when so."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not self.worker.finished.is_set():
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                return False
-            self.worker.finished.wait(0.05 if remaining is None else min(0.05, remaining))
-        return True
+        return wait_finished(self.worker.finished, timeout)
 
     def stop(self) -> None:
         """Stop every capture thread and the worker, then close each stream (source, sinks, CSV) and what the streams

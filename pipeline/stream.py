@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -187,13 +188,7 @@ class Pipeline:
         A source error does not cut the wait short: the capture thread closes the queue, and the worker drains
         what was already captured, so frames read before a camera vanished still reach the report and the sinks.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not self.worker.finished.is_set():
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                return False
-            self.worker.finished.wait(0.05 if remaining is None else min(0.05, remaining))
-        return True
+        return wait_finished(self.worker.finished, timeout)
 
     @property
     def error(self) -> SonolensError | None:
@@ -314,6 +309,18 @@ class Pipeline:
             "error": str(self.error) if self.error else None,
             **self._message_counts(),
         }
+
+
+def wait_finished(finished: threading.Event, timeout: float | None) -> bool:
+    """Wait for ``finished`` in short slices (a Ctrl-C is handled between them), at most ``timeout`` seconds (None:
+    no limit). True when it was set."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while not finished.is_set():
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            return False
+        finished.wait(0.05 if remaining is None else min(0.05, remaining))
+    return True
 
 
 def _safe_spec(spec: str, name: str) -> str:
