@@ -8,10 +8,15 @@ can read them; the Polish set and the cine clips are never touched.
 
     sonolens loho split training/split_csv/busi_uclm.csv --out training/split_csv
     sonolens loho summary runs/loho/*.json --md docs/loho/loho.md --json docs/loho/loho.json
+    sonolens loho pick-seed runs/union_nomarks_s0 runs/union_nomarks_s1 runs/union_nomarks_s2
 
 ``split`` writes ``loho_busi.csv`` and ``loho_bus_uclm.csv`` (named by the hospital trained on): that hospital's
 ``train``/``val`` rows keep their split (the checkpoint is chosen on its own ``val``, as the shipped recipes do),
 the other hospital's ``train`` + ``val`` rows become ``heldout``.
+
+``pick-seed`` applies ``SEED_RULE`` (``docs/loho/SELECTION.md``, "After the pick") to the picked recipe's runs on
+both hospitals: the run whose best epoch has the highest union-validation accuracy (its ``summary.json``), ties
+broken by validation macro-F1, then by the lower seed. No test, external or cine figure is read.
 
 ``summary`` reads ``sonolens eval --split heldout --json`` files of checkpoints in run folders named
 ``loho_<recipe>_<hospital>_s<seed>`` and applies ``RULE`` (fixed before any held-out figure was read; see
@@ -42,6 +47,8 @@ HELDOUT = "heldout"
 TIE = 0.01
 RULE = ("recipe with the highest mean held-out benign-vs-malignant AUC over both directions and all seeds; "
         f"a difference under {TIE} is a tie, broken by the mean held-out 3-class balanced accuracy")
+SEED_RULE = ("the run with the highest union-validation accuracy at its best epoch (summary.json); ties broken by "
+             "validation macro-F1, then by the run given first")
 RUN_NAME = re.compile(r"^loho_(?P<recipe>.+)_(?P<hospital>busi|bus_uclm)_s(?P<seed>\d+)$")
 
 
@@ -199,6 +206,33 @@ def render_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def run_summary(run_dir: str | Path) -> dict[str, Any]:
+    """A finished run folder's ``summary.json`` (``training.run_dir``): its name and best-epoch validation figures."""
+    path = Path(run_dir) / "summary.json"
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+        best = summary["best"]
+        return {"run": str(run_dir), "name": summary.get("name", Path(run_dir).name), "epoch": int(best["epoch"]),
+                "val_acc": float(best["val_acc"]), "val_macro_f1": float(best.get("val_macro_f1", float("nan")))}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{run_dir}: no summary.json (the run has not finished)") from exc
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+
+
+def pick_seed(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """``SEED_RULE`` over ``run_summary`` records: highest validation accuracy, then macro-F1, then the first."""
+    if not runs:
+        raise ConfigError("no runs to pick from")
+
+    def key(ir: tuple[int, dict[str, Any]]) -> tuple[float, float, int]:
+        i, r = ir
+        f1 = r["val_macro_f1"]
+        return (r["val_acc"], f1 if math.isfinite(f1) else -1.0, -i)
+
+    return max(enumerate(runs), key=key)[1]
+
+
 # --------------------------------------------------------------------------------------------------------
 # Command line
 # --------------------------------------------------------------------------------------------------------
@@ -212,6 +246,9 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("results", nargs="+")
     m.add_argument("--md", default=None)
     m.add_argument("--json", default=None)
+    k = sub.add_parser("pick-seed", help="the seed of the picked recipe that ships: " + SEED_RULE)
+    k.add_argument("runs", nargs="+", help="finished run folders (each with summary.json)")
+    k.add_argument("--json", default=None, help="write the runs' figures and the pick")
     return p
 
 
@@ -222,12 +259,29 @@ def _read_result(path: str) -> dict[str, Any]:
         raise ConfigError(f"cannot read {path}: {exc}") from exc
 
 
+def _pick_seed_cli(run_dirs: Sequence[str], json_path: str | None) -> int:
+    runs = [run_summary(r) for r in run_dirs]
+    chosen = pick_seed(runs)
+    for r in runs:
+        mark = "  <- picked" if r is chosen else ""
+        print(f"{r['name']}: val accuracy {r['val_acc']:.4f}, macro-F1 {r['val_macro_f1']:.4f} "
+              f"(epoch {r['epoch']}){mark}")
+    print(f"rule: {SEED_RULE}")
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps({"rule": SEED_RULE, "runs": runs, "picked": chosen["run"]}, indent=1),
+                                   encoding="utf-8")
+    return 0
+
+
 def cli_main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     if args.action == "split":
         for path in write_loho_splits(Path(args.union_csv), Path(args.out)):
             print(path)
         return 0
+    if args.action == "pick-seed":
+        return _pick_seed_cli(args.runs, args.json)
     summary = summarise([_read_result(p) for p in args.results])
     text = render_markdown(summary)
     print(text, end="")

@@ -4,12 +4,14 @@ run, and the rule over recipes (on the seeds every recipe completed; ties broken
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from sonolens.pipeline.errors import ConfigError
+from sonolens.training import loho
 from sonolens.training.loho import HELDOUT, TIE, loho_rows, pick, run_metrics, summarise, write_loho_splits
 
 CLASSES = ["normal", "benign", "malignant"]
@@ -97,3 +99,30 @@ def test_letterbox_and_doppler_box_augmentations():
     assert z.shape == x.shape and not torch.equal(z, x) and torch.equal(z[0], z[1])  # grey, every channel alike
     kinds = [type(op).__name__ for op in scanner_ops(AugmentConfig(letterbox_p=0.3, doppler_p=0.2)) if op]
     assert kinds[-2:] == ["DopplerBox", "Letterbox"]
+
+
+def _run(tmp_path, name, acc, f1, epoch=3):
+    d = tmp_path / name
+    d.mkdir()
+    (d / "summary.json").write_text(json.dumps({"name": name, "best": {"epoch": epoch, "val_acc": acc,
+                                                                        "val_macro_f1": f1}}))
+    return str(d)
+
+
+def test_pick_seed_takes_the_highest_val_accuracy_then_macro_f1(tmp_path, capsys):
+    a = _run(tmp_path, "u_s0", 0.74, 0.70)
+    b = _run(tmp_path, "u_s1", 0.76, 0.60)
+    c = _run(tmp_path, "u_s2", 0.76, 0.65)
+    out = tmp_path / "pick.json"
+    assert loho.cli_main(["pick-seed", a, b, c, "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["picked"] == c
+    assert "u_s2: val accuracy 0.7600, macro-F1 0.6500 (epoch 3)  <- picked" in capsys.readouterr().out
+    # a full tie: the run given first
+    d = _run(tmp_path, "u_s3", 0.76, 0.65)
+    assert loho.pick_seed([loho.run_summary(d), loho.run_summary(c)])["name"] == "u_s3"
+
+
+def test_pick_seed_refuses_an_unfinished_run(tmp_path):
+    (tmp_path / "running").mkdir()
+    with pytest.raises(ConfigError, match="has not finished"):
+        loho.cli_main(["pick-seed", str(tmp_path / "running")])
