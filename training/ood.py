@@ -66,6 +66,7 @@ class ImageSet:
     description: str = ""
     clustered: bool = False
     target: str = ""
+    report_only: bool = False  # read only for the report, never to choose (the breast issue's non-breast clips)
 
     def items(self, spec: ModelSpec) -> Iterator[Item]:
         return self.make(spec)
@@ -124,7 +125,7 @@ def clip_frames(path: Path, spec: ModelSpec, stride: int = 1, roi_frames: int = 
 
 
 def clips_set(name: str, role: str, paths: Sequence[Path], description: str = "", stride: int = 1,
-              target: str = "") -> ImageSet:
+              target: str = "", report_only: bool = False) -> ImageSet:
     paths = sorted(paths)
     if not paths:
         raise ConfigError(f"{name}: no clips found")
@@ -134,7 +135,7 @@ def clips_set(name: str, role: str, paths: Sequence[Path], description: str = ""
             for x in clip_frames(p, spec, stride):
                 yield x, p.name, None
     return ImageSet(name, role, make, description or f"{len(paths)} clips, every frame", clustered=True,
-                    target=target)
+                    target=target, report_only=report_only)
 
 
 def photo_pixels() -> list[tuple[str, np.ndarray]]:
@@ -291,10 +292,12 @@ def suite_sets(spec: ModelSpec, shared: Path, stage: str) -> list[ImageSet]:
     videos = shared / "videos"
     busi, chest = shared / "datasets/busi", shared / "datasets/chest_xray_kermany"
     busi_csv, chest_csv = repo_file("split_csv/busi.csv"), repo_file("split_csv/chest_xray.csv")
+    # report_only: the breast issue reads the seven non-breast clips only for the report; the cross-hospital
+    # rule (``select_cross_hospital``) does not look at them, the older AUROC rule does (``ood_eval``)
     lung = clips_set("lung ultrasound clips", "far", list(videos.glob("covid-blues_*.mp4")),
-                     "COVID-BLUES lung POCUS, 4 clips, every frame", target="AUROC >= 0.95")
+                     "COVID-BLUES lung POCUS, 4 clips, every frame", target="AUROC >= 0.95", report_only=True)
     eye = clips_set("ocular ultrasound clips", "far", list(videos.glob("itkpocus_*.mp4")),
-                    "ITKPOCUS ocular, 3 clips, every frame", target="AUROC >= 0.95")
+                    "ITKPOCUS ocular, 3 clips, every frame", target="AUROC >= 0.95", report_only=True)
     if ds in BREAST:
         own_root, own_csv = training_split(spec, shared)
         ref_root, ref_csv = gate_split(spec, shared)
@@ -360,6 +363,7 @@ class SetFeatures:
     clustered: bool = False
     description: str = ""
     target: str = ""
+    report_only: bool = False
 
     @property
     def logits(self) -> np.ndarray:
@@ -450,7 +454,8 @@ class Extractor:
         feats = {k: np.stack([r[k] for r in rows]) for k in self.keys}
         return SetFeatures(image_set.name, image_set.role, feats,
                            np.asarray(scores, np.float64) if self.has_score else None, groups, labels,
-                           clustered=image_set.clustered, description=image_set.description, target=image_set.target)
+                           clustered=image_set.clustered, description=image_set.description, target=image_set.target,
+                           report_only=image_set.report_only)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -605,25 +610,59 @@ def gate_scores(gate, feats: SetFeatures) -> np.ndarray:
     return reference_score(gate, feats.feats)
 
 
-def cross_source_shares(candidate: Candidate | str, train: SetFeatures, val: SetFeatures,
-                        target_flagged: float = DEFAULT_TARGET_FLAGGED) -> dict[str, float] | None:
-    """How a gate fitted on one scanner takes another scanner's images of the same organ — the selection set's
-    stand-in for a hospital it has never seen. For each source dataset ``d`` of ``train`` (``source_of``):
-    ``candidate`` fitted on ``d``'s training rows, thresholded on ``d``'s validation rows (``choose_threshold``),
-    the share of the *other* sources' train + val images scoring above it. ``None`` with fewer than two sources.
-    Test rows are never read."""
+def _leave_source_out(candidate: Candidate | str, train: SetFeatures,
+                      val: SetFeatures) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """For each source dataset ``d`` of ``train`` (``source_of``): ``candidate`` fitted on ``d``'s training rows;
+    yields (``d``, its scores of ``d``'s validation rows, its scores of the *other* sources' train + val images).
+    Nothing with fewer than two sources. Test rows are never read."""
     src_train, src_val = train.sources(), val.sources()
     names = sorted(set(src_train))
     if len(names) < 2:
-        return None
-    out = {}
+        return
     for d in names:
         own = [s == d for s in src_train]
         gate = fit_gate(candidate, train.subset(own))
-        thr = choose_threshold(gate_scores(gate, val.subset([s == d for s in src_val])), target_flagged)
+        own_val = gate_scores(gate, val.subset([s == d for s in src_val]))
         others = concat_features(train.subset([not k for k in own]), val.subset([s != d for s in src_val]))
-        out[d] = float((gate_scores(gate, others) > thr).mean())
-    return out
+        yield d, own_val, gate_scores(gate, others)
+
+
+def cross_source_shares(candidate: Candidate | str, train: SetFeatures, val: SetFeatures,
+                        target_flagged: float = DEFAULT_TARGET_FLAGGED) -> dict[str, float] | None:
+    """How a gate fitted on one scanner takes another scanner's images of the same organ — the selection set's
+    stand-in for a hospital it has never seen. For each source ``d``: fitted on ``d``'s training rows, thresholded
+    on ``d``'s validation rows (``choose_threshold``), the share of the other sources' train + val images scoring
+    above it. ``None`` with fewer than two sources."""
+    out = {d: float((others > choose_threshold(own_val, target_flagged)).mean())
+           for d, own_val, others in _leave_source_out(candidate, train, val)}
+    return out or None
+
+
+def val_scale(scores: np.ndarray, ref: np.ndarray, target_flagged: float = DEFAULT_TARGET_FLAGGED) -> np.ndarray:
+    """``scores`` on the scale of the in-domain validation scores ``ref``: 0 at their median, 1 at the usual
+    threshold (``choose_threshold``). Scores of gates fitted on different data become comparable."""
+    lo, hi = float(np.median(ref)), choose_threshold(ref, target_flagged)
+    return (np.asarray(scores, np.float64) - lo) / max(hi - lo, 1e-12)
+
+
+def cross_source_levels(candidate: Candidate | str, train: SetFeatures, val: SetFeatures, cross_target: float,
+                        target_flagged: float = DEFAULT_TARGET_FLAGGED) -> dict[str, float] | None:
+    """Where the threshold must sit for a hospital the gate has not seen. For each source ``d``: the gate fitted on
+    ``d`` alone, the other sources' images on ``d``'s validation scale (``val_scale``), and the level that flags
+    only ``cross_target`` of them (their ``1 - cross_target`` quantile). ``None`` with fewer than two sources."""
+    out = {d: float(np.quantile(val_scale(others, own_val, target_flagged), 1.0 - cross_target))
+           for d, own_val, others in _leave_source_out(candidate, train, val)}
+    return out or None
+
+
+def cross_hospital_threshold(val_scores: np.ndarray, levels: dict[str, float],
+                             target_flagged: float = DEFAULT_TARGET_FLAGGED) -> float:
+    """The threshold of a gate fitted on every source, carried from the leave-one-source-out ``levels``: the
+    highest level (every held-out source within its target), never below the usual threshold (level 1), on this
+    gate's own validation scale."""
+    v = np.asarray(val_scores, np.float64)
+    lo, hi = float(np.median(v)), choose_threshold(v, target_flagged)
+    return float(lo + max(1.0, *levels.values()) * (hi - lo))
 
 
 def choose_threshold(val_scores: np.ndarray, target_flagged: float = DEFAULT_TARGET_FLAGGED) -> float:
@@ -685,12 +724,16 @@ def fit_and_attach(model: str | os.PathLike, out: str | os.PathLike, data_root: 
                    split_csv: str | os.PathLike, *, gate_root: str | os.PathLike | None = None,
                    gate_csv: str | os.PathLike | None = None, candidate: str = DEFAULT_CANDIDATE, max_bank: int = 0,
                    target_flagged: float = DEFAULT_TARGET_FLAGGED, calibrate: bool = True,
-                   threads: int = 1) -> FitResult:
+                   threads: int = 1, cross_target: float | None = None) -> FitResult:
     """Fit the gate on the ``train`` rows of the gate's split (``gate_root``/``gate_csv``; default: the model's
     split ``data_root``/``split_csv``) through ``model``'s own graph and its threshold on that split's ``val``
     rows; the temperature on the model's split's ``val`` rows; write ``out`` (``attach_gate``). This is what
     ``sonolens fit-ood`` runs; an export script calls it after ``export_onnx`` / ``quantize_int8`` (an INT8 file
-    gets its own fit: its features differ slightly from the fp32 file's)."""
+    gets its own fit: its features differ slightly from the fp32 file's).
+
+    ``cross_target``: the threshold rule for hospitals the gate has never seen (``cross_hospital_threshold``):
+    from the gate split's sources fitted one at a time, the level at which each other source has at most
+    ``cross_target`` of its train + val images flagged, carried to the gate fitted on all of them."""
     from .calibrate import fit_temperature, nll
 
     cand = parse_candidate(candidate)
@@ -705,17 +748,34 @@ def fit_and_attach(model: str | os.PathLike, out: str | os.PathLike, data_root: 
         raise ConfigError(f"{g_csv} / {csv}: labels outside the model's classes ({', '.join(names)})")
     gate = fit_gate(cand, train, max_bank=max_bank)
     val_scores = gate_scores(gate, gate_val)
-    threshold = choose_threshold(val_scores, target_flagged)
+    threshold, rule = _threshold(cand, train, gate_val, val_scores, g_csv.name, target_flagged, cross_target)
     y_val = [int(v) for v in val.labels if v is not None]
     temperature = fit_temperature(val.logits, y_val) if calibrate else ext.spec.temperature
     record = {"candidate": cand.name, "fitted_on": f"{g_csv.name} train", "n_train": train.n,
-              "threshold_rule": f"{1 - target_flagged:g} quantile of the {g_csv.name} val scores",
+              **rule,
               "target_flagged": float(target_flagged), "n_val": gate_val.n,
               "val_flagged": round(float((val_scores > threshold).mean()), 6),
               "temperature_fitted_on": f"{csv.name} val" if calibrate else "unchanged",
               "val_nll": [round(nll(val.logits, y_val, 1.0), 6), round(nll(val.logits, y_val, temperature), 6)]}
     spec = attach_gate(model, out, gate, threshold, temperature, record)
     return FitResult(spec, gate, threshold, temperature, val_scores, record)
+
+
+def _threshold(cand: Candidate, train: SetFeatures, val: SetFeatures, val_scores: np.ndarray, split_name: str,
+               target_flagged: float, cross_target: float | None) -> tuple[float, dict[str, Any]]:
+    """The threshold and what the model file records of its rule (``fit_and_attach``)."""
+    quantile_rule = f"{1 - target_flagged:g} quantile of the {split_name} val scores"
+    if cross_target is None:
+        return choose_threshold(val_scores, target_flagged), {"threshold_rule": quantile_rule}
+    levels = cross_source_levels(cand, train, val, cross_target, target_flagged)
+    if levels is None:
+        raise ConfigError(f"{split_name}: the cross-hospital threshold needs a gate split of two or more datasets")
+    rule = (f"cross-hospital: fitted on each of {', '.join(levels)} alone, the level flagging at most "
+            f"{100 * cross_target:g} % of the other's train + val images (on the fitted source's val scale: 0 = "
+            f"median, 1 = its {quantile_rule}); the highest level, at least 1, on this gate's val scale")
+    return (cross_hospital_threshold(val_scores, levels, target_flagged),
+            {"threshold_rule": rule, "cross_target": float(cross_target),
+             "cross_levels": {k: round(v, 4) for k, v in levels.items()}})
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -746,6 +806,10 @@ def _fit_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-bank", type=int, default=0, help="k-NN: keep at most this many training features")
     p.add_argument("--target-flagged", type=float, default=DEFAULT_TARGET_FLAGGED,
                    help="share of in-domain validation images above the threshold (default %(default)s)")
+    p.add_argument("--cross-hospital", type=float, default=None, metavar="SHARE",
+                   help="set the threshold for hospitals the gate has not seen: fitted on each dataset of the gate "
+                        "split alone, at most SHARE of the other's images flagged, carried to the full fit (never "
+                        "below the --target-flagged threshold), e.g. 0.05")
     p.add_argument("--no-temperature", action="store_true", help="keep the file's temperature")
     p.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads (default 1)")
     return p
@@ -764,6 +828,8 @@ def fit_cli_main(argv: list[str]) -> int:
     args = _fit_parser().parse_args(argv)
     if not 0 < args.target_flagged < 1:
         raise ConfigError("--target-flagged must lie in (0, 1)")
+    if args.cross_hospital is not None and not 0 < args.cross_hospital < 1:
+        raise ConfigError("--cross-hospital must lie in (0, 1)")
     parse_candidate(args.candidate)  # a bad name fails before any work
     model = resolve_model(args.model)
     spec = read_spec(model)
@@ -780,7 +846,7 @@ def fit_cli_main(argv: list[str]) -> int:
             gate_data, gate_file = gate_data or root, csv
     res = fit_and_attach(model, args.out, data, split_file, gate_root=gate_data or data, gate_csv=gate_file,
                          candidate=args.candidate, max_bank=args.max_bank, target_flagged=args.target_flagged,
-                         calibrate=not args.no_temperature, threads=args.threads)
+                         calibrate=not args.no_temperature, threads=args.threads, cross_target=args.cross_hospital)
     print(f"wrote {args.out}: ood_score = {res.record['candidate']}, threshold {res.threshold:.4g} "
           f"({100 * res.record['val_flagged']:.1f} % of {res.record['n_val']} val images above it), "
           f"temperature {res.temperature:.4f}")

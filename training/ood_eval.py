@@ -44,6 +44,8 @@ from .evaluate import auc_weighted, wilson
 TIE = 0.005  # minimum far AUROC within this of the best: tied
 SHARE_TIE = 0.01  # cross-scanner share within this of the lowest: tied
 FAR_TARGET = 0.95  # the issue's AUROC target for every far set
+CROSS_TARGET = 0.05  # cross-hospital rule: at most this share of a held-out training hospital's images flagged
+CROSS_TIE = 0.01  # minimum far share flagged within this of the best: tied
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -119,6 +121,31 @@ def select_candidate(rows: list[dict[str, Any]], tie: float = TIE, share_tie: fl
     return min(tied, key=lambda r: (r["n_parts"], -r["min_far_auroc"]))
 
 
+def select_cross_hospital(rows: list[dict[str, Any]], tie: float = CROSS_TIE) -> dict[str, Any] | None:
+    """The cross-hospital rule (the breast issue, item 5: selected on X-rays, photos and noise, judged at the
+    threshold): the highest minimum share of the far selection sets flagged at the cross-hospital threshold
+    (``training.ood.cross_hospital_threshold``, ``CROSS_TARGET``); within ``tie`` of it, fewest parts, then the
+    higher minimum far AUROC. ``None`` where the gate split has one source."""
+    ok = [r for r in rows if r.get("min_far_flagged_cross") is not None]
+    if not ok:
+        return None
+    best = max(r["min_far_flagged_cross"] for r in ok)
+    tied = [r for r in ok if r["min_far_flagged_cross"] >= best - tie]
+    return min(tied, key=lambda r: (r["n_parts"], -r["min_far_flagged_cross"], -r["min_far_auroc"]))
+
+
+def _cross_hospital_columns(cand: Any, train: Any, val: Any, val_scores: np.ndarray, gate: Any,
+                            far: list[Any]) -> dict[str, Any]:
+    """A candidate at the cross-hospital threshold: its level and the share of each far set flagged (the
+    report-only clips left out)."""
+    levels = ood.cross_source_levels(cand, train, val, CROSS_TARGET)
+    if levels is None:
+        return {"cross_levels": None, "far_flagged_cross": None, "min_far_flagged_cross": None}
+    thr = ood.cross_hospital_threshold(val_scores, levels)
+    flagged = {s.name: float((ood.gate_scores(gate, s) > thr).mean()) for s in far if not s.report_only}
+    return {"cross_levels": levels, "far_flagged_cross": flagged, "min_far_flagged_cross": min(flagged.values())}
+
+
 def method_table(model: Path, shared: Path, *, threads: int = 1, log=print) -> dict[str, Any]:
     """Fit every candidate on the gate split's train rows; AUROC of its val rows vs each far selection set, and
     the cross-scanner share where the split has several scanners."""
@@ -142,8 +169,10 @@ def method_table(model: Path, shared: Path, *, threads: int = 1, log=print) -> d
         by_source = ood.cross_source_shares(cand, train, val)
         row["cross_scanner_by_source"] = by_source
         row["cross_scanner"] = None if by_source is None else float(np.mean(list(by_source.values())))
+        row.update(_cross_hospital_columns(cand, train, val, v, gate, far))
         rows.append(row)
     chosen = select_candidate(rows)
+    cross = select_cross_hospital(rows)
     with_shares = len(sources) > 1
     rule = (f"among the candidates with minimum far AUROC >= {FAR_TARGET}, the lowest cross-scanner share (within "
             f"{SHARE_TIE} of it: fewest parts); if none reaches {FAR_TARGET}, the highest minimum AUROC"
@@ -151,7 +180,13 @@ def method_table(model: Path, shared: Path, *, threads: int = 1, log=print) -> d
     return {"train": {"n": train.n, "split": f"{csv.name} train", "sources": sources},
             "val": {"n": val.n, "name": val.name},
             "far_sets": {s.name: {"n": s.n, "description": s.description} for s in far},
-            "rule": rule, "rows": rows, "chosen": chosen["candidate"]}
+            "rule": rule, "rows": rows, "chosen": chosen["candidate"],
+            "cross_hospital": None if cross is None else {
+                "target": CROSS_TARGET, "chosen": cross["candidate"],
+                "far_sets": [s.name for s in far if not s.report_only],
+                "rule": (f"the highest minimum far share flagged at the cross-hospital threshold (at most "
+                         f"{100 * CROSS_TARGET:g} % of a held-out training hospital flagged); within {CROSS_TIE}: "
+                         "fewest parts, then the higher minimum far AUROC; the non-breast clips not read")}}
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -297,7 +332,7 @@ def _model_lines(name: str, m: dict[str, Any]) -> list[str]:
     rep, sel = m["report"], m.get("selection")
     lines = _gate_lines(name, rep)
     if sel:
-        lines += _method_table_lines(sel, rep["ood"])
+        lines += _method_table_lines(sel, rep["ood"]) + _cross_hospital_lines(sel, rep["ood"])
     lines += _report_table_lines(rep) + _per_group_lines(rep) + _calibration_lines(rep)
     if rep.get("timing"):
         lines += _latency_lines(rep["timing"])
@@ -334,6 +369,30 @@ def _method_table_lines(sel: dict[str, Any], ood_spec: dict[str, Any]) -> list[s
     return lines + ["", f"Chosen by the rule: `{sel['chosen']}`"
                     + ("" if sel["chosen"] == ood_spec.get("candidate") else
                        f" — **the file carries `{ood_spec.get('candidate')}`**") + ".", ""]
+
+
+def _cross_hospital_lines(sel: dict[str, Any], ood_spec: dict[str, Any]) -> list[str]:
+    """The candidates at the cross-hospital threshold (``select_cross_hospital``), the chosen one in bold."""
+    ch = sel.get("cross_hospital")
+    if not ch:
+        return []
+    far = ch["far_sets"]
+    lines = [f"### At the cross-hospital threshold (at most {100 * ch['target']:g} % of a held-out training "
+             "hospital flagged)", "",
+             "Level: where the threshold sits on the validation scale (0 = median, 1 = the 0.98 quantile), the "
+             f"highest of the two leave-one-hospital-out fits. Share of each far selection set flagged there. "
+             f"Rule: {ch['rule']}.", "",
+             "| " + " | ".join(["candidate", "level", *far, "min"]) + " |", "|---|" + "---|" * (len(far) + 2)]
+    for r in sel["rows"]:
+        if r.get("min_far_flagged_cross") is None:
+            continue
+        m = "**" if r["candidate"] == ch["chosen"] else ""
+        lines.append(f"| {m}`{r['candidate']}`{m} | {max(r['cross_levels'].values()):.2f} | "
+                     + " | ".join(f"{100 * r['far_flagged_cross'][f]:.1f} %" for f in far)
+                     + f" | {m}{100 * r['min_far_flagged_cross']:.1f} %{m} |")
+    carried = ood_spec.get("candidate") == ch["chosen"] and "cross_levels" in ood_spec
+    return lines + ["", f"Chosen by the cross-hospital rule: `{ch['chosen']}`"
+                    + ("" if carried else " — not the gate this file carries") + ".", ""]
 
 
 def _method_row(r: dict[str, Any], far: list[str], srcs: list[str] | None, chosen: bool) -> str:

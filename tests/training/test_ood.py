@@ -13,7 +13,7 @@ from conftest import shared_path, sonolens_proc
 from sonolens.pipeline.errors import ConfigError
 from sonolens.training import ood
 from sonolens.training.calibrate import ece, ece_bootstrap, fit_temperature, nll, reliability, softmax
-from sonolens.training.ood_eval import auroc, flagged_share, select_candidate
+from sonolens.training.ood_eval import auroc, flagged_share, select_candidate, select_cross_hospital
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -127,6 +127,44 @@ def test_cross_source_shares_by_hand():
     others = ood.gate_scores(gate, _features("x", {"b": np.concatenate([b_tr, b_va])}))
     assert shares["a"] == pytest.approx(float((others > thr).mean())) and shares["a"] < 0.1
     assert ood.cross_source_shares(cand, _features("tr", {"a": a_tr}), _features("va", {"a": a_va})) is None
+
+
+def test_cross_hospital_levels_and_threshold_by_hand():
+    """Fitted on each source alone: the level on that source's val scale (0 = median, 1 = the usual threshold)
+    where only 5 % of the other source is flagged; the full fit's threshold sits at the highest level."""
+    rng = np.random.default_rng(1)
+    a_tr, a_va = rng.standard_normal((300, 2)), rng.standard_normal((150, 2))
+    b_tr, b_va = rng.standard_normal((300, 2)) + [2.5, 0], rng.standard_normal((150, 2)) + [2.5, 0]
+    cand = "mahalanobis@pooled:vector"
+    train, val = _features("tr", {"a": a_tr, "b": b_tr}), _features("va", {"a": a_va, "b": b_va})
+    levels = ood.cross_source_levels(cand, train, val, 0.05)
+    gate_a = ood.fit_gate(cand, _features("tr", {"a": a_tr}))
+    own = ood.gate_scores(gate_a, _features("va", {"a": a_va}))
+    others = ood.gate_scores(gate_a, _features("x", {"b": np.concatenate([b_tr, b_va])}))
+    lo, hi = np.median(own), np.quantile(own, 0.98)
+    z = (others - lo) / (hi - lo)
+    assert levels["a"] == pytest.approx(np.quantile(z, 0.95))
+    assert levels["a"] > 1  # the other source sits beyond the usual threshold
+    assert (z > levels["a"]).mean() <= 0.05 + 1 / len(z)
+    full = ood.fit_gate(cand, train)
+    v = ood.gate_scores(full, val)
+    thr = ood.cross_hospital_threshold(v, levels)
+    top = max(levels.values())
+    assert thr == pytest.approx(np.median(v) + top * (np.quantile(v, 0.98) - np.median(v)))
+    # never below the usual threshold, however close the sources
+    assert ood.cross_hospital_threshold(v, {"a": 0.3, "b": -1.0}) == pytest.approx(ood.choose_threshold(v))
+    assert ood.cross_source_levels(cand, _features("tr", {"a": a_tr}), _features("va", {"a": a_va}), 0.05) is None
+
+
+def test_cross_hospital_rule_takes_the_highest_minimum_far_share():
+    rows = [{"candidate": "high", "n_parts": 4, "min_far_auroc": 1.0, "min_far_flagged_cross": 0.97},
+            {"candidate": "tied_fewer", "n_parts": 1, "min_far_auroc": 0.99, "min_far_flagged_cross": 0.962},
+            {"candidate": "low", "n_parts": 1, "min_far_auroc": 1.0, "min_far_flagged_cross": 0.5},
+            {"candidate": "one_source", "n_parts": 1, "min_far_auroc": 1.0, "min_far_flagged_cross": None}]
+    assert select_cross_hospital(rows)["candidate"] == "tied_fewer"
+    rows[1]["min_far_flagged_cross"] = 0.959  # just outside the tie
+    assert select_cross_hospital(rows)["candidate"] == "high"
+    assert select_cross_hospital(rows[3:]) is None
 
 
 def test_candidate_names_and_thresholds():
@@ -337,6 +375,40 @@ def test_gate_split_apart_from_the_temperature_split(random_student, tiny_datase
     assert same.record["n_train"] == 24 and same.record["fitted_on"] == "split.csv train"
 
 
+@pytest.mark.slow
+def test_fit_ood_cross_hospital_threshold(random_student, tmp_path):
+    """--cross-hospital on a gate split of two datasets (a second "hospital" with brighter speckle): the file's
+    threshold is the full fit's val scale at the highest leave-one-out level, recorded with its rule; a split of one
+    dataset is refused in one line."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for hospital, scale in (("hosp_a", 40), ("hosp_b", 70)):
+        for ci, label in enumerate(("normal", "benign", "malignant")):
+            (tmp_path / hospital / label).mkdir(parents=True)
+            for i in range(10):
+                img = np.clip(rng.rayleigh(scale + 10 * ci, (96, 128)), 0, 255).astype(np.uint8)
+                name = f"{hospital}/{label}/{i}.png"
+                cv2.imwrite(str(tmp_path / name), img)
+                rows.append((name, label, f"{hospital}{ci}_{i}", "train" if i < 6 else "val"))
+    split = tmp_path / "two.csv"
+    with split.open("w", newline="") as fh:
+        csv.writer(fh).writerows([("file", "label", "group", "split"), *rows])
+    cand = "mahalanobis@stem:mean_std"
+    res = ood.fit_and_attach(random_student, tmp_path / "g.onnx", tmp_path, split, candidate=cand,
+                             target_flagged=0.2, cross_target=0.1, calibrate=False)
+    levels = res.record["cross_levels"]
+    assert set(levels) == {"hosp_a", "hosp_b"} and res.record["cross_target"] == 0.1
+    assert res.record["threshold_rule"].startswith("cross-hospital")
+    v = res.val_scores
+    assert res.threshold == pytest.approx(ood.cross_hospital_threshold(v, levels, 0.2), rel=1e-3)
+    assert res.threshold >= np.quantile(v, 0.8) - 1e-9
+    one = tmp_path / "one.csv"
+    with one.open("w", newline="") as fh:
+        csv.writer(fh).writerows([("file", "label", "group", "split"), *[r for r in rows if r[0].startswith("hosp_a")]])
+    with pytest.raises(ConfigError, match="two or more datasets"):
+        ood.fit_and_attach(random_student, tmp_path / "h.onnx", tmp_path, one, candidate=cand, cross_target=0.1)
+
+
 @pytest.mark.parametrize("command", ["ood-eval", "fit-ood"])
 def test_command_help(command):
     proc = sonolens_proc(command, "--help")
@@ -368,3 +440,17 @@ def test_the_candidate_table_from_the_adapter_is_the_committed_reports():
         return None
 
     assert [c.name for c in ood.candidates()] == rows(_json.loads(report.read_text()))
+
+
+def test_cross_hospital_table_marks_the_pick_and_says_whether_the_file_carries_it():
+    from sonolens.training.ood_eval import _cross_hospital_lines
+
+    sel = {"rows": [{"candidate": "a", "cross_levels": {"x": 2.0, "y": 3.5}, "far_flagged_cross": {"X": 0.99},
+                     "min_far_flagged_cross": 0.99},
+                    {"candidate": "b", "cross_levels": None, "far_flagged_cross": None, "min_far_flagged_cross": None}],
+           "cross_hospital": {"target": 0.05, "chosen": "a", "far_sets": ["X"], "rule": "r"}}
+    text = "\n".join(_cross_hospital_lines(sel, {"candidate": "a", "cross_levels": {"x": 2.0}}))
+    assert "| **`a`** | 3.50 | 99.0 % | **99.0 %** |" in text and "`b`" not in text
+    assert text.rstrip().endswith("Chosen by the cross-hospital rule: `a`.")
+    assert "not the gate this file carries" in "\n".join(_cross_hospital_lines(sel, {"candidate": "a"}))
+    assert _cross_hospital_lines({"rows": []}, {}) == []
