@@ -14,7 +14,7 @@ The score itself lives inside the ONNX graph (``models.ood_graph``); this module
 * **threshold** — ``choose_threshold``: a quantile of the in-domain *validation* scores (``target_flagged``);
 * **temperature** — ``training.calibrate.fit_temperature`` on the validation split's logits;
 * ``attach_gate`` writes score, threshold and temperature into a model file (``ModelSpec.ood``,
-  ``ModelSpec.temperature``); ``sonolens fit-ood`` is its command line (``fit_cli_main``), and an export script can
+  ``ModelSpec.temperature``); ``sonolens fit-ood`` is its command line (``training.ood_cli``), and an export script can
   call ``fit_and_attach`` directly after ``models.onnx_export.export_onnx``.
 
 The image sets (``suite_sets``) name what ``sonolens ood-eval`` (``training.ood_eval``) measures for each model
@@ -25,7 +25,6 @@ photograph crops and noise seeds), see ``suite_sets``.
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -778,76 +777,8 @@ def _threshold(cand: Candidate, train: SetFeatures, val: SetFeatures, val_scores
              "cross_levels": {k: round(v, 4) for k, v in levels.items()}})
 
 
-# ------------------------------------------------------------------------------------------------------------
-# sonolens fit-ood
-# ------------------------------------------------------------------------------------------------------------
-def _fit_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="sonolens fit-ood",
-        description="Fit the out-of-domain gate of an ONNX model on the train rows of its gate split (a breast "
-                    "model: BUSI + BUS-UCLM, every scanner sonolens trains on) and the threshold on its val rows, "
-                    "and the probability temperature on the val rows of the model's own split; write a copy with "
-                    "an 'ood_score' output and both in its metadata (ModelSpec.ood, ModelSpec.temperature). "
-                    "Research use only.")
-    p.add_argument("--model", required=True, help="ONNX model file (or a bundled name: busi, busi-uclm, chest-xray)")
-    p.add_argument("--out", required=True, help="output ONNX file (may be --model itself: the gate is replaced)")
-    p.add_argument("--data", default=None, help="dataset root (default: ../shared/datasets/<the model's dataset>)")
-    p.add_argument("--split-file", default=None,
-                   help="split CSV of the temperature (and of the gate too, unless --gate-split-file is given) "
-                        "(default: the model's split in training/split_csv)")
-    p.add_argument("--gate-data", default=None, help="dataset root of --gate-split-file (default: as --data, or "
-                                                     "../shared/datasets for the default gate split)")
-    p.add_argument("--gate-split-file", default=None,
-                   help="split CSV whose train rows fit the gate and whose val rows set its threshold (default: "
-                        "--split-file when given, else the model's gate split: busi_uclm.csv for a breast model)")
-    p.add_argument("--candidate", default=DEFAULT_CANDIDATE,
-                   help="score to fit, METHOD[k]@FEATURE:STAT,... (default %(default)s; see 'sonolens ood-eval' "
-                        "for the measured table), e.g. mahalanobis@pooled:vector, knn5@prelogits:vector, energy")
-    p.add_argument("--max-bank", type=int, default=0, help="k-NN: keep at most this many training features")
-    p.add_argument("--target-flagged", type=float, default=DEFAULT_TARGET_FLAGGED,
-                   help="share of in-domain validation images above the threshold (default %(default)s)")
-    p.add_argument("--cross-hospital", type=float, default=None, metavar="SHARE",
-                   help="set the threshold for hospitals the gate has not seen: fitted on each dataset of the gate "
-                        "split alone, at most SHARE of the other's images flagged, carried to the full fit (never "
-                        "below the --target-flagged threshold), e.g. 0.05")
-    p.add_argument("--no-temperature", action="store_true", help="keep the file's temperature")
-    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads (default 1)")
-    return p
-
-
 def resolve_model(name: str) -> Path:
     """A model file path, or a bundled model name: ``pipeline.engines.resolve_model_path``, the one rule."""
     from sonolens.pipeline.engines import resolve_model_path
 
     return resolve_model_path(name)
-
-
-def fit_cli_main(argv: list[str]) -> int:
-    from sonolens.models.onnx_export import read_spec
-
-    args = _fit_parser().parse_args(argv)
-    if not 0 < args.target_flagged < 1:
-        raise ConfigError("--target-flagged must lie in (0, 1)")
-    if args.cross_hospital is not None and not 0 < args.cross_hospital < 1:
-        raise ConfigError("--cross-hospital must lie in (0, 1)")
-    parse_candidate(args.candidate)  # a bad name fails before any work
-    model = resolve_model(args.model)
-    spec = read_spec(model)
-    data, split_file = args.data, args.split_file
-    if data is None or split_file is None:
-        root, csv = training_split(spec, shared_root())
-        data, split_file = data or root, split_file or csv
-    gate_data, gate_file = args.gate_data, args.gate_split_file
-    if gate_file is None:
-        if args.split_file is not None:
-            gate_data, gate_file = gate_data or data, split_file
-        else:
-            root, csv = gate_split(spec, shared_root())
-            gate_data, gate_file = gate_data or root, csv
-    res = fit_and_attach(model, args.out, data, split_file, gate_root=gate_data or data, gate_csv=gate_file,
-                         candidate=args.candidate, max_bank=args.max_bank, target_flagged=args.target_flagged,
-                         calibrate=not args.no_temperature, threads=args.threads, cross_target=args.cross_hospital)
-    print(f"wrote {args.out}: ood_score = {res.record['candidate']}, threshold {res.threshold:.4g} "
-          f"({100 * res.record['val_flagged']:.1f} % of {res.record['n_val']} val images above it), "
-          f"temperature {res.temperature:.4f}")
-    return 0

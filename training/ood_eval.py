@@ -146,14 +146,17 @@ def _cross_hospital_columns(cand: Any, train: Any, val: Any, val_scores: np.ndar
     return {"cross_levels": levels, "far_flagged_cross": flagged, "min_far_flagged_cross": min(flagged.values())}
 
 
-def method_table(model: Path, shared: Path, *, threads: int = 1, log=print) -> dict[str, Any]:
+def method_table(model: Path, shared: Path, *, threads: int = 1, log=print,
+                 skip_report_only: bool = False) -> dict[str, Any]:
     """Fit every candidate on the gate split's train rows; AUROC of its val rows vs each far selection set, and
-    the cross-scanner share where the split has several scanners."""
+    the cross-scanner share where the split has several scanners. ``skip_report_only``: the sets read only for
+    the report (``ImageSet.report_only``) are not even opened (the cross-hospital rule does not use them)."""
     ext = ood.Extractor(model, None, threads=threads)  # every key of the candidates of its student
     root, csv = ood.gate_split(ext.spec, shared)
     t0 = time.perf_counter()
     train = ext.features(ood.split_set("train", "in", root, csv, "train", ext.spec.class_names))
-    sets = [ext.features(s) for s in ood.suite_sets(ext.spec, shared, "select")]
+    sets = [ext.features(s) for s in ood.suite_sets(ext.spec, shared, "select")
+            if not (skip_report_only and s.report_only)]
     log(f"  features of {train.n + sum(s.n for s in sets)} images in {time.perf_counter() - t0:.0f} s")
     val = next(s for s in sets if s.role == "in")
     far = [s for s in sets if s.role == "far"]

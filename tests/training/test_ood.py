@@ -454,3 +454,35 @@ def test_cross_hospital_table_marks_the_pick_and_says_whether_the_file_carries_i
     assert text.rstrip().endswith("Chosen by the cross-hospital rule: `a`.")
     assert "not the gate this file carries" in "\n".join(_cross_hospital_lines(sel, {"candidate": "a"}))
     assert _cross_hospital_lines({"rows": []}, {}) == []
+
+
+def test_fit_ood_auto_uses_the_cross_hospital_rules_pick(monkeypatch, tmp_path):
+    """--candidate auto: the candidate the cross-hospital rule picks (method table without the report-only sets),
+    thresholded at the cross-hospital share; refused with an explicit split, and where the split has one dataset."""
+    from sonolens.training import ood_cli, ood_eval
+
+    seen: dict = {}
+
+    def table(model, shared, **kw):
+        seen["table"] = kw
+        return {"cross_hospital": {"chosen": "mahalanobis@stem:corr"}}
+
+    monkeypatch.setattr(ood_eval, "method_table", table)
+    class Fitted(Exception):
+        pass
+
+    def fit(*a, **kw):
+        seen["fit"] = kw
+        raise Fitted
+
+    monkeypatch.setattr(ood_cli, "fit_and_attach", fit)
+    with pytest.raises(Fitted):
+        ood_cli.cli_main(["--model", "busi", "--out", str(tmp_path / "g.onnx"), "--candidate", "auto"])
+    assert seen["table"]["skip_report_only"] is True
+    assert seen["fit"]["candidate"] == "mahalanobis@stem:corr" and seen["fit"]["cross_target"] == ood_eval.CROSS_TARGET
+    with pytest.raises(ConfigError, match="leave out --split-file"):
+        ood_cli.cli_main(["--model", "busi", "--out", str(tmp_path / "g.onnx"), "--candidate", "auto",
+                          "--gate-split-file", "x.csv"])
+    monkeypatch.setattr(ood_eval, "method_table", lambda *a, **kw: {"cross_hospital": None})
+    with pytest.raises(ConfigError, match="two or more datasets"):
+        ood_cli.cli_main(["--model", "busi", "--out", str(tmp_path / "g.onnx"), "--candidate", "auto"])
