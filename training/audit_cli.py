@@ -8,13 +8,18 @@ hashing of ``--datasets``.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
-from sonolens.pipeline.errors import ConfigError
+from sonolens.pipeline.errors import ConfigError, SonolensError, reason
+from sonolens.pipeline.outputs import check_writable, write_text_atomic
 
 from .audit import HASH_BITS, ImageHashes, MatchRule, audit_dir, hash_samples
 from .data import LesionSample
 from .multi_split import audit_report, read_datasets, write_audit_csv
+
+T = TypeVar("T")
 
 
 def add_rule_options(p: argparse.ArgumentParser) -> None:
@@ -37,9 +42,31 @@ def rule_from_args(args: argparse.Namespace) -> MatchRule:
     return MatchRule(args.threshold, max(args.confirm_threshold, args.threshold), args.dhash_threshold)
 
 
+def check_outputs(outputs: dict[str, Path | None]) -> None:
+    """Before any reading or hashing: every given output (``{what: path}``) can be written, else a one-line
+    ``ConfigError`` (``pipeline.outputs.check_writable``: a path under a file, a folder, a read-only folder…)."""
+    for what, path in outputs.items():
+        if path is not None:
+            check_writable(path, what)
+
+
+def write_output(what: str, path: Path, write: Callable[[Path], T]) -> T:
+    """``write(path)``'s result; an OS error (a full disk, the folder removed meanwhile) is one line, not a
+    traceback."""
+    try:
+        return write(path)
+    except OSError as exc:
+        raise SonolensError(f"writing the {what} to {path} failed: {reason(exc)}") from None
+
+
+def dataset_names(datasets: str) -> list[str]:
+    """The names of a ``--datasets`` value: comma-separated, blanks dropped."""
+    return [d.strip() for d in datasets.split(",") if d.strip()]
+
+
 def read_and_hash(root: Path, datasets: str) -> tuple[list[LesionSample], ImageHashes]:
     """The samples of ``--datasets`` (comma-separated names of folders under ``root``) and their hashes."""
-    samples = read_datasets(root, [d.strip() for d in datasets.split(",") if d.strip()])
+    samples = read_datasets(root, dataset_names(datasets))
     return samples, hash_samples(samples)
 
 
@@ -60,13 +87,16 @@ def _parser() -> argparse.ArgumentParser:
 
 def cli_main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    rule = rule_from_args(args)
+    rule = rule_from_args(args)  # every option and output is checked before the first image is read
+    if args.md and not args.datasets:
+        raise ConfigError("--md needs --datasets (one dataset's summary is printed; --csv writes its rows)")
+    check_outputs({"audit CSV (--csv)": args.csv, "audit summary (--md)": args.md})
     if args.datasets:
         return _union_main(args, rule)
     result = audit_dir(args.dir, rule)
     print(result.format_summary())
     if args.csv:
-        result.write_csv(args.csv)
+        write_output("audit CSV", args.csv, result.write_csv)
         print(f"wrote {args.csv}")
     return 0
 
@@ -76,9 +106,10 @@ def _union_main(args: argparse.Namespace, rule: MatchRule) -> int:
     report = audit_report(args.dir, samples, hashes, busi_rule=rule)
     print(report, end="")
     if args.md:
-        args.md.write_text(report, encoding="utf-8")
+        write_text_atomic(args.md, report, "audit summary")
         print(f"wrote {args.md}")
     if args.csv:
-        write_audit_csv(args.csv, args.dir, samples, hashes, busi_rule=rule)
+        write_output("audit CSV", args.csv,
+                     lambda path: write_audit_csv(path, args.dir, samples, hashes, busi_rule=rule))
         print(f"wrote {args.csv}")
     return 0

@@ -103,11 +103,16 @@ def tied_groups(rows: Sequence[dict[str, str]]) -> dict[str, str]:
     return {g: uf.find(g) for g in {group_of(r) for r in rows}}
 
 
+def check_val_fraction(val_fraction: float) -> None:
+    """A one-line ``ConfigError`` unless ``val_fraction`` is in [0, 1) (NaN included)."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise ConfigError(f"val fraction must be in [0, 1), got {val_fraction}")
+
+
 def chest_split(rows: Sequence[dict[str, str]], seed: int = DEFAULT_SEED,
                 val_fraction: float = DEFAULT_VAL_FRACTION) -> list[ChestRow]:
     """Assign every image a split (see the module docstring); rows come back sorted by file."""
-    if not 0.0 <= val_fraction < 1.0:
-        raise ConfigError(f"val fraction must be in [0, 1), got {val_fraction}")
+    check_val_fraction(val_fraction)
     rows = sorted(rows, key=lambda r: r["relpath"])
     tie = tied_groups(rows)
     split_of: dict[str, str] = {}  # tied set → split

@@ -7,10 +7,13 @@ import argparse
 from pathlib import Path
 
 from sonolens.pipeline.errors import ConfigError
+from sonolens.pipeline.outputs import check_writable, refuse_inputs_as_outputs
 
 from .chest_split import (
     DEFAULT_SEED,
     DEFAULT_VAL_FRACTION,
+    LABELS_FILE,
+    check_val_fraction,
     chest_split,
     read_labels,
     straddling_groups,
@@ -37,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def cli_main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
+    check_val_fraction(args.val_fraction)  # options and output first: nothing is read before they pass
+    refuse_inputs_as_outputs({"split CSV (--out)": args.out}, {"labels file": args.dir / LABELS_FILE})
+    check_writable(args.out, "split CSV (--out)")
     rows = read_labels(args.dir)
     if args.check_files:
         absent = [r["relpath"] for r in rows if not (args.dir / r["relpath"]).is_file()]

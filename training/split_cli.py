@@ -11,9 +11,17 @@ import argparse
 from pathlib import Path
 
 from sonolens.pipeline.errors import ConfigError
+from sonolens.pipeline.outputs import refuse_inputs_as_outputs
 
-from .audit import audit_samples
-from .audit_cli import add_rule_options, read_and_hash, rule_from_args
+from .audit import MatchRule, audit_samples
+from .audit_cli import (
+    add_rule_options,
+    check_outputs,
+    dataset_names,
+    read_and_hash,
+    rule_from_args,
+    write_output,
+)
 from .data import read_class_folders
 from .multi_split import split_report, union_split, write_union_csv
 from .splits import make_split, report, write_split_csv
@@ -49,41 +57,52 @@ def _parser() -> argparse.ArgumentParser:
 
 def cli_main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
+    # every option and the output are checked before the first image is read (hashing takes minutes)
+    rule = rule_from_args(args)
+    keep: dict[str, Path] = {}
     if args.datasets:
-        return _union_main(args)
-    if args.keep:
+        if args.protocol != "grouped":
+            raise ConfigError("--datasets makes grouped splits only")
+        keep = _kept_splits(args.keep, dataset_names(args.datasets))
+    elif args.keep:
         raise ConfigError("--keep needs --datasets")
-    return _one_dataset_main(args)
+    refuse_inputs_as_outputs({"split CSV (--out)": args.out},
+                             {f"--keep {name} split": path for name, path in keep.items()})
+    check_outputs({"split CSV (--out)": args.out})
+    return _union_main(args, rule, keep) if args.datasets else _one_dataset_main(args, rule)
 
 
-def _one_dataset_main(args: argparse.Namespace) -> int:
+def _one_dataset_main(args: argparse.Namespace, rule: MatchRule) -> int:
     root = args.dir
     samples = read_class_folders(root)
-    audit = audit_samples(root, samples, rule_from_args(args))
+    audit = audit_samples(root, samples, rule)
     if audit.collapsed() and args.protocol == "grouped":
         raise ConfigError(f"near-duplicate grouping collapsed ({audit.summary()['largest_group']} images in one "
                           f"group): the twin thresholds are too loose for {root}; see 'sonolens audit-data'")
     split = make_split(audit, args.protocol, args.seed)
-    n = write_split_csv(args.out, audit, split)
+    n = write_output("split CSV", args.out, lambda path: write_split_csv(path, audit, split))
     return print_split_written(report(audit, split, args.protocol), n, args.out)
 
 
-def _union_main(args: argparse.Namespace) -> int:
-    if args.protocol != "grouped":
-        raise ConfigError("--datasets makes grouped splits only")
-    keep = _kept_splits(args.keep)
+def _union_main(args: argparse.Namespace, rule: MatchRule, keep: dict[str, Path]) -> int:
     samples, hashes = read_and_hash(args.dir, args.datasets)
-    result = union_split(args.dir, samples, hashes, keep=keep, seed=args.seed, busi_rule=rule_from_args(args))
-    n = write_union_csv(args.out, result)
+    result = union_split(args.dir, samples, hashes, keep=keep, seed=args.seed, busi_rule=rule)
+    n = write_output("split CSV", args.out, lambda path: write_union_csv(path, result))
     return print_split_written(split_report(result), n, args.out)
 
 
-def _kept_splits(items: list[str]) -> dict[str, Path]:
-    """``--keep DATASET=CSV`` options as ``{dataset: CSV}``."""
+def _kept_splits(items: list[str], datasets: list[str]) -> dict[str, Path]:
+    """``--keep DATASET=CSV`` options as ``{dataset: CSV}``; each DATASET one of ``--datasets``, each CSV a file."""
     keep: dict[str, Path] = {}
     for item in items:
         name, sep, path = item.partition("=")
         if not sep or not name or not path:
             raise ConfigError(f"--keep {item!r} is not DATASET=CSV")
         keep[name] = Path(path)
+    unknown = sorted(set(keep) - set(datasets))
+    if unknown:
+        raise ConfigError(f"--keep names dataset(s) not in --datasets: {', '.join(unknown)}")
+    for name, path in keep.items():
+        if not path.is_file():
+            raise ConfigError(f"--keep {name}={path}: file not found")
     return keep

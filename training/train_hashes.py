@@ -127,15 +127,22 @@ def cli_main(argv: list[str]) -> int:
 
     args = _parser().parse_args(argv)
     from sonolens.pipeline.engines import resolve_model_path
+    from sonolens.pipeline.outputs import check_writable, write_text_atomic
 
     model = resolve_model_path(args.model)  # one line naming both ways when it is neither a file nor bundled
     splits = [s for s in args.splits.split(",") if s]
+    if not splits:
+        raise ConfigError("--splits names no split (e.g. train,val)")
+    out = Path(args.out) if args.out else sidecar_of(model)
+    try:  # before any image is hashed
+        check_writable(out, "training-hash file")
+    except ConfigError as exc:
+        raise ConfigError(str(exc) if args.out else f"{exc} (write it elsewhere with --out)") from None
     samples = read_split_csv(args.split_file, args.data, splits)
     if not samples:
         raise ConfigError(f"{args.split_file}: no rows in split(s) {', '.join(splits)}")
     doc = build(samples, splits=splits, source=Path(args.split_file).name)
     check_not_collapsed(doc)
-    out = Path(args.out) if args.out else sidecar_of(model)
-    out.write_text(json.dumps(doc, separators=(",", ":")) + "\n", encoding="utf-8")
+    write_text_atomic(out, json.dumps(doc, separators=(",", ":")) + "\n", "training-hash file")
     print(f"wrote {out}: hashes of {doc['n']} images ({', '.join(splits)} rows of {doc['source']})")
     return 0
