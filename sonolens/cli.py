@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                "show the resolved run/view configuration and where each value came from"),
     "view": ("sonolens.app.main:cli_main", "the live PyQt6 overlay viewer (needs the 'app' extra)"),
     "bench": ("sonolens.bench.cli:cli_main", "benchmark suite, writes BENCHMARKS.md and JSON"),
+    "ort-options": ("sonolens.bench.ort_options:cli_main",
+                    "ONNX Runtime session options (threads, graph level, spinning) on student files, timed"),
     "simulate": ("sonolens.simulator.cli:cli_main", "render a B-mode phantom clip to mp4"),
     "export": ("sonolens.training.export_cli:cli_main", "export a checkpoint (or a random student) to ONNX + INT8"),
     "audit-data": ("sonolens.training.audit_cli:cli_main", "find near-duplicates, label conflicts, unreadable files"),
