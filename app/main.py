@@ -44,7 +44,8 @@ def parser() -> argparse.ArgumentParser:
                    help="video file, camera:N, /dev/videoN, stream URL, image, folder, or phantom:KIND (default: the "
                         f"bundled sample clip); 2 to {MAX_STREAMS} SOURCEs: a grid, one stream in each cell")
     p.add_argument("--model", default=None,
-                   help="ONNX model file or bundled name (busi, busi-uclm, chest-xray); 'off' for none (default: busi)")
+                   help="ONNX model file or bundled name (busi, busi-mnv3, busi-uclm, chest-xray); 'off' for none "
+                        "(default: busi)")
     p.add_argument("--roi", default=None, help="x,y,w,h of the ultrasound image (default: detected automatically)")
     p.add_argument("--dwell", type=float, default=None, metavar="S",
                    help="a folder of images: show each for S seconds (default 1)")

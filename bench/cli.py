@@ -90,8 +90,9 @@ def parser() -> argparse.ArgumentParser:
     where.add_argument("--update-committed", action="store_true",
                        help="write the committed report in the repository root (BENCHMARKS.md, benchmarks/): only "
                             "for a full run on a quiet machine")
-    p.add_argument("--student", default=None, help="student ONNX file (default: bundled busi_student.onnx, else "
-                                                  "a random-init export, flagged)")
+    p.add_argument("--student", default=None,
+                   help="student ONNX file (default: the bundled MobileNetV3-Small, busi_student.onnx, else a "
+                        "random-init export, flagged)")
     p.add_argument("--student-int8", default=None, help="INT8 student (default: the *_int8.onnx sibling, else "
                                                        "quantised on the fly)")
     p.add_argument("--teacher-checkpoint", default=None,

@@ -104,7 +104,7 @@ def _student_file(args: argparse.Namespace, workdir: Path, prep: dict[str, Any],
         if not student.is_file():
             raise ConfigError(f"--student {args.student!r} does not exist")
         return student, "given"
-    bundled = bundled_model_path("busi")
+    bundled = bundled_model_path("busi-mnv3")  # the paper's student, whose ratios to the teachers the report gives
     if bundled is not None:
         return bundled, "bundled"
     student = workdir / "random_student.onnx"

@@ -20,8 +20,10 @@ import numpy as np
 from .errors import ModelError
 from .modelfile import META_KEY, ModelSpec
 
-BUNDLED_MODELS = {"busi": "busi_student.onnx", "busi-uclm": "busi_uclm_student.onnx",
-                  "chest-xray": "chest_xray_student.onnx"}
+# ``busi``, the default, is the breast student the selection rule of docs/loho/SELECTION.md picked (ImageNet
+# EfficientNet-Lite0, both training hospitals); ``busi-mnv3`` the paper's MobileNetV3-Small student trained on BUSI
+BUNDLED_MODELS = {"busi": "busi_lite0_student.onnx", "busi-mnv3": "busi_student.onnx",
+                  "busi-uclm": "busi_uclm_student.onnx", "chest-xray": "chest_xray_student.onnx"}
 DEFAULT_BUNDLED = "busi"
 
 
@@ -224,7 +226,7 @@ def _weights_dir() -> Path | None:
 
 
 def bundled_model_path(name: str) -> Path | None:
-    """Path of a bundled model (``busi``, ``chest-xray``) if it is installed, else None."""
+    """Path of a bundled model (a name of ``BUNDLED_MODELS``) if it is installed, else None."""
     weights = _weights_dir()
     if name not in BUNDLED_MODELS or weights is None:
         return None
@@ -233,7 +235,7 @@ def bundled_model_path(name: str) -> Path | None:
 
 
 def default_model_path() -> Path | None:
-    """The bundled BUSI student (``models/weights/busi_student.onnx``), or None if it is not installed."""
+    """The default bundled breast student (``BUNDLED_MODELS[DEFAULT_BUNDLED]``), or None if it is not installed."""
     return bundled_model_path(DEFAULT_BUNDLED)
 
 
@@ -242,7 +244,7 @@ NO_MODEL = ("off", "none")  # the one spelling of "run no model", on the command
 
 def resolve_model_path(path_or_name: str | os.PathLike) -> Path:
     """The model file of a path or a bundled name, the one rule everywhere (``run``, ``view``, ``eval``,
-    ``fit-ood``…): an existing path wins; a bundled name (``busi``, ``busi-uclm``, ``chest-xray``) otherwise; a
+    ``fit-ood``…): an existing path wins; a bundled name (``BUNDLED_MODELS``) otherwise; a
     one-line ``ModelError`` naming both when neither exists."""
     key = str(path_or_name)
     path = Path(path_or_name)

@@ -47,7 +47,7 @@ def parser() -> argparse.ArgumentParser:
                    help="video file, camera:N, /dev/videoN, stream URL, image, folder of images, or phantom:KIND "
                         "(default: the bundled sample); several: one stream each, in one process (see below)")
     p.add_argument("--model", default=None,
-                   help="ONNX model file or bundled name (busi, busi-uclm, chest-xray); 'off' for none")
+                   help="ONNX model file or bundled name (busi, busi-mnv3, busi-uclm, chest-xray); 'off' for none")
     pace = p.add_mutually_exclusive_group()
     pace.add_argument("--realtime", dest="realtime", action="store_true", default=None,
                       help="pace files by their timestamps (default)")

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class PipelineConfig:
     source: str
-    model: str | None = "busi"  # path, bundled name (busi, busi-uclm, chest-xray), or None for "no model"
+    model: str | None = "busi"  # path, bundled name (busi, busi-mnv3, busi-uclm, chest-xray), or None for "no model"
     realtime: bool = True  # pace files at their timestamps; False = as fast as possible
     loop: bool = False
     start_s: float = 0.0

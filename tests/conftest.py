@@ -38,13 +38,13 @@ def random_student(tmp_path_factory) -> Path:
     """A randomly initialised MobileNetV3-Small student exported to ONNX with the fused CAM output.
 
     Nothing committed pretends to be a trained model: tests export this at test time. On a runtime-only install
-    (``pip install .``, no torch: CI's edge-install step) the bundled BUSI student stands in, so the runtime tests
-    run against the ONNX file users get.
+    (``pip install .``, no torch: CI's edge-install step) the bundled MobileNetV3-Small student (``busi-mnv3``, the
+    same architecture) stands in, so the runtime tests run against an ONNX file users get.
     """
     try:
         import torch  # noqa: F401
     except ImportError:
-        return bundled_student()
+        return bundled_student("busi-mnv3")  # the bundled file of the random student's architecture
     from sonolens.models.onnx_export import export_random_student
 
     out = tmp_path_factory.mktemp("model") / "random_student.onnx"
@@ -52,13 +52,14 @@ def random_student(tmp_path_factory) -> Path:
     return out
 
 
-def bundled_student() -> Path:
-    """The shipped BUSI student ONNX file of the installed package (skips the test when it is not installed)."""
+def bundled_student(name: str = "busi") -> Path:
+    """A shipped breast student ONNX file of the installed package (default: the default model; skips the test
+    when it is not installed)."""
     from sonolens.pipeline.engines import bundled_model_path
 
-    path = bundled_model_path("busi")
+    path = bundled_model_path(name)
     if path is None:
-        pytest.skip("the bundled BUSI model is not installed")
+        pytest.skip(f"the bundled model {name!r} is not installed")
     return path
 
 

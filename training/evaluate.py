@@ -434,7 +434,8 @@ def _parser() -> argparse.ArgumentParser:
                                 description="Evaluate an ONNX model or a training checkpoint on a labelled dataset "
                                             "(folder per class, or a split CSV). Research use only.")
     p.add_argument("--model", required=True,
-                   help="model.onnx, a bundled model name (busi, busi-uclm, chest-xray) or a training checkpoint "
+                   help="model.onnx, a bundled model name (busi, busi-mnv3, busi-uclm, chest-xray) or a training "
+                        "checkpoint "
                         "(best.pt)")
     p.add_argument("--data", required=True, help="dataset root: one sub-folder per class, or the root of --split-file")
     p.add_argument("--split-file", default=None, help="split CSV (file,label,group,split), files relative to --data")

@@ -35,7 +35,8 @@ def _fit_parser() -> argparse.ArgumentParser:
                     "and the probability temperature on the val rows of the model's own split; write a copy with "
                     "an 'ood_score' output and both in its metadata (ModelSpec.ood, ModelSpec.temperature). "
                     "Research use only.")
-    p.add_argument("--model", required=True, help="ONNX model file (or a bundled name: busi, busi-uclm, chest-xray)")
+    p.add_argument("--model", required=True,
+                   help="ONNX model file (or a bundled name: busi, busi-mnv3, busi-uclm, chest-xray)")
     p.add_argument("--out", required=True, help="output ONNX file (may be --model itself: the gate is replaced)")
     p.add_argument("--data", default=None, help="dataset root (default: ../shared/datasets/<the model's dataset>)")
     p.add_argument("--split-file", default=None,

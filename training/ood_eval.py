@@ -501,7 +501,8 @@ def _parser() -> argparse.ArgumentParser:
                     "validation data, then AUROC and share flagged on test / far / external sets with bootstrap "
                     "CIs, ECE before and after temperature scaling, and the latency of the score. Research use only.")
     p.add_argument("--model", action="append", required=True,
-                   help="ONNX model with an ood_score output, or a bundled name (busi, busi-uclm, chest-xray); "
+                   help="ONNX model with an ood_score output, or a bundled name (busi, busi-mnv3, busi-uclm, "
+                        "chest-xray); "
                         "repeatable")
     p.add_argument("--shared", default=None, help="folder holding datasets/ and videos/ (default: ../shared)")
     p.add_argument("--out", default="benchmarks/ood_report", help="output prefix (default %(default)s)")

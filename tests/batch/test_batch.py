@@ -137,12 +137,14 @@ def test_local_cluster_table_labels_and_resume(archive, tmp_path):
     proc = _run(root, "--out", out, "--workers", "2", "--labels", "folders", "--frames", "--model", "busi")
     assert proc.returncode == 0, proc.stderr
     assert f"{len(expected)} recordings under" in proc.stderr and "starting a local Dask cluster of 2" in proc.stderr
-    _check_table(out, expected)
+    rows = _check_table(out, expected)
     assert all(d["worker"].startswith("tcp://") for d in _results(out).values())  # ran on Dask workers
     metrics = {m["group"]: m for m in _read_csv(out / "metrics.csv")}
     assert set(metrics) == {"(all)", "benign", "malignant"}
     assert {"auc", "auc_lo", "auc_hi", "accuracy", "accuracy_lo", "accuracy_hi"} <= set(metrics["(all)"])
-    assert metrics["benign"]["excluded"] == "1"  # the broken file has no score
+    # excluded: the broken file, and any recording whose every frame the model's gate held back (no score)
+    unscored = sum(r["folder"] == "benign" and r["score"] is None for r in rows)
+    assert unscored >= 1 and metrics["benign"]["excluded"] == str(unscored)
     assert (out / "summary.md").read_text().count("| benign |") == 1
 
     # resume: everything complete -> no cluster, no result file rewritten, the same table

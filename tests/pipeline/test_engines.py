@@ -157,7 +157,7 @@ def test_load_engine_bundled_name(name):
 
 def test_default_model_path_points_into_the_models_package():
     path = default_model_path()
-    expected = REPO / "models" / "weights" / "busi_student.onnx"
+    expected = REPO / "models" / "weights" / "busi_lite0_student.onnx"
     assert (path is None) == (not expected.is_file())
     if path is not None:
         assert filecmp.cmp(path, expected, shallow=False)

@@ -282,7 +282,7 @@ def test_clip_frames_follow_the_runtime_roi(random_student):
 
 
 @pytest.mark.shared
-@pytest.mark.parametrize("name", ["busi", "busi-uclm"])
+@pytest.mark.parametrize("name", ["busi", "busi-mnv3", "busi-uclm"])
 def test_shipped_busi_gate_reproduces_its_validation_share(busi_dir, name):
     """A bundled breast file's gate, rescored through its own graph on the validation split it was thresholded on
     (BUSI + BUS-UCLM's, the breast gate split, for both), flags the share its metadata records."""
@@ -331,7 +331,7 @@ def test_busi_model_gate_reference_is_both_scanners(busi_dir):
     from sonolens.pipeline.engines import bundled_model_path
 
     shared = busi_dir.parents[1]
-    spec = read_spec(bundled_model_path("busi"))
+    spec = read_spec(bundled_model_path("busi-mnv3"))  # the BUSI-only student
     assert ood.training_split(spec, shared)[1].name == "busi.csv"
     assert ood.gate_split(spec, shared) == (shared / "datasets", ood.repo_file("split_csv/busi_uclm.csv"))
     select = ood.suite_sets(spec, shared, "select")

@@ -83,7 +83,7 @@ def test_a_model_without_hashes_says_it_was_not_checked(study, tmp_path):
 
 
 def test_the_bundled_breast_models_ship_their_hashes():
-    for name in ("busi", "busi-uclm"):
+    for name in ("busi", "busi-mnv3", "busi-uclm"):
         found = train_hashes.load(name)
         if found is None:
             pytest.skip("bundled models not installed")
