@@ -100,7 +100,7 @@ def _student_file(args: argparse.Namespace, workdir: Path, prep: dict[str, Any],
     from sonolens.pipeline.engines import bundled_model_path
 
     if args.student:
-        student = Path(args.student)
+        student = Path(args.student).resolve()  # the measurements run in their own working folders
         if not student.is_file():
             raise ConfigError(f"--student {args.student!r} does not exist")
         return student, "given"
@@ -119,7 +119,7 @@ def _int8_file(args: argparse.Namespace, student: Path, source: str, workdir: Pa
     """The INT8 student and where it comes from: ``--student-int8``, the student's ``_int8`` sibling, else quantised
     on the fly (asked of ``prepare_student`` through ``prep``)."""
     if args.student_int8:
-        int8 = Path(args.student_int8)
+        int8 = Path(args.student_int8).resolve()
         if not int8.is_file():
             raise ConfigError(f"--student-int8 {args.student_int8!r} does not exist")
         return int8, "given"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 import time
@@ -914,3 +915,18 @@ def test_the_reported_command_names_no_machine_path():
 
     argv = ["--sections", "streams", "--out-dir", str(REPO / "docs" / "x"), "--student=/tmp/abc/s.onnx", "--quick"]
     assert shown_command(argv) == "sonolens bench --sections streams --out-dir docs/x --student=s.onnx --quick"
+
+
+@pytest.mark.slow
+def test_a_relative_student_path_is_measured_not_failed(student_pair, tmp_path, monkeypatch):
+    """--student and --student-int8 given relative to the caller's folder: the measurements (run in their own
+    working folders) still find the files — before, every student row failed with 'model file … not found'."""
+    student, int8 = student_pair
+    monkeypatch.chdir(student.parent)
+    out = tmp_path / "rel"
+    argv = ["--smoke", "--sections", "models", "--out-dir", str(out), "--student", student.name,
+            "--student-int8", os.path.relpath(int8, student.parent)]
+    assert cli_main(argv) == 0
+    rep = json.loads((out / "benchmarks" / "bench.json").read_text())
+    for key in ("student_onnx_fp32", "student_onnx_fp32_cam", "student_onnx_int8", "student_onnx_int8_cam"):
+        assert not rep["models"][key].get("error"), rep["models"][key]
