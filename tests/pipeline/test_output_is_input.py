@@ -59,16 +59,23 @@ def test_the_same_file_by_another_name_is_refused_too(clip, tmp_path):
 
 
 def test_run_refuses_the_bundled_model_and_sample_it_reads_by_default(tmp_path):
-    demo = REPO / "assets" / "sample_videos" / "busi_demo.mp4"
-    from sonolens.pipeline.engines import default_model_path
+    from sonolens.pipeline.engines import BUNDLED_MODELS, DEFAULT_BUNDLED
 
-    model = default_model_path()  # the file the default model name resolves to, whichever it is
-    if not (demo.is_file() and model is not None and model.is_file()):
+    demo = REPO / "assets" / "sample_videos" / "busi_demo.mp4"
+    # the file the default model name resolves to in a run started in the repository (``cwd=REPO``: the
+    # repository's package, whichever install the tests run on)
+    model = REPO / "models" / "weights" / BUNDLED_MODELS[DEFAULT_BUNDLED]
+    if not (demo.is_file() and model.is_file()):
         pytest.skip("bundled sample or model not in this checkout")
     before = (_digest(demo), _digest(model))
-    _one_line_refusal(_sonolens("run", "--json", str(demo), cwd=REPO))            # the default source
-    _one_line_refusal(_sonolens("run", str(SAMPLE), "--csv", str(model), cwd=REPO))  # the default model, by name
-    assert (_digest(demo), _digest(model)) == before
+    backup = Path(shutil.copy(model, tmp_path / model.name))
+    try:
+        _one_line_refusal(_sonolens("run", "--json", str(demo), cwd=REPO))            # the default source
+        _one_line_refusal(_sonolens("run", str(SAMPLE), "--csv", str(model), cwd=REPO))  # the default model, by name
+        assert (_digest(demo), _digest(model)) == before
+    finally:
+        if _digest(model) != before[1]:  # a failed refusal must not leave the checkout without its model
+            shutil.copy(backup, model)
 
 
 def test_study_export_refuses_to_overwrite_its_log(tmp_path):
