@@ -95,14 +95,14 @@ def _kept_splits(items: list[str], datasets: list[str]) -> dict[str, Path]:
     """``--keep DATASET=CSV`` options as ``{dataset: CSV}``; each DATASET one of ``--datasets``, each CSV a file."""
     keep: dict[str, Path] = {}
     for item in items:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
+        name, sep, given = item.partition("=")
+        if not sep or not name or not given:
             raise ConfigError(f"--keep {item!r} is not DATASET=CSV")
-        keep[name] = Path(path)
+        keep[name] = Path(given)
     unknown = sorted(set(keep) - set(datasets))
     if unknown:
         raise ConfigError(f"--keep names dataset(s) not in --datasets: {', '.join(unknown)}")
-    for name, path in keep.items():
-        if not path.is_file():
-            raise ConfigError(f"--keep {name}={path}: file not found")
+    for name, csv_path in keep.items():
+        if not csv_path.is_file():
+            raise ConfigError(f"--keep {name}={csv_path}: file not found")
     return keep
