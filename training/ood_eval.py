@@ -189,7 +189,7 @@ def method_table(model: Path, shared: Path, *, threads: int = 1, log=print,
                 "far_sets": [s.name for s in far if not s.report_only],
                 "rule": (f"the highest minimum far share flagged at the cross-hospital threshold (at most "
                          f"{100 * CROSS_TARGET:g} % of a held-out training hospital flagged); within {CROSS_TIE}: "
-                         "fewest parts, then the higher minimum far AUROC; the non-breast clips not read")}}
+                         "fewest parts, then the higher minimum far AUROC; the non-breast clips not used")}}
 
 
 # ------------------------------------------------------------------------------------------------------------
