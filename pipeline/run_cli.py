@@ -47,7 +47,9 @@ def parser() -> argparse.ArgumentParser:
                    help="video file, camera:N, /dev/videoN, stream URL, image, folder of images, or phantom:KIND "
                         "(default: the bundled sample); several: one stream each, in one process (see below)")
     p.add_argument("--model", default=None,
-                   help="ONNX model file or bundled name (busi, busi-mnv3, busi-uclm, chest-xray); 'off' for none")
+                   help="ONNX model file or bundled name: busi (default; breast ultrasound, EfficientNet-Lite0), "
+                        "busi-mnv3 (breast, the paper's MobileNetV3-Small), busi-uclm (breast, MobileNetV3-Small on "
+                        "two hospitals), chest-xray (chest X-rays, not ultrasound); 'off' for none")
     pace = p.add_mutually_exclusive_group()
     pace.add_argument("--realtime", dest="realtime", action="store_true", default=None,
                       help="pace files by their timestamps (default)")
@@ -107,7 +109,8 @@ def _fmt(report: dict) -> str:
     if pred:
         states = ", ".join(f"{k} {v}" for k, v in pred["frames_by_state"].items())
         tops = ", ".join(f"{k} {v}" for k, v in pred["frames_by_top_class"].items())
-        lines.append(f"frames by state: {states}; by top class (ok frames): {tops}")
+        shown = "by shown class after the video-level decision" if report.get("decision") else "by top class"
+        lines.append(f"frames by state: {states}; {shown} (ok frames): {tops}")
     lines.append("latency ms      p50     p95     p99     max")
     for stage, s in lat.items():
         lines.append(f"  {stage:<18}{s['p50']:7.2f} {s['p95']:7.2f} {s['p99']:7.2f} {s['max']:7.2f}")

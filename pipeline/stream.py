@@ -277,6 +277,24 @@ class Pipeline:
                 "threshold": gate.threshold, "hold_frames": gate.hold, "state_changes": gate.changes,
                 "state_changes_per_s": gate.changes / span_s if span_s > 0 else 0.0}
 
+    def _model_file(self) -> str | None:
+        """The model file's name (not its folder: reports carry no machine paths)."""
+        path = getattr(self.engine, "path", None)
+        return Path(path).name if path is not None else None
+
+    def _bundled_name(self) -> str | None:
+        """The bundled name (``busi``, ``busi-mnv3``…) the model file is installed as, else None."""
+        from .engines import BUNDLED_MODELS, bundled_model_path
+
+        path = getattr(self.engine, "path", None)
+        if path is None:
+            return None
+        for name in BUNDLED_MODELS:
+            found = bundled_model_path(name)
+            if found is not None and found.resolve() == Path(path).resolve():
+                return name
+        return None
+
     def report(self) -> dict:
         """The end-of-run report (the JSON of ``sonolens run --json``)."""
         s = self.telemetry.summary()
@@ -286,9 +304,12 @@ class Pipeline:
         gate = self._gate_report(s["frames_processed"])
         return {
             "source": self._source_report(),
-            "model": None if meta is None else {"arch": meta.arch, "classes": list(meta.class_names),
+            "model": None if meta is None else {"file": self._model_file(), "bundled_as": self._bundled_name(),
+                                                "arch": meta.arch, "classes": list(meta.class_names),
                                                 "input_size": list(meta.input_size), "trained": meta.trained,
                                                 "version": meta.version, "temperature": meta.temperature},
+            "decision": {"time_constant_s": self.cfg.decision_s, "margin": self.cfg.decision_margin}
+            if self.cfg.decision_s > 0 else None,
             "gate": gate,
             "warnings": self.warnings() + self._hidden_warning(s["predictions"], gate),
             "mode": "realtime" if self.cfg.realtime else "max-rate",

@@ -63,6 +63,28 @@ def test_max_rate_run_writes_report_csv_and_recording(tmp_path, random_student):
     assert len(frames) == 15 == report["recording"]["frames_written"]
 
 
+def test_the_report_names_the_model_and_the_decision(tmp_path, random_student, capsys):
+    """The report says which model file ran (and its bundled name when it is one) and whether the video-level
+    decision was on; the summary then counts the shown class, and says so."""
+    from sonolens.pipeline.engines import bundled_model_path
+
+    video = _make_video(tmp_path / "clip.mp4", n=10)
+    rep = tmp_path / "r.json"
+    assert main(["run", str(video), "--model", str(random_student), "--max-rate", "--json", str(rep)]) == 0
+    report = json.loads(rep.read_text())
+    assert report["model"]["file"] == random_student.name and report["model"]["bundled_as"] in (None, "busi-mnv3")
+    assert report["decision"] is None and "by top class (ok frames)" in capsys.readouterr().out
+    assert main(["run", str(video), "--model", str(random_student), "--max-rate", "--json", str(rep),
+                 "--decision", "1"]) == 0
+    report = json.loads(rep.read_text())
+    assert report["decision"] == {"time_constant_s": 1.0, "margin": 0.15}
+    assert "by shown class after the video-level decision (ok frames)" in capsys.readouterr().out
+    default = bundled_model_path("busi")
+    if default is not None:
+        assert main(["run", str(video), "--max-rate", "--json", str(rep), "--quiet"]) == 0
+        assert json.loads(rep.read_text())["model"]["bundled_as"] == "busi"
+
+
 def test_realtime_run_paces_at_source_rate(tmp_path, random_student):
     video = _make_video(tmp_path / "clip.mp4", n=10, fps=20)
     rep = tmp_path / "r.json"
