@@ -104,15 +104,18 @@ def cli_main(argv: list[str]) -> int:
 
 def _auto_candidate(model, cross: float | None) -> tuple[str, float]:
     """The cross-hospital rule's candidate on ``model``'s gate split (``ood_eval.method_table`` without the
-    report-only sets) and the cross-hospital share to threshold at."""
+    report-only sets), chosen at the cross-hospital share ``cross`` (default ``CROSS_TARGET``) it is then
+    thresholded at."""
     from .ood_eval import CROSS_TARGET, method_table
 
-    sel = method_table(model, shared_root(), skip_report_only=True, log=lambda s: print(s, file=sys.stderr))
+    target = CROSS_TARGET if cross is None else cross
+    sel = method_table(model, shared_root(), skip_report_only=True, cross_target=target,
+                       log=lambda s: print(s, file=sys.stderr))
     if not sel.get("cross_hospital"):
         raise ConfigError(f"--candidate {AUTO} needs a gate split of two or more datasets")
     chosen = sel["cross_hospital"]["chosen"]
     print(f"cross-hospital rule: {chosen}", file=sys.stderr)
-    return chosen, CROSS_TARGET if cross is None else cross
+    return chosen, target
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -135,10 +135,10 @@ def select_cross_hospital(rows: list[dict[str, Any]], tie: float = CROSS_TIE) ->
 
 
 def _cross_hospital_columns(cand: Any, train: Any, val: Any, val_scores: np.ndarray, gate: Any,
-                            far: list[Any]) -> dict[str, Any]:
+                            far: list[Any], cross_target: float = CROSS_TARGET) -> dict[str, Any]:
     """A candidate at the cross-hospital threshold: its level and the share of each far set flagged (the
     report-only clips left out)."""
-    levels = ood.cross_source_levels(cand, train, val, CROSS_TARGET)
+    levels = ood.cross_source_levels(cand, train, val, cross_target)
     if levels is None:
         return {"cross_levels": None, "far_flagged_cross": None, "min_far_flagged_cross": None}
     thr = ood.cross_hospital_threshold(val_scores, levels)
@@ -147,7 +147,7 @@ def _cross_hospital_columns(cand: Any, train: Any, val: Any, val_scores: np.ndar
 
 
 def method_table(model: Path, shared: Path, *, threads: int = 1, log=print,
-                 skip_report_only: bool = False) -> dict[str, Any]:
+                 skip_report_only: bool = False, cross_target: float = CROSS_TARGET) -> dict[str, Any]:
     """Fit every candidate on the gate split's train rows; AUROC of its val rows vs each far selection set, and
     the cross-scanner share where the split has several scanners. ``skip_report_only``: the sets read only for
     the report (``ImageSet.report_only``) are not even opened (the cross-hospital rule does not use them)."""
@@ -172,7 +172,7 @@ def method_table(model: Path, shared: Path, *, threads: int = 1, log=print,
         by_source = ood.cross_source_shares(cand, train, val)
         row["cross_scanner_by_source"] = by_source
         row["cross_scanner"] = None if by_source is None else float(np.mean(list(by_source.values())))
-        row.update(_cross_hospital_columns(cand, train, val, v, gate, far))
+        row.update(_cross_hospital_columns(cand, train, val, v, gate, far, cross_target))
         rows.append(row)
     chosen = select_candidate(rows)
     cross = select_cross_hospital(rows)
@@ -185,10 +185,10 @@ def method_table(model: Path, shared: Path, *, threads: int = 1, log=print,
             "far_sets": {s.name: {"n": s.n, "description": s.description} for s in far},
             "rule": rule, "rows": rows, "chosen": chosen["candidate"],
             "cross_hospital": None if cross is None else {
-                "target": CROSS_TARGET, "chosen": cross["candidate"],
+                "target": cross_target, "chosen": cross["candidate"],
                 "far_sets": [s.name for s in far if not s.report_only],
                 "rule": (f"the highest minimum far share flagged at the cross-hospital threshold (at most "
-                         f"{100 * CROSS_TARGET:g} % of a held-out training hospital flagged); within {CROSS_TIE}: "
+                         f"{100 * cross_target:g} % of a held-out training hospital flagged); within {CROSS_TIE}: "
                          "fewest parts, then the higher minimum far AUROC; the non-breast clips not used")}}
 
 

@@ -478,8 +478,12 @@ def test_fit_ood_auto_uses_the_cross_hospital_rules_pick(monkeypatch, tmp_path):
     monkeypatch.setattr(ood_cli, "fit_and_attach", fit)
     with pytest.raises(Fitted):
         ood_cli.cli_main(["--model", "busi", "--out", str(tmp_path / "g.onnx"), "--candidate", "auto"])
-    assert seen["table"]["skip_report_only"] is True
+    assert seen["table"]["skip_report_only"] is True and seen["table"]["cross_target"] == ood_eval.CROSS_TARGET
     assert seen["fit"]["candidate"] == "mahalanobis@stem:corr" and seen["fit"]["cross_target"] == ood_eval.CROSS_TARGET
+    with pytest.raises(Fitted):  # another share: chosen and thresholded at that share
+        ood_cli.cli_main(["--model", "busi", "--out", str(tmp_path / "g.onnx"), "--candidate", "auto",
+                          "--cross-hospital", "0.1"])
+    assert seen["table"]["cross_target"] == 0.1 and seen["fit"]["cross_target"] == 0.1
     with pytest.raises(ConfigError, match="leave out --split-file"):
         ood_cli.cli_main(["--model", "busi", "--out", str(tmp_path / "g.onnx"), "--candidate", "auto",
                           "--gate-split-file", "x.csv"])
