@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from sonolens.pipeline.errors import ConfigError
+from sonolens.pipeline.outputs import check_writable, write_text_atomic
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "runtime": {},
@@ -108,11 +109,12 @@ def cli_main(argv: list[str]) -> int:
         raise ConfigError(f"no such model file: {', '.join(missing)}")
     if args.rounds < 1 or args.iters < 3:
         raise ConfigError("--rounds must be >= 1 and --iters >= 3")
+    if args.json:
+        check_writable(args.json, "timings")
     res = measure(paths, args.rounds, args.iters)
     print(markdown(res), end="")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(res, indent=1), encoding="utf-8")
+        write_text_atomic(args.json, json.dumps(res, indent=1), "timings")
     return 0
 
 

@@ -239,6 +239,18 @@ def default_model_path() -> Path | None:
     return bundled_model_path(DEFAULT_BUNDLED)
 
 
+def bundled_name_of(path: str | os.PathLike | None) -> str | None:
+    """The bundled name (``busi``, ``busi-mnv3``…) a model file is installed as, else None."""
+    if path is None:
+        return None
+    target = Path(path).resolve()
+    for name in BUNDLED_MODELS:
+        found = bundled_model_path(name)
+        if found is not None and found.resolve() == target:
+            return name
+    return None
+
+
 NO_MODEL = ("off", "none")  # the one spelling of "run no model", on the command line and in a config file
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol, cast
 
 from .capture import CaptureHook, CaptureThread
-from .engines import Engine
+from .engines import Engine, bundled_name_of
 from .errors import ConfigError, SonolensError
 from .frame_queue import FrameQueue, Policy
 from .messages import Frame
@@ -277,24 +277,6 @@ class Pipeline:
                 "threshold": gate.threshold, "hold_frames": gate.hold, "state_changes": gate.changes,
                 "state_changes_per_s": gate.changes / span_s if span_s > 0 else 0.0}
 
-    def _model_file(self) -> str | None:
-        """The model file's name (not its folder: reports carry no machine paths)."""
-        path = getattr(self.engine, "path", None)
-        return Path(path).name if path is not None else None
-
-    def _bundled_name(self) -> str | None:
-        """The bundled name (``busi``, ``busi-mnv3``…) the model file is installed as, else None."""
-        from .engines import BUNDLED_MODELS, bundled_model_path
-
-        path = getattr(self.engine, "path", None)
-        if path is None:
-            return None
-        for name in BUNDLED_MODELS:
-            found = bundled_model_path(name)
-            if found is not None and found.resolve() == Path(path).resolve():
-                return name
-        return None
-
     def report(self) -> dict:
         """The end-of-run report (the JSON of ``sonolens run --json``)."""
         s = self.telemetry.summary()
@@ -302,9 +284,11 @@ class Pipeline:
         fps_in = (self.capture.frames_in - 1) / ((t1 - t0) / 1e9) if t0 and t1 and t1 > t0 else 0.0
         meta = self.engine.meta if self.engine else None
         gate = self._gate_report(s["frames_processed"])
+        model_path = getattr(self.engine, "path", None)  # only its name goes in: reports carry no machine paths
         return {
             "source": self._source_report(),
-            "model": None if meta is None else {"file": self._model_file(), "bundled_as": self._bundled_name(),
+            "model": None if meta is None else {"file": Path(model_path).name if model_path else None,
+                                                "bundled_as": bundled_name_of(model_path),
                                                 "arch": meta.arch, "classes": list(meta.class_names),
                                                 "input_size": list(meta.input_size), "trained": meta.trained,
                                                 "version": meta.version, "temperature": meta.temperature},

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from sonolens.pipeline.errors import ConfigError
+from sonolens.pipeline.outputs import check_writable, write_text_atomic
 
 HOSPITALS = ("busi", "bus_uclm")
 HELDOUT = "heldout"
@@ -268,9 +269,8 @@ def _pick_seed_cli(run_dirs: Sequence[str], json_path: str | None) -> int:
               f"(epoch {r['epoch']}){mark}")
     print(f"rule: {SEED_RULE}")
     if json_path:
-        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_path).write_text(json.dumps({"rule": SEED_RULE, "runs": runs, "picked": chosen["run"]}, indent=1),
-                                   encoding="utf-8")
+        write_text_atomic(json_path, json.dumps({"rule": SEED_RULE, "runs": runs, "picked": chosen["run"]}, indent=1),
+                          "seed pick")
     return 0
 
 
@@ -280,17 +280,18 @@ def cli_main(argv: list[str]) -> int:
         for path in write_loho_splits(Path(args.union_csv), Path(args.out)):
             print(path)
         return 0
+    for out in (getattr(args, "json", None), getattr(args, "md", None)):
+        if out:
+            check_writable(out, "output")
     if args.action == "pick-seed":
         return _pick_seed_cli(args.runs, args.json)
     summary = summarise([_read_result(p) for p in args.results])
     text = render_markdown(summary)
     print(text, end="")
     if args.md:
-        Path(args.md).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.md).write_text(text, encoding="utf-8")
+        write_text_atomic(args.md, text, "LOHO summary")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(summary, indent=1), encoding="utf-8")
+        write_text_atomic(args.json, json.dumps(summary, indent=1), "LOHO summary")
     return 0
 
 

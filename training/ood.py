@@ -609,49 +609,65 @@ def gate_scores(gate, feats: SetFeatures) -> np.ndarray:
     return reference_score(gate, feats.feats)
 
 
-def _leave_source_out(candidate: Candidate | str, train: SetFeatures,
-                      val: SetFeatures) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+def leave_source_out(candidate: Candidate | str, train: SetFeatures,
+                     val: SetFeatures) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """For each source dataset ``d`` of ``train`` (``source_of``): ``candidate`` fitted on ``d``'s training rows;
-    yields (``d``, its scores of ``d``'s validation rows, its scores of the *other* sources' train + val images).
-    Nothing with fewer than two sources. Test rows are never read."""
+    (``d``, its scores of ``d``'s validation rows, its scores of the *other* sources' train + val images). Empty with
+    fewer than two sources. Test rows are never read. ``shares_of`` and ``levels_of`` summarise one such list."""
     src_train, src_val = train.sources(), val.sources()
     names = sorted(set(src_train))
     if len(names) < 2:
-        return
+        return []
+    out = []
     for d in names:
         own = [s == d for s in src_train]
         gate = fit_gate(candidate, train.subset(own))
         own_val = gate_scores(gate, val.subset([s == d for s in src_val]))
         others = concat_features(train.subset([not k for k in own]), val.subset([s != d for s in src_val]))
-        yield d, own_val, gate_scores(gate, others)
+        out.append((d, own_val, gate_scores(gate, others)))
+    return out
+
+
+def shares_of(loso: list[tuple[str, np.ndarray, np.ndarray]],
+              target_flagged: float = DEFAULT_TARGET_FLAGGED) -> dict[str, float] | None:
+    """Per fitted source: the share of the other sources' images above its usual threshold (``choose_threshold``
+    of its own validation scores). ``None`` for an empty ``leave_source_out`` list."""
+    return {d: float((others > choose_threshold(own_val, target_flagged)).mean())
+            for d, own_val, others in loso} or None
+
+
+def levels_of(loso: list[tuple[str, np.ndarray, np.ndarray]], cross_target: float,
+              target_flagged: float = DEFAULT_TARGET_FLAGGED) -> dict[str, float] | None:
+    """Per fitted source: the other sources' images on its validation scale (``val_scale``) and the level that
+    flags only ``cross_target`` of them (their ``1 - cross_target`` quantile). ``None`` for an empty list."""
+    return {d: float(np.quantile(val_scale(others, own_val, target_flagged), 1.0 - cross_target))
+            for d, own_val, others in loso} or None
 
 
 def cross_source_shares(candidate: Candidate | str, train: SetFeatures, val: SetFeatures,
                         target_flagged: float = DEFAULT_TARGET_FLAGGED) -> dict[str, float] | None:
     """How a gate fitted on one scanner takes another scanner's images of the same organ — the selection set's
-    stand-in for a hospital it has never seen. For each source ``d``: fitted on ``d``'s training rows, thresholded
-    on ``d``'s validation rows (``choose_threshold``), the share of the other sources' train + val images scoring
-    above it. ``None`` with fewer than two sources."""
-    out = {d: float((others > choose_threshold(own_val, target_flagged)).mean())
-           for d, own_val, others in _leave_source_out(candidate, train, val)}
-    return out or None
+    stand-in for a hospital it has never seen (``leave_source_out`` summarised by ``shares_of``)."""
+    return shares_of(leave_source_out(candidate, train, val), target_flagged)
+
+
+def _val_anchors(ref: np.ndarray, target_flagged: float) -> tuple[float, float]:
+    """The in-domain validation scores' median and usual threshold: 0 and 1 of the validation scale."""
+    return float(np.median(ref)), choose_threshold(ref, target_flagged)
 
 
 def val_scale(scores: np.ndarray, ref: np.ndarray, target_flagged: float = DEFAULT_TARGET_FLAGGED) -> np.ndarray:
     """``scores`` on the scale of the in-domain validation scores ``ref``: 0 at their median, 1 at the usual
     threshold (``choose_threshold``). Scores of gates fitted on different data become comparable."""
-    lo, hi = float(np.median(ref)), choose_threshold(ref, target_flagged)
+    lo, hi = _val_anchors(ref, target_flagged)
     return (np.asarray(scores, np.float64) - lo) / max(hi - lo, 1e-12)
 
 
 def cross_source_levels(candidate: Candidate | str, train: SetFeatures, val: SetFeatures, cross_target: float,
                         target_flagged: float = DEFAULT_TARGET_FLAGGED) -> dict[str, float] | None:
-    """Where the threshold must sit for a hospital the gate has not seen. For each source ``d``: the gate fitted on
-    ``d`` alone, the other sources' images on ``d``'s validation scale (``val_scale``), and the level that flags
-    only ``cross_target`` of them (their ``1 - cross_target`` quantile). ``None`` with fewer than two sources."""
-    out = {d: float(np.quantile(val_scale(others, own_val, target_flagged), 1.0 - cross_target))
-           for d, own_val, others in _leave_source_out(candidate, train, val)}
-    return out or None
+    """Where the threshold must sit for a hospital the gate has not seen: ``leave_source_out`` summarised by
+    ``levels_of``. ``None`` with fewer than two sources."""
+    return levels_of(leave_source_out(candidate, train, val), cross_target, target_flagged)
 
 
 def cross_hospital_threshold(val_scores: np.ndarray, levels: dict[str, float],
@@ -659,8 +675,7 @@ def cross_hospital_threshold(val_scores: np.ndarray, levels: dict[str, float],
     """The threshold of a gate fitted on every source, carried from the leave-one-source-out ``levels``: the
     highest level (every held-out source within its target), never below the usual threshold (level 1), on this
     gate's own validation scale."""
-    v = np.asarray(val_scores, np.float64)
-    lo, hi = float(np.median(v)), choose_threshold(v, target_flagged)
+    lo, hi = _val_anchors(np.asarray(val_scores, np.float64), target_flagged)
     return float(lo + max(1.0, *levels.values()) * (hi - lo))
 
 

@@ -134,11 +134,10 @@ def select_cross_hospital(rows: list[dict[str, Any]], tie: float = CROSS_TIE) ->
     return min(tied, key=lambda r: (r["n_parts"], -r["min_far_flagged_cross"], -r["min_far_auroc"]))
 
 
-def _cross_hospital_columns(cand: Any, train: Any, val: Any, val_scores: np.ndarray, gate: Any,
-                            far: list[Any], cross_target: float = CROSS_TARGET) -> dict[str, Any]:
-    """A candidate at the cross-hospital threshold: its level and the share of each far set flagged (the
-    report-only clips left out)."""
-    levels = ood.cross_source_levels(cand, train, val, cross_target)
+def _cross_hospital_columns(levels: dict[str, float] | None, val_scores: np.ndarray, gate: Any,
+                            far: list[Any]) -> dict[str, Any]:
+    """A candidate at the cross-hospital threshold (``levels``: ``ood.levels_of``): its level and the share of each
+    far set flagged (the report-only clips left out)."""
     if levels is None:
         return {"cross_levels": None, "far_flagged_cross": None, "min_far_flagged_cross": None}
     thr = ood.cross_hospital_threshold(val_scores, levels)
@@ -169,10 +168,11 @@ def method_table(model: Path, shared: Path, *, threads: int = 1, log=print,
         for s in far:
             row["auroc"][s.name] = auroc(v, ood.gate_scores(gate, s), n_boot=0)[0]
         row["min_far_auroc"] = min(row["auroc"].values())
-        by_source = ood.cross_source_shares(cand, train, val)
+        loso = ood.leave_source_out(cand, train, val)  # one fit per source for both columns
+        by_source = ood.shares_of(loso)
         row["cross_scanner_by_source"] = by_source
         row["cross_scanner"] = None if by_source is None else float(np.mean(list(by_source.values())))
-        row.update(_cross_hospital_columns(cand, train, val, v, gate, far, cross_target))
+        row.update(_cross_hospital_columns(ood.levels_of(loso, cross_target), v, gate, far))
         rows.append(row)
     chosen = select_candidate(rows)
     cross = select_cross_hospital(rows)

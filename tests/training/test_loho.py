@@ -126,3 +126,10 @@ def test_pick_seed_refuses_an_unfinished_run(tmp_path):
     (tmp_path / "running").mkdir()
     with pytest.raises(ConfigError, match="has not finished"):
         loho.cli_main(["pick-seed", str(tmp_path / "running")])
+
+
+def test_an_unwritable_output_is_refused_before_any_run_is_read(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ConfigError, match="cannot write"):
+        loho.cli_main(["pick-seed", str(tmp_path / "no_such_run"), "--json", str(blocker / "pick.json")])
