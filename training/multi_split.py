@@ -37,6 +37,7 @@ The external test set (``breast_lesions_usg``) is refused: it is never trained o
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from sonolens.pipeline.errors import ConfigError
+from sonolens.pipeline.outputs import write_text_atomic
 
 from .audit import HASH_BITS, ImageHashes, MatchRule, UnionFind, hamming
 from .data import (
@@ -340,15 +342,16 @@ def union_split(root: Path | str, samples: Sequence[LesionSample], hashes: Image
 
 def write_union_csv(path: Path | str, result: UnionSplit) -> int:
     n = 0
-    with Path(path).open("w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh, lineterminator="\n")
-        w.writerow(LESION_SPLIT_COLUMNS)
-        for i, s in enumerate(result.samples):
-            if not result.split[i]:
-                continue
-            mask = s.mask.relative_to(result.root).as_posix() if s.mask is not None else ""
-            w.writerow([result.rel(i), s.label, result.grouping.unit[i], result.split[i], s.dataset, s.patient, mask])
-            n += 1
+    fh = io.StringIO()  # the whole table, then one atomic write: a crash or a full disk leaves the old file
+    w = csv.writer(fh, lineterminator="\n")
+    w.writerow(LESION_SPLIT_COLUMNS)
+    for i, s in enumerate(result.samples):
+        if not result.split[i]:
+            continue
+        mask = s.mask.relative_to(result.root).as_posix() if s.mask is not None else ""
+        w.writerow([result.rel(i), s.label, result.grouping.unit[i], result.split[i], s.dataset, s.patient, mask])
+        n += 1
+    write_text_atomic(path, fh.getvalue(), "split file")
     return n
 
 
@@ -528,17 +531,18 @@ def write_audit_csv(path: Path | str, root: Path | str, samples: Sequence[Lesion
     root = Path(root)
     grouping = group_union(samples, twin_pairs(samples, hashes, busi_rule, cross_rule))
     ok = hashes.readable
-    with Path(path).open("w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh, lineterminator="\n")
-        w.writerow(["dataset", "file", "label", "patient", "unit", "twin_group", "phash", "dhash",
-                    "nearest_other_dataset_file", "nearest_other_dataset_phash_dist"])
-        for i, s in enumerate(samples):
-            other = np.array([j for j in range(len(samples)) if ok[j] and samples[j].dataset != s.dataset], int)
-            near, dist = "", ""
-            if ok[i] and other.size:
-                dp = hamming(hashes.phash[[i]], hashes.phash[other])[0].astype(int)
-                k = int(np.argmin(dp))
-                near, dist = samples[int(other[k])].path.relative_to(root).as_posix(), str(int(dp[k]))
-            w.writerow([s.dataset, s.path.relative_to(root).as_posix(), s.label, s.patient, grouping.unit[i],
-                        f"t{grouping.twin_group[i]:05d}", f"{int(hashes.phash[i]):016x}" if ok[i] else "",
-                        f"{int(hashes.dhash[i]):016x}" if ok[i] else "", near, dist])
+    fh = io.StringIO()  # the whole table, then one atomic write: a crash or a full disk leaves the old file
+    w = csv.writer(fh, lineterminator="\n")
+    w.writerow(["dataset", "file", "label", "patient", "unit", "twin_group", "phash", "dhash",
+                "nearest_other_dataset_file", "nearest_other_dataset_phash_dist"])
+    for i, s in enumerate(samples):
+        other = np.array([j for j in range(len(samples)) if ok[j] and samples[j].dataset != s.dataset], int)
+        near, dist = "", ""
+        if ok[i] and other.size:
+            dp = hamming(hashes.phash[[i]], hashes.phash[other])[0].astype(int)
+            k = int(np.argmin(dp))
+            near, dist = samples[int(other[k])].path.relative_to(root).as_posix(), str(int(dp[k]))
+        w.writerow([s.dataset, s.path.relative_to(root).as_posix(), s.label, s.patient, grouping.unit[i],
+                    f"t{grouping.twin_group[i]:05d}", f"{int(hashes.phash[i]):016x}" if ok[i] else "",
+                    f"{int(hashes.dhash[i]):016x}" if ok[i] else "", near, dist])
+    write_text_atomic(path, fh.getvalue(), "audit table")

@@ -22,6 +22,7 @@ in ``training.split_cli``.
 from __future__ import annotations
 
 import csv
+import io
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -29,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from sonolens.pipeline.errors import ConfigError
+from sonolens.pipeline.outputs import write_text_atomic
 
 from .audit import AuditResult
 from .data import SPLIT_COLUMNS
@@ -111,13 +113,14 @@ def make_split(audit: AuditResult, protocol: str = "grouped", seed: int = 42) ->
 def write_split_csv(path: Path | str, audit: AuditResult, split: Sequence[str]) -> int:
     """Write ``file,label,group,split`` rows for every sample with a split; returns the number of rows."""
     n = 0
-    with Path(path).open("w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh, lineterminator="\n")
-        w.writerow(SPLIT_COLUMNS)
-        for i, s in enumerate(audit.samples):
-            if split[i]:
-                w.writerow([audit.rel(i), s.label, audit.group[i], split[i]])
-                n += 1
+    fh = io.StringIO()  # the whole table, then one atomic write: a crash or a full disk leaves the old file
+    w = csv.writer(fh, lineterminator="\n")
+    w.writerow(SPLIT_COLUMNS)
+    for i, s in enumerate(audit.samples):
+        if split[i]:
+            w.writerow([audit.rel(i), s.label, audit.group[i], split[i]])
+            n += 1
+    write_text_atomic(path, fh.getvalue(), "split file")
     return n
 
 

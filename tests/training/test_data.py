@@ -338,3 +338,21 @@ def test_train_transform_shapes_dtype_and_grayscale():
     assert not torch.equal(outs[0], outs[1])  # it is random…
     torch.manual_seed(0)
     assert torch.equal(tf(img), outs[0])  # …and reproducible from the seed
+
+
+def test_split_file_is_written_whole_or_not_at_all(tmp_path: Path):
+    """A writer that fails half-way (here: a split list shorter than the samples) leaves the old split file as it
+    was, and a finished write replaces it whole (before, the file was truncated first and left half-written)."""
+    from types import SimpleNamespace
+
+    samples = [SimpleNamespace(label="benign") for _ in range(4)]
+    audit = SimpleNamespace(samples=samples, rel=lambda i: f"benign/{i}.png", group=[f"g{i}" for i in range(4)])
+    out = tmp_path / "split.csv"
+    out.write_text("the old file\n")
+    with pytest.raises(IndexError):
+        splits_mod.write_split_csv(out, audit, ["train", "val"])
+    assert out.read_text() == "the old file\n"
+    assert list(tmp_path.iterdir()) == [out]
+    assert splits_mod.write_split_csv(out, audit, ["train", "val", "test", "train"]) == 4
+    assert out.read_text().splitlines()[1:] == ["benign/0.png,benign,g0,train", "benign/1.png,benign,g1,val",
+                                                "benign/2.png,benign,g2,test", "benign/3.png,benign,g3,train"]
