@@ -3,7 +3,9 @@
 * no function or method in ``pipeline/``, ``training/``, ``bench/``, ``models/`` or ``batch/`` is longer than 80
   lines, counted from its first decorator (or ``def``) to its last line, docstring included;
 * no module of a package imports, directly or through other modules of that package, a module that imports it
-  back — imports inside functions count, imports under ``if TYPE_CHECKING:`` do not.
+  back — imports inside functions count, imports under ``if TYPE_CHECKING:`` do not. The same rule is an
+  import-linter ``acyclic_siblings`` contract (``lint-imports``, pyproject.toml); this test keeps it in the README's
+  test command.
 """
 
 from __future__ import annotations
