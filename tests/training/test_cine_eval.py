@@ -44,6 +44,14 @@ def test_cine_eval_scores_clips_and_patients(cine, random_student, tmp_path, cap
     assert "patient AUC" in capsys.readouterr().out
 
 
+def test_cine_eval_refuses_an_unwritable_output_before_reading_any_clip(cine, random_student, tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    monkeypatch.setattr(cine_eval, "clip_frames", lambda *a, **k: pytest.fail("a clip was read"))
+    assert main(["cine-eval", "--model", str(random_student), "--cine", str(cine),
+                 "--json", str(blocker / "cine.json")]) == 2
+
+
 def test_changes_per_second_counts_shown_frames_only():
     top = [0, 0, 1, 1, 0, 2]
     states = ["ok", "ok", "ok", "out_of_domain", "ok", "ok"]

@@ -133,3 +133,29 @@ def test_an_unwritable_output_is_refused_before_any_run_is_read(tmp_path):
     blocker.write_text("x")
     with pytest.raises(ConfigError, match="cannot write"):
         loho.cli_main(["pick-seed", str(tmp_path / "no_such_run"), "--json", str(blocker / "pick.json")])
+
+
+def test_pick_recipe_keeps_the_incumbent_unless_the_challenger_wins_by_the_tie_band(tmp_path, capsys):
+    old = [_run(tmp_path, f"old_s{s}", acc, 0.7) for s, acc in enumerate((0.74, 0.70, 0.72))]   # mean 0.72
+    close = [_run(tmp_path, f"close_s{s}", acc, 0.7) for s, acc in enumerate((0.71, 0.73, 0.725))]  # 0.7217
+    better = [_run(tmp_path, f"new_s{s}", acc, 0.7) for s, acc in enumerate((0.75, 0.72, 0.74))]   # 0.7367
+    out = tmp_path / "pick.json"
+    assert loho.cli_main(["pick-recipe", "--recipe", "old", *old, "--recipe", "close", *close,
+                          "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["picked"] == old[0]          # within 0.01: the incumbent, its best seed
+    assert loho.cli_main(["pick-recipe", "--recipe", "old", *old, "--recipe", "new", *better,
+                          "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert (result["recipe"], result["picked"]) == ("new", better[0])
+    assert "new: mean val accuracy 0.7367 over seeds 0,1,2" in capsys.readouterr().out
+
+
+def test_pick_recipe_compares_only_the_seeds_every_recipe_finished(tmp_path):
+    old = [_run(tmp_path, f"old_s{s}", acc, 0.7) for s, acc in enumerate((0.70, 0.70, 0.99))]
+    new = [_run(tmp_path, f"new_s{s}", acc, 0.7) for s, acc in enumerate((0.75, 0.75))]
+    result = loho.pick_recipe({"old": [loho.run_summary(r) for r in old], "new": [loho.run_summary(r) for r in new]})
+    assert result["seeds"] == [0, 1] and result["recipe"] == "new"   # old's seed 2 (0.99) is not compared
+    with pytest.raises(ConfigError, match="_s<seed>"):
+        loho.pick_recipe({"x": [loho.run_summary(_run(tmp_path, "noseed", 0.7, 0.7))]})
+    with pytest.raises(ConfigError, match="same name"):
+        loho.cli_main(["pick-recipe", "--recipe", "a", old[0], "--recipe", "a", old[1]])
