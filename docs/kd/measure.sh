@@ -31,3 +31,18 @@ for r in nomarks kd; do for s in "${SEEDS[@]}"; do
     --json "$OUT/cine/${r}_s$s.json" --md "$OUT/cine/${r}_s$s.md"
 done; done
 $PYTHON docs/kd/paired_cine.py "$OUT"/cine/*.json --md "$OUT/cine_paired.md"
+# 5. the picked file: if it is a distilled seed, it gets its gate by the cross-hospital rule and the default's full
+#    report (gate on every set, three levels against the shipped default, speed); either way the joined-clip test of
+#    the shown class (item 4: does it follow a benign -> malignant change within 2 s?) for the picked file
+R=$($PYTHON -c 'import json; print(json.load(open("docs/kd/pick.json"))["picked"])')
+if [[ "$R" == *union_kd_s* ]]; then
+  $SONOLENS fit-ood --model "$R/student.onnx" --out "$R/student.onnx" --candidate auto
+  $SONOLENS ood-eval --model "$R/student.onnx" --out "$OUT/ood_report" --n-boot 500
+  $SONOLENS model-report --model kd="$R/student.onnx" --model nomarks=models/weights/busi_lite0_student.onnx \
+    --decision 1.0 --n-boot 1000 --out "$OUT/model_report"
+  $SONOLENS bench --sections models --student "$R/student.onnx" --out-dir "$OUT/bench"
+  F="$R/student.onnx"
+else
+  F=models/weights/busi_lite0_student.onnx
+fi
+$SONOLENS cine-eval --model "$F" --decision 1.0 --joins 9 --limit 0 --json "$OUT/joins.json" --md "$OUT/joins.md"
