@@ -6,8 +6,8 @@ Module map:
 
 * ``registry`` — ``register_model`` / ``create_model`` / ``list_models``; every model carries its
   ``pipeline.modelfile.ModelSpec`` as ``model.sonolens_spec``;
-* ``student`` (MobileNetV3-Small), ``student_lite`` (EfficientNet-Lite0), ``teacher`` — the architectures; importing
-  them registers them (done here, timm's style);
+* ``student`` (MobileNetV3-Small), ``student_lite`` (EfficientNet-Lite0, -Lite1, -Lite2), ``teacher`` — the
+  architectures; importing them registers them (done here, timm's style);
 * ``adapters`` — each student's adapter record (CAM recipe, feature stages, input defaults), registered beside its
   builder; the generic code below reads it;
 * ``checkpoint`` — ``save_checkpoint`` / ``load_checkpoint``, the one checkpoint format;
