@@ -67,7 +67,7 @@ def build_lite(variant: str, pretrained: bool = False, pretrained_file: str | Pa
 
     arch = ADAPTERS[variant].arch
     spec, timm_kwargs = with_overrides(ADAPTERS[variant].default_spec(), **cfg)
-    model = timm.create_model(arch, pretrained=False, num_classes=spec.num_classes, **timm_kwargs)
+    model: Any = timm.create_model(arch, pretrained=False, num_classes=spec.num_classes, **timm_kwargs)
     init = "random"
     if pretrained_file is not None:
         _load_lite_file(model, Path(pretrained_file), arch)

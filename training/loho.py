@@ -40,7 +40,7 @@ import json
 import math
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -251,7 +251,7 @@ def seed_of(run: dict[str, Any]) -> int:
     return int(m[1])
 
 
-def pick_recipe(recipes: dict[str, Sequence[dict[str, Any]]]) -> dict[str, Any]:
+def pick_recipe(recipes: Mapping[str, Sequence[dict[str, Any]]]) -> dict[str, Any]:
     """``RECIPE_RULE`` over ``{recipe: run_summary records}`` (insertion order: the incumbent first): per recipe the
     mean validation accuracy over the seeds all recipes finished, the pick, and the seed ``SEED_RULE`` picks in it."""
     if not recipes or any(not runs for runs in recipes.values()):
