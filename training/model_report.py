@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shlex
 import shutil
 import sys
@@ -82,8 +83,19 @@ def parse_levels(text: str) -> list[str]:
     return [lv for lv in LEVELS if lv in asked]
 
 
+def shown_path(p: Path) -> Path:
+    """``p`` as the report records it and hands it to the levels: relative to the working folder when it lies in it or
+    beside it (``runs/x/student.onnx``, ``../shared/datasets``), so a committed report names no machine's folders;
+    absolute otherwise."""
+    try:
+        rel = Path(os.path.relpath(p.resolve()))
+    except ValueError:  # another drive (Windows)
+        return p.resolve()
+    return rel if rel.parts[:2].count("..") < 2 else p.resolve()
+
+
 def parse_models(items: Sequence[str], levels: Sequence[str]) -> list[tuple[str, str]]:
-    """``NAME=PATH`` items → ``(name, absolute path)``; every file must exist, names must differ, and the video and
+    """``NAME=PATH`` items → ``(name, path)`` (``shown_path``); every file must exist, names must differ, and the video and
     explanation levels need ONNX files (the runtime's pipeline, the fused CAM output)."""
     from .config import resolve_path
     from .external_eval import named_path
@@ -99,7 +111,7 @@ def parse_models(items: Sequence[str], levels: Sequence[str]) -> list[tuple[str,
         if p.suffix.lower() != ".onnx" and {"video", "explanation"} & set(levels):
             raise ConfigError(f"--model {item}: the video and explanation levels need an ONNX model file "
                               f"(export a checkpoint with 'sonolens export'), or --levels images")
-        models.append((name, str(p.resolve())))
+        models.append((name, str(shown_path(p))))
     names = [n for n, _ in models]
     if len(set(names)) != len(names):
         raise ConfigError("two --model entries have the same name; use NAME=PATH with distinct names")
@@ -136,7 +148,7 @@ def check_inputs(args: argparse.Namespace, levels: Sequence[str]) -> dict[str, P
         split = resolve_path(args.split_file)
         if not split.is_file():
             raise ConfigError(f"--split-file {args.split_file}: no such file")
-        found.update(datasets_root=root.resolve(), split_file=split.resolve())
+        found.update(datasets_root=shown_path(root), split_file=shown_path(split))
     if "video" in levels:
         from .cine_eval import read_clips
 
@@ -144,7 +156,7 @@ def check_inputs(args: argparse.Namespace, levels: Sequence[str]) -> dict[str, P
         if not cine.is_dir():
             raise ConfigError(f"--cine-root {args.cine_root}: no such folder")
         read_clips(cine)  # clips.csv present, with its columns
-        found["cine_root"] = cine.resolve()
+        found["cine_root"] = shown_path(cine)
     return found
 
 

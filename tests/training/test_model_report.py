@@ -264,3 +264,17 @@ def test_missing_inputs_are_config_errors(random_student, tmp_path, datasets):
     with pytest.raises(ConfigError, match="--split-file"):
         mr.cli_main(["--model", f"r={random_student}", *out, "--levels", "explanation",
                      "--datasets-root", str(datasets[0]), "--split-file", str(tmp_path / "none.csv")])
+
+
+def test_the_report_names_paths_relative_to_the_working_folder(tmp_path, monkeypatch):
+    """A committed report must not name the machine's folders: inside or beside the working folder a path is
+    recorded relative to it; far away, absolute."""
+    work, beside, far = tmp_path / "a" / "repo", tmp_path / "a" / "shared", tmp_path / "b" / "c" / "far"
+    for folder in (work / "runs", beside, far):
+        folder.mkdir(parents=True)
+    model = work / "runs" / "student.onnx"
+    model.write_bytes(b"x")
+    monkeypatch.chdir(work)
+    assert mr.parse_models([f"m={model}"], ["images"]) == [("m", "runs/student.onnx")]
+    assert mr.shown_path(beside) == Path("../shared")
+    assert mr.shown_path(far) == far.resolve()
