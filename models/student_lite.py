@@ -19,6 +19,7 @@ Head layout in timm 1.0.x (checked against 1.0.31), the same for the three varia
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -85,22 +86,8 @@ def build_lite(variant: str, pretrained: bool = False, pretrained_file: str | Pa
     return model
 
 
-@register_model(LITE0_ARCH)
-def tf_efficientnet_lite0(pretrained: bool = False, pretrained_file: str | Path | None = None, **cfg: Any):
-    """EfficientNet-Lite0, the shipped student (``build_lite``)."""
-    return build_lite("lite0", pretrained, pretrained_file, **cfg)
-
-
-@register_model("tf_efficientnet_lite1")
-def tf_efficientnet_lite1(pretrained: bool = False, pretrained_file: str | Path | None = None, **cfg: Any):
-    """EfficientNet-Lite1 (``build_lite``)."""
-    return build_lite("lite1", pretrained, pretrained_file, **cfg)
-
-
-@register_model("tf_efficientnet_lite2")
-def tf_efficientnet_lite2(pretrained: bool = False, pretrained_file: str | Path | None = None, **cfg: Any):
-    """EfficientNet-Lite2, the stronger ImageNet teacher for the Lite0 student (``build_lite``)."""
-    return build_lite("lite2", pretrained, pretrained_file, **cfg)
+# every variant registered under timm's name (``create_model("tf_efficientnet_lite2", pretrained=True)``)
+BUILDERS = {variant: register_model(ad.arch)(partial(build_lite, variant)) for variant, ad in ADAPTERS.items()}
 
 
 def _load_lite_file(model, path: Path, arch: str) -> None:

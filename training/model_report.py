@@ -95,8 +95,8 @@ def shown_path(p: Path) -> Path:
 
 
 def parse_models(items: Sequence[str], levels: Sequence[str]) -> list[tuple[str, str]]:
-    """``NAME=PATH`` items → ``(name, path)`` (``shown_path``); every file must exist, names must differ, and the video and
-    explanation levels need ONNX files (the runtime's pipeline, the fused CAM output)."""
+    """``NAME=PATH`` items → ``(name, path)`` (``shown_path``); every file must exist, names must differ, and the
+    video and explanation levels need ONNX files (the runtime's pipeline, the fused CAM output)."""
     from .config import resolve_path
     from .external_eval import named_path
 
