@@ -12,6 +12,7 @@ PYTHON=${PYTHON:-python3}
 OUT=docs/kd
 SEEDS=(0 1 2)
 mkdir -p "$OUT/cine"
+cp runs/union_lite2_teacher/summary.json "$OUT/teacher_summary.json"  # the teacher's best epoch and val figures
 # 1. the pick
 $SONOLENS loho pick-recipe --recipe nomarks "${SEEDS[@]/#/runs/union_nomarks_s}" \
   --recipe kd "${SEEDS[@]/#/runs/union_kd_s}" --json "$OUT/pick.json"
